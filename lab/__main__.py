@@ -1,0 +1,54 @@
+"""`python -m lab up | down | status [--json]`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lab import control
+from lab.machines import LabError
+
+
+def print_status(report: dict) -> bool:
+    healthy = report["dns"]["running"]
+    print(f"dns      {report['dns']['address']:<15} {'running' if report['dns']['running'] else 'STOPPED'}")
+    for entry in report["gateways"] + report["backends"]:
+        service = entry.get("gateway_listening", entry.get("ollama_listening"))
+        state = "running" if entry["running"] else "STOPPED"
+        healthy &= entry["running"] and entry["ssh"]
+        print(
+            f"{entry['name']:<8} {entry['address']:<15} {state:<8} ssh={'up' if entry['ssh'] else 'DOWN':<5}"
+            f" service={'up' if service else 'down':<5} {entry['url']}"
+        )
+    return healthy
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab", description="The local LiteLLM gateway lab.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="build and boot the lab hosts and DNS (idempotent)")
+    up.add_argument("--gateways", type=int, help="how many gateway hosts (default: as before, 1)")
+    down = sub.add_parser("down", help="stop every lab host and the DNS server")
+    down.add_argument("--purge", action="store_true", help="also delete the hosts' file systems")
+    status = sub.add_parser("status", help="what runs, where, and where the master key is")
+    status.add_argument("--json", action="store_true", help="machine-readable output for scripts")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            control.up(args.gateways)
+            return 0 if print_status(control.status()) else 1
+        if args.command == "down":
+            control.down(purge=args.purge)
+            return 0
+        report = control.status()
+        if args.json:
+            print(json.dumps(report, indent=2))
+            return 0
+        return 0 if print_status(report) else 1
+    except LabError as error:
+        print(f"lab: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The lab's real DNS server: dnsmasq on its own loopback address.
+
+It is authoritative for the lab domain and its reverse zone (A and PTR for every lab host), and
+forwards every other name to this machine's own resolvers, so lab hosts can still reach the
+package registries. Tests add records of their own (a missing PTR, a PTR naming another host, ...)
+through `extra` lines in dnsmasq's syntax.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from lab.machines import LabError, ensure_address, port_open
+from lab.topology import DNS_ADDRESS, DOMAIN, STATE_DIR, LabHost
+
+CONF = STATE_DIR / "dns" / "dnsmasq.conf"
+PID_FILE = STATE_DIR / "dns" / "dnsmasq.pid"
+LOG = STATE_DIR / "dns" / "dnsmasq.log"
+
+
+def upstream_servers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]:
+    servers = []
+    for line in resolv_conf.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver" and parts[1] != DNS_ADDRESS:
+            servers.append(parts[1])
+    return servers
+
+
+def render_conf(hosts: list[LabHost], extra: list[str] = ()) -> str:
+    lines = [
+        "# Written by `python -m lab`; edits are overwritten.",
+        "port=53",
+        f"listen-address={DNS_ADDRESS}",
+        "bind-interfaces",
+        "no-resolv",
+        "no-hosts",
+        f"local=/{DOMAIN}/",
+        "local=/10.0.127.in-addr.arpa/",
+        f"pid-file={PID_FILE}",
+        f"log-facility={LOG}",
+    ]
+    lines += [f"server={server}" for server in upstream_servers()]
+    lines += [f"host-record={host.fqdn},{host.address}" for host in hosts]
+    lines += list(extra)
+    return "\n".join(lines) + "\n"
+
+
+def pid() -> int | None:
+    try:
+        value = int(PID_FILE.read_text())
+        os.kill(value, 0)
+        return value
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+
+
+def stop() -> None:
+    value = pid()
+    if value is not None:
+        os.kill(value, signal.SIGTERM)
+        for _ in range(50):
+            if pid() is None:
+                break
+            time.sleep(0.1)
+    PID_FILE.unlink(missing_ok=True)
+
+
+def ensure(hosts: list[LabHost], extra: list[str] = ()) -> None:
+    """Serve exactly these records; restart dnsmasq only when its configuration changed."""
+    CONF.parent.mkdir(parents=True, exist_ok=True)
+    text = render_conf(hosts, extra)
+    changed = not CONF.exists() or CONF.read_text() != text
+    if changed:
+        CONF.write_text(text)
+    if pid() is not None and not changed:
+        return
+    stop()
+    ensure_address(DNS_ADDRESS)
+    result = subprocess.run(["dnsmasq", f"--conf-file={CONF}"], text=True, capture_output=True)
+    if result.returncode != 0:
+        raise LabError(f"dnsmasq did not start: {result.stderr.strip()}")
+    for _ in range(50):
+        if port_open(DNS_ADDRESS, 53):
+            return
+        time.sleep(0.1)
+    raise LabError(f"dnsmasq is not answering on {DNS_ADDRESS}:53 (log: {LOG})")

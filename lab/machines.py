@@ -1,0 +1,244 @@
+"""Real systemd hosts on this machine: a cached Debian root file system booted by systemd-nspawn.
+
+Follows shared/reference/lab.md: no private network (each host binds its own loopback address),
+`--register=no --keep-unit` because this machine has no systemd as PID 1, and the host's pip
+cache bound in so repeated installs are fast.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from lab.topology import CACHE_DIR, DEBIAN_SUITE, DNS_ADDRESS, DOMAIN, OLLAMA_PORT, PIP_CACHE_DIR, STATE_DIR, LabHost
+
+BASE_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,ca-certificates,sudo,iproute2"
+BASE_ROOT = CACHE_DIR / f"{DEBIAN_SUITE}-base"
+SSH_KEY = STATE_DIR / "ssh" / "id_ed25519"
+DOUBLE_SOURCE = Path(__file__).with_name("ollama_double.py")
+
+
+class LabError(RuntimeError):
+    """Something in the lab could not be brought to the state asked for."""
+
+
+def run(*cmd: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, text=True, capture_output=True, **kwargs)
+
+
+def apt_mirror(sources_dirs: tuple[str, ...] = ("/etc/apt/sources.list", "/etc/apt/sources.list.d")) -> str:
+    """The Debian mirror this machine's own apt uses (never a hard-coded one)."""
+    texts = []
+    for entry in sources_dirs:
+        path = Path(entry)
+        files = sorted(path.glob("*.list")) + sorted(path.glob("*.sources")) if path.is_dir() else [path]
+        texts += [f.read_text() for f in files if f.is_file()]
+    text = "\n".join(texts)
+    deb822 = re.findall(r"^URIs:\s*(\S+)\s*\nSuites:\s*(\S+)", text, re.M)
+    one_line = re.findall(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", text, re.M)
+    for uri, suite in deb822 + one_line:
+        if suite.split("-")[0] == DEBIAN_SUITE and "security" not in uri:
+            return uri
+    raise LabError("no Debian mirror for bookworm found in this machine's apt sources")
+
+
+def ensure_base_root() -> Path:
+    """Build the cached minimal Debian root once (about 80 s); every host starts as a copy of it."""
+    if (BASE_ROOT / "usr/bin/python3").exists():
+        return BASE_ROOT
+    partial = BASE_ROOT.with_name(BASE_ROOT.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    print(f"lab: building the {DEBIAN_SUITE} root file system (once, about 2 minutes)", flush=True)
+    result = run(
+        "debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}",
+        DEBIAN_SUITE, str(partial), apt_mirror(), check=False,
+    )
+    if result.returncode != 0:
+        raise LabError(f"debootstrap failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    partial.rename(BASE_ROOT)
+    return BASE_ROOT
+
+
+def ensure_ssh_key() -> Path:
+    if not SSH_KEY.exists():
+        SSH_KEY.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "litellm-lab", "-f", str(SSH_KEY))
+    return SSH_KEY
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> bool:
+    """Write a file in a host's root; True when its content changed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.read_text() == text:
+        return False
+    path.write_text(text)
+    path.chmod(mode)
+    return True
+
+
+def ollama_unit(host: LabHost) -> str:
+    return (
+        "[Unit]\nDescription=Ollama API double (lab)\nAfter=network.target\n\n"
+        "[Service]\n"
+        f"ExecStart=/usr/bin/python3 /usr/local/bin/ollama-double --host {host.address} "
+        f"--port {OLLAMA_PORT} --behaviour /etc/ollama-double.json\n"
+        "Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+def default_behaviour(host: LabHost) -> str:
+    import json
+
+    return json.dumps({"models": host.tags, "token_delay": 0.0, "fail": False, "hang": False}, indent=2) + "\n"
+
+
+def configure_root(host: LabHost) -> bool:
+    """Write the per-host files into the root; True when the double's program or unit changed."""
+    root = host.root
+    pubkey = ensure_ssh_key().with_suffix(".pub").read_text()
+    _write(root / "etc/hostname", f"{host.name}\n")
+    _write(root / "etc/hosts", f"127.0.0.1 localhost\n{host.address} {host.fqdn} {host.name}\n")
+    _write(root / "etc/resolv.conf", f"nameserver {DNS_ADDRESS}\nsearch {DOMAIN}\n")
+    _write(
+        root / "etc/ssh/sshd_config.d/lab.conf",
+        f"ListenAddress {host.address}\nPermitRootLogin prohibit-password\n"
+        "PasswordAuthentication no\nUseDNS no\n",
+    )
+    (root / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
+    _write(root / "root/.ssh/authorized_keys", pubkey, 0o600)
+    changed = False
+    if host.role == "backend":
+        changed |= _write(root / "usr/local/bin/ollama-double", DOUBLE_SOURCE.read_text(), 0o755)
+        changed |= _write(root / "etc/systemd/system/ollama.service", ollama_unit(host))
+        wants = root / "etc/systemd/system/multi-user.target.wants/ollama.service"
+        if not wants.is_symlink():
+            wants.symlink_to("/etc/systemd/system/ollama.service")
+        if not (root / "etc/ollama-double.json").exists():
+            _write(root / "etc/ollama-double.json", default_behaviour(host))
+    return changed
+
+
+def create_root(host: LabHost) -> None:
+    base = ensure_base_root()
+    host.root.parent.mkdir(parents=True, exist_ok=True)
+    partial = host.root.with_name("root.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    run("cp", "-a", "--reflink=auto", str(base), str(partial))
+    partial.rename(host.root)
+
+
+def pid(host: LabHost) -> int | None:
+    """PID of the host's systemd-nspawn process, if it is alive."""
+    try:
+        value = int(host.pid_file.read_text())
+        os.kill(value, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    cmdline = Path(f"/proc/{value}/cmdline").read_bytes().split(b"\0")
+    return value if b"systemd-nspawn" in cmdline[0] and str(host.root).encode() in cmdline else None
+
+
+def ensure_address(address: str) -> None:
+    shown = run("ip", "-o", "addr", "show", "dev", "lo").stdout
+    if f" {address}/" not in shown:
+        run("ip", "addr", "add", f"{address}/32", "dev", "lo")
+
+
+def boot(host: LabHost) -> None:
+    ensure_address(host.address)
+    PIP_CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    log = open(host.console_log, "ab")
+    process = subprocess.Popen(
+        [
+            "systemd-nspawn", "-D", str(host.root), "-b", "--register=no", "--keep-unit",
+            "-M", host.name, "--resolv-conf=off", "--timezone=off", "--link-journal=no",
+            "--console=read-only", f"--bind={PIP_CACHE_DIR}:/root/.cache/pip",
+        ],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    host.pid_file.write_text(str(process.pid))
+    for _ in range(50):  # until the child has exec'd (its cmdline is python's before that)
+        if pid(host) is not None or process.poll() is not None:
+            break
+        time.sleep(0.05)
+
+
+def ssh_command(host: LabHost, command: str) -> list[str]:
+    return [
+        "ssh", "-i", str(SSH_KEY), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5",
+        f"root@{host.address}", command,
+    ]
+
+
+def ssh(host: LabHost, command: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a command on a lab host over real SSH."""
+    result = subprocess.run(ssh_command(host, command), text=True, capture_output=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise LabError(f"{host.name}: `{command}` exited {result.returncode}: {result.stderr.strip()}")
+    return result
+
+
+def port_open(address: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_ready(host: LabHost, timeout: float = 90) -> None:
+    """Wait until sshd answers and systemd has finished booting."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pid(host) is None:
+            tail = host.console_log.read_text(errors="replace")[-1500:]
+            raise LabError(f"{host.name}: systemd-nspawn exited while booting:\n{tail}")
+        if port_open(host.address, 22):
+            state = ssh(host, "systemctl is-system-running --wait", check=False, timeout=60).stdout.strip()
+            if state in ("running", "degraded"):
+                return
+        time.sleep(0.5)
+    raise LabError(f"{host.name}: not ready after {timeout:.0f} s (console log: {host.console_log})")
+
+
+def stop(host: LabHost, timeout: float = 30) -> None:
+    """Shut the host down cleanly: SIGTERM makes systemd-nspawn power the container off."""
+    value = pid(host)
+    if value is None:
+        return
+    os.kill(value, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid(host) is not None:
+        time.sleep(0.2)
+    if pid(host) is not None:
+        os.killpg(value, signal.SIGKILL)
+        time.sleep(0.5)
+    host.pid_file.unlink(missing_ok=True)
+
+
+def ensure_host(host: LabHost, fresh: bool = False) -> None:
+    """Make the host exist and run; with fresh=True, start it again from the clean base image."""
+    if fresh:
+        stop(host)
+        shutil.rmtree(host.root.parent, ignore_errors=True)
+    if not host.root.exists():
+        create_root(host)
+    changed = configure_root(host)
+    if pid(host) is None:
+        boot(host)
+        wait_ready(host)
+    elif changed:
+        wait_ready(host)
+        ssh(host, "systemctl daemon-reload && systemctl restart ollama")
+
+
+def remove(host: LabHost) -> None:
+    stop(host)
+    shutil.rmtree(host.root.parent, ignore_errors=True)

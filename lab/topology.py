@@ -1,0 +1,81 @@
+"""What the lab consists of: its hosts, their loopback addresses, names and models.
+
+All lab traffic stays on loopback: every host shares this machine's network namespace and binds
+its services to an address of its own in 127.0.10.0/24.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STATE_DIR = Path("/var/lib/litellm-lab")
+CACHE_DIR = Path("/var/cache/litellm-lab")
+PIP_CACHE_DIR = Path("/root/.cache/pip")
+DOMAIN = "lab.test"
+DNS_ADDRESS = "127.0.10.53"
+OLLAMA_PORT = 11434
+GATEWAY_PORT = 4000
+DEBIAN_SUITE = "bookworm"
+
+# The seed's five models, as Ollama tags.
+MODELS: dict[str, dict] = {
+    "phi3-3.8b": {"tag": "phi3:3.8b-mini-128k-instruct-q8_0", "max_input_tokens": 2048},
+    "llama3-8b": {"tag": "llama3:8b", "max_input_tokens": 2048},
+    "llama3.1-8b": {"tag": "llama3.1:8b", "max_input_tokens": 2048},
+    "mistral-7b": {"tag": "mistral:7b", "max_input_tokens": 2048},
+    "gemma2-9b": {"tag": "gemma2:9b", "max_input_tokens": 2048},
+}
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    role: str  # "gateway" or "backend"
+    address: str
+    models: tuple[str, ...] = field(default=())  # public model names a backend serves
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.name}.{DOMAIN}"
+
+    @property
+    def root(self) -> Path:
+        return STATE_DIR / "hosts" / self.name / "root"
+
+    @property
+    def console_log(self) -> Path:
+        return STATE_DIR / "hosts" / self.name / "console.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return STATE_DIR / "hosts" / self.name / "nspawn.pid"
+
+    @property
+    def tags(self) -> list[str]:
+        return [MODELS[m]["tag"] for m in self.models]
+
+
+BACKENDS = (
+    LabHost("llm1", "backend", "127.0.10.21", ("phi3-3.8b", "llama3-8b", "llama3.1-8b")),
+    LabHost("llm2", "backend", "127.0.10.22", ("phi3-3.8b", "mistral-7b", "gemma2-9b")),
+)
+
+
+def gateway(index: int) -> LabHost:
+    """Gateway number `index` (1-based): gw1 is the README's, others serve tests and benchmarks."""
+    if not 1 <= index <= 30:
+        raise ValueError(f"gateway index {index} is outside 1..30")
+    return LabHost(f"gw{index}", "gateway", f"127.0.10.{100 + index}")
+
+
+def hosts(gateways: int = 1) -> list[LabHost]:
+    return [gateway(i) for i in range(1, gateways + 1)] + list(BACKENDS)
+
+
+def by_name(name: str) -> LabHost:
+    if name.startswith("gw") and name[2:].isdigit():
+        return gateway(int(name[2:]))
+    for host in BACKENDS:
+        if host.name == name:
+            return host
+    raise KeyError(f"no lab host named {name!r}")
