@@ -98,6 +98,26 @@ def default_behaviour(host: LabHost) -> str:
     return json.dumps({"models": host.tags, "token_delay": 0.0, "fail": False, "hang": False}, indent=2) + "\n"
 
 
+def _pem_blocks(text: str) -> list[str]:
+    return re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", text, re.S)
+
+
+def trust_host_cas(root: Path, bundle: Path = Path("/etc/ssl/certs/ca-certificates.crt")) -> None:
+    """Give the host the CAs this machine trusts beyond Debian's (e.g. a TLS-inspecting proxy's).
+
+    Lab hosts reach the package registries the way this machine does, so they must trust what it
+    trusts; pip is pointed at the system bundle, as this machine's own pip is.
+    """
+    if not bundle.exists():
+        return
+    extra_file = root / "usr/local/share/ca-certificates/lab-host-trust.crt"
+    theirs = set(_pem_blocks((root / "etc/ssl/certs/ca-certificates.crt").read_text()))
+    extra = [block for block in _pem_blocks(bundle.read_text()) if block not in theirs]
+    if extra and _write(extra_file, "\n".join(extra) + "\n"):
+        run("chroot", str(root), "update-ca-certificates")
+    _write(root / "etc/pip.conf", "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
+
+
 def configure_root(host: LabHost) -> bool:
     """Write the per-host files into the root; True when the double's program or unit changed."""
     root = host.root
@@ -112,6 +132,7 @@ def configure_root(host: LabHost) -> bool:
     )
     (root / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
     _write(root / "root/.ssh/authorized_keys", pubkey, 0o600)
+    trust_host_cas(root)
     changed = False
     if host.role == "backend":
         changed |= _write(root / "usr/local/bin/ollama-double", DOUBLE_SOURCE.read_text(), 0o755)

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Smoke check of a gateway: ready, exactly the expected models, and one real chat completion.
+
+Standard library only, so the deploy can run it on the gateway host itself with the host's
+python3 (`python3 smoke.py --url http://127.0.0.1:4000 --key-env-file /etc/litellm/litellm.env
+--expect phi3-3.8b ...`). It prints one line per check and never prints the key.
+Exit status: 0 all passed, 1 a check failed, 2 bad arguments or unreadable key.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+KEY_VAR = "LITELLM_MASTER_KEY"
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def read_key(env_file: str) -> str:
+    with open(env_file, encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith(f"{KEY_VAR}="):
+                return line.split("=", 1)[1].strip()
+    raise CheckFailed(f"{env_file} holds no {KEY_VAR}")
+
+
+def request(url: str, key: str | None = None, body: dict | None = None, timeout: float = 30) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        text = error.read().decode(errors="replace")[:500]
+        return error.code, text
+
+
+def wait_ready(base: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            status, body = request(f"{base}/health/readiness", timeout=5)
+            if status == 200 and isinstance(body, dict) and body.get("status") in ("healthy", "connected"):
+                return body
+            last = f"HTTP {status}: {body}"
+        except (OSError, ValueError) as error:
+            last = str(error)
+        time.sleep(1)
+    raise CheckFailed(f"/health/readiness did not answer healthy within {timeout:.0f} s (last: {last})")
+
+
+def check_models(base: str, key: str, expected: list[str]) -> list[str]:
+    status, body = request(f"{base}/v1/models", key)
+    if status != 200:
+        raise CheckFailed(f"/v1/models answered HTTP {status}: {body}")
+    listed = sorted(entry["id"] for entry in body.get("data", []))
+    if expected and listed != sorted(expected):
+        missing = sorted(set(expected) - set(listed))
+        extra = sorted(set(listed) - set(expected))
+        raise CheckFailed(f"/v1/models lists {listed}; missing {missing}, unexpected {extra}")
+    return listed
+
+
+def check_completion(base: str, key: str, model: str, timeout: float) -> str:
+    body = {"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
+    status, answer = request(f"{base}/v1/chat/completions", key, body, timeout=timeout)
+    if status != 200:
+        raise CheckFailed(f"chat completion with {model} answered HTTP {status}: {answer}")
+    content = answer["choices"][0]["message"]["content"]
+    if not content:
+        raise CheckFailed(f"chat completion with {model} came back empty")
+    return content
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Smoke check of a LiteLLM gateway.")
+    parser.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:4000")
+    key_source = parser.add_mutually_exclusive_group(required=True)
+    key_source.add_argument("--key-env-file", help=f"file with a {KEY_VAR}= line (the gateway's env file)")
+    key_source.add_argument("--key-file", help="file holding only the key")
+    parser.add_argument("--expect", nargs="*", default=[], help="exactly these models must be listed")
+    parser.add_argument("--model", help="model for the completion (default: first expected/listed)")
+    parser.add_argument("--ready-timeout", type=float, default=120)
+    parser.add_argument("--timeout", type=float, default=60, help="seconds for the completion")
+    args = parser.parse_args(argv)
+    base = args.url.rstrip("/")
+    try:
+        if args.key_env_file:
+            key = read_key(args.key_env_file)
+        else:
+            with open(args.key_file, encoding="utf-8") as handle:
+                key = handle.read().strip()
+    except (OSError, CheckFailed) as error:
+        print(f"FAIL key: {error}")
+        return 2
+    try:
+        ready = wait_ready(base, args.ready_timeout)
+        print(f"ok   readiness: {ready.get('status')}")
+        listed = check_models(base, key, args.expect)
+        print(f"ok   models: {', '.join(listed)}")
+        model = args.model or (args.expect or listed)[0]
+        content = check_completion(base, key, model, args.timeout)
+        print(f"ok   completion with {model}: {content[:60]!r}")
+    except CheckFailed as error:
+        print(f"FAIL {error}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

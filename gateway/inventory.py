@@ -1,0 +1,21 @@
+"""Inventory helper: a pyinfra group of gateway hosts whose settings are checked on load.
+
+Checking here, while pyinfra loads the inventory, means bad settings stop the run before it
+connects to any host.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from gateway.settings import SettingsError, load
+
+
+def gateway_group(hosts: Sequence[Any], data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """(hosts, group data) for pyinfra; hosts are names or (name, host data) pairs."""
+    for host in hosts:
+        name, host_data = host if isinstance(host, tuple) else (host, {})
+        try:
+            load({**data, **host_data})
+        except SettingsError as error:
+            raise SystemExit(f"inventory: gateway {name}: {error}\nNothing was changed on any host.") from None
+    return list(hosts), data

@@ -1,0 +1,42 @@
+"""The whole files the deploy manages, rendered from templates/ and the typed settings.
+
+Deterministic (no timestamps, no random values): the same settings always give the same bytes,
+so pyinfra's checksum comparison is the whole change detection, and `fab status` can tell drift.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+from gateway.settings import Settings
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+def render(template: str, settings: Settings, host_name: str) -> str:
+    return _env.get_template(template).render(s=settings, host_name=host_name)
+
+
+def config_yaml(settings: Settings, host_name: str) -> str:
+    return render("config.yaml.j2", settings, host_name)
+
+
+def unit(settings: Settings, host_name: str) -> str:
+    return render("litellm.service.j2", settings, host_name)
+
+
+def logging_json(settings: Settings, host_name: str) -> str:
+    return render("logging.json.j2", settings, host_name)
+
+
+def env_settings(settings: Settings, host_name: str) -> str:
+    """The environment file without its master key line (the key is added on the host side)."""
+    return render("litellm.env.j2", settings, host_name)

@@ -1,0 +1,332 @@
+"""Every setting of the gateway: its defaults, its types, and the checks run before any host is touched.
+
+The inventory supplies data (pyinfra host/group data, prefixed `litellm_`); `load()` merges it over
+DEFAULTS, checks all of it, and returns one typed, frozen `Settings`. Every problem is reported at
+once, each naming the setting and what would be right.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+SEED_PLACEHOLDER_KEY = "sk-1234567890abcdef-test-key-please-replace"
+
+DEFAULTS: dict[str, Any] = {
+    # LiteLLM release installed into the virtualenv. Always an exact version: a deploy must never
+    # pick up "latest" by surprise. 1.108.7 is the newest whose [proxy] extra installs from PyPI.
+    "litellm_version": "1.108.7",
+    # Further exact pins installed beside it. Without prisma, auth failures answer 500, not 401.
+    "litellm_extra_requirements": ["prisma==0.15.0"],
+    # Where the gateway listens. 0.0.0.0 serves every interface; give a host address to narrow it.
+    "litellm_bind_address": "0.0.0.0",
+    "litellm_port": 4000,
+    # uvicorn worker processes; rate limits are counted per process (no shared Redis).
+    "litellm_workers": 1,
+    # Router: how requests are spread over the deployments of one model, and how failures count.
+    "litellm_routing_strategy": "least-busy",
+    "litellm_timeout": 30,  # seconds a backend call may take, streaming or not
+    "litellm_num_retries": 2,  # retries of a failed call, on another deployment where one exists
+    "litellm_allowed_fails": 3,  # failures in a minute before a deployment is cooled down
+    "litellm_cooldown_time": 30,  # seconds a failing deployment is left out
+    # Service account: a system user, no login shell, home outside /home.
+    "litellm_user": "litellm",
+    "litellm_group": "litellm",
+    "litellm_uid": 1002,
+    "litellm_gid": 1002,
+    "litellm_home": "/var/lib/litellm",
+    # Paths on the gateway hosts.
+    "litellm_venv_dir": "/opt/litellm",
+    "litellm_config_dir": "/etc/litellm",
+    "litellm_log_dir": "/var/log/litellm",
+    # The master key (operators' key). None: generate one on each host on the first deploy and keep
+    # it there. A value: it comes from outside git (environment, secret store, a 0600 file).
+    "litellm_master_key": None,
+    # Public model name -> {"tag": Ollama tag, "mode": "chat", "max_input_tokens": int}.
+    "litellm_models": {},
+    # Backend name -> {"address": host name or IP, "port": 11434, "models": [public model names]}.
+    "litellm_backends": {},
+}
+
+ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "usage-based-routing", "latency-based-routing")
+MODEL_MODES = ("chat", "completion", "embedding")
+WEAK_KEYS = {"sk-1234", "sk-12345", "sk-123456", "sk-test", "sk-admin", "sk-master", "sk-password", SEED_PLACEHOLDER_KEY}
+WEAK_WORDS = ("replace", "change", "example", "test-key", "placeholder", "secret", "password")
+EXACT_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[0-9][A-Za-z0-9.+!-]*$")
+VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*([a-z]+[0-9]+)?(\.post[0-9]+)?$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$")
+
+
+class SettingsError(ValueError):
+    """One or more settings are wrong; `problems` lists each as 'where: what is wrong; fix'."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in the gateway settings:\n{lines}")
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    tag: str
+    mode: str
+    max_input_tokens: int
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    address: str
+    port: int
+    models: tuple[str, ...]
+
+    @property
+    def api_base(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    version: str
+    extra_requirements: tuple[str, ...]
+    bind_address: str
+    port: int
+    workers: int
+    routing_strategy: str
+    timeout: int
+    num_retries: int
+    allowed_fails: int
+    cooldown_time: int
+    user: str
+    group: str
+    uid: int
+    gid: int
+    home: str
+    venv_dir: str
+    config_dir: str
+    log_dir: str
+    master_key: str | None = field(repr=False)  # never in a repr, log or traceback
+    models: tuple[Model, ...]
+    backends: tuple[Backend, ...]
+
+    @property
+    def requirements(self) -> str:
+        """The pip requirements file of the virtualenv: exact pins only."""
+        return "\n".join([f"litellm[proxy]=={self.version}", *self.extra_requirements]) + "\n"
+
+    @property
+    def deployments(self) -> list[tuple[Model, Backend]]:
+        """One (model, backend) pair per model_list entry, in inventory order."""
+        return [(m, b) for m in self.models for b in self.backends if m.name in b.models]
+
+    @property
+    def state_directory(self) -> str:
+        """StateDirectory= of the unit: the home, relative to /var/lib."""
+        return self.home.removeprefix("/var/lib/")
+
+    @property
+    def logs_directory(self) -> str:
+        """LogsDirectory= of the unit: the log dir, relative to /var/log."""
+        return self.log_dir.removeprefix("/var/log/")
+
+    @property
+    def local_url(self) -> str:
+        """The URL a process on the gateway host itself reaches the proxy at."""
+        address = "127.0.0.1" if self.bind_address in ("0.0.0.0", "::") else self.bind_address
+        return f"http://{'[' + address + ']' if ':' in address else address}:{self.port}"
+
+
+def weak_key_reason(key: str) -> str | None:
+    """Why a master key must not be used, or None when it is acceptable."""
+    if key in WEAK_KEYS:
+        return "it is a published placeholder/default key"
+    if not key.startswith("sk-"):
+        return "LiteLLM master keys must start with 'sk-'"
+    body = key[3:]
+    if len(body) < 32:
+        return f"it has {len(body)} characters after 'sk-'; use at least 32 random ones"
+    if any(word in key.lower() for word in WEAK_WORDS):
+        return "it contains a placeholder word"
+    if len(set(body)) < 10:
+        return "it has too few distinct characters to be random"
+    return None
+
+
+class _Checker:
+    """Collects problems instead of stopping at the first."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data = data
+        self.problems: list[str] = []
+
+    def problem(self, where: str, text: str) -> None:
+        self.problems.append(f"{where}: {text}")
+
+    def integer(self, key: str, low: int, high: int, value: Any = None, where: str | None = None) -> int:
+        value = self.data[key] if value is None else value
+        where = where or key
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(where, f"{value!r} is not a whole number; set an integer from {low} to {high}")
+            return low
+        if not low <= value <= high:
+            self.problem(where, f"{value} is out of range; set an integer from {low} to {high}")
+        return value
+
+    def text(self, key: str, pattern: re.Pattern | None = None, hint: str = "") -> str:
+        value = self.data[key]
+        if not isinstance(value, str) or not value:
+            self.problem(key, f"{value!r} is not a non-empty string{'; ' + hint if hint else ''}")
+            return ""
+        if pattern is not None and not pattern.match(value):
+            self.problem(key, f"{value!r} is not valid; {hint}")
+        return value
+
+    def path(self, key: str) -> str:
+        value = self.text(key, re.compile(r"^/[^\s'\"]*[^/\s'\"]$"), "give an absolute path without spaces or a trailing /")
+        if value.startswith("/home/") or value == "/home":
+            self.problem(key, f"{value!r} is under /home, which the hardened unit hides (ProtectHome); use /opt, /var/lib or /etc")
+        return value
+
+
+def _models(check: _Checker) -> list[Model]:
+    raw = check.data["litellm_models"]
+    if not isinstance(raw, Mapping) or not raw:
+        check.problem("litellm_models", "no models are defined; map each public name to {'tag': '<ollama tag>'}")
+        return []
+    models = []
+    for name, spec in raw.items():
+        where = f"litellm_models[{name!r}]"
+        if not isinstance(name, str) or not NAME.match(name):
+            check.problem(where, "a model name may hold letters, digits and . _ : - only")
+        if not isinstance(spec, Mapping):
+            check.problem(where, "must be a mapping like {'tag': 'phi3:3.8b', 'max_input_tokens': 2048}")
+            continue
+        unknown = set(spec) - {"tag", "mode", "max_input_tokens"}
+        if unknown:
+            check.problem(where, f"unknown keys {sorted(unknown)}; allowed: tag, mode, max_input_tokens")
+        tag = spec.get("tag")
+        if not isinstance(tag, str) or not NAME.match(tag):
+            check.problem(f"{where}.tag", f"{tag!r} is not an Ollama model tag such as 'phi3:3.8b-mini-128k-instruct-q8_0'")
+            tag = ""
+        mode = spec.get("mode", "chat")
+        if mode not in MODEL_MODES:
+            check.problem(f"{where}.mode", f"{mode!r} is not one of {', '.join(MODEL_MODES)}")
+        tokens = check.integer("", 1, 10_000_000, spec.get("max_input_tokens", 2048), f"{where}.max_input_tokens")
+        models.append(Model(str(name), tag, mode, tokens))
+    return models
+
+
+def _backends(check: _Checker, model_names: set[str]) -> list[Backend]:
+    raw = check.data["litellm_backends"]
+    if not isinstance(raw, Mapping) or not raw:
+        check.problem("litellm_backends", "no backends are defined; map each Ollama server to {'address': ..., 'models': [...]}")
+        return []
+    backends = []
+    for name, spec in raw.items():
+        where = f"litellm_backends[{name!r}]"
+        if not isinstance(spec, Mapping):
+            check.problem(where, "must be a mapping like {'address': 'llm01.example.org', 'port': 11434, 'models': [...]}")
+            continue
+        unknown = set(spec) - {"address", "port", "models"}
+        if unknown:
+            check.problem(where, f"unknown keys {sorted(unknown)}; allowed: address, port, models")
+        address = spec.get("address", name)
+        try:
+            ipaddress.ip_address(address)
+        except (ValueError, TypeError):
+            if not isinstance(address, str) or not HOSTNAME.match(address):
+                check.problem(f"{where}.address", f"{address!r} is neither a host name nor an IP address")
+                address = ""
+        port = check.integer("", 1, 65535, spec.get("port", 11434), f"{where}.port")
+        served = spec.get("models", [])
+        if not isinstance(served, (list, tuple)) or not served:
+            check.problem(f"{where}.models", "list the public model names this backend serves")
+            served = []
+        for model in served:
+            if model not in model_names:
+                check.problem(f"{where}.models", f"{model!r} is not defined in litellm_models; define it or remove it here")
+        if len(set(served)) != len(served):
+            check.problem(f"{where}.models", "lists a model twice")
+        backends.append(Backend(str(name), address, port, tuple(served)))
+    served_somewhere = {m for b in backends for m in b.models}
+    for model in sorted(model_names - served_somewhere):
+        check.problem(f"litellm_models[{model!r}]", "no backend serves it; add it to a backend's models or remove it")
+    return backends
+
+
+def load(data: Mapping[str, Any]) -> Settings:
+    """Merge `data` over DEFAULTS and check every value; raise SettingsError listing all problems."""
+    unknown = sorted(k for k in data if k.startswith("litellm_") and k not in DEFAULTS)
+    merged = {key: data.get(key, default) for key, default in DEFAULTS.items()}
+    check = _Checker(merged)
+    for key in unknown:
+        check.problem(key, f"unknown setting; the settings are: {', '.join(DEFAULTS)}")
+
+    version = check.text("litellm_version", VERSION, "give an exact release such as '1.108.7'")
+    extra = merged["litellm_extra_requirements"]
+    if not isinstance(extra, (list, tuple)) or not all(isinstance(r, str) and EXACT_PIN.match(r) for r in extra):
+        check.problem("litellm_extra_requirements", f"{extra!r}: every entry must be an exact pin like 'prisma==0.15.0'")
+        extra = []
+    bind = check.text("litellm_bind_address")
+    try:
+        ipaddress.ip_address(bind)
+    except ValueError:
+        check.problem("litellm_bind_address", f"{bind!r} is not an IP address; use 0.0.0.0 or one of the host's addresses")
+    strategy = merged["litellm_routing_strategy"]
+    if strategy not in ROUTING_STRATEGIES:
+        check.problem("litellm_routing_strategy", f"{strategy!r} is not one of {', '.join(ROUTING_STRATEGIES)}")
+    key = merged["litellm_master_key"]
+    if key is not None:
+        reason = weak_key_reason(key) if isinstance(key, str) else "it is not a string"
+        if reason:
+            # Never echo the key itself: it may be a real one in the wrong place.
+            check.problem(
+                "litellm_master_key",
+                f"refused: {reason}. Generate one with: python3 -c 'import secrets; print(\"sk-\" + secrets.token_hex(32))', "
+                "or leave it unset to have each host generate and keep its own",
+            )
+    user = check.text("litellm_user", re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"), "give a lower-case system user name")
+    group = check.text("litellm_group", re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"), "give a lower-case group name")
+    paths = {k: check.path(k) for k in ("litellm_home", "litellm_venv_dir", "litellm_config_dir", "litellm_log_dir")}
+    # systemd creates and opens these for the hardened service (StateDirectory=, LogsDirectory=).
+    for key, parent in (("litellm_home", "/var/lib/"), ("litellm_log_dir", "/var/log/")):
+        if paths[key] and not paths[key].startswith(parent):
+            check.problem(key, f"{paths[key]!r} must be under {parent} (systemd manages it for the hardened unit)")
+    models = _models(check)
+    backends = _backends(check, {m.name for m in models})
+
+    settings = Settings(
+        version=version,
+        extra_requirements=tuple(extra),
+        bind_address=bind,
+        port=check.integer("litellm_port", 1, 65535),
+        workers=check.integer("litellm_workers", 1, 64),
+        routing_strategy=strategy,
+        timeout=check.integer("litellm_timeout", 1, 3600),
+        num_retries=check.integer("litellm_num_retries", 0, 10),
+        allowed_fails=check.integer("litellm_allowed_fails", 0, 1000),
+        cooldown_time=check.integer("litellm_cooldown_time", 0, 86400),
+        user=user,
+        group=group,
+        uid=check.integer("litellm_uid", 100, 65533),
+        gid=check.integer("litellm_gid", 100, 65533),
+        home=paths["litellm_home"],
+        venv_dir=paths["litellm_venv_dir"],
+        config_dir=paths["litellm_config_dir"],
+        log_dir=paths["litellm_log_dir"],
+        master_key=key,
+        models=tuple(models),
+        backends=tuple(backends),
+    )
+    if check.problems:
+        raise SettingsError(check.problems)
+    return settings
+
+
+def for_host(host: Any) -> Settings:
+    """The checked settings of a pyinfra host (its inventory data over DEFAULTS)."""
+    return load(host.data.dict())

@@ -1,0 +1,41 @@
+"""Verification after a (re)start: the smoke check, run on the gateway host against its own port."""
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host, logger
+from pyinfra.api.exceptions import OperationError
+
+from gateway.settings import Settings
+
+READY_TIMEOUT = 180  # seconds: a cold proxy start imports for ~10 s, a slow host takes longer
+
+
+def _run(command: str) -> tuple[bool, str]:
+    arguments = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in ("_sudo", "_sudo_user")}
+    status, output = host.run_shell_command(command, **arguments)
+    return status, "\n".join(line.line for line in output.combined_lines)
+
+
+def verify_gateway(settings: Settings, smoke_path: str) -> None:
+    """Raise OperationError with the failed check and the journal lines that explain it."""
+    expected = sorted({model.name for model, _ in settings.deployments})
+    command = " ".join(
+        [
+            "python3", smoke_path,
+            "--url", shlex.quote(settings.local_url),
+            "--key-env-file", shlex.quote(f"{settings.config_dir}/litellm.env"),
+            "--ready-timeout", str(READY_TIMEOUT),
+            "--expect", *map(shlex.quote, expected),
+        ]
+    )
+    ok, report = _run(command)
+    if ok:
+        host.log(f"gateway verified:\n{report}")
+        return
+    _, journal = _run("journalctl -u litellm.service -n 40 --no-pager -o short-iso")
+    host.log(
+        f"the gateway does not work:\n{report}\n--- last lines of the litellm.service journal ---\n{journal}",
+        log_func=logger.error,
+    )
+    raise OperationError(f"the gateway on {host.name} failed verification: {report.splitlines()[-1] if report else 'no output'}")

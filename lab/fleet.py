@@ -1,0 +1,37 @@
+"""The lab's fleet as gateway settings: the data the lab inventory and the tests deploy with."""
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.inventory import gateway_group
+from lab import control
+from lab.machines import SSH_KEY
+from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, OLLAMA_PORT, LabHost
+
+
+def fleet_data(**overrides: Any) -> dict[str, Any]:
+    """Group data for lab gateways: the lab's models and backends, its master key, SSH access."""
+    data: dict[str, Any] = {
+        "litellm_models": {name: dict(spec) for name, spec in MODELS.items()},
+        "litellm_backends": {
+            b.name: {"address": b.fqdn, "port": OLLAMA_PORT, "models": list(b.models)} for b in BACKENDS
+        },
+        "litellm_master_key": control.master_key(),
+        "litellm_port": GATEWAY_PORT,
+        "ssh_user": "root",
+        "ssh_key": str(SSH_KEY),
+        "ssh_known_hosts_file": "/dev/null",
+        "ssh_strict_host_key_checking": "no",
+    }
+    data.update(overrides)
+    return data
+
+
+def host_entry(host: LabHost) -> tuple[str, dict[str, Any]]:
+    """A gateway by its DNS name, reached at its loopback address, serving on that address only."""
+    return host.fqdn, {"ssh_hostname": host.address, "litellm_bind_address": host.address}
+
+
+def lab_gateways(hosts: list[LabHost] | None = None, **overrides: Any) -> tuple[list, dict[str, Any]]:
+    hosts = hosts if hosts is not None else [h for h in control.lab_hosts() if h.role == "gateway"]
+    return gateway_group([host_entry(h) for h in hosts], fleet_data(**overrides))

@@ -1,0 +1,105 @@
+"""The gateway itself: pinned virtualenv, config, secret env file, hardened unit, restart, verification.
+
+Restart only when something the service reads changed; daemon-reload only when the unit changed;
+validate a changed config with the installed LiteLLM before restarting onto it; verify through
+the gateway after every (re)start.
+"""
+from io import StringIO
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.operations import files, python, server, systemd
+from pyinfra.operations.util import any_changed
+
+from gateway import render
+from gateway.operations import pinned_virtualenv, secret_env_file
+from gateway.settings import for_host
+from gateway.verify import verify_gateway
+
+s = for_host(host)
+UNIT_PATH = "/etc/systemd/system/litellm.service"
+SMOKE_PATH = "/usr/local/libexec/litellm-gateway-smoke"
+SMOKE_SOURCE = Path(__file__).resolve().parent.parent / "checks" / "smoke.py"
+
+venv = pinned_virtualenv(
+    name=f"Virtualenv {s.venv_dir} holds litellm[proxy]=={s.version} and its pinned extras",
+    path=s.venv_dir,
+    requirements=s.requirements,
+)
+
+files.directory(
+    name=f"Config directory {s.config_dir} exists, root:{s.group} 0750",
+    path=s.config_dir,
+    user="root",
+    group=s.group,
+    mode="0750",
+)
+
+config = files.put(
+    name=f"{s.config_dir}/config.yaml holds the rendered model list and router settings",
+    src=StringIO(render.config_yaml(s, host.name)),
+    dest=f"{s.config_dir}/config.yaml",
+    user="root",
+    group=s.group,
+    mode="0640",
+)
+
+logging_config = files.put(
+    name=f"{s.config_dir}/logging.json sends the proxy's log to the journal and {s.log_dir}/proxy.log",
+    src=StringIO(render.logging_json(s, host.name)),
+    dest=f"{s.config_dir}/logging.json",
+    user="root",
+    group=s.group,
+    mode="0640",
+)
+
+env_file = secret_env_file(
+    name=f"{s.config_dir}/litellm.env holds the master key and runtime settings, 0600 root:root",
+    path=f"{s.config_dir}/litellm.env",
+    settings_text=render.env_settings(s, host.name),
+    master_key=s.master_key,
+)
+
+files.put(
+    name=f"Smoke check is installed at {SMOKE_PATH}",
+    src=str(SMOKE_SOURCE),
+    dest=SMOKE_PATH,
+    user="root",
+    group="root",
+    mode="0755",
+)
+
+unit = files.put(
+    name=f"Hardened unit {UNIT_PATH} is installed",
+    src=StringIO(render.unit(s, host.name)),
+    dest=UNIT_PATH,
+    user="root",
+    group="root",
+    mode="0644",
+)
+
+server.shell(
+    name=f"The installed LiteLLM accepts {s.config_dir}/config.yaml (--validate_config)",
+    commands=[
+        f"LITELLM_LOCAL_MODEL_COST_MAP=True {s.venv_dir}/bin/litellm "
+        f"--config {s.config_dir}/config.yaml --validate_config"
+    ],
+    _if=any_changed(config, venv),
+)
+
+service = systemd.service(
+    name="litellm.service is enabled and running the current config, env, unit and venv",
+    service="litellm.service",
+    running=True,
+    enabled=True,
+    restarted=any(op.will_change for op in (config, logging_config, env_file, unit, venv)),
+    daemon_reload=unit.will_change,
+)
+
+python.call(
+    name="The gateway answers: ready, exactly the configured models, one chat completion",
+    function=verify_gateway,
+    settings=s,
+    smoke_path=SMOKE_PATH,
+    _if=service.did_change,
+)
