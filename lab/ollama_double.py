@@ -30,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 VERSION = "0.12.3"
+# Ollama reports the GGUF architecture as the family: Llama 3.x and Mistral are "llama".
+FAMILIES = {"llama3": "llama", "llama3.1": "llama", "llama3.2": "llama", "mistral": "llama"}
 DEFAULT_REPLY = (
     "The gateway answered through the lab backend and every token arrived in order as expected"
 )
@@ -65,7 +67,8 @@ def _now() -> str:
 
 def model_details(tag: str) -> dict[str, Any]:
     """Details Ollama derives from a model's GGUF header, made up from the tag deterministically."""
-    family = tag.split(":", 1)[0].rstrip("0123456789.").replace("-", "") or tag
+    base = tag.split(":", 1)[0]
+    family = FAMILIES.get(base, base)
     variant = tag.split(":", 1)[1] if ":" in tag else "latest"
     parts = variant.split("-")
     size = next((p.upper() for p in parts if p[:-1].replace(".", "").isdigit() and p.endswith("b")), "7B")

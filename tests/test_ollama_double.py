@@ -1,0 +1,137 @@
+"""The Ollama double answers as shared/reference/ollama-api.md says Ollama does."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from lab.ollama_double import VERSION, serve
+
+PHI3 = "phi3:3.8b-mini-128k-instruct-q8_0"
+
+
+@pytest.fixture
+def double(tmp_path: Path):
+    behaviour = tmp_path / "behaviour.json"
+    behaviour.write_text(json.dumps({"models": [PHI3, "mistral:7b"]}))
+    server = serve("127.0.0.1", 0, str(behaviour))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    yield base, behaviour
+    server.shutdown()
+    server.server_close()
+
+
+def call(base: str, path: str, body: dict | None = None, method: str | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, method=method or ("POST" if data else "GET"))
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read().decode()
+
+
+def test_root_and_version(double):
+    base, _ = double
+    assert call(base, "/")[::2] == (200, "Ollama is running")
+    status, _, body = call(base, "/", method="HEAD")
+    assert status == 200 and body == ""
+    assert json.loads(call(base, "/api/version")[2]) == {"version": VERSION}
+
+
+def test_tags_lists_the_configured_models_with_details(double):
+    base, _ = double
+    models = json.loads(call(base, "/api/tags")[2])["models"]
+    assert [m["name"] for m in models] == [PHI3, "mistral:7b"]
+    phi3 = models[0]
+    assert set(phi3) == {"name", "model", "modified_at", "size", "digest", "details"}
+    assert len(phi3["digest"]) == 64
+    assert phi3["details"]["family"] == "phi3"
+    assert phi3["details"]["parameter_size"] == "3.8B"
+    assert phi3["details"]["quantization_level"] == "Q8_0"
+
+
+def test_show_accepts_model_or_legacy_name_and_errors_like_ollama(double):
+    base, _ = double
+    assert call(base, "/api/show", {})[::2] == (400, '{"error": "model is required"}')
+    status, _, body = call(base, "/api/show", {"model": "nope"})
+    assert status == 404 and json.loads(body) == {"error": "model 'nope' not found"}
+    for key in ("model", "name"):
+        status, _, body = call(base, "/api/show", {key: PHI3})
+        shown = json.loads(body)
+        assert status == 200 and shown["model_info"]["phi3.context_length"] == 131072
+        assert set(shown) >= {"modelfile", "parameters", "template", "details", "model_info", "capabilities"}
+
+
+def test_chat_streams_ndjson_and_ends_with_stats(double):
+    base, _ = double
+    status, headers, body = call(base, "/api/chat", {"model": PHI3, "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 200 and headers["Content-Type"] == "application/x-ndjson"
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert all(not line["done"] for line in lines[:-1]) and lines[0]["message"]["role"] == "assistant"
+    final = lines[-1]
+    assert final["done"] is True and final["done_reason"] == "stop" and final["message"]["content"] == ""
+    for stat in ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration"):
+        assert isinstance(final[stat], int)
+    assert final["eval_count"] == len(lines) - 1
+
+
+def test_chat_without_stream_and_num_predict_gives_length(double):
+    base, _ = double
+    body = {"model": PHI3, "messages": [{"role": "user", "content": "hi"}], "stream": False, "options": {"num_predict": 3}}
+    status, headers, text = call(base, "/api/chat", body)
+    answer = json.loads(text)
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    assert answer["done_reason"] == "length" and answer["eval_count"] == 3
+    assert len(answer["message"]["content"].split()) == 3
+
+
+def test_generate_and_embed(double):
+    base, _ = double
+    answer = json.loads(call(base, "/api/generate", {"model": "mistral:7b", "prompt": "hi", "stream": False})[2])
+    assert answer["response"] and answer["done"] and "context" in answer
+    embedded = json.loads(call(base, "/api/embed", {"model": "mistral:7b", "input": ["a", "b"]})[2])
+    assert len(embedded["embeddings"]) == 2
+
+
+def test_unknown_model_is_404_with_ollamas_message(double):
+    base, _ = double
+    status, _, body = call(base, "/api/chat", {"model": "llama3:8b", "messages": []})
+    assert status == 404 and json.loads(body) == {"error": 'model "llama3:8b" not found, try pulling it first'}
+
+
+def test_behaviour_file_changes_models_failures_and_speed(double):
+    base, behaviour = double
+    behaviour.write_text(json.dumps({"models": ["mistral:7b"], "fail": True}))
+    time.sleep(0.01)
+    assert [m["name"] for m in json.loads(call(base, "/api/tags")[2])["models"]] == ["mistral:7b"]
+    assert call(base, "/api/chat", {"model": "mistral:7b", "messages": []})[0] == 500
+    behaviour.write_text(json.dumps({"models": ["mistral:7b"], "token_delay": 0.05, "reply": "one two three four"}))
+    started = time.monotonic()
+    call(base, "/api/chat", {"model": "mistral:7b", "messages": [], "stream": False})
+    assert time.monotonic() - started >= 0.2
+
+
+def test_stats_count_requests_and_reset(double):
+    base, _ = double
+    call(base, "/api/version")
+    call(base, "/api/version")
+    counts = json.loads(call(base, "/_double/stats")[2])["requests"]
+    assert counts["GET /api/version"] == 2
+    call(base, "/_double/reset", {})
+    assert "GET /api/version" not in json.loads(call(base, "/_double/stats")[2])["requests"]
+
+
+def test_ps_lists_models_after_use(double):
+    base, _ = double
+    assert json.loads(call(base, "/api/ps")[2]) == {"models": []}
+    call(base, "/api/chat", {"model": PHI3, "messages": [], "stream": False})
+    loaded = json.loads(call(base, "/api/ps")[2])["models"]
+    assert [m["name"] for m in loaded] == [PHI3] and "expires_at" in loaded[0] and "size_vram" in loaded[0]

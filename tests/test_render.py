@@ -1,0 +1,111 @@
+"""Rendered files: the seed fleet's config, the env file and the hardened unit."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway import render
+from gateway.settings import load
+from tests.test_settings import GOOD_KEY, seed_data
+
+DATA = Path(__file__).resolve().parent / "data"
+HOST = "hx-api-server.dev-test.hana-x.ai"
+
+# Where LiteLLM 1.108.7 reads each key (shared/reference/litellm.md).
+ROUTER_KEYS = {"routing_strategy", "num_retries", "timeout", "stream_timeout", "allowed_fails", "cooldown_time",
+               "retry_policy", "fallbacks", "enable_pre_call_checks"}
+LITELLM_KEYS = {"request_timeout", "num_retries", "drop_params", "cache", "cache_params", "callbacks", "json_logs"}
+GENERAL_KEYS = {"master_key", "custom_auth", "background_health_checks", "health_check_interval",
+                "max_parallel_requests", "global_max_parallel_requests", "database_url"}
+PARAM_KEYS = {"model", "api_base", "api_key", "timeout", "stream_timeout", "max_tokens", "rpm", "tpm", "keep_alive",
+              "max_retries"}
+INFO_KEYS = {"id", "mode", "max_input_tokens", "max_tokens"}
+
+
+@pytest.fixture
+def seed():
+    return load(seed_data(litellm_master_key=GOOD_KEY))
+
+
+def test_seed_fleet_renders_one_entry_per_model_and_backend(seed):
+    config = yaml.safe_load(render.config_yaml(seed, HOST))
+    entries = {(e["model_name"], e["litellm_params"]["api_base"]) for e in config["model_list"]}
+    assert len(config["model_list"]) == len(entries) == 10
+    backends = {"http://hx-llm01-server.dev-test.hana-x.ai:11434", "http://hx-llm02-server.dev-test.hana-x.ai:11434"}
+    for name in ("phi3-3.8b", "llama3-8b", "llama3.1-8b", "mistral-7b", "gemma2-9b"):
+        assert {base for model, base in entries if model == name} == backends
+    phi3 = next(e for e in config["model_list"] if e["model_name"] == "phi3-3.8b")
+    assert phi3["litellm_params"]["model"] == "ollama_chat/phi3:3.8b-mini-128k-instruct-q8_0"
+    assert phi3["model_info"] == {"id": "phi3-3.8b@hx-llm01-server", "mode": "chat", "max_input_tokens": 2048}
+    assert all(not e["litellm_params"]["api_base"].endswith("/v1") for e in config["model_list"])
+
+
+def test_every_key_is_in_the_section_litellm_reads_it_from(seed):
+    config = yaml.safe_load(render.config_yaml(seed, HOST))
+    assert set(config) == {"model_list", "router_settings", "litellm_settings", "general_settings"}
+    assert set(config["router_settings"]) <= ROUTER_KEYS
+    assert set(config["litellm_settings"]) <= LITELLM_KEYS
+    assert set(config["general_settings"]) <= GENERAL_KEYS
+    for entry in config["model_list"]:
+        assert set(entry) == {"model_name", "litellm_params", "model_info"}
+        assert set(entry["litellm_params"]) <= PARAM_KEYS
+        assert set(entry["model_info"]) <= INFO_KEYS
+    assert config["router_settings"]["routing_strategy"] == "least-busy"
+    assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
+
+
+def test_the_seed_config_puts_keys_where_litellm_rejects_them():
+    """The reason the seed's file fails: the same check that passes ours catches it."""
+    seed_config = yaml.safe_load((DATA / "seed-config.yaml").read_text())
+    assert not set(seed_config["router_settings"]) <= ROUTER_KEYS  # health_check_interval, ...
+    assert "telemetry" in seed_config["general_settings"]
+
+
+def test_secrets_stay_out_of_every_rendered_file_but_the_env_file(seed):
+    for text in (render.config_yaml(seed, HOST), render.unit(seed, HOST), render.logging_json(seed, HOST),
+                 render.env_settings(seed, HOST)):
+        assert GOOD_KEY not in text
+
+
+def test_env_file_runs_the_proxy_offline_and_read_only(seed):
+    env = dict(line.split("=", 1) for line in render.env_settings(seed, HOST).splitlines() if "=" in line and not line.startswith("#"))
+    assert env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+    assert env["DISABLE_ADMIN_UI"] == "True"
+    assert "LITELLM_MASTER_KEY" not in env  # added on the host side only
+
+
+def test_rendering_is_deterministic(seed):
+    again = load(seed_data(litellm_master_key=GOOD_KEY))
+    for fn in (render.config_yaml, render.unit, render.logging_json, render.env_settings):
+        assert fn(seed, HOST) == fn(again, HOST)
+
+
+def test_unit_runs_the_pinned_venv_with_the_settings(seed):
+    unit = render.unit(seed, HOST)
+    assert "ExecStart=/opt/litellm/bin/litellm --config /etc/litellm/config.yaml --host 0.0.0.0 --port 4000 --num_workers 1" in unit
+    assert "User=litellm" in unit and "RestartPreventExitStatus=3" in unit
+    assert "LogsDirectory=litellm" in unit and "StateDirectory=litellm" in unit
+
+
+def _exposure(unit_file: Path) -> float:
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit_file)],
+                            capture_output=True, text=True)
+    line = [l for l in result.stdout.splitlines() if "Overall exposure level" in l][0]
+    return float(line.split("level for")[1].split(":")[1].split()[0])
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_unit_scores_2_or_better_and_the_seed_unit_does_not(seed, tmp_path):
+    ours = tmp_path / "litellm.service"
+    ours.write_text(render.unit(seed, HOST))
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(ours)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert _exposure(ours) <= 2.0
+    theirs = tmp_path / "seed.service"
+    theirs.write_text((DATA / "seed-litellm.service").read_text())
+    assert _exposure(theirs) > 5.0

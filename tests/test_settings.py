@@ -1,0 +1,127 @@
+"""Settings: defaults, the seed fleet, and an error for every kind of bad value."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import inventory
+from gateway.settings import DEFAULTS, SEED_PLACEHOLDER_KEY, SettingsError, load, weak_key_reason
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD_KEY = "sk-" + "9f3a7c1e5b2d4086" * 4
+
+
+def seed_data(**overrides):
+    data = {"litellm_models": copy.deepcopy(inventory.MODELS), "litellm_backends": copy.deepcopy(inventory.BACKENDS)}
+    data.update(overrides)
+    return data
+
+
+def test_seed_fleet_loads_with_the_seed_defaults():
+    s = load(seed_data())
+    assert [m.name for m in s.models] == ["phi3-3.8b", "llama3-8b", "llama3.1-8b", "mistral-7b", "gemma2-9b"]
+    assert s.models[0].tag == "phi3:3.8b-mini-128k-instruct-q8_0"
+    assert len(s.deployments) == 10  # five models on each of two backends
+    assert (s.port, s.routing_strategy, s.timeout, s.num_retries) == (4000, "least-busy", 30, 2)
+    assert (s.user, s.uid, s.gid) == ("litellm", 1002, 1002)
+    assert (s.venv_dir, s.config_dir, s.log_dir) == ("/opt/litellm", "/etc/litellm", "/var/log/litellm")
+    assert s.requirements == "litellm[proxy]==1.108.7\nprisma==0.15.0\n"
+    assert s.backends[0].api_base == "http://hx-llm01-server.dev-test.hana-x.ai:11434"
+
+
+def test_every_setting_has_a_default_and_a_comment():
+    source = (REPO / "gateway" / "settings.py").read_text()
+    block = source[source.index("DEFAULTS: dict"): source.index("ROUTING_STRATEGIES")]
+    for key in DEFAULTS:
+        assert key.startswith("litellm_")
+        assert f'"{key}"' in block
+
+
+def test_master_key_never_in_repr():
+    s = load(seed_data(litellm_master_key=GOOD_KEY))
+    assert GOOD_KEY not in repr(s)
+
+
+BAD = [
+    ({"litellm_port": 70000}, "litellm_port", "out of range"),
+    ({"litellm_port": "4000"}, "litellm_port", "not a whole number"),
+    ({"litellm_workers": 0}, "litellm_workers", "out of range"),
+    ({"litellm_timeout": 0}, "litellm_timeout", "out of range"),
+    ({"litellm_routing_strategy": "round-robin"}, "litellm_routing_strategy", "least-busy"),
+    ({"litellm_bind_address": "gateway.local"}, "litellm_bind_address", "not an IP address"),
+    ({"litellm_version": ">=1.100"}, "litellm_version", "exact release"),
+    ({"litellm_version": "latest"}, "litellm_version", "exact release"),
+    ({"litellm_extra_requirements": ["prisma>=0.15"]}, "litellm_extra_requirements", "exact pin"),
+    ({"litellm_venv_dir": "/home/litellm/venv"}, "litellm_venv_dir", "ProtectHome"),
+    ({"litellm_config_dir": "etc/litellm"}, "litellm_config_dir", "absolute path"),
+    ({"litellm_log_dir": "/srv/log"}, "litellm_log_dir", "under /var/log/"),
+    ({"litellm_user": "Lite LLM"}, "litellm_user", "system user"),
+    ({"litellm_uid": 0}, "litellm_uid", "out of range"),
+    ({"litellm_master_key": SEED_PLACEHOLDER_KEY}, "litellm_master_key", "placeholder"),
+    ({"litellm_master_key": "sk-1234"}, "litellm_master_key", "placeholder/default"),
+    ({"litellm_master_key": "sk-short"}, "litellm_master_key", "at least 32"),
+    ({"litellm_master_key": "abc" * 20}, "litellm_master_key", "start with 'sk-'"),
+    ({"litellm_master_key": "sk-" + "a" * 40}, "litellm_master_key", "distinct"),
+    ({"litellm_models": {}}, "litellm_models", "no models"),
+    ({"litellm_backends": {}}, "litellm_backends", "no backends"),
+    ({"litellm_moddels": {}}, "litellm_moddels", "unknown setting"),
+]
+
+
+@pytest.mark.parametrize("override,where,text", BAD, ids=[f"{b[1]}:{b[2]}" for b in BAD])
+def test_each_bad_setting_names_itself_and_the_fix(override, where, text):
+    with pytest.raises(SettingsError) as caught:
+        load(seed_data(**override))
+    message = str(caught.value)
+    assert where in message and text in message, message
+
+
+def test_model_and_backend_mistakes_are_each_reported():
+    data = seed_data()
+    data["litellm_models"]["orphan-1b"] = {"tag": "orphan:1b"}
+    data["litellm_models"]["bad-tag"] = {"tag": "has space"}
+    data["litellm_backends"]["hx-llm01-server"]["models"].append("ghost-7b")
+    data["litellm_backends"]["hx-llm02-server"]["port"] = 0
+    with pytest.raises(SettingsError) as caught:
+        load(data)
+    problems = "\n".join(caught.value.problems)
+    assert "litellm_models['orphan-1b']: no backend serves it" in problems
+    assert "litellm_models['bad-tag'].tag" in problems
+    assert "'ghost-7b' is not defined in litellm_models" in problems
+    assert "litellm_backends['hx-llm02-server'].port" in problems
+    assert len(caught.value.problems) >= 4  # all at once, not the first only
+
+
+def test_refused_key_is_never_echoed():
+    key = "sk-please-replace-" + "0123456789abcdef" * 2
+    with pytest.raises(SettingsError) as caught:
+        load(seed_data(litellm_master_key=key))
+    assert key not in str(caught.value)
+
+
+def test_generated_style_key_is_accepted():
+    assert weak_key_reason(GOOD_KEY) is None
+
+
+def test_bad_inventory_stops_pyinfra_before_connecting(tmp_path):
+    """The inventory helper checks settings on load: pyinfra never reaches 'Connecting'."""
+    bad = tmp_path / "inventory.py"
+    bad.write_text(
+        "from gateway.inventory import gateway_group\n"
+        "import inventory as seed\n"
+        "gateways = gateway_group(['gw.invalid'], {'litellm_models': seed.MODELS,"
+        " 'litellm_backends': seed.BACKENDS, 'litellm_port': 0})\n"
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "pyinfra"), "-y", str(bad), "deploy.py"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "litellm_port: 0 is out of range" in output
+    assert "Nothing was changed" in output
+    assert "Connecting" not in output
