@@ -293,9 +293,9 @@ def load(data: Mapping[str, Any]) -> Settings:
     group = check.text("litellm_group", re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"), "give a lower-case group name")
     paths = {k: check.path(k) for k in ("litellm_home", "litellm_venv_dir", "litellm_config_dir", "litellm_log_dir")}
     # systemd creates and opens these for the hardened service (StateDirectory=, LogsDirectory=).
-    for key, parent in (("litellm_home", "/var/lib/"), ("litellm_log_dir", "/var/log/")):
-        if paths[key] and not paths[key].startswith(parent):
-            check.problem(key, f"{paths[key]!r} must be under {parent} (systemd manages it for the hardened unit)")
+    for setting, parent in (("litellm_home", "/var/lib/"), ("litellm_log_dir", "/var/log/")):
+        if paths[setting] and not paths[setting].startswith(parent):
+            check.problem(setting, f"{paths[setting]!r} must be under {parent} (systemd manages it for the hardened unit)")
     models = _models(check)
     backends = _backends(check, {m.name for m in models})
 

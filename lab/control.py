@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import dns, machines
-from lab.topology import BACKENDS, GATEWAY_PORT, OLLAMA_PORT, STATE_DIR, LabHost, hosts
+from lab.topology import BACKENDS, GATEWAY_PORT, OLLAMA_PORT, STATE_DIR, LabHost, by_name, hosts
 
 STATE_FILE = STATE_DIR / "state.json"
 MASTER_KEY_FILE = STATE_DIR / "master.key"
@@ -22,6 +22,24 @@ def read_state() -> dict[str, Any]:
 
 def lab_hosts() -> list[LabHost]:
     return hosts(read_state()["gateways"])
+
+
+def built_hosts() -> list[LabHost]:
+    """Every host with a file system in the lab, including the tests' and benchmarks' own."""
+    directory = STATE_DIR / "hosts"
+    return [by_name(p.name) for p in sorted(directory.iterdir())] if directory.exists() else []
+
+
+def refresh_dns() -> None:
+    """Serve A and PTR records for the configured hosts and every other host that was built."""
+    every = {h.name: h for h in lab_hosts() + built_hosts()}
+    dns.ensure(list(every.values()))
+
+
+def ensure_extra_host(host: LabHost, fresh: bool = False) -> None:
+    """A host beyond the configured lab (tests, benchmarks), with its DNS records."""
+    machines.ensure_host(host, fresh=fresh)
+    refresh_dns()
 
 
 def master_key() -> str:
@@ -42,18 +60,14 @@ def up(gateways: int | None = None) -> list[LabHost]:
     STATE_FILE.write_text(json.dumps(state) + "\n")
     master_key()
     every = hosts(state["gateways"])
-    dns.ensure(every)
+    refresh_dns()
     for host in every:
         machines.ensure_host(host)
     return every
 
 
 def down(purge: bool = False) -> None:
-    known = [p.name for p in (STATE_DIR / "hosts").iterdir()] if (STATE_DIR / "hosts").exists() else []
-    from lab.topology import by_name
-
-    for name in known:
-        host = by_name(name)
+    for host in built_hosts():
         machines.remove(host) if purge else machines.stop(host)
     dns.stop()
 

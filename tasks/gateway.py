@@ -19,7 +19,9 @@ from gateway.verify import verify_gateway
 s = for_host(host)
 UNIT_PATH = "/etc/systemd/system/litellm.service"
 SMOKE_PATH = "/usr/local/libexec/litellm-gateway-smoke"
-SMOKE_SOURCE = Path(__file__).resolve().parent.parent / "checks" / "smoke.py"
+REPO = Path(__file__).resolve().parent.parent
+SMOKE_SOURCE = REPO / "checks" / "smoke.py"
+AUTH_SOURCE = REPO / "gateway" / "proxy_auth.py"
 
 venv = pinned_virtualenv(
     name=f"Virtualenv {s.venv_dir} holds litellm[proxy]=={s.version} and its pinned extras",
@@ -48,6 +50,15 @@ logging_config = files.put(
     name=f"{s.config_dir}/logging.json sends the proxy's log to the journal and {s.log_dir}/proxy.log",
     src=StringIO(render.logging_json(s, host.name)),
     dest=f"{s.config_dir}/logging.json",
+    user="root",
+    group=s.group,
+    mode="0640",
+)
+
+auth_hook = files.put(
+    name=f"{s.config_dir}/gateway_auth.py lets the master key in and answers any other key with 401",
+    src=str(AUTH_SOURCE),
+    dest=f"{s.config_dir}/gateway_auth.py",
     user="root",
     group=s.group,
     mode="0640",
@@ -84,15 +95,15 @@ server.shell(
         f"LITELLM_LOCAL_MODEL_COST_MAP=True {s.venv_dir}/bin/litellm "
         f"--config {s.config_dir}/config.yaml --validate_config"
     ],
-    _if=any_changed(config, venv),
+    _if=any_changed(config, auth_hook, venv),
 )
 
 service = systemd.service(
-    name="litellm.service is enabled and running the current config, env, unit and venv",
+    name="litellm.service is enabled and running the current config, auth hook, env, unit and venv",
     service="litellm.service",
     running=True,
     enabled=True,
-    restarted=any(op.will_change for op in (config, logging_config, env_file, unit, venv)),
+    restarted=any(op.will_change for op in (config, auth_hook, logging_config, env_file, unit, venv)),
     daemon_reload=unit.will_change,
 )
 

@@ -41,9 +41,11 @@ def test_every_setting_has_a_default_and_a_comment():
         assert f'"{key}"' in block
 
 
-def test_master_key_never_in_repr():
+def test_master_key_is_kept_but_never_in_repr():
     s = load(seed_data(litellm_master_key=GOOD_KEY))
+    assert s.master_key == GOOD_KEY
     assert GOOD_KEY not in repr(s)
+    assert load(seed_data()).master_key is None
 
 
 BAD = [

@@ -1,0 +1,102 @@
+"""Lab fixtures: the lab up, a gateway host of the tests' own built fresh, and a deploy helper."""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lab import control, machines
+from lab.topology import GATEWAY_PORT, LabHost, gateway
+
+REPO = Path(__file__).resolve().parents[2]
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+TEST_GATEWAY = gateway(2)  # gw1 is the README's; the tests rebuild gw2 from scratch every session
+_counter = itertools.count()
+
+
+@dataclass
+class Deploy:
+    returncode: int
+    output: str
+
+    @property
+    def changes(self) -> int:
+        """Operations that changed something, from pyinfra's 'Grand total' row."""
+        row = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", self.output)
+        assert row, f"no results table in the deploy output:\n{self.output[-3000:]}"
+        return 0 if row.group(2) == "-" else int(row.group(2))
+
+
+def deploy(tmp_dir: Path, *flags: str, hosts: list[LabHost] | None = None, **overrides) -> Deploy:
+    """Run `pyinfra -y [flags] INVENTORY deploy.py` against lab gateways with settings overrides."""
+    hosts = hosts or [TEST_GATEWAY]
+    inventory = tmp_dir / f"inventory_{next(_counter)}.py"
+    inventory.write_text(
+        "from lab.fleet import lab_gateways\nfrom lab.topology import by_name\n"
+        f"gateways = lab_gateways([by_name(n) for n in {[h.name for h in hosts]!r}], **{overrides!r})\n"
+    )
+    result = subprocess.run(
+        [PYINFRA, "-y", *flags, str(inventory), "deploy.py"],
+        cwd=REPO, capture_output=True, text=True, timeout=1800,
+    )
+    return Deploy(result.returncode, result.stdout + result.stderr)
+
+
+def ssh(command: str, host: LabHost = TEST_GATEWAY, check: bool = True) -> str:
+    return machines.ssh(host, command, check=check).stdout
+
+
+def tree_digest(host: LabHost = TEST_GATEWAY) -> str:
+    """Content, modes and owners of every file the deploy manages, as one hash."""
+    listing = ssh(
+        "find /etc/litellm /etc/systemd/system/litellm.service /opt/litellm/requirements.txt "
+        "-printf '%p %m %u %g\\n' -type f -exec sha256sum {} + 2>/dev/null | sort"
+    )
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def deploy_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("deploys")
+
+
+@pytest.fixture(scope="session")
+def lab_ready():
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (systemd-nspawn, loopback addresses, port 53)")
+    control.up()
+    control.ensure_extra_host(TEST_GATEWAY, fresh=True)
+    return TEST_GATEWAY
+
+
+@pytest.fixture(scope="session")
+def first_deploy(lab_ready, deploy_dir) -> Deploy:
+    """The first deploy into a freshly built host: everything from the OS packages up."""
+    result = deploy(deploy_dir)
+    assert result.returncode == 0, result.output[-6000:]
+    return result
+
+
+@pytest.fixture(scope="session")
+def gateway_url(first_deploy) -> str:
+    return f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1"
+
+
+@pytest.fixture(scope="session")
+def master_key(first_deploy) -> str:
+    return control.master_key()
+
+
+@pytest.fixture
+def restore(deploy_dir):
+    """Redeploy the lab's own settings after a test that deployed others."""
+    yield
+    result = deploy(deploy_dir)
+    assert result.returncode == 0, result.output[-4000:]

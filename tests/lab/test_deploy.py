@@ -1,0 +1,170 @@
+"""The deploy into real systemd hosts, checked with the official OpenAI client and over SSH."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import openai
+import pytest
+
+from lab.topology import BACKENDS, MODELS, gateway
+from tests.lab.conftest import TEST_GATEWAY, deploy, ssh, tree_digest
+
+pytestmark = pytest.mark.lab
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def client(url: str, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=60)
+
+
+def service(prop: str) -> str:
+    return ssh(f"systemctl show -p {prop} --value litellm.service").strip()
+
+
+def test_first_deploy_to_a_fresh_host_proves_the_gateway_works(first_deploy):
+    assert first_deploy.changes > 0
+    assert "gateway verified" in first_deploy.output
+    assert "ok   models: " + ", ".join(sorted(MODELS)) in first_deploy.output
+    assert "ok   completion with" in first_deploy.output
+
+
+def test_second_deploy_changes_nothing(first_deploy, deploy_dir):
+    pid = service("MainPID")
+    again = deploy(deploy_dir)
+    assert again.returncode == 0, again.output[-3000:]
+    assert again.changes == 0, again.output[-3000:]
+    assert service("MainPID") == pid
+
+
+def test_openai_client_lists_exactly_the_configured_models(gateway_url, master_key):
+    models = client(gateway_url, master_key).models.list()
+    assert sorted(m.id for m in models.data) == sorted(MODELS)
+
+
+def test_openai_client_chat_completion(gateway_url, master_key):
+    answer = client(gateway_url, master_key).chat.completions.create(
+        model="phi3-3.8b", messages=[{"role": "user", "content": "Say hello."}], max_tokens=20
+    )
+    assert answer.choices[0].message.content.startswith("The gateway answered")
+    assert answer.usage.completion_tokens > 0
+
+
+def test_openai_client_streamed_completion(gateway_url, master_key):
+    stream = client(gateway_url, master_key).chat.completions.create(
+        model="mistral-7b", messages=[{"role": "user", "content": "Stream please."}], stream=True
+    )
+    pieces = [chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
+    assert len(pieces) > 3  # really streamed: token by token, not one blob
+    assert "".join(pieces).startswith("The gateway answered")
+
+
+def test_wrong_key_is_refused_with_401(gateway_url):
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client(gateway_url, "sk-" + "0" * 64).models.list()
+    assert caught.value.status_code == 401
+
+
+def test_config_passes_litellm_validate_config_and_the_seed_config_does_not(first_deploy):
+    ours = ssh("LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/bin/litellm --config /etc/litellm/config.yaml --validate_config")
+    deployments = sum(len(b.models) for b in BACKENDS)  # one entry per (model, backend)
+    assert f"config OK ({deployments} models)" in ours
+    # The seed's file, put on the host through its file system (the lab host's root is a directory here).
+    (TEST_GATEWAY.root / "root" / "seed-config.yaml").write_text((DATA / "seed-config.yaml").read_text())
+    result = ssh(
+        "LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/bin/litellm --config /root/seed-config.yaml --validate_config 2>&1; echo rc=$?"
+    )
+    assert "rc=1" in result
+    assert "health_check_interval" in result
+
+
+def test_service_runs_as_litellm_with_no_capabilities(first_deploy):
+    pid = service("MainPID")
+    assert ssh(f"ps -o user= -p {pid}").strip() == "litellm"
+    status = dict(line.split(":\t", 1) for line in ssh(f"cat /proc/{pid}/status").splitlines() if ":\t" in line)
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(status[cap], 16) == 0, f"{cap}={status[cap]}"
+    assert status["NoNewPrivs"].strip() == "1"
+    assert ssh("getent passwd litellm").strip().split(":")[2:] == ["1002", "1002", "", "/var/lib/litellm", "/usr/sbin/nologin"]
+
+
+def test_files_have_the_right_modes_and_owners(first_deploy):
+    expected = {
+        "/etc/litellm": "750 root litellm",
+        "/etc/litellm/config.yaml": "640 root litellm",
+        "/etc/litellm/logging.json": "640 root litellm",
+        "/etc/litellm/litellm.env": "600 root root",
+        "/etc/systemd/system/litellm.service": "644 root root",
+        "/opt/litellm/bin/litellm": "755 root root",
+        "/var/log/litellm": "750 litellm litellm",
+        "/var/lib/litellm": "750 litellm litellm",
+    }
+    for path, want in expected.items():
+        assert ssh(f"stat -c '%a %U %G' {path}").strip() == want, path
+    # The service user cannot read the secret nor change its own code or config.
+    assert ssh("setpriv --reuid=litellm --regid=litellm --clear-groups cat /etc/litellm/litellm.env", check=False) == ""
+    assert "Permission denied" in ssh("setpriv --reuid=litellm --regid=litellm --init-groups touch /opt/litellm/x 2>&1", check=False)
+
+
+def test_proxy_log_lands_in_var_log_and_the_journal(gateway_url, master_key):
+    marker = f"logcheck-{time.time_ns()}"
+    client(gateway_url, master_key).models.list(extra_query={"marker": marker})  # the access log shows the query
+    time.sleep(1)
+    assert marker in ssh("cat /var/log/litellm/proxy.log")
+    assert marker in ssh("journalctl -u litellm.service --no-pager -o cat")
+
+
+def test_installed_unit_scores_2_or_better_on_the_host(first_deploy):
+    result = ssh("systemd-analyze security --threshold=20 litellm.service 2>&1; echo rc=$?")
+    assert "rc=0" in result, result[-1500:]
+
+
+def test_changing_one_setting_restarts_once_and_only_then(first_deploy, deploy_dir, restore):
+    before = service("MainPID")
+    changed = deploy(deploy_dir, litellm_timeout=45)
+    assert changed.returncode == 0, changed.output[-3000:]
+    assert "timeout: 45" in ssh("cat /etc/litellm/config.yaml")
+    after = service("MainPID")
+    assert after != before
+    assert service("NRestarts") == "0"  # the new process did not crash and come back
+    same = deploy(deploy_dir, litellm_timeout=45)
+    assert same.changes == 0, same.output[-3000:]
+    assert service("MainPID") == after
+
+
+def test_unsafe_master_key_exit_does_not_loop(first_deploy, restore):
+    """LiteLLM exits 3 on a public default key; RestartPreventExitStatus=3 keeps it from looping."""
+    ssh(
+        "mkdir -p /etc/systemd/system/litellm.service.d && printf 'LITELLM_MASTER_KEY=sk-1234\\n' > /run/unsafe.env && "
+        "printf '[Service]\\nEnvironmentFile=/run/unsafe.env\\n' > /etc/systemd/system/litellm.service.d/unsafe.conf && "
+        "systemctl daemon-reload && systemctl restart litellm.service"
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and service("ActiveState") != "failed":
+            time.sleep(1)
+        time.sleep(8)  # longer than RestartSec=5: a loop would have restarted by now
+        assert service("ActiveState") == "failed"
+        assert service("ExecMainStatus") == "3"
+        assert service("NRestarts") == "0"
+    finally:
+        ssh("rm -rf /etc/systemd/system/litellm.service.d /run/unsafe.env && systemctl daemon-reload && "
+            "systemctl reset-failed litellm.service && systemctl restart litellm.service")
+
+
+def test_bad_setting_is_refused_before_any_host_changes(first_deploy, deploy_dir):
+    before = tree_digest()
+    refused = deploy(deploy_dir, litellm_routing_strategy="round-robin", litellm_timeout=44)
+    assert refused.returncode != 0
+    assert "litellm_routing_strategy: 'round-robin' is not one of" in refused.output
+    assert "Nothing was changed on any host" in refused.output
+    assert tree_digest() == before
+
+
+def test_dead_host_stops_the_run_before_any_host_changes(first_deploy, deploy_dir):
+    before = tree_digest()
+    dead = gateway(29)  # never built: nothing listens on its address
+    result = deploy(deploy_dir, hosts=[TEST_GATEWAY, dead], litellm_timeout=44)
+    assert result.returncode != 0
+    assert dead.fqdn in result.output and "Could not connect" in result.output
+    assert tree_digest() == before
