@@ -37,31 +37,29 @@ files.directory(
     mode="0750",
 )
 
-config = files.put(
-    name=f"{s.config_dir}/config.yaml holds the rendered model list and router settings",
-    src=StringIO(render.config_yaml(s, host.name)),
-    dest=f"{s.config_dir}/config.yaml",
-    user="root",
-    group=s.group,
-    mode="0640",
-)
 
-logging_config = files.put(
-    name=f"{s.config_dir}/logging.json sends the proxy's log to the journal and {s.log_dir}/proxy.log",
-    src=StringIO(render.logging_json(s, host.name)),
-    dest=f"{s.config_dir}/logging.json",
-    user="root",
-    group=s.group,
-    mode="0640",
-)
 
-auth_hook = files.put(
-    name=f"{s.config_dir}/gateway_auth.py lets the master key in and answers any other key with 401",
-    src=str(AUTH_SOURCE),
-    dest=f"{s.config_dir}/gateway_auth.py",
-    user="root",
-    group=s.group,
-    mode="0640",
+def service_readable(filename: str, src, state: str):
+    """A file in the config directory the service reads but cannot change: root:GROUP 0640."""
+    return files.put(
+        name=f"{s.config_dir}/{filename} {state}",
+        src=src,
+        dest=f"{s.config_dir}/{filename}",
+        user="root",
+        group=s.group,
+        mode="0640",
+    )
+
+
+config = service_readable(
+    "config.yaml", StringIO(render.config_yaml(s, host.name)), "holds the rendered model list and router settings"
+)
+logging_config = service_readable(
+    "logging.json", StringIO(render.logging_json(s, host.name)),
+    f"sends the proxy's log to the journal and {s.log_dir}/proxy.log",
+)
+auth_hook = service_readable(
+    "gateway_auth.py", str(AUTH_SOURCE), "lets the master key in and answers any other key with 401"
 )
 
 env_file = secret_env_file(

@@ -121,8 +121,10 @@ def test_installed_unit_scores_2_or_better_on_the_host(first_deploy):
 
 def test_changing_one_setting_restarts_once_and_only_then(first_deploy, deploy_dir, restore):
     before = service("MainPID")
-    changed = deploy(deploy_dir, litellm_timeout=45)
+    changed = deploy(deploy_dir, "-vv", litellm_timeout=45)  # -vv prints every command run
     assert changed.returncode == 0, changed.output[-3000:]
+    assert "systemctl restart litellm.service" in changed.output
+    assert "daemon-reload" not in changed.output  # only the config changed, not the unit
     assert "timeout: 45" in ssh("cat /etc/litellm/config.yaml")
     after = service("MainPID")
     assert after != before
@@ -168,3 +170,12 @@ def test_dead_host_stops_the_run_before_any_host_changes(first_deploy, deploy_di
     assert result.returncode != 0
     assert dead.fqdn in result.output and "Could not connect" in result.output
     assert tree_digest() == before
+
+
+def test_unit_change_reloads_systemd_and_restarts(first_deploy, deploy_dir, restore):
+    before = service("MainPID")
+    changed = deploy(deploy_dir, "-vv", litellm_workers=2)
+    assert changed.returncode == 0, changed.output[-3000:]
+    assert "daemon-reload" in changed.output
+    assert "--num_workers 2" in ssh("systemctl show -p ExecStart --value litellm.service")
+    assert service("MainPID") != before
