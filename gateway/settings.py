@@ -10,6 +10,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 SEED_PLACEHOLDER_KEY = "sk-1234567890abcdef-test-key-please-replace"
 
@@ -45,9 +46,17 @@ DEFAULTS: dict[str, Any] = {
     "litellm_master_key": None,
     # Public model name -> {"tag": Ollama tag, "mode": "chat", "max_input_tokens": int}.
     "litellm_models": {},
-    # Backend name -> {"address": host name or IP, "port": 11434, "models": [public model names]}.
+    # Backend name -> {"address": host name or IP, "port": 11434, "models": [public model names]},
+    # or {"api_base": "http://host:11434", "models": [...]} (Ollama's root URL, never .../v1).
     "litellm_backends": {},
+    # Preflight: nameservers to ask (None: the system's), seconds a lookup or backend call may
+    # take, and check classes to skip in an emergency ("dns", "backends"; loudly reported).
+    "litellm_dns_nameservers": None,
+    "litellm_preflight_timeout": 3,
+    "litellm_preflight_skip": [],
 }
+
+PREFLIGHT_CLASSES = ("dns", "backends")
 
 ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "usage-based-routing", "latency-based-routing")
 MODEL_MODES = ("chat", "completion", "embedding")
@@ -112,6 +121,9 @@ class Settings:
     master_key: str | None = field(repr=False)  # never in a repr, log or traceback
     models: tuple[Model, ...]
     backends: tuple[Backend, ...]
+    dns_nameservers: tuple[str, ...] | None = None
+    preflight_timeout: float = 3
+    preflight_skip: frozenset[str] = frozenset()
 
     @property
     def requirements(self) -> str:
@@ -198,8 +210,14 @@ def _models(check: _Checker) -> list[Model]:
         check.problem("litellm_models", "no models are defined; map each public name to {'tag': '<ollama tag>'}")
         return []
     models = []
+    seen: dict[str, str] = {}
     for name, spec in raw.items():
         where = f"litellm_models[{name!r}]"
+        folded = str(name).lower()
+        if folded in seen:
+            check.problem(where, f"duplicates the model name {seen[folded]!r} (names are case-insensitive for clients); "
+                                 "give each model one name")
+        seen.setdefault(folded, str(name))
         if not isinstance(name, str) or not NAME.match(name):
             check.problem(where, "a model name may hold letters, digits and . _ : - only")
         if not isinstance(spec, Mapping):
@@ -220,6 +238,27 @@ def _models(check: _Checker) -> list[Model]:
     return models
 
 
+def _split_api_base(check: _Checker, where: str, api_base: Any) -> tuple[str, int] | None:
+    """(address, port) of an Ollama root URL such as http://llm01:11434."""
+    if not isinstance(api_base, str):
+        check.problem(where, f"{api_base!r} is not a URL like 'http://llm01.example.org:11434'")
+        return None
+    parsed = urlsplit(api_base)
+    if parsed.path.rstrip("/").endswith("/v1"):
+        check.problem(where, f"{api_base!r} ends in /v1: ollama_chat/ calls Ollama's native API at the root; "
+                             f"use '{parsed.scheme}://{parsed.netloc}'")
+        return None
+    if parsed.scheme != "http" or not parsed.hostname or parsed.path.strip("/") or parsed.query:
+        check.problem(where, f"{api_base!r} must be http://HOST[:PORT] with no path, like 'http://llm01:11434'")
+        return None
+    try:
+        port = parsed.port or 11434
+    except ValueError:
+        check.problem(where, f"{api_base!r} has a port out of range; use 1 to 65535")
+        return None
+    return parsed.hostname, port
+
+
 def _backends(check: _Checker, model_names: set[str]) -> list[Backend]:
     raw = check.data["litellm_backends"]
     if not isinstance(raw, Mapping) or not raw:
@@ -231,9 +270,14 @@ def _backends(check: _Checker, model_names: set[str]) -> list[Backend]:
         if not isinstance(spec, Mapping):
             check.problem(where, "must be a mapping like {'address': 'llm01.example.org', 'port': 11434, 'models': [...]}")
             continue
-        unknown = set(spec) - {"address", "port", "models"}
+        unknown = set(spec) - {"address", "port", "models", "api_base"}
         if unknown:
-            check.problem(where, f"unknown keys {sorted(unknown)}; allowed: address, port, models")
+            check.problem(where, f"unknown keys {sorted(unknown)}; allowed: address, port, models (or api_base)")
+        spec = dict(spec)
+        if "api_base" in spec:
+            parsed = _split_api_base(check, f"{where}.api_base", spec.pop("api_base"))
+            if parsed:
+                spec["address"], spec["port"] = parsed
         address = spec.get("address", name)
         try:
             ipaddress.ip_address(address)
@@ -298,6 +342,22 @@ def load(data: Mapping[str, Any]) -> Settings:
             check.problem(setting, f"{paths[setting]!r} must be under {parent} (systemd manages it for the hardened unit)")
     models = _models(check)
     backends = _backends(check, {m.name for m in models})
+    nameservers = merged["litellm_dns_nameservers"]
+    if nameservers is not None:
+        if isinstance(nameservers, str):
+            nameservers = [n.strip() for n in nameservers.split(",") if n.strip()]
+        for server in nameservers if isinstance(nameservers, (list, tuple)) else [nameservers]:
+            try:
+                ipaddress.ip_address(server)
+            except (ValueError, TypeError):
+                check.problem("litellm_dns_nameservers", f"{server!r} is not an IP address; list nameserver addresses, or None for the system's")
+        nameservers = tuple(nameservers) if isinstance(nameservers, (list, tuple)) else None
+    skip = merged["litellm_preflight_skip"]
+    if isinstance(skip, str):
+        skip = [part.strip() for part in skip.split(",") if part.strip()]
+    if not isinstance(skip, (list, tuple, set, frozenset)) or not set(skip) <= set(PREFLIGHT_CLASSES):
+        check.problem("litellm_preflight_skip", f"{skip!r}: only {', '.join(PREFLIGHT_CLASSES)} can be skipped")
+        skip = []
 
     settings = Settings(
         version=version,
@@ -321,6 +381,9 @@ def load(data: Mapping[str, Any]) -> Settings:
         master_key=key,
         models=tuple(models),
         backends=tuple(backends),
+        dns_nameservers=nameservers,
+        preflight_timeout=check.integer("litellm_preflight_timeout", 1, 60),
+        preflight_skip=frozenset(skip),
     )
     if check.problems:
         raise SettingsError(check.problems)

@@ -6,7 +6,7 @@ from typing import Any
 from gateway.inventory import gateway_group
 from lab import control
 from lab.machines import SSH_KEY
-from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, OLLAMA_PORT, LabHost
+from lab.topology import BACKENDS, DNS_ADDRESS, GATEWAY_PORT, MODELS, OLLAMA_PORT, LabHost
 
 
 def fleet_data(**overrides: Any) -> dict[str, Any]:
@@ -18,6 +18,7 @@ def fleet_data(**overrides: Any) -> dict[str, Any]:
         },
         "litellm_master_key": control.master_key(),
         "litellm_port": GATEWAY_PORT,
+        "litellm_dns_nameservers": [DNS_ADDRESS],
         "ssh_user": "root",
         "ssh_key": str(SSH_KEY),
         "ssh_known_hosts_file": "/dev/null",

@@ -1,16 +1,26 @@
-"""Preflight: refuse, before any host is changed, settings or systems the gateway cannot run on."""
-from pyinfra import host
+"""Preflight: refuse, before any host is changed, a fleet the gateway cannot work in.
+
+Settings, DNS (A/AAAA, PTR, forward-confirmed) and backends (reachable, Ollama, models pulled) are
+checked once per run for the whole inventory; then each host's OS. Any failure raises while
+pyinfra is still preparing, so no operation runs on any host.
+"""
+from pyinfra import host, logger, state
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.server import LinuxDistribution
 
-from gateway.settings import SettingsError, for_host
+from checks.preflight import run_for_data
 
 SUPPORTED = {"Debian": ("12", "13"), "Ubuntu": ("22.04", "24.04")}
 
-try:
-    for_host(host)
-except SettingsError as error:
-    raise PyinfraError(f"{host.name}: {error}\nNothing was changed on any host.") from None
+report = getattr(state, "litellm_preflight", None)
+if report is None:
+    report = run_for_data({h.name: h.data.dict() for h in state.inventory})
+    state.litellm_preflight = report
+    for name in sorted(report.skipped):
+        logger.warning(f"!!! PREFLIGHT {name.upper()} CHECKS SKIPPED (litellm_preflight_skip): their failures will not be seen")
+    logger.info("--> Preflight:\n" + report.table())
+if not report.ok:
+    raise PyinfraError(f"preflight failed (exit status {report.exit_code}); see the table above. Nothing was changed on any host.")
 
 distro = host.get_fact(LinuxDistribution)
 release = str(distro.get("release_meta", {}).get("VERSION_ID", distro.get("major", "")))

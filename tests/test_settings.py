@@ -127,3 +127,35 @@ def test_bad_inventory_stops_pyinfra_before_connecting(tmp_path):
     assert "litellm_port: 0 is out of range" in output
     assert "Nothing was changed" in output
     assert "Connecting" not in output
+
+
+def test_api_base_ending_in_v1_is_refused_with_the_root_url():
+    data = seed_data()
+    data["litellm_backends"]["hx-llm01-server"] = {"api_base": "http://llm01.example.org:11434/v1", "models": ["phi3-3.8b"]}
+    with pytest.raises(SettingsError) as caught:
+        load(data)
+    assert "ends in /v1" in str(caught.value) and "'http://llm01.example.org:11434'" in str(caught.value)
+
+
+def test_api_base_gives_address_and_port():
+    data = seed_data()
+    data["litellm_backends"]["hx-llm01-server"] = {"api_base": "http://10.0.0.5:11500", "models": list(inventory.MODELS)}
+    backend = load(data).backends[0]
+    assert (backend.address, backend.port, backend.api_base) == ("10.0.0.5", 11500, "http://10.0.0.5:11500")
+
+
+def test_duplicate_model_names_are_refused():
+    data = seed_data()
+    data["litellm_models"]["PHI3-3.8b"] = {"tag": "phi3:mini"}
+    with pytest.raises(SettingsError) as caught:
+        load(data)
+    assert "duplicates the model name 'phi3-3.8b'" in str(caught.value)
+
+
+def test_preflight_settings():
+    s = load(seed_data(litellm_dns_nameservers="10.0.0.53, 10.0.0.54", litellm_preflight_skip="dns"))
+    assert s.dns_nameservers == ("10.0.0.53", "10.0.0.54") and s.preflight_skip == {"dns"}
+    with pytest.raises(SettingsError, match="only dns, backends can be skipped"):
+        load(seed_data(litellm_preflight_skip=["settings"]))
+    with pytest.raises(SettingsError, match="litellm_dns_nameservers"):
+        load(seed_data(litellm_dns_nameservers=["ns1.example.org"]))

@@ -1,0 +1,1 @@
+"""Checks usable on their own: preflight (settings, DNS, backends) and the gateway smoke check."""
