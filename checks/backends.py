@@ -27,7 +27,7 @@ class BackendResult:
     missing: tuple[str, ...] = field(default=())
 
 
-def _get_json(address: str, backend: Backend, path: str, timeout: float):
+def get_json(address: str, backend: Backend, path: str, timeout: float):
     """GET from the backend at a resolved address, with the backend's own name in Host."""
     host = f"[{address}]" if ":" in address else address
     request = urllib.request.Request(f"http://{host}:{backend.port}{path}",
@@ -53,9 +53,9 @@ def check_backend(backend: Backend, models: dict[str, Model], timeout: float = 5
                               fix="start Ollama there (systemctl start ollama) or fix address/port in the inventory")]
     results = [BackendResult(name, "tcp", True, f"{backend.address}:{backend.port} accepts connections")]
     try:
-        version = _get_json(address, backend, "/api/version", timeout).get("version", "?")
+        version = get_json(address, backend, "/api/version", timeout).get("version", "?")
         results.append(BackendResult(name, "version", True, f"Ollama {version}"))
-        tags = {_normal(m["name"]) for m in _get_json(address, backend, "/api/tags", timeout).get("models", [])}
+        tags = {_normal(m["name"]) for m in get_json(address, backend, "/api/tags", timeout).get("models", [])}
     except (OSError, ValueError, KeyError, urllib.error.URLError) as error:
         results.append(BackendResult(name, "version", False, f"{backend.api_base} does not answer as Ollama: {error}",
                                      fix="check that Ollama (not another service) listens there"))

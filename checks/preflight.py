@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from checks import backends as backend_checks
 from checks import dns as dns_checks
 from gateway.settings import Settings, SettingsError, load
+from gateway.table import table
 
 # Exit status bits: OR-ed together, so one number tells every class of failure apart.
 EXIT_OK = 0
@@ -61,11 +62,8 @@ class Report:
         return rows
 
     def table(self) -> str:
-        rows = [("HOST", "CHECK", "RESULT", "DETAIL")] + self.rows()
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3] for row in rows]
         verdict = "preflight passed" if self.ok else f"preflight FAILED (exit status {self.exit_code})"
-        return "\n".join(lines + [verdict])
+        return table(("HOST", "CHECK", "RESULT", "DETAIL"), self.rows()) + "\n" + verdict
 
     def to_json(self) -> str:
         return json.dumps(

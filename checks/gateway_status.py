@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""What `fab status` needs from one gateway host, gathered on the host in one go, as JSON.
+
+Standard library only: it runs with the host's python3, sent over SSH. It reads nothing secret.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from urllib.parse import urlsplit
+
+
+def systemd(unit: str) -> dict[str, str]:
+    props = "ActiveState,SubState,ActiveEnterTimestamp,NRestarts,MainPID"
+    output = subprocess.run(["systemctl", "show", unit, "-p", props], capture_output=True, text=True).stdout
+    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+
+def rss_kib(pid: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def sha256(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def litellm_version(venv: str) -> str | None:
+    found = glob.glob(os.path.join(venv, "lib", "python3*", "site-packages", "litellm-*.dist-info"))
+    return os.path.basename(found[0])[len("litellm-"):-len(".dist-info")] if found else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--venv", required=True)
+    parser.add_argument("--file", action="append", default=[], help="managed file to fingerprint")
+    args = parser.parse_args(argv)
+    unit = systemd("litellm.service")
+    address = urlsplit(args.url)
+    try:
+        with socket.create_connection((address.hostname, address.port), timeout=2):
+            listening = True
+    except OSError:
+        listening = False
+    try:
+        with urllib.request.urlopen(f"{args.url}/health/readiness", timeout=5) as response:
+            readiness = json.loads(response.read()).get("status", "?")
+    except Exception as error:  # noqa: BLE001 - any failure is the answer
+        readiness = f"error: {error}"
+    pid = unit.get("MainPID", "0")
+    json.dump(
+        {
+            "active": unit.get("ActiveState"),
+            "sub": unit.get("SubState"),
+            "since": unit.get("ActiveEnterTimestamp"),
+            "restarts": unit.get("NRestarts"),
+            "pid": pid,
+            "rss_kib": rss_kib(pid) if pid != "0" else None,
+            "listening": listening,
+            "readiness": readiness,
+            "version": litellm_version(args.venv),
+            "files": {path: sha256(path) for path in args.file},
+        },
+        sys.stdout,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The fleet as the operator tasks see it: gateways to reach over SSH, backends to ask over HTTP.
+
+Built from the same inventory file as the deploy (no second host list). Work runs on every
+selected host at once; a host that cannot be reached is reported as such and the others still are.
+"""
+from __future__ import annotations
+
+import shlex
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence, TypeVar
+
+from fabric import Connection
+
+from checks.dns import resolver_function
+from gateway.fleet import host_data
+from gateway.settings import Backend, Settings, load
+
+T = TypeVar("T")
+CONNECT_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class Gateway:
+    name: str
+    settings: Settings
+    ssh_host: str
+    ssh_user: str | None
+    ssh_port: int | None
+    ssh_key: str | None
+    sudo: bool
+
+    def connection(self) -> Connection:
+        kwargs: dict[str, Any] = {"key_filename": self.ssh_key} if self.ssh_key else {}
+        return Connection(self.ssh_host, user=self.ssh_user, port=self.ssh_port,
+                          connect_timeout=CONNECT_TIMEOUT, connect_kwargs=kwargs)
+
+    def run(self, connection: Connection, command: str, **kwargs):
+        """Run as root: through sudo when the inventory says so (as pyinfra does), else directly."""
+        kwargs.setdefault("hide", True)
+        kwargs.setdefault("warn", True)
+        kwargs.setdefault("in_stream", False)  # never wait on our stdin (CI has none, scripts pipe it)
+        if self.sudo:
+            return connection.run(f"sudo -n sh -c {shlex.quote(command)}", **kwargs)
+        return connection.run(command, **kwargs)
+
+    @property
+    def env_file(self) -> str:
+        return f"{self.settings.config_dir}/litellm.env"
+
+    @property
+    def config_file(self) -> str:
+        return f"{self.settings.config_dir}/config.yaml"
+
+    def litellm(self, *args: str) -> str:
+        """A litellm command line for the host, offline (no cost-map download)."""
+        return " ".join(["LITELLM_LOCAL_MODEL_COST_MAP=True", f"{self.settings.venv_dir}/bin/litellm", *args])
+
+
+@dataclass(frozen=True)
+class Fleet:
+    gateways: tuple[Gateway, ...]
+
+    @property
+    def backends(self) -> list[Backend]:
+        return list({b.name: b for g in self.gateways for b in g.settings.backends}.values())
+
+    @property
+    def models(self):
+        return list({m.name: m for g in self.gateways for m in g.settings.models}.values())
+
+    def resolver(self) -> Callable[[str], str]:
+        """Name -> address with the inventory's nameservers, as the preflight resolves."""
+        first = self.gateways[0].settings
+        return resolver_function(first.dns_nameservers, first.preflight_timeout)
+
+    def select(self, only: str = "") -> list[Gateway]:
+        """Gateways named in `only` (comma-separated names or SSH addresses); all when empty."""
+        if not only:
+            return list(self.gateways)
+        wanted = {part.strip() for part in only.split(",") if part.strip()}
+        chosen = [g for g in self.gateways if g.name in wanted or g.ssh_host in wanted]
+        unknown = wanted - {g.name for g in chosen} - {g.ssh_host for g in chosen}
+        if unknown:
+            known = ", ".join(g.name for g in self.gateways)
+            raise ValueError(f"not in the inventory: {', '.join(sorted(unknown))} (gateways: {known})")
+        return chosen
+
+
+def load_fleet(inventory: str) -> Fleet:
+    gateways = []
+    for name, data in host_data(inventory).items():
+        if "litellm_models" not in data and "litellm_backends" not in data:
+            continue  # not a gateway host
+        gateways.append(Gateway(
+            name=name,
+            settings=load(data),
+            ssh_host=data.get("ssh_hostname") or name,
+            ssh_user=data.get("ssh_user"),
+            ssh_port=data.get("ssh_port"),
+            ssh_key=data.get("ssh_key"),
+            sudo=bool(data.get("_sudo")),
+        ))
+    return Fleet(tuple(gateways))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one host gave: a value, or the error that kept us from getting one."""
+    host: str
+    value: Any = None
+    error: str | None = None
+
+
+def on_each(gateways: Sequence[Gateway], work: Callable[[Gateway, Connection], T]) -> list[Outcome]:
+    """Run `work` on every gateway at once, each over its own SSH connection."""
+    def one(gateway: Gateway) -> Outcome:
+        try:
+            with gateway.connection() as connection:
+                return Outcome(gateway.name, value=work(gateway, connection))
+        except Exception as error:  # noqa: BLE001 - reported per host, the others go on
+            return Outcome(gateway.name, error=f"unreachable or failed: {type(error).__name__}: {error}")
+
+    if not gateways:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(gateways))) as pool:
+        return list(pool.map(one, gateways))
