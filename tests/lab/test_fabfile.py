@@ -1,0 +1,154 @@
+"""The operator tasks, run with `fab` against the lab over real SSH."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+import pytest
+
+from lab import machines
+from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, gateway
+from tests.lab.conftest import REPO, TEST_GATEWAY, ssh
+
+pytestmark = pytest.mark.lab
+FAB = str(Path(sys.executable).parent / "fab")
+
+
+def inventory_file(tmp_path: Path, hosts=(TEST_GATEWAY,)) -> Path:
+    path = tmp_path / "inventory.py"
+    path.write_text(
+        "from lab.fleet import lab_gateways\nfrom lab.topology import by_name\n"
+        f"gateways = lab_gateways([by_name(n) for n in {[h.name for h in hosts]!r}])\n"
+    )
+    return path
+
+
+def fab(tmp_path: Path, *args: str, hosts=(TEST_GATEWAY,), timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FABRIC_LITELLM_INVENTORY": str(inventory_file(tmp_path, hosts))}
+    return subprocess.run([FAB, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def main_pid() -> str:
+    return ssh("systemctl show -p MainPID --value litellm.service").strip()
+
+
+def row(output: str, name: str) -> str:
+    return next(line for line in output.splitlines() if line.startswith(name))
+
+
+def test_list_and_help_describe_every_task():
+    listing = subprocess.run([FAB, "--list"], cwd=REPO, capture_output=True, text=True).stdout
+    for name in ("status", "logs", "restart", "health", "validate", "trial"):
+        assert f"  {name} " in listing
+    help_text = subprocess.run([FAB, "--help", "logs"], cwd=REPO, capture_output=True, text=True).stdout
+    for flag in ("--lines", "--follow", "--since", "--grep", "--file", "--only"):
+        assert flag in help_text
+
+
+def test_status_shows_a_healthy_fleet(first_deploy, tmp_path):
+    result = fab(tmp_path, "status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    gw = row(result.stdout, TEST_GATEWAY.fqdn)
+    for expected in ("active/running", "healthy", "1.108.7", "none", " yes "):
+        assert expected in gw, gw
+    for backend in BACKENDS:
+        assert "all present" in row(result.stdout, backend.name)
+
+
+def test_status_with_a_backend_down_says_so_and_fails(first_deploy, tmp_path):
+    llm1 = BACKENDS[0]
+    machines.ssh(llm1, "systemctl stop ollama")
+    try:
+        result = fab(tmp_path, "status")
+    finally:
+        machines.ssh(llm1, "systemctl start ollama")
+    assert result.returncode != 0
+    assert " NO " in row(result.stdout, "llm1") and "all present" in row(result.stdout, "llm2")
+    assert "NOT healthy" in result.stderr
+
+
+def test_status_reports_config_drift(first_deploy, tmp_path, restore):
+    ssh("sed -i 's/^  num_retries: 2/  num_retries: 3/' /etc/litellm/config.yaml")
+    result = fab(tmp_path, "status")
+    assert result.returncode != 0
+    assert "DRIFT: config.yaml" in row(result.stdout, TEST_GATEWAY.fqdn)
+
+
+def test_unreachable_host_is_named_and_the_others_still_reported(first_deploy, tmp_path):
+    dead = gateway(29)
+    result = fab(tmp_path, "status", hosts=(TEST_GATEWAY, dead))
+    assert result.returncode != 0
+    assert "UNREACHABLE" in row(result.stdout, dead.fqdn)
+    assert "healthy" in row(result.stdout, TEST_GATEWAY.fqdn)
+
+
+def test_logs_return_lines_the_service_wrote(first_deploy, tmp_path):
+    marker = f"fablogs{time.time_ns()}"
+    client = openai.OpenAI(base_url=f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1", api_key=_key(), max_retries=0)
+    client.models.list(extra_query={"marker": marker})
+    time.sleep(1)
+    journal = fab(tmp_path, "logs", "--grep", marker, "--lines", "20")
+    assert journal.returncode == 0 and marker in journal.stdout, journal.stderr
+    from_file = fab(tmp_path, "logs", "--file", "--grep", marker)
+    assert from_file.returncode == 0 and marker in from_file.stdout, from_file.stderr
+    several = fab(tmp_path, "logs", "--lines", "3", hosts=(TEST_GATEWAY, gateway(1)))
+    assert several.returncode == 0 and len(several.stdout.splitlines()) == 6, several.stdout + several.stderr
+    assert all(line.startswith((TEST_GATEWAY.fqdn + ": ", "gw1.lab.test: ")) for line in several.stdout.splitlines())
+
+
+def _key() -> str:
+    from lab import control
+
+    return control.master_key()
+
+
+def test_validate_passes_on_the_deployed_config(first_deploy, tmp_path):
+    result = fab(tmp_path, "validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "config OK" in row(result.stdout, TEST_GATEWAY.fqdn)
+
+
+def test_health_lists_every_model_on_every_backend(first_deploy, tmp_path):
+    result = fab(tmp_path, "health")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for backend in BACKENDS:
+        for model in backend.models:
+            line = next(l for l in result.stdout.splitlines() if l.split()[:2] == [model, backend.name])
+            assert "yes" in line
+
+
+def test_trial_makes_a_completion_and_leaves_the_service_alone(first_deploy, tmp_path):
+    before = (main_pid(), ssh("systemctl show -p NRestarts --value litellm.service"))
+    result = fab(tmp_path, "trial")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok   completion with" in row(result.stdout, TEST_GATEWAY.fqdn)
+    assert (main_pid(), ssh("systemctl show -p NRestarts --value litellm.service")) == before
+    assert "litellm-trial" not in ssh("systemctl list-units --all --no-legend 'litellm-trial*'")
+
+
+def test_restart_rolls_and_the_gateway_answers_again(first_deploy, tmp_path):
+    before = main_pid()
+    result = fab(tmp_path, "restart")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{TEST_GATEWAY.fqdn}: restarted and answering" in result.stdout
+    assert main_pid() != before
+
+
+def test_restart_refuses_a_broken_config_and_the_service_keeps_serving(first_deploy, tmp_path, restore):
+    before = main_pid()
+    ssh("printf 'router_settings:\\n  health_check_interval: 60\\n' >> /etc/litellm/config.yaml")
+    result = fab(tmp_path, "restart", hosts=(TEST_GATEWAY, gateway(1)))
+    assert result.returncode != 0
+    assert f"{TEST_GATEWAY.fqdn}: config is invalid" in result.stderr and "NOT restarted" in result.stderr
+    assert "not restarted: gw1.lab.test" in result.stderr  # the roll stopped at the first gateway
+    assert main_pid() == before
+    client = openai.OpenAI(base_url=f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1", api_key=_key(), max_retries=0)
+    assert sorted(m.id for m in client.models.list().data) == sorted(MODELS)
+    invalid = fab(tmp_path, "validate")
+    assert invalid.returncode != 0 and "INVALID" in row(invalid.stdout, TEST_GATEWAY.fqdn)
