@@ -24,6 +24,7 @@ from gateway import render
 from gateway.remote import Fleet, Gateway, Outcome, load_fleet, on_each
 from gateway.settings import SettingsError
 from gateway.table import table
+from gateway.team_keys import HOST_FILE_NAME, KeyStore, TeamKeyError, host_file
 
 REPO = Path(__file__).resolve().parent
 STATUS_PROBE = (REPO / "checks" / "gateway_status.py").read_text()
@@ -305,5 +306,91 @@ def trial(c, only="", port=0):
         raise Exit("a trial failed; the services were left alone", code=1)
 
 
-ns = Collection(status, logs, restart, health, validate, trial)
+def _key_store(fleet: Fleet) -> KeyStore:
+    paths = {g.settings.team_keys_file for g in fleet.gateways}
+    if len(paths) != 1 or None in paths:
+        raise Exit("set one litellm_team_keys_file for the whole fleet in the inventory (a path outside git)", code=2)
+    return KeyStore(paths.pop())
+
+
+def _push_keys(fleet: Fleet, store: KeyStore) -> None:
+    """Install the store's hashes on every gateway, atomically; the auth hook picks them up at once."""
+    content = host_file(store.read())
+
+    def push(g: Gateway, connection: Connection) -> None:
+        dest = f"{g.settings.config_dir}/{HOST_FILE_NAME}"
+        temp = f"/tmp/litellm-team-keys-{g.settings.port}.json"
+        connection.put(io.StringIO(content), remote=temp)
+        result = g.run(connection, f"install -m 0640 -o root -g {g.settings.group} {temp} {dest}.new "
+                                   f"&& mv -f {dest}.new {dest} && rm -f {temp}")
+        if not result.ok:
+            raise RuntimeError(result.stderr.strip())
+
+    failed = [o for o in on_each(list(fleet.gateways), push) if o.error]
+    done = len(fleet.gateways) - len(failed)
+    print(f"team keys installed on {done} of {len(fleet.gateways)} gateway(s); in effect at once, no restart")
+    if failed:
+        for outcome in failed:
+            print(f"{outcome.host}: NOT updated: {outcome.error}", file=sys.stderr)
+        raise Exit(f"saved in {store.path}, but not on {', '.join(o.host for o in failed)}: "
+                   "run `fab keys-push` (or the deploy) once they are reachable", code=1)
+
+
+def _key_change(c, change) -> None:
+    fleet = _fleet(c)
+    store = _key_store(fleet)
+    try:
+        shown = change(store)
+    except TeamKeyError as error:
+        raise Exit(str(error), code=2) from None
+    if shown:
+        print(shown)
+    _push_keys(fleet, store)
+
+
+LIMIT_HELP = {
+    "team": "the team's name (lower-case letters, digits, . _ -)",
+    "rpm": "requests per minute (default 60)",
+    "max_parallel": "requests in flight at once (default 10)",
+    "max_tokens": "most tokens a request may ask for (default 2048)",
+    "timeout": "seconds a request may take (default 30)",
+}
+
+
+@task(help=LIMIT_HELP)
+def keys_create(c, team, rpm=60, max_parallel=10, max_tokens=2048, timeout=30):
+    """Make a team's API key with its limits, shown once (only its hash is kept), and install it everywhere."""
+    limits = {"rpm": int(rpm), "max_parallel_requests": int(max_parallel), "max_tokens": int(max_tokens), "timeout": int(timeout)}
+    _key_change(c, lambda store: f"team {team} key (shown once, store it now): {store.create(team, **limits)}")
+
+
+@task
+def keys_list(c):
+    """The teams' keys: team, limits, created, last rotated (never a key)."""
+    keys = _key_store(_fleet(c)).read()
+    print(table(("TEAM", "RPM", "PARALLEL", "MAX_TOKENS", "TIMEOUT", "CREATED", "ROTATED"),
+                [[k.team, k.rpm, k.max_parallel_requests, k.max_tokens, k.timeout, k.created, k.rotated]
+                 for k in sorted(keys.values(), key=lambda k: k.team)]))
+
+
+@task(help={"team": LIMIT_HELP["team"]})
+def keys_rotate(c, team):
+    """Give a team a new key (shown once); its old key stops working on every gateway at once."""
+    _key_change(c, lambda store: f"team {team} new key (shown once, store it now): {store.rotate(team)}")
+
+
+@task(help={"team": LIMIT_HELP["team"]})
+def keys_revoke(c, team):
+    """Revoke a team's key on every gateway at once (requests already in flight finish)."""
+    _key_change(c, lambda store: store.revoke(team))
+
+
+@task
+def keys_push(c):
+    """Install the team keys file's hashes on every gateway again (after a host was unreachable)."""
+    fleet = _fleet(c)
+    _push_keys(fleet, _key_store(fleet))
+
+
+ns = Collection(status, logs, restart, health, validate, trial, keys_create, keys_list, keys_rotate, keys_revoke, keys_push)
 ns.configure({"litellm": {"inventory": str(REPO / "inventory.py")}})

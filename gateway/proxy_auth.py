@@ -1,23 +1,69 @@
-"""LiteLLM `custom_auth` hook, installed next to config.yaml as gateway_auth.py.
+"""LiteLLM hooks installed next to config.yaml as gateway_auth.py: who may call, and within which limits.
+
+- `user_api_key_auth` (general_settings.custom_auth): the master key is the operators' key (all
+  routes); a team key is looked up by its SHA-256 in team-keys.json, re-read whenever the file
+  changes (no restart), and may call the model routes only; any other key gets 401. The team's
+  rpm and max_parallel_requests go to LiteLLM's own limiters (429 with Retry-After).
+- `key_limits` (litellm_settings.callbacks): a team request asking for more than the key's
+  max_tokens is refused with 400, naming the limit (silently cutting an answer short would look
+  like a model fault); a request that asks for no limit gets the key's; the call's timeout is at
+  most the key's.
 
 Without a database LiteLLM answers a wrong `sk-...` key with 400 "No connected db."; clients and
-the OpenAI SDK expect 401 (openai.AuthenticationError). This hook makes the master key the one
-accepted key, compared in constant time, and refuses every other key with 401.
-Runs inside the proxy: standard library and LiteLLM only.
+the OpenAI SDK expect 401, which this gives. Runs inside the proxy: standard library and LiteLLM.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 import os
+import threading
+from typing import Any
 
-from fastapi import Request
+from fastapi import HTTPException, Request
+from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
 
 MASTER_KEY_VAR = "LITELLM_MASTER_KEY"
+KEYS_FILE_VAR = "LITELLM_TEAM_KEYS_FILE"
+# What a team key may call: the OpenAI-compatible model routes, nothing that manages the proxy.
+TEAM_ROUTES = {
+    "/chat/completions", "/v1/chat/completions", "/completions", "/v1/completions",
+    "/embeddings", "/v1/embeddings", "/models", "/v1/models",
+}
 
 
-def _refuse(message: str) -> ProxyException:
-    return ProxyException(message=message, type=ProxyErrorTypes.auth_error, param="api_key", code=401)
+class _TeamKeys:
+    """hash -> team entry, from the keys file, reloaded when its mtime or size changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stamp: tuple[float, int] | None = None
+        self._keys: dict[str, dict[str, Any]] = {}
+
+    def get(self, digest: str) -> dict[str, Any] | None:
+        path = os.environ.get(KEYS_FILE_VAR, "")
+        try:
+            info = os.stat(path)
+            stamp = (info.st_mtime, info.st_size)
+        except OSError:
+            stamp = None
+        with self._lock:
+            if stamp != self._stamp:
+                keys: dict[str, dict[str, Any]] = {}
+                if stamp is not None:
+                    with open(path, encoding="utf-8") as handle:
+                        keys = json.load(handle).get("keys", {})
+                self._keys, self._stamp = keys, stamp
+            return self._keys.get(digest)
+
+
+TEAM_KEYS = _TeamKeys()
+
+
+def _refuse(message: str, code: int = 401) -> ProxyException:
+    return ProxyException(message=message, type=ProxyErrorTypes.auth_error, param="api_key", code=code)
 
 
 async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
@@ -27,4 +73,43 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
         raise _refuse("No API key was sent: pass 'Authorization: Bearer <key>'.")
     if master and hmac.compare_digest(presented.encode(), master.encode()):
         return UserAPIKeyAuth(api_key=presented, user_role=LitellmUserRoles.PROXY_ADMIN)
-    raise _refuse("Invalid API key.")
+    digest = hashlib.sha256(presented.encode()).hexdigest()
+    team = TEAM_KEYS.get(digest)
+    if team is None:
+        raise _refuse("Invalid API key.")
+    if request.url.path.rstrip("/") not in TEAM_ROUTES:
+        raise _refuse(f"A team key may not call {request.url.path}.", code=403)
+    return UserAPIKeyAuth(
+        api_key=digest,
+        key_alias=team["team"],
+        team_id=team["team"],
+        user_role=LitellmUserRoles.INTERNAL_USER,
+        rpm_limit=team["rpm"],
+        max_parallel_requests=team["max_parallel_requests"],
+        metadata={"gateway_max_tokens": team["max_tokens"], "gateway_timeout": team["timeout"]},
+    )
+
+
+class KeyLimits(CustomLogger):
+    async def async_pre_call_hook(self, user_api_key_dict: UserAPIKeyAuth, cache: Any, data: dict, call_type: str):
+        metadata = user_api_key_dict.metadata or {}
+        limit = metadata.get("gateway_max_tokens")
+        if limit is None:
+            return data  # the master key: no per-key limits
+        for field in ("max_tokens", "max_completion_tokens"):
+            asked = data.get(field)
+            if isinstance(asked, int) and asked > limit:
+                raise HTTPException(
+                    status_code=400,
+                    detail=f"{field}={asked} is more than this key's limit of {limit} tokens per request; ask for {limit} or fewer.",
+                )
+        if data.get("max_tokens") is None and data.get("max_completion_tokens") is None and call_type != "embeddings":
+            data["max_tokens"] = limit
+        timeout = metadata["gateway_timeout"]
+        asked_timeout = data.get("timeout")
+        if not isinstance(asked_timeout, (int, float)) or asked_timeout > timeout:
+            data["timeout"] = timeout
+        return data
+
+
+key_limits = KeyLimits()

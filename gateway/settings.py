@@ -9,9 +9,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+REPO = Path(__file__).resolve().parent.parent
 SEED_PLACEHOLDER_KEY = "sk-1234567890abcdef-test-key-please-replace"
 
 DEFAULTS: dict[str, Any] = {
@@ -44,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
     # The master key (operators' key). None: generate one on each host on the first deploy and keep
     # it there. A value: it comes from outside git (environment, secret store, a 0600 file).
     "litellm_master_key": None,
+    # Team keys (hashes and limits) on the operator's machine, outside git; None: no team keys,
+    # only the master key. Managed with `fab keys-create/-list/-rotate/-revoke`.
+    "litellm_team_keys_file": None,
     # Public model name -> {"tag": Ollama tag, "mode": "chat", "max_input_tokens": int}.
     "litellm_models": {},
     # Backend name -> {"address": host name or IP, "port": 11434, "models": [public model names]},
@@ -124,6 +129,7 @@ class Settings:
     dns_nameservers: tuple[str, ...] | None = None
     preflight_timeout: float = 3
     preflight_skip: frozenset[str] = frozenset()
+    team_keys_file: str | None = None
 
     @property
     def requirements(self) -> str:
@@ -352,6 +358,14 @@ def load(data: Mapping[str, Any]) -> Settings:
             except (ValueError, TypeError):
                 check.problem("litellm_dns_nameservers", f"{server!r} is not an IP address; list nameserver addresses, or None for the system's")
         nameservers = tuple(nameservers) if isinstance(nameservers, (list, tuple)) else None
+    keys_file = merged["litellm_team_keys_file"]
+    if keys_file is not None:
+        if not isinstance(keys_file, str) or not keys_file:
+            check.problem("litellm_team_keys_file", f"{keys_file!r} is not a path; give a file outside git, or None")
+            keys_file = None
+        elif Path(keys_file).expanduser().resolve().is_relative_to(REPO):
+            check.problem("litellm_team_keys_file", f"{keys_file!r} is inside the repository; keep it outside git "
+                                                    "(e.g. ~/.config/litellm-gateway/team-keys.json)")
     skip = merged["litellm_preflight_skip"]
     if isinstance(skip, str):
         skip = [part.strip() for part in skip.split(",") if part.strip()]
@@ -384,6 +398,7 @@ def load(data: Mapping[str, Any]) -> Settings:
         dns_nameservers=nameservers,
         preflight_timeout=check.integer("litellm_preflight_timeout", 1, 60),
         preflight_skip=frozenset(skip),
+        team_keys_file=keys_file,
     )
     if check.problems:
         raise SettingsError(check.problems)

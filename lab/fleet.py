@@ -6,6 +6,9 @@ from typing import Any
 from gateway.inventory import gateway_group
 from lab import control
 from lab.machines import SSH_KEY
+from lab.topology import STATE_DIR
+
+TEAM_KEYS_FILE = STATE_DIR / "team-keys.json"  # outside git, 0600, as an operator's would be
 from lab.topology import BACKENDS, DNS_ADDRESS, GATEWAY_PORT, MODELS, OLLAMA_PORT, LabHost
 
 
@@ -19,6 +22,7 @@ def fleet_data(**overrides: Any) -> dict[str, Any]:
         "litellm_master_key": control.master_key(),
         "litellm_port": GATEWAY_PORT,
         "litellm_dns_nameservers": [DNS_ADDRESS],
+        "litellm_team_keys_file": str(TEAM_KEYS_FILE),
         "ssh_user": "root",
         "ssh_key": str(SSH_KEY),
         "ssh_known_hosts_file": "/dev/null",

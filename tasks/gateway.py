@@ -14,6 +14,7 @@ from pyinfra.operations.util import any_changed
 from gateway import render
 from gateway.operations import pinned_virtualenv, secret_env_file
 from gateway.settings import for_host
+from gateway.team_keys import HOST_FILE_NAME, KeyStore, host_file
 from gateway.verify import verify_gateway
 
 s = for_host(host)
@@ -59,7 +60,12 @@ logging_config = service_readable(
     f"sends the proxy's log to the journal and {s.log_dir}/proxy.log",
 )
 auth_hook = service_readable(
-    "gateway_auth.py", str(AUTH_SOURCE), "lets the master key in and answers any other key with 401"
+    "gateway_auth.py", str(AUTH_SOURCE), "lets the master key and team keys in, any other key gets 401"
+)
+# Read by the auth hook whenever it changes: a new, rotated or revoked key needs no restart.
+service_readable(
+    HOST_FILE_NAME, StringIO(host_file(KeyStore(s.team_keys_file).read() if s.team_keys_file else {})),
+    "holds the team keys' hashes and limits",
 )
 
 env_file = secret_env_file(

@@ -19,17 +19,18 @@ pytestmark = pytest.mark.lab
 FAB = str(Path(sys.executable).parent / "fab")
 
 
-def inventory_file(tmp_path: Path, hosts=(TEST_GATEWAY,)) -> Path:
+def inventory_file(tmp_path: Path, hosts=(TEST_GATEWAY,), **overrides) -> Path:
     path = tmp_path / "inventory.py"
     path.write_text(
         "from lab.fleet import lab_gateways\nfrom lab.topology import by_name\n"
-        f"gateways = lab_gateways([by_name(n) for n in {[h.name for h in hosts]!r}])\n"
+        f"gateways = lab_gateways([by_name(n) for n in {[h.name for h in hosts]!r}], **{overrides!r})\n"
     )
     return path
 
 
-def fab(tmp_path: Path, *args: str, hosts=(TEST_GATEWAY,), timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FABRIC_LITELLM_INVENTORY": str(inventory_file(tmp_path, hosts))}
+def fab(tmp_path: Path, *args: str, hosts=(TEST_GATEWAY,), timeout: float = 300, **overrides) -> subprocess.CompletedProcess:
+    """Run `fab ARGS` on an inventory of the given lab gateways, with settings overrides."""
+    env = {**os.environ, "FABRIC_LITELLM_INVENTORY": str(inventory_file(tmp_path, hosts, **overrides))}
     return subprocess.run([FAB, *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
