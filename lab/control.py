@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from pathlib import Path
 from typing import Any
 
 from lab import dns, machines

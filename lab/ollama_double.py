@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 VERSION = "0.12.3"
 # Ollama reports the GGUF architecture as the family: Llama 3.x and Mistral are "llama".

@@ -1,7 +1,6 @@
 """The operator tasks, run with `fab` against the lab over real SSH."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

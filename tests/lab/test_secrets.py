@@ -7,7 +7,7 @@ import subprocess
 import openai
 import pytest
 
-from tests.lab.conftest import REPO, TEST_GATEWAY, deploy, ssh
+from tests.lab.conftest import REPO, deploy, ssh
 
 pytestmark = pytest.mark.lab
 
