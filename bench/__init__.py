@@ -1,0 +1,1 @@
+"""Benchmarks: deploy, re-run and gateway figures against their floors, measured side by side."""

@@ -1,0 +1,92 @@
+"""`python -m bench [--runs N] [--smoke]`: benchmark figures against their floors, as a table and JSON.
+
+Runs in the lab on gateways of its own (gw3..gw6). Every figure is the median of N runs with min
+and max; each comparison is measured side by side in the same run, because these machines are
+noisy and absolute times do not carry from one run to the next. `--smoke` is one repetition with
+few requests: it proves the benchmark still works, its figures mean little.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench import measure
+from lab import control
+from gateway.settings import DEFAULTS
+from gateway.table import table
+
+RESULTS = measure.REPO / "bench-results"
+
+
+def ratio(a: measure.Figure, b: measure.Figure) -> float:
+    return a.summary()["median"] / b.summary()["median"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="repetitions of each figure (default 3)")
+    parser.add_argument("--requests", type=int, default=200, help="requests per latency/throughput figure")
+    parser.add_argument("--smoke", action="store_true", help="one repetition, 20 requests: does it still work?")
+    parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the figures")
+    args = parser.parse_args(argv)
+    runs, requests = (1, 20) if args.smoke else (args.runs, args.requests)
+    if os.geteuid() != 0:
+        print("bench: the lab needs root", file=sys.stderr)
+        return 1
+    control.up()
+    with tempfile.TemporaryDirectory() as work:
+        lab = measure.Lab(Path(work))
+        first, first_floor = measure.first_deploy(lab, runs)
+        rerun, rerun_floor = measure.rerun_no_change(lab, runs)
+        changed = measure.rerun_one_change(lab, runs)
+        one, two, four = measure.fleet_scaling(lab, runs)
+        status_one, status_all = measure.fab_status(lab, runs)
+        dns_fleet, dns_single = measure.dns_dead_nameserver(runs)
+        latency = measure.gateway_latency(lab, requests)
+        throughput = measure.worker_throughput(lab, requests)
+    by_name = {f.name: f for f in latency}
+    p50_overhead = {c: by_name[f"p50 through the gateway, {c} client(s)"].samples[0]
+                    - by_name[f"p50 direct to Ollama double, {c} client(s)"].samples[0] for c in (1, 10)}
+    best = max(throughput, key=lambda f: f.samples[0])
+    default = next(f for f in throughput if f.name.endswith(f", {DEFAULTS['litellm_workers']} worker(s)"))
+    goals = [
+        ("first deploy / floor", ratio(first, first_floor), 1.25),
+        ("no-change re-run / pyinfra floor", ratio(rerun, rerun_floor), 2.0),
+        ("no-change re-run, 4 gateways / 1", ratio(four, one), 1.5),
+        ("fab status, 4 gateways / 1", ratio(status_all, status_one), 1.5),
+        ("DNS preflight, 10 names dead NS / one timeout", ratio(dns_fleet, dns_single), 1.5),
+        ("p50 overhead, 1 client (ms)", p50_overhead[1], 10.0),
+        ("p50 overhead, 10 clients (ms)", p50_overhead[10], 10.0),
+        ("default workers' req/s / best tried", default.samples[0] / best.samples[0], None),
+    ]
+    figures = [first, first_floor, rerun, rerun_floor, changed, one, two, four, status_one, status_all,
+               dns_fleet, dns_single, *latency, *throughput]
+    rows = [[f.name, f"{s['median']:.2f}", f"{s['min']:.2f}", f"{s['max']:.2f}", f"{s['n']}", f.unit]
+            for f in figures for s in [f.summary()]]
+    print(table(("FIGURE", "MEDIAN", "MIN", "MAX", "N", "UNIT"), rows))
+    print()
+    goal_rows = [[name, f"{value:.2f}", "-" if limit is None else f"<= {limit}",
+                  "-" if limit is None else ("met" if value <= limit else "NOT MET")] for name, value, limit in goals]
+    goal_rows[-1][2:] = [">= 0.95 (noise)", "met" if goals[-1][1] >= 0.95 else "NOT MET"]
+    print(table(("COMPARISON", "VALUE", "GOAL", ""), goal_rows))
+    report = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "runs": runs, "requests": requests, "smoke": args.smoke,
+        "figures": {f.name: f.summary() for f in figures},
+        "comparisons": {name: {"value": value, "goal": limit} for name, value, limit in goals},
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nfigures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""The measurements: each returns the samples of a figure and of its floor, taken side by side."""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from checks import dns as dns_checks
+from lab import control, machines
+from lab.topology import BACKENDS, GATEWAY_PORT, OLLAMA_PORT, LabHost, gateway
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+BENCH_GATEWAYS = [gateway(i) for i in range(3, 7)]  # gw3..gw6: the benchmark's own hosts
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    samples: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"median": statistics.median(self.samples), "min": min(self.samples), "max": max(self.samples),
+                "n": len(self.samples), "unit": self.unit}
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+class Lab:
+    """Deploys and commands against the benchmark's own gateways, through the real entry points."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.count = 0
+
+    def inventory(self, hosts: list[LabHost], **overrides) -> Path:
+        self.count += 1
+        path = self.work / f"inventory_{self.count}.py"
+        path.write_text(
+            "from lab.fleet import lab_gateways\nfrom lab.topology import by_name\n"
+            f"gateways = lab_gateways([by_name(n) for n in {[h.name for h in hosts]!r}], **{overrides!r})\n"
+        )
+        return path
+
+    def pyinfra(self, inventory: Path, deploy: str = "deploy.py") -> None:
+        result = subprocess.run([str(BIN / "pyinfra"), "-y", str(inventory), deploy], cwd=REPO,
+                                capture_output=True, text=True, timeout=1800)
+        if result.returncode != 0:
+            raise RuntimeError(f"pyinfra {deploy} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+
+    def deploy(self, hosts: list[LabHost], **overrides) -> float:
+        inventory = self.inventory(hosts, **overrides)
+        return timed(lambda: self.pyinfra(inventory))
+
+    def fab(self, hosts: list[LabHost], *args: str) -> float:
+        inventory = self.inventory(hosts)
+        env = {"FABRIC_LITELLM_INVENTORY": str(inventory), "PATH": str(BIN) + ":/usr/bin:/bin"}
+        return timed(lambda: subprocess.run([str(BIN / "fab"), *args], cwd=REPO, env=env, check=True,
+                                            capture_output=True, stdin=subprocess.DEVNULL, timeout=300))
+
+
+def first_deploy(lab: Lab, runs: int) -> tuple[Figure, Figure]:
+    """A deploy to a fresh host, against pip install into a fresh venv plus proxy start, on that host."""
+    deploy, floor = Figure("first deploy to a fresh host", "s"), Figure("floor: pip install + start to readiness", "s")
+    host = BENCH_GATEWAYS[0]
+    for _ in range(runs):
+        control.ensure_extra_host(host, fresh=True)
+        deploy.samples.append(lab.deploy([host]))
+        script = (
+            "set -e; rm -rf /root/floor; "
+            "s=$(date +%s.%N); python3 -m venv /root/floor && /root/floor/bin/pip install -q -r /opt/litellm/requirements.txt; "
+            "systemd-run --unit=bench-floor --collect --quiet -p EnvironmentFile=/etc/litellm/litellm.env "
+            f"/root/floor/bin/litellm --config /etc/litellm/config.yaml --host 127.0.0.1 --port {GATEWAY_PORT + 2}; "
+            f"until python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:{GATEWAY_PORT + 2}/health/readiness\")' 2>/dev/null; do sleep 0.2; done; "
+            "e=$(date +%s.%N); systemctl stop bench-floor; rm -rf /root/floor; python3 -c \"print($e - $s)\""
+        )
+        floor.samples.append(float(machines.ssh(host, script, timeout=1800).stdout.strip().splitlines()[-1]))
+    return deploy, floor
+
+
+def rerun_no_change(lab: Lab, runs: int) -> tuple[Figure, Figure]:
+    rerun, floor = Figure("re-run, nothing changed", "s"), Figure("floor: pyinfra connect + one no-op operation", "s")
+    host = [BENCH_GATEWAYS[0]]
+    lab.deploy(host)
+    inventory = lab.inventory(host)
+    for _ in range(runs):
+        rerun.samples.append(timed(lambda: lab.pyinfra(inventory)))
+        floor.samples.append(timed(lambda: lab.pyinfra(inventory, "bench/floor_deploy.py")))
+    return rerun, floor
+
+
+def rerun_one_change(lab: Lab, runs: int) -> Figure:
+    figure = Figure("re-run after one setting changed, until it answers", "s")
+    host = [BENCH_GATEWAYS[0]]
+    for run in range(runs):
+        figure.samples.append(lab.deploy(host, litellm_timeout=31 + run % 2))
+    lab.deploy(host)
+    return figure
+
+
+def fleet_scaling(lab: Lab, runs: int) -> list[Figure]:
+    figures = [Figure(f"re-run, nothing changed, {n} gateway(s)", "s") for n in (1, 2, 4)]
+    for host in BENCH_GATEWAYS:
+        control.ensure_extra_host(host)
+    lab.deploy(BENCH_GATEWAYS)
+    for _ in range(runs):
+        for figure, n in zip(figures, (1, 2, 4)):
+            figure.samples.append(lab.deploy(BENCH_GATEWAYS[:n]))
+    return figures
+
+
+def fab_status(lab: Lab, runs: int) -> tuple[Figure, Figure]:
+    one, every = Figure("fab status, 1 gateway", "s"), Figure("fab status, 4 gateways", "s")
+    for _ in range(runs):
+        one.samples.append(lab.fab(BENCH_GATEWAYS[:1], "status"))
+        every.samples.append(lab.fab(BENCH_GATEWAYS, "status"))
+    return one, every
+
+
+def dns_dead_nameserver(runs: int, timeout: float = 2.0) -> tuple[Figure, Figure]:
+    fleet, single = Figure("DNS preflight, 10 names, dead nameserver", "s"), Figure("one lookup timeout", "s")
+    for _ in range(runs):
+        names = [f"bench{i}.lab.test" for i in range(10)]
+        fleet.samples.append(timed(lambda: dns_checks.check_fleet(names, ["127.0.10.54"], timeout)))
+        single.samples.append(timeout)
+    return fleet, single
+
+
+def _post(url: str, body: dict, key: str | None = None) -> float:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
+    return (time.perf_counter() - started) * 1000
+
+
+def _latencies(call: Callable[[], float], requests: int, concurrency: int) -> list[float]:
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(lambda _: call(), range(requests)))
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def gateway_latency(lab: Lab, requests: int) -> list[Figure]:
+    """Latency added by the proxy over calling the double directly, at 1 and 10 concurrent clients."""
+    host = BENCH_GATEWAYS[0]
+    key = control.master_key()
+    backend = BACKENDS[1]  # llm2 serves mistral-7b alone: every gateway call lands on it
+    direct = lambda: _post(f"http://{backend.address}:{OLLAMA_PORT}/api/chat",  # noqa: E731
+                           {"model": "mistral:7b", "messages": [{"role": "user", "content": "hi"}], "stream": False})
+    through = lambda: _post(f"http://{host.address}:{GATEWAY_PORT}/v1/chat/completions",  # noqa: E731
+                            {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}]}, key)
+    figures = []
+    for concurrency in (1, 10):
+        _latencies(through, 10, concurrency)  # warm up
+        d, g = _latencies(direct, requests, concurrency), _latencies(through, requests, concurrency)
+        for label, p in (("p50", 50), ("p95", 95)):
+            figures.append(Figure(f"{label} direct to Ollama double, {concurrency} client(s)", "ms", [percentile(d, p)]))
+            figures.append(Figure(f"{label} through the gateway, {concurrency} client(s)", "ms", [percentile(g, p)]))
+    return figures
+
+
+def worker_throughput(lab: Lab, requests: int, workers: tuple[int, ...] = (1, 2, 4)) -> list[Figure]:
+    """Requests per second through the gateway at 10 concurrent clients, per worker setting.
+
+    1 worker is the seed's setting (LiteLLM's own default)."""
+    host = BENCH_GATEWAYS[0]
+    key = control.master_key()
+    call = lambda: _post(f"http://{host.address}:{GATEWAY_PORT}/v1/chat/completions",  # noqa: E731
+                         {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}]}, key)
+    figures = []
+    for count in workers:
+        lab.deploy([host], litellm_workers=count)
+        _latencies(call, 20, 10)
+        seconds = timed(lambda: _latencies(call, requests, 10))
+        figures.append(Figure(f"requests/s through the gateway, {count} worker(s)", "req/s", [requests / seconds]))
+    lab.deploy([host])
+    return figures
