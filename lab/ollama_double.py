@@ -329,7 +329,9 @@ class OllamaHandler(BaseHTTPRequestHandler):
 def serve(host: str, port: int, behaviour_file: str) -> ThreadingHTTPServer:
     handler = type("Handler", (OllamaHandler,), {"behaviour": Behaviour(behaviour_file), "stats": Counter()})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    server_class = type("Server", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True})
+    # Ollama accepts many connections at once; the stdlib default backlog of 5 drops SYNs under load.
+    server_class = type("Server", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True,
+                                                          "request_queue_size": 128})
     server = server_class((host, port), handler)
     server.loaded = {}  # type: ignore[attr-defined]
     return server
