@@ -152,3 +152,28 @@ def test_restart_refuses_a_broken_config_and_the_service_keeps_serving(first_dep
     assert sorted(m.id for m in client.models.list().data) == sorted(MODELS)
     invalid = fab(tmp_path, "validate")
     assert invalid.returncode != 0 and "INVALID" in row(invalid.stdout, TEST_GATEWAY.fqdn)
+
+
+def test_fab_dash_H_narrows_to_that_host(first_deploy, tmp_path):
+    result = fab(tmp_path, "-H", TEST_GATEWAY.address, "status", hosts=(TEST_GATEWAY, gateway(1)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert TEST_GATEWAY.fqdn in result.stdout and "gw1.lab.test" not in result.stdout
+
+
+def test_logs_follow_streams_new_lines(first_deploy, tmp_path):
+    env = {**os.environ, "FABRIC_LITELLM_INVENTORY": str(inventory_file(tmp_path))}
+    follower = subprocess.Popen([FAB, "logs", "--follow", "--lines", "0"], cwd=REPO, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(3)  # let it connect and start following
+        marker = f"follow{time.time_ns()}"
+        client = openai.OpenAI(base_url=f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1", api_key=_key(), max_retries=0)
+        client.models.list(extra_query={"marker": marker})
+        deadline = time.monotonic() + 30
+        seen = ""
+        while time.monotonic() < deadline and marker not in seen:
+            seen += follower.stdout.readline()
+        assert marker in seen
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)

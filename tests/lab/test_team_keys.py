@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import openai
 import pytest
 
-from lab.topology import BACKENDS, GATEWAY_PORT
+from lab.topology import BACKENDS, GATEWAY_PORT, gateway
 from tests.lab.conftest import TEST_GATEWAY, deploy, ssh
 from tests.lab.test_fabfile import fab as run_fab
 
@@ -161,6 +161,17 @@ def test_redeploy_neither_loses_nor_resurrects_keys(fleet):
     assert chat(kept).choices
     with pytest.raises(openai.AuthenticationError):
         chat(gone)
+
+
+def test_a_change_with_a_gateway_down_says_which_and_how_to_catch_up(fleet, keys_file, tmp_path):
+    result = run_fab(tmp_path, "keys-create", "--team", "kilo", hosts=(TEST_GATEWAY, gateway(29)),
+                     litellm_team_keys_file=str(keys_file))
+    assert result.returncode != 0
+    key = re.search(r"sk-[0-9a-f]{64}", result.stdout).group(0)
+    SHOWN.append(key)
+    assert "gw29.lab.test: NOT updated" in result.stderr and "fab keys-push" in result.stderr
+    assert chat(key).choices  # the reachable gateway has it
+    assert fleet("keys-push").returncode == 0
 
 
 def test_no_key_is_kept_or_logged_in_clear(fleet, keys_file):
