@@ -18,7 +18,6 @@ from pathlib import Path
 from lab.topology import CACHE_DIR, DEBIAN_SUITE, DNS_ADDRESS, DOMAIN, OLLAMA_PORT, PIP_CACHE_DIR, STATE_DIR, LabHost
 
 BASE_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,ca-certificates,sudo,iproute2"
-BASE_ROOT = CACHE_DIR / f"{DEBIAN_SUITE}-base"
 SSH_KEY = STATE_DIR / "ssh" / "id_ed25519"
 DOUBLE_SOURCE = Path(__file__).with_name("ollama_double.py")
 
@@ -32,7 +31,7 @@ def run(*cmd: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
 
 
 def apt_mirror(sources_dirs: tuple[str, ...] = ("/etc/apt/sources.list", "/etc/apt/sources.list.d")) -> str:
-    """The Debian mirror this machine's own apt uses (never a hard-coded one)."""
+    """The Debian mirror this machine's own apt uses (never a hard-coded one); it serves every suite."""
     texts = []
     for entry in sources_dirs:
         path = Path(entry)
@@ -47,22 +46,23 @@ def apt_mirror(sources_dirs: tuple[str, ...] = ("/etc/apt/sources.list", "/etc/a
     raise LabError("no Debian mirror for bookworm found in this machine's apt sources")
 
 
-def ensure_base_root() -> Path:
-    """Build the cached minimal Debian root once (about 80 s); every host starts as a copy of it."""
-    if (BASE_ROOT / "usr/bin/python3").exists():
-        return BASE_ROOT
-    partial = BASE_ROOT.with_name(BASE_ROOT.name + ".partial")
+def ensure_base_root(suite: str = DEBIAN_SUITE) -> Path:
+    """Build the cached minimal Debian root once (about a minute); every host starts as a copy of it."""
+    base = CACHE_DIR / f"{suite}-base"
+    if (base / "usr/bin/python3").exists():
+        return base
+    partial = base.with_name(base.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    print(f"lab: building the {DEBIAN_SUITE} root file system (once, about 2 minutes)", flush=True)
+    print(f"lab: building the {suite} root file system (once, about a minute)", flush=True)
     result = run(
         "debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}",
-        DEBIAN_SUITE, str(partial), apt_mirror(), check=False,
+        suite, str(partial), apt_mirror(), check=False,
     )
     if result.returncode != 0:
         raise LabError(f"debootstrap failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    partial.rename(BASE_ROOT)
-    return BASE_ROOT
+    partial.rename(base)
+    return base
 
 
 def ensure_ssh_key() -> Path:
@@ -146,7 +146,7 @@ def configure_root(host: LabHost) -> bool:
 
 
 def create_root(host: LabHost) -> None:
-    base = ensure_base_root()
+    base = ensure_base_root(host.suite)
     host.root.parent.mkdir(parents=True, exist_ok=True)
     partial = host.root.with_name("root.partial")
     shutil.rmtree(partial, ignore_errors=True)

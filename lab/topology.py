@@ -33,6 +33,7 @@ class LabHost:
     role: str  # "gateway" or "backend"
     address: str
     models: tuple[str, ...] = field(default=())  # public model names a backend serves
+    suite: str = DEBIAN_SUITE  # the Debian release its root file system is built from
 
     @property
     def fqdn(self) -> str:
@@ -68,6 +69,11 @@ def gateway(index: int) -> LabHost:
     return LabHost(f"gw{index}", "gateway", f"127.0.10.{100 + index}")
 
 
+# Debian 13 (Python 3.13): the closest second target to Ubuntu 24.04 that this machine can build,
+# proving the deploy does not assume one Python version.
+TRIXIE_GATEWAY = LabHost("trixie1", "gateway", "127.0.10.131", suite="trixie")
+
+
 def hosts(gateways: int = 1) -> list[LabHost]:
     return [gateway(i) for i in range(1, gateways + 1)] + list(BACKENDS)
 
@@ -75,7 +81,7 @@ def hosts(gateways: int = 1) -> list[LabHost]:
 def by_name(name: str) -> LabHost:
     if name.startswith("gw") and name[2:].isdigit():
         return gateway(int(name[2:]))
-    for host in BACKENDS:
+    for host in (*BACKENDS, TRIXIE_GATEWAY):
         if host.name == name:
             return host
     raise KeyError(f"no lab host named {name!r}")
