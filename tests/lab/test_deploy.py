@@ -179,3 +179,30 @@ def test_unit_change_reloads_systemd_and_restarts(first_deploy, deploy_dir, rest
     assert "daemon-reload" in changed.output
     assert "--num_workers 2" in ssh("systemctl show -p ExecStart --value litellm.service")
     assert service("MainPID") != before
+
+
+def test_a_failing_backend_is_failed_over_to_the_other(gateway_url, master_key):
+    """phi3-3.8b is on both backends: with llm1 failing every call, clients still get answers."""
+    import json
+    import urllib.request
+
+    from lab.topology import BACKENDS, OLLAMA_PORT
+
+    llm1 = BACKENDS[0]
+    double = f"http://{llm1.address}:{OLLAMA_PORT}/_double"
+    behaviour = llm1.root / "etc/ollama-double.json"
+    original = behaviour.read_text()
+    behaviour.write_text(json.dumps({**json.loads(original), "fail": True}))
+    urllib.request.urlopen(urllib.request.Request(f"{double}/reset", data=b"{}"))
+    try:
+        answers = [
+            client(gateway_url, master_key).chat.completions.create(
+                model="phi3-3.8b", messages=[{"role": "user", "content": "hi"}]
+            ).choices[0].message.content
+            for _ in range(8)
+        ]
+        tried = json.loads(urllib.request.urlopen(f"{double}/stats").read())["requests"].get("POST /api/chat", 0)
+    finally:
+        behaviour.write_text(original)
+    assert all(answers)
+    assert tried > 0  # llm1 really was tried and failed: the answers came by failover
