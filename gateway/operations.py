@@ -11,7 +11,7 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
-from pyinfra.facts.files import Sha256File
+from pyinfra.facts.files import File, Sha256File
 
 from gateway.settings import WEAK_KEYS
 
@@ -138,3 +138,29 @@ def pinned_virtualenv(path: str, requirements: str, python: str = "python3"):
         f"--upgrade-strategy only-if-needed -r {pending}"
     )
     yield f"mv -f {pending} {shlex.quote(marker)}"
+
+
+@operation()
+def validated_file(path: str, content: str, validate: str, user: str, group: str, mode: int):
+    """
+    Put a whole file in place only after a command accepts a staged copy of it.
+
+    + path: the file on the host
+    + content: its whole text (rendered, deterministic)
+    + validate: command run on the staged copy; ``{path}`` in it is replaced by that copy's path
+    + user, group, mode: owner and octal mode (e.g. 640) of the file
+
+    The copy is staged beside the file (so relative references resolve the same way); when the
+    command refuses it, the operation fails and the file in place, and what reads it, are untouched.
+    """
+    info = host.get_fact(File, path=path)
+    same = info and host.get_fact(Sha256File, path=path) == sha256(content)
+    if same and (info["user"], info["group"], info["mode"]) == (user, group, mode):
+        host.noop(f"{path} is up to date")
+        return
+    staged = f"{path}.staged"
+    quoted = shlex.quote(staged)
+    yield f"install -m {mode} -o {shlex.quote(user)} -g {shlex.quote(group)} /dev/null {quoted}"
+    yield FileUploadCommand(StringIO(content), staged)
+    yield validate.replace("{path}", quoted)
+    yield f"mv -f {quoted} {shlex.quote(path)}"

@@ -9,10 +9,9 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.operations import files, python, server, systemd
-from pyinfra.operations.util import any_changed
 
 from gateway import render
-from gateway.operations import pinned_virtualenv, secret_env_file
+from gateway.operations import pinned_virtualenv, secret_env_file, validated_file
 from gateway.settings import for_host
 from gateway.team_keys import HOST_FILE_NAME, KeyStore, host_file
 from gateway.verify import verify_gateway
@@ -52,9 +51,6 @@ def service_readable(filename: str, src, state: str):
     )
 
 
-config = service_readable(
-    "config.yaml", StringIO(render.config_yaml(s, host.name)), "holds the rendered model list and router settings"
-)
 logging_config = service_readable(
     "logging.json", StringIO(render.logging_json(s, host.name)),
     f"sends the proxy's log to the journal and {s.log_dir}/proxy.log",
@@ -68,6 +64,19 @@ service_readable(
     "holds the team keys' hashes and limits",
 )
 
+VALIDATE = f"LITELLM_LOCAL_MODEL_COST_MAP=True {s.venv_dir}/bin/litellm --config {{path}} --validate_config"
+
+# Staged and checked by the installed LiteLLM before it replaces the config in place: a config it
+# refuses never reaches the disk the service (or its next restart) reads.
+config = validated_file(
+    name=f"{s.config_dir}/config.yaml holds the rendered model list and router settings, accepted by LiteLLM",
+    path=f"{s.config_dir}/config.yaml",
+    content=render.config_yaml(s, host.name),
+    validate=VALIDATE,
+    user="root",
+    group=s.group,
+    mode=640,
+)
 env_file = secret_env_file(
     name=f"{s.config_dir}/litellm.env holds the master key and runtime settings, 0600 root:root",
     path=f"{s.config_dir}/litellm.env",
@@ -94,12 +103,10 @@ unit = files.put(
 )
 
 server.shell(
-    name=f"The installed LiteLLM accepts {s.config_dir}/config.yaml (--validate_config)",
-    commands=[
-        f"LITELLM_LOCAL_MODEL_COST_MAP=True {s.venv_dir}/bin/litellm "
-        f"--config {s.config_dir}/config.yaml --validate_config"
-    ],
-    _if=any_changed(config, auth_hook, venv),
+    name=f"The new LiteLLM or auth hook accepts {s.config_dir}/config.yaml (--validate_config)",
+    commands=[VALIDATE.format(path=f"{s.config_dir}/config.yaml")],
+    # A changed config was checked when staged; this is for the same config under new code.
+    _if=lambda: (auth_hook.did_change() or venv.did_change()) and not config.did_change(),
 )
 
 service = systemd.service(

@@ -206,3 +206,23 @@ def test_a_failing_backend_is_failed_over_to_the_other(gateway_url, master_key):
         behaviour.write_text(original)
     assert all(answers)
     assert tried > 0  # llm1 really was tried and failed: the answers came by failover
+
+
+def test_a_config_litellm_refuses_never_replaces_the_one_in_place(first_deploy, deploy_dir):
+    """Fault injection: the installed LiteLLM refuses every config; the deploy must leave the old one."""
+    before = ssh("sha256sum /etc/litellm/config.yaml")
+    pid = service("MainPID")
+    ssh(
+        "mv /opt/litellm/bin/litellm /opt/litellm/bin/litellm.real && "
+        "printf '#!/bin/sh\\ncase \"$*\" in *--validate_config*) echo \"LiteLLM: config validation failed: injected\"; "
+        "exit 1;; esac\\nexec /opt/litellm/bin/litellm.real \"$@\"\\n' > /opt/litellm/bin/litellm && "
+        "chmod 755 /opt/litellm/bin/litellm"
+    )
+    try:
+        result = deploy(deploy_dir, litellm_timeout=47)
+    finally:
+        ssh("mv -f /opt/litellm/bin/litellm.real /opt/litellm/bin/litellm && rm -f /etc/litellm/config.yaml.staged")
+    assert result.returncode != 0
+    assert "config validation failed: injected" in result.output
+    assert ssh("sha256sum /etc/litellm/config.yaml") == before
+    assert service("MainPID") == pid
