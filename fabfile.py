@@ -21,6 +21,7 @@ from invoke.exceptions import Exit
 
 from checks.backends import check_backends, get_json
 from gateway import render
+from gateway.commands import UNIT_PATH, smoke_command, validate_command
 from gateway.remote import Fleet, Gateway, Outcome, load_fleet, on_each
 from gateway.settings import SettingsError
 from gateway.table import table
@@ -28,8 +29,6 @@ from gateway.team_keys import HOST_FILE_NAME, KeyStore, TeamKeyError, host_file
 
 REPO = Path(__file__).resolve().parent
 STATUS_PROBE = (REPO / "checks" / "gateway_status.py").read_text()
-SMOKE = "/usr/local/libexec/litellm-gateway-smoke"
-UNIT = "/etc/systemd/system/litellm.service"
 ONLY_HELP = "comma-separated gateway names (or SSH addresses) to act on; default: every gateway"
 
 
@@ -52,18 +51,12 @@ def _gateways(c, only: str) -> tuple[Fleet, list[Gateway]]:
         raise Exit(str(error), code=2) from None
 
 
-def _smoke(g: Gateway, url: str, ready_timeout: int = 120) -> str:
-    expected = sorted({m.name for m, _ in g.settings.deployments})
-    return " ".join(["python3", SMOKE, "--url", shlex.quote(url), "--key-env-file", shlex.quote(g.env_file),
-                     "--ready-timeout", str(ready_timeout), "--expect", *map(shlex.quote, expected)])
-
-
 def _expected_files(g: Gateway) -> dict[str, str]:
     s = g.settings
     rendered = {
         f"{s.config_dir}/config.yaml": render.config_yaml(s, g.name),
         f"{s.config_dir}/logging.json": render.logging_json(s, g.name),
-        UNIT: render.unit(s, g.name),
+        UNIT_PATH: render.unit(s, g.name),
     }
     return {path: hashlib.sha256(text.encode()).hexdigest() for path, text in rendered.items()}
 
@@ -190,8 +183,20 @@ def logs(c, only="", lines=50, follow=False, since="", grep="", file=False):
         raise Exit(f"no logs from {', '.join(o.host for o in failed)}", code=1)
 
 
+def _verdicts(outcomes: list[Outcome], column: str, failed: str, message: str) -> None:
+    """A table of per-gateway (ok, detail) outcomes; exit non-zero if any failed or was unreachable."""
+    rows, bad = [], False
+    for outcome in outcomes:
+        ok, detail = outcome.value if not outcome.error else (False, outcome.error)
+        bad |= not ok
+        rows.append([outcome.host, "ok" if ok else failed, detail])
+    print(table(("GATEWAY", column, "DETAIL"), rows))
+    if bad:
+        raise Exit(message, code=1)
+
+
 def _validate(g: Gateway, connection: Connection) -> tuple[bool, str]:
-    result = g.run(connection, g.litellm("--config", shlex.quote(g.config_file), "--validate_config") + " 2>&1")
+    result = g.run(connection, validate_command(g.settings, g.config_file) + " 2>&1")
     lines = [line for line in result.stdout.splitlines() if "LiteLLM: config" in line or "rror" in line]
     return result.ok, (lines[-1] if lines else result.stdout.strip()[-300:])
 
@@ -200,14 +205,7 @@ def _validate(g: Gateway, connection: Connection) -> tuple[bool, str]:
 def validate(c, only=""):
     """Check each gateway's config with its installed LiteLLM (--validate_config); change nothing."""
     _, gateways = _gateways(c, only)
-    rows, bad = [], False
-    for outcome in on_each(gateways, _validate):
-        ok, detail = outcome.value if not outcome.error else (False, outcome.error)
-        bad |= not ok
-        rows.append([outcome.host, "ok" if ok else "INVALID", detail])
-    print(table(("GATEWAY", "CONFIG", "DETAIL"), rows))
-    if bad:
-        raise Exit("a config is invalid or a host could not be checked", code=1)
+    _verdicts(on_each(gateways, _validate), "CONFIG", "INVALID", "a config is invalid or a host could not be checked")
 
 
 @task(help={"only": ONLY_HELP, "ready_timeout": "seconds each gateway may take to answer again (default 120)"})
@@ -223,7 +221,7 @@ def restart(c, only="", ready_timeout=120):
                     raise Exit(f"{g.name}: config is invalid ({detail}); NOT restarted, the running service keeps "
                                f"serving. Roll stopped; not restarted: {left}", code=1)
                 g.run(connection, "systemctl restart litellm.service")
-                check = g.run(connection, _smoke(g, g.settings.local_url, int(ready_timeout)))
+                check = g.run(connection, smoke_command(g.settings, g.settings.local_url, int(ready_timeout)))
                 if not check.ok:
                     journal = g.run(connection, "journalctl -u litellm.service -n 20 --no-pager -o short-iso").stdout
                     raise Exit(f"{g.name} did not come back:\n{check.stdout}{journal}\n"
@@ -291,19 +289,12 @@ def trial(c, only="", port=0):
         if not started.ok:
             return False, f"could not start the trial proxy: {started.stderr.strip()}"
         try:
-            check = g.run(connection, _smoke(g, f"http://127.0.0.1:{spare}"))
+            check = g.run(connection, smoke_command(g.settings, f"http://127.0.0.1:{spare}", 120))
             return check.ok, " | ".join(check.stdout.strip().splitlines())
         finally:
             g.run(connection, f"systemctl stop {unit}")
 
-    rows, bad = [], False
-    for outcome in on_each(gateways, attempt):
-        ok, detail = outcome.value if not outcome.error else (False, outcome.error)
-        bad |= not ok
-        rows.append([outcome.host, "ok" if ok else "FAILED", detail])
-    print(table(("GATEWAY", "TRIAL", "DETAIL"), rows))
-    if bad:
-        raise Exit("a trial failed; the services were left alone", code=1)
+    _verdicts(on_each(gateways, attempt), "TRIAL", "FAILED", "a trial failed; the services were left alone")
 
 
 def _key_store(fleet: Fleet) -> KeyStore:

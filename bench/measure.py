@@ -14,6 +14,7 @@ from typing import Callable
 
 from checks import dns as dns_checks
 from lab import control, machines
+from lab.fleet import write_inventory
 from lab.topology import BACKENDS, GATEWAY_PORT, OLLAMA_PORT, LabHost, gateway
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,12 +48,7 @@ class Lab:
 
     def inventory(self, hosts: list[LabHost], **overrides) -> Path:
         self.count += 1
-        path = self.work / f"inventory_{self.count}.py"
-        path.write_text(
-            "from lab.fleet import lab_gateways\nfrom lab.topology import by_name\n"
-            f"gateways = lab_gateways([by_name(n) for n in {[h.name for h in hosts]!r}], **{overrides!r})\n"
-        )
-        return path
+        return write_inventory(self.work / f"inventory_{self.count}.py", hosts, **overrides)
 
     def pyinfra(self, inventory: Path, deploy: str = "deploy.py") -> None:
         result = subprocess.run([str(BIN / "pyinfra"), "-y", str(inventory), deploy], cwd=REPO,

@@ -148,6 +148,7 @@ def validated_file(path: str, content: str, validate: str, user: str, group: str
     + path: the file on the host
     + content: its whole text (rendered, deterministic)
     + validate: command run on the staged copy; ``{path}`` in it is replaced by that copy's path
+      (the command quotes it, as validate_command does)
     + user, group, mode: owner and octal mode (e.g. 640) of the file
 
     The copy is staged beside the file (so relative references resolve the same way); when the
@@ -162,5 +163,5 @@ def validated_file(path: str, content: str, validate: str, user: str, group: str
     quoted = shlex.quote(staged)
     yield f"install -m {mode} -o {shlex.quote(user)} -g {shlex.quote(group)} /dev/null {quoted}"
     yield FileUploadCommand(StringIO(content), staged)
-    yield validate.replace("{path}", quoted)
+    yield validate.replace("{path}", staged)  # the command quotes its own arguments
     yield f"mv -f {quoted} {shlex.quote(path)}"

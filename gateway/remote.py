@@ -52,10 +52,6 @@ class Gateway:
     def config_file(self) -> str:
         return f"{self.settings.config_dir}/config.yaml"
 
-    def litellm(self, *args: str) -> str:
-        """A litellm command line for the host, offline (no cost-map download)."""
-        return " ".join(["LITELLM_LOCAL_MODEL_COST_MAP=True", f"{self.settings.venv_dir}/bin/litellm", *args])
-
 
 @dataclass(frozen=True)
 class Fleet:

@@ -1,11 +1,10 @@
 """Verification after a (re)start: the smoke check, run on the gateway host against its own port."""
 from __future__ import annotations
 
-import shlex
-
 from pyinfra import host, logger
 from pyinfra.api.exceptions import OperationError
 
+from gateway.commands import smoke_command
 from gateway.settings import Settings
 
 READY_TIMEOUT = 180  # seconds: a cold proxy start imports for ~10 s, a slow host takes longer
@@ -17,19 +16,9 @@ def _run(command: str) -> tuple[bool, str]:
     return status, "\n".join(line.line for line in output.combined_lines)
 
 
-def verify_gateway(settings: Settings, smoke_path: str) -> None:
+def verify_gateway(settings: Settings) -> None:
     """Raise OperationError with the failed check and the journal lines that explain it."""
-    expected = sorted({model.name for model, _ in settings.deployments})
-    command = " ".join(
-        [
-            "python3", smoke_path,
-            "--url", shlex.quote(settings.local_url),
-            "--key-env-file", shlex.quote(f"{settings.config_dir}/litellm.env"),
-            "--ready-timeout", str(READY_TIMEOUT),
-            "--expect", *map(shlex.quote, expected),
-        ]
-    )
-    ok, report = _run(command)
+    ok, report = _run(smoke_command(settings, settings.local_url, READY_TIMEOUT))
     if ok:
         host.log(f"gateway verified:\n{report}")
         return

@@ -1,7 +1,8 @@
 """The lab's fleet as gateway settings: the data the lab inventory and the tests deploy with."""
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 from gateway.inventory import gateway_group
 from lab import control
@@ -40,3 +41,12 @@ def host_entry(host: LabHost) -> tuple[str, dict[str, Any]]:
 def lab_gateways(hosts: list[LabHost] | None = None, **overrides: Any) -> tuple[list, dict[str, Any]]:
     hosts = hosts if hosts is not None else [h for h in control.lab_hosts() if h.role == "gateway"]
     return gateway_group([host_entry(h) for h in hosts], fleet_data(**overrides))
+
+
+def write_inventory(path: Path, hosts: Sequence[LabHost], **overrides: Any) -> Path:
+    """An inventory file for `pyinfra`, `fab` or `python -m checks`: these lab gateways, these overrides."""
+    path.write_text(
+        "from lab.fleet import lab_gateways\nfrom lab.topology import by_name\n"
+        f"gateways = lab_gateways([by_name(n) for n in {[h.name for h in hosts]!r}], **{overrides!r})\n"
+    )
+    return path

@@ -11,14 +11,13 @@ from pyinfra import host
 from pyinfra.operations import files, python, server, systemd
 
 from gateway import render
+from gateway.commands import SMOKE_PATH, UNIT_PATH, validate_command
 from gateway.operations import pinned_virtualenv, secret_env_file, validated_file
 from gateway.settings import for_host
 from gateway.team_keys import HOST_FILE_NAME, KeyStore, host_file
 from gateway.verify import verify_gateway
 
 s = for_host(host)
-UNIT_PATH = "/etc/systemd/system/litellm.service"
-SMOKE_PATH = "/usr/local/libexec/litellm-gateway-smoke"
 REPO = Path(__file__).resolve().parent.parent
 SMOKE_SOURCE = REPO / "checks" / "smoke.py"
 AUTH_SOURCE = REPO / "gateway" / "proxy_auth.py"
@@ -64,15 +63,13 @@ service_readable(
     "holds the team keys' hashes and limits",
 )
 
-VALIDATE = f"LITELLM_LOCAL_MODEL_COST_MAP=True {s.venv_dir}/bin/litellm --config {{path}} --validate_config"
-
 # Staged and checked by the installed LiteLLM before it replaces the config in place: a config it
 # refuses never reaches the disk the service (or its next restart) reads.
 config = validated_file(
     name=f"{s.config_dir}/config.yaml holds the rendered model list and router settings, accepted by LiteLLM",
     path=f"{s.config_dir}/config.yaml",
     content=render.config_yaml(s, host.name),
-    validate=VALIDATE,
+    validate=validate_command(s, "{path}"),
     user="root",
     group=s.group,
     mode=640,
@@ -104,7 +101,7 @@ unit = files.put(
 
 server.shell(
     name=f"The new LiteLLM or auth hook accepts {s.config_dir}/config.yaml (--validate_config)",
-    commands=[VALIDATE.format(path=f"{s.config_dir}/config.yaml")],
+    commands=[validate_command(s, f"{s.config_dir}/config.yaml")],
     # A changed config was checked when staged; this is for the same config under new code.
     _if=lambda: (auth_hook.did_change() or venv.did_change()) and not config.did_change(),
 )
@@ -122,6 +119,5 @@ python.call(
     name="The gateway answers: ready, exactly the configured models, one chat completion",
     function=verify_gateway,
     settings=s,
-    smoke_path=SMOKE_PATH,
     _if=service.did_change,
 )

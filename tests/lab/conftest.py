@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab import control, machines
+from lab.fleet import write_inventory
 from lab.topology import GATEWAY_PORT, LabHost, gateway
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,11 +38,7 @@ class Deploy:
 def deploy(tmp_dir: Path, *flags: str, hosts: list[LabHost] | None = None, **overrides) -> Deploy:
     """Run `pyinfra -y [flags] INVENTORY deploy.py` against lab gateways with settings overrides."""
     hosts = hosts or [TEST_GATEWAY]
-    inventory = tmp_dir / f"inventory_{next(_counter)}.py"
-    inventory.write_text(
-        "from lab.fleet import lab_gateways\nfrom lab.topology import by_name\n"
-        f"gateways = lab_gateways([by_name(n) for n in {[h.name for h in hosts]!r}], **{overrides!r})\n"
-    )
+    inventory = write_inventory(tmp_dir / f"inventory_{next(_counter)}.py", hosts, **overrides)
     result = subprocess.run(
         [PYINFRA, "-y", *flags, str(inventory), "deploy.py"],
         cwd=REPO, capture_output=True, text=True, timeout=1800,

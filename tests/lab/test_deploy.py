@@ -1,13 +1,15 @@
 """The deploy into real systemd hosts, checked with the official OpenAI client and over SSH."""
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from pathlib import Path
 
 import openai
 import pytest
 
-from lab.topology import BACKENDS, MODELS, gateway
+from lab.topology import BACKENDS, MODELS, OLLAMA_PORT, gateway
 from tests.lab.conftest import TEST_GATEWAY, deploy, ssh, tree_digest
 
 pytestmark = pytest.mark.lab
@@ -183,11 +185,6 @@ def test_unit_change_reloads_systemd_and_restarts(first_deploy, deploy_dir, rest
 
 def test_a_failing_backend_is_failed_over_to_the_other(gateway_url, master_key):
     """phi3-3.8b is on both backends: with llm1 failing every call, clients still get answers."""
-    import json
-    import urllib.request
-
-    from lab.topology import BACKENDS, OLLAMA_PORT
-
     llm1 = BACKENDS[0]
     double = f"http://{llm1.address}:{OLLAMA_PORT}/_double"
     behaviour = llm1.root / "etc/ollama-double.json"

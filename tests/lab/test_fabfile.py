@@ -10,7 +10,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from lab import machines
+from lab import control, machines
+from lab.fleet import write_inventory
 from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, gateway
 from tests.lab.conftest import REPO, TEST_GATEWAY, ssh
 
@@ -19,12 +20,7 @@ FAB = str(Path(sys.executable).parent / "fab")
 
 
 def inventory_file(tmp_path: Path, hosts=(TEST_GATEWAY,), **overrides) -> Path:
-    path = tmp_path / "inventory.py"
-    path.write_text(
-        "from lab.fleet import lab_gateways\nfrom lab.topology import by_name\n"
-        f"gateways = lab_gateways([by_name(n) for n in {[h.name for h in hosts]!r}], **{overrides!r})\n"
-    )
-    return path
+    return write_inventory(tmp_path / "inventory.py", hosts, **overrides)
 
 
 def fab(tmp_path: Path, *args: str, hosts=(TEST_GATEWAY,), timeout: float = 300, **overrides) -> subprocess.CompletedProcess:
@@ -103,8 +99,6 @@ def test_logs_return_lines_the_service_wrote(first_deploy, tmp_path):
 
 
 def _key() -> str:
-    from lab import control
-
     return control.master_key()
 
 

@@ -12,6 +12,7 @@ from checks import dns as dns_checks
 from checks.preflight import EXIT_BACKENDS, EXIT_DNS, EXIT_DNS_TEMPORARY, EXIT_SETTINGS
 from lab import control
 from lab import dns as lab_dns
+from lab.fleet import write_inventory
 from lab.topology import BACKENDS, DNS_ADDRESS, MODELS
 from tests.lab.conftest import REPO, TEST_GATEWAY, deploy, tree_digest
 
@@ -82,11 +83,7 @@ def test_dead_nameserver_costs_one_timeout_for_the_whole_fleet(dns_cases):
 
 
 def checks_cli(tmp_path, *args: str, **overrides) -> subprocess.CompletedProcess:
-    inventory = tmp_path / "inventory.py"
-    inventory.write_text(
-        "from lab.fleet import lab_gateways\nfrom lab.topology import by_name\n"
-        f"gateways = lab_gateways([by_name({TEST_GATEWAY.name!r})], **{overrides!r})\n"
-    )
+    inventory = write_inventory(tmp_path / "inventory.py", [TEST_GATEWAY], **overrides)
     return subprocess.run([sys.executable, "-m", "checks", str(inventory), *args],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
 
