@@ -99,6 +99,10 @@ def model_entry(tag: str) -> dict[str, Any]:
 class OllamaHandler(BaseHTTPRequestHandler):
     server_version = "ollama-double"
     protocol_version = "HTTP/1.1"
+    # Ollama's Go server sends every write at once (Go's TCP connections default to TCP_NODELAY).
+    # Without it, a reply's headers and body are two small writes, and on a kept-alive connection
+    # the body waits for the client's delayed ACK: 40 ms a call that Ollama does not have.
+    disable_nagle_algorithm = True
     behaviour: Behaviour
     stats: Counter
     stats_lock = threading.Lock()
