@@ -108,6 +108,20 @@ def test_files_have_the_right_modes_and_owners(first_deploy):
     assert "Permission denied" in ssh("setpriv --reuid=litellm --regid=litellm --init-groups touch /opt/litellm/x 2>&1", check=False)
 
 
+def test_virtualenv_is_byte_compiled_for_the_read_only_service(first_deploy):
+    # pip runs with --no-compile and compileall does it on every core: nothing may be left out,
+    # because the service cannot write .pyc files into its read-only venv.
+    missing = ssh(
+        "/opt/litellm/bin/python - <<'EOF'\n"
+        "import importlib.util, pathlib, sysconfig\n"
+        "files = list(pathlib.Path(sysconfig.get_paths()['purelib']).rglob('*.py'))\n"
+        "left = [f for f in files if not pathlib.Path(importlib.util.cache_from_source(str(f))).exists()]\n"
+        "print(len(files), len(left))\n"
+        "EOF"
+    ).split()
+    assert int(missing[0]) > 5000 and int(missing[1]) <= 20, missing
+
+
 def test_proxy_log_lands_in_var_log_and_the_journal(gateway_url, master_key):
     marker = f"logcheck-{time.time_ns()}"
     client(gateway_url, master_key).models.list(extra_query={"marker": marker})  # the access log shows the query
