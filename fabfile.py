@@ -21,7 +21,7 @@ from invoke.exceptions import Exit
 
 from checks.backends import check_backends, get_json
 from gateway import render
-from gateway.commands import UNIT_PATH, smoke_command, validate_command
+from gateway.commands import REDIS_UNIT_PATH, UNIT_PATH, smoke_command, validate_command
 from gateway.remote import Fleet, Gateway, Outcome, load_fleet, on_each
 from gateway.settings import SettingsError
 from gateway.table import table
@@ -51,18 +51,21 @@ def _gateways(c, only: str) -> tuple[Fleet, list[Gateway]]:
         raise Exit(str(error), code=2) from None
 
 
-def _expected_files(g: Gateway) -> dict[str, str]:
-    s = g.settings
+def _expected_files(g: Gateway, cpus: int) -> dict[str, str]:
+    """SHA-256 of each file the deploy renders, as it renders them for a host with `cpus` CPUs."""
+    s = g.settings.resolved(cpus)
     rendered = {
         f"{s.config_dir}/config.yaml": render.config_yaml(s, g.name),
         f"{s.config_dir}/logging.json": render.logging_json(s, g.name),
+        f"{s.config_dir}/redis.conf": render.redis_conf(s, g.name),
         UNIT_PATH: render.unit(s, g.name),
+        REDIS_UNIT_PATH: render.redis_unit(s, g.name),
     }
     return {path: hashlib.sha256(text.encode()).hexdigest() for path, text in rendered.items()}
 
 
 def _status_of(g: Gateway, connection: Connection) -> dict:
-    files = " ".join(f"--file {shlex.quote(p)}" for p in _expected_files(g))
+    files = " ".join(f"--file {shlex.quote(p)}" for p in _expected_files(g, cpus=1))
     command = (f"python3 -c {shlex.quote(STATUS_PROBE)} --url {shlex.quote(g.settings.local_url)} "
                f"--venv {shlex.quote(g.settings.venv_dir)} {files}")
     result = g.run(connection, command)
@@ -73,11 +76,13 @@ def _status_of(g: Gateway, connection: Connection) -> dict:
 
 def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
     if outcome.error:
-        return [g.name, "UNREACHABLE", "-", "-", "-", "-", "-", "-", outcome.error], False
+        return [g.name, "UNREACHABLE", "-", "-", "-", "-", "-", "-", "-", outcome.error], False
     st = outcome.value
-    drift = [Path(p).name for p, digest in _expected_files(g).items() if st["files"].get(p) != digest]
+    drift = [Path(p).name for p, digest in _expected_files(g, st["cpus"]).items() if st["files"].get(p) != digest]
     version_ok = st["version"] == g.settings.version
-    healthy = st["active"] == "active" and st["listening"] and st["readiness"] == "healthy" and not drift and version_ok
+    limits_shared = st["redis"] == "active"
+    healthy = (st["active"] == "active" and st["listening"] and st["readiness"] == "healthy" and not drift
+               and version_ok and limits_shared)
     memory = f"{st['rss_kib'] // 1024} MiB" if st.get("rss_kib") else "-"
     return [
         g.name,
@@ -88,13 +93,14 @@ def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
         "yes" if st["listening"] else "NO",
         st["readiness"],
         st["version"] if version_ok else f"{st['version']} (want {g.settings.version})",
+        "shared" if limits_shared else f"PER WORKER (litellm-redis {st['redis']})",
         "none" if not drift else "DRIFT: " + ", ".join(drift),
     ], healthy
 
 
 @task(help={"only": ONLY_HELP})
 def status(c, only=""):
-    """One table of the fleet: gateways (service, memory, port, readiness, version, drift), then backends."""
+    """One table of the fleet: gateways (service, memory, port, readiness, version, shared limits, drift), then backends."""
     fleet, gateways = _gateways(c, only)
     outcomes = on_each(gateways, _status_of)
     rows, healthy = [], True
@@ -102,7 +108,7 @@ def status(c, only=""):
         row, ok = _gateway_row(g, outcome)
         rows.append(row)
         healthy &= ok
-    print(table(("GATEWAY", "SERVICE", "SINCE", "RESTARTS", "MEMORY", "PORT", "READINESS", "LITELLM", "CONFIG"), rows))
+    print(table(("GATEWAY", "SERVICE", "SINCE", "RESTARTS", "MEMORY", "PORT", "READINESS", "LITELLM", "LIMITS", "CONFIG"), rows))
     print()
     backend_rows = []
     results = check_backends(fleet.backends, fleet.models, gateways[0].settings.preflight_timeout, fleet.resolver())

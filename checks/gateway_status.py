@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             "listening": listening,
             "readiness": readiness,
             "version": litellm_version(args.venv),
+            "cpus": os.cpu_count() or 1,  # what the deploy's "auto" workers were resolved with
+            "redis": systemd("litellm-redis.service").get("ActiveState"),
             "files": {path: sha256(path) for path in args.file},
         },
         sys.stdout,

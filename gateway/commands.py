@@ -9,6 +9,7 @@ import shlex
 from gateway.settings import Settings
 
 UNIT_PATH = "/etc/systemd/system/litellm.service"
+REDIS_UNIT_PATH = "/etc/systemd/system/litellm-redis.service"
 SMOKE_PATH = "/usr/local/libexec/litellm-gateway-smoke"
 
 

@@ -30,7 +30,18 @@ def config_yaml(settings: Settings, host_name: str) -> str:
 
 
 def unit(settings: Settings, host_name: str) -> str:
+    """The proxy's unit; settings resolved() for the host, since the worker count is in it."""
+    if settings.workers == "auto":
+        raise ValueError("render the unit from settings resolved() with the host's CPU count")
     return render("litellm.service.j2", settings, host_name)
+
+
+def redis_conf(settings: Settings, host_name: str) -> str:
+    return render("redis.conf.j2", settings, host_name)
+
+
+def redis_unit(settings: Settings, host_name: str) -> str:
+    return render("litellm-redis.service.j2", settings, host_name)
 
 
 def logging_json(settings: Settings, host_name: str) -> str:

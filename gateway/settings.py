@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -25,8 +25,10 @@ DEFAULTS: dict[str, Any] = {
     # Where the gateway listens. 0.0.0.0 serves every interface; give a host address to narrow it.
     "litellm_bind_address": "0.0.0.0",
     "litellm_port": 4000,
-    # uvicorn worker processes; rate limits are counted per process (no shared Redis).
-    "litellm_workers": 1,
+    # uvicorn worker processes: "auto" is one per CPU of the host, at most 8 (each worker holds
+    # ~400 MB), or a number. The workers share their rate-limit counters through the host's own
+    # Redis (Unix socket only), so a team's limits hold whatever the count.
+    "litellm_workers": "auto",
     # Router: how requests are spread over the deployments of one model, and how failures count.
     "litellm_routing_strategy": "least-busy",
     "litellm_timeout": 30,  # seconds a backend call may take, streaming or not
@@ -103,13 +105,17 @@ class Backend:
         return f"http://{host}:{self.port}"
 
 
+AUTO_WORKERS_MAX = 8
+REDIS_SOCKET = "/run/litellm-redis/redis.sock"  # RuntimeDirectory= of litellm-redis.service
+
+
 @dataclass(frozen=True)
 class Settings:
     version: str
     extra_requirements: tuple[str, ...]
     bind_address: str
     port: int
-    workers: int
+    workers: int | str  # a number, or "auto" until resolved() with the host's CPU count
     routing_strategy: str
     timeout: int
     num_retries: int
@@ -130,6 +136,16 @@ class Settings:
     preflight_timeout: float = 3
     preflight_skip: frozenset[str] = frozenset()
     team_keys_file: str | None = None
+
+    def resolved(self, cpus: int) -> Settings:
+        """These settings on a host with `cpus` CPUs: "auto" workers become a number."""
+        if self.workers != "auto":
+            return self
+        return replace(self, workers=max(1, min(cpus, AUTO_WORKERS_MAX)))
+
+    @property
+    def redis_socket(self) -> str:
+        return REDIS_SOCKET
 
     @property
     def requirements(self) -> str:
@@ -366,6 +382,11 @@ def load(data: Mapping[str, Any]) -> Settings:
         elif Path(keys_file).expanduser().resolve().is_relative_to(REPO):
             check.problem("litellm_team_keys_file", f"{keys_file!r} is inside the repository; keep it outside git "
                                                     "(e.g. ~/.config/litellm-gateway/team-keys.json)")
+    workers = merged["litellm_workers"]
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64):
+        check.problem("litellm_workers", f"{workers!r} is neither 'auto' (one per CPU, at most {AUTO_WORKERS_MAX}) "
+                                         "nor a whole number from 1 to 64")
+        workers = 1
     skip = merged["litellm_preflight_skip"]
     if isinstance(skip, str):
         skip = [part.strip() for part in skip.split(",") if part.strip()]
@@ -378,7 +399,7 @@ def load(data: Mapping[str, Any]) -> Settings:
         extra_requirements=tuple(extra),
         bind_address=bind,
         port=check.integer("litellm_port", 1, 65535),
-        workers=check.integer("litellm_workers", 1, 64),
+        workers=workers,
         routing_strategy=strategy,
         timeout=check.integer("litellm_timeout", 1, 3600),
         num_retries=check.integer("litellm_num_retries", 0, 10),

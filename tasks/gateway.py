@@ -8,16 +8,17 @@ from io import StringIO
 from pathlib import Path
 
 from pyinfra import host
+from pyinfra.facts.hardware import Cpus
 from pyinfra.operations import files, python, server, systemd
 
 from gateway import render
-from gateway.commands import SMOKE_PATH, UNIT_PATH, validate_command
+from gateway.commands import REDIS_UNIT_PATH, SMOKE_PATH, UNIT_PATH, validate_command
 from gateway.operations import pinned_virtualenv, secret_env_file, validated_file
 from gateway.settings import for_host
 from gateway.team_keys import HOST_FILE_NAME, KeyStore, host_file
 from gateway.verify import verify_gateway
 
-s = for_host(host)
+s = for_host(host).resolved(host.get_fact(Cpus) or 1)
 REPO = Path(__file__).resolve().parent.parent
 SMOKE_SOURCE = REPO / "checks" / "smoke.py"
 AUTH_SOURCE = REPO / "gateway" / "proxy_auth.py"
@@ -35,7 +36,6 @@ files.directory(
     group=s.group,
     mode="0750",
 )
-
 
 
 def service_readable(filename: str, src, state: str):
@@ -61,6 +61,28 @@ auth_hook = service_readable(
 service_readable(
     HOST_FILE_NAME, StringIO(host_file(KeyStore(s.team_keys_file).read() if s.team_keys_file else {})),
     "holds the team keys' hashes and limits",
+)
+
+# The workers' shared rate-limit counters: a Redis of the gateway's own, on a Unix socket only.
+redis_conf = service_readable(
+    "redis.conf", StringIO(render.redis_conf(s, host.name)),
+    f"keeps the rate-limit counters in memory, reachable at {s.redis_socket} only",
+)
+redis_unit = files.put(
+    name=f"Hardened unit {REDIS_UNIT_PATH} is installed",
+    src=StringIO(render.redis_unit(s, host.name)),
+    dest=REDIS_UNIT_PATH,
+    user="root",
+    group="root",
+    mode="0644",
+)
+systemd.service(
+    name="litellm-redis.service is enabled and running the current config and unit",
+    service="litellm-redis.service",
+    running=True,
+    enabled=True,
+    restarted=redis_conf.will_change or redis_unit.will_change,
+    daemon_reload=redis_unit.will_change,
 )
 
 # Staged and checked by the installed LiteLLM before it replaces the config in place: a config it

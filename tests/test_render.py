@@ -20,7 +20,7 @@ ROUTER_KEYS = {"routing_strategy", "num_retries", "timeout", "stream_timeout", "
                "retry_policy", "fallbacks", "enable_pre_call_checks"}
 LITELLM_KEYS = {"request_timeout", "num_retries", "drop_params", "cache", "cache_params", "callbacks", "json_logs"}
 GENERAL_KEYS = {"master_key", "custom_auth", "background_health_checks", "health_check_interval",
-                "max_parallel_requests", "global_max_parallel_requests", "database_url"}
+                "max_parallel_requests", "global_max_parallel_requests", "database_url", "coordination_redis"}
 PARAM_KEYS = {"model", "api_base", "api_key", "timeout", "stream_timeout", "max_tokens", "rpm", "tpm", "keep_alive",
               "max_retries"}
 INFO_KEYS = {"id", "mode", "max_input_tokens", "max_tokens"}
@@ -28,7 +28,8 @@ INFO_KEYS = {"id", "mode", "max_input_tokens", "max_tokens"}
 
 @pytest.fixture
 def seed():
-    return load(seed_data(litellm_master_key=GOOD_KEY))
+    """The seed fleet's settings as resolved for a 2-CPU gateway host."""
+    return load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2)
 
 
 def test_seed_fleet_renders_one_entry_per_model_and_backend(seed):
@@ -67,7 +68,7 @@ def test_the_seed_config_puts_keys_where_litellm_rejects_them():
 
 def test_secrets_stay_out_of_every_rendered_file_but_the_env_file(seed):
     for text in (render.config_yaml(seed, HOST), render.unit(seed, HOST), render.logging_json(seed, HOST),
-                 render.env_settings(seed, HOST)):
+                 render.env_settings(seed, HOST), render.redis_conf(seed, HOST), render.redis_unit(seed, HOST)):
         assert GOOD_KEY not in text
 
 
@@ -80,15 +81,34 @@ def test_env_file_runs_the_proxy_offline_and_read_only(seed):
 
 def test_rendering_is_deterministic(seed):
     again = load(seed_data(litellm_master_key=GOOD_KEY))
-    for fn in (render.config_yaml, render.unit, render.logging_json, render.env_settings):
+    again = again.resolved(2)
+    for fn in (render.config_yaml, render.unit, render.logging_json, render.env_settings, render.redis_conf,
+               render.redis_unit):
         assert fn(seed, HOST) == fn(again, HOST)
 
 
 def test_unit_runs_the_pinned_venv_with_the_settings(seed):
     unit = render.unit(seed, HOST)
-    assert "ExecStart=/opt/litellm/bin/litellm --config /etc/litellm/config.yaml --host 0.0.0.0 --port 4000 --num_workers 1" in unit
+    assert "ExecStart=/opt/litellm/bin/litellm --config /etc/litellm/config.yaml --host 0.0.0.0 --port 4000 --num_workers 2" in unit
     assert "User=litellm" in unit and "RestartPreventExitStatus=3" in unit
     assert "LogsDirectory=litellm" in unit and "StateDirectory=litellm" in unit
+    assert "Wants=network-online.target litellm-redis.service" in unit
+
+
+def test_the_unit_is_only_rendered_with_a_worker_count():
+    with pytest.raises(ValueError, match="resolved"):
+        render.unit(load(seed_data(litellm_master_key=GOOD_KEY)), HOST)
+
+
+def test_workers_share_limits_through_a_redis_on_a_unix_socket_only(seed):
+    config = yaml.safe_load(render.config_yaml(seed, HOST))
+    assert config["general_settings"]["coordination_redis"] == {"url": "unix:///run/litellm-redis/redis.sock"}
+    redis = dict(line.split(" ", 1) for line in render.redis_conf(seed, HOST).splitlines() if line and not line.startswith("#"))
+    assert redis["port"] == "0"  # no TCP listener
+    assert redis["unixsocket"] == "/run/litellm-redis/redis.sock" and redis["unixsocketperm"] == "700"
+    assert redis["save"] == '""' and redis["appendonly"] == "no"
+    unit = render.redis_unit(seed, HOST)
+    assert "User=litellm" in unit and "RuntimeDirectory=litellm-redis" in unit and "PrivateNetwork=yes" in unit
 
 
 def _exposure(unit_file: Path) -> float:
@@ -100,12 +120,13 @@ def _exposure(unit_file: Path) -> float:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_unit_scores_2_or_better_and_the_seed_unit_does_not(seed, tmp_path):
-    ours = tmp_path / "litellm.service"
-    ours.write_text(render.unit(seed, HOST))
-    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(ours)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-2000:]
-    assert _exposure(ours) <= 2.0
+    for name, text in (("litellm.service", render.unit(seed, HOST)), ("litellm-redis.service", render.redis_unit(seed, HOST))):
+        ours = tmp_path / name
+        ours.write_text(text)
+        result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(ours)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-2000:]
+        assert _exposure(ours) <= 2.0, name
     theirs = tmp_path / "seed.service"
     theirs.write_text((DATA / "seed-litellm.service").read_text())
     assert _exposure(theirs) > 5.0

@@ -51,7 +51,8 @@ def test_master_key_is_kept_but_never_in_repr():
 BAD = [
     ({"litellm_port": 70000}, "litellm_port", "out of range"),
     ({"litellm_port": "4000"}, "litellm_port", "not a whole number"),
-    ({"litellm_workers": 0}, "litellm_workers", "out of range"),
+    ({"litellm_workers": 0}, "litellm_workers", "neither 'auto'"),
+    ({"litellm_workers": "many"}, "litellm_workers", "nor a whole number from 1 to 64"),
     ({"litellm_timeout": 0}, "litellm_timeout", "out of range"),
     ({"litellm_routing_strategy": "round-robin"}, "litellm_routing_strategy", "least-busy"),
     ({"litellm_bind_address": "gateway.local"}, "litellm_bind_address", "not an IP address"),
@@ -159,3 +160,11 @@ def test_preflight_settings():
         load(seed_data(litellm_preflight_skip=["settings"]))
     with pytest.raises(SettingsError, match="litellm_dns_nameservers"):
         load(seed_data(litellm_dns_nameservers=["ns1.example.org"]))
+
+
+def test_auto_workers_are_one_per_cpu_at_most_eight_and_a_number_stays():
+    auto = load(seed_data(litellm_master_key=GOOD_KEY))
+    assert auto.workers == "auto"
+    assert [auto.resolved(cpus).workers for cpus in (1, 2, 8, 64)] == [1, 2, 8, 8]
+    fixed = load(seed_data(litellm_master_key=GOOD_KEY, litellm_workers=3))
+    assert fixed.resolved(64).workers == 3

@@ -51,7 +51,7 @@ def test_status_shows_a_healthy_fleet(first_deploy, tmp_path):
     result = fab(tmp_path, "status")
     assert result.returncode == 0, result.stdout + result.stderr
     gw = row(result.stdout, TEST_GATEWAY.fqdn)
-    for expected in ("active/running", "healthy", "1.108.7", "none", " yes "):
+    for expected in ("active/running", "healthy", "1.108.7", "shared", "none", " yes "):
         assert expected in gw, gw
     for backend in BACKENDS:
         assert "all present" in row(result.stdout, backend.name)
@@ -67,6 +67,17 @@ def test_status_with_a_backend_down_says_so_and_fails(first_deploy, tmp_path):
     assert result.returncode != 0
     assert " NO " in row(result.stdout, "llm1") and "all present" in row(result.stdout, "llm2")
     assert "NOT healthy" in result.stderr
+
+
+def test_status_says_when_rate_limits_are_no_longer_shared(first_deploy, tmp_path):
+    ssh("systemctl stop litellm-redis.service")
+    try:
+        result = fab(tmp_path, "status")
+    finally:
+        ssh("systemctl start litellm-redis.service")
+    assert result.returncode != 0
+    assert "PER WORKER (litellm-redis inactive)" in row(result.stdout, TEST_GATEWAY.fqdn)
+    assert fab(tmp_path, "status").returncode == 0
 
 
 def test_status_reports_config_drift(first_deploy, tmp_path, restore):

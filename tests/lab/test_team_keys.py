@@ -100,6 +100,24 @@ def test_61st_request_in_a_minute_is_rate_limited(fleet):
     assert int(caught.value.response.headers["retry-after"]) > 0
 
 
+def test_a_rate_limit_holds_across_every_worker_of_the_gateway(fleet):
+    # The lab hosts have 2 CPUs, so the default "auto" runs 2 workers; each new connection may land
+    # on either. Without the shared Redis each worker counted on its own (19 of 20 got through).
+    assert "--num_workers 2" in ssh("systemctl show -p ExecStart --value litellm.service")
+    key = create(fleet, "foxtrot", "--rpm", "10")
+
+    def one(_):
+        try:
+            chat(key, max_tokens=3)
+            return "ok"
+        except openai.RateLimitError:
+            return "429"
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(one, range(20)))
+    assert outcomes.count("ok") == 10 and outcomes.count("429") == 10, outcomes
+
+
 def test_11_concurrent_requests_meet_the_concurrency_limit(fleet):
     key = create(fleet, "delta")
 

@@ -1,0 +1,29 @@
+"""One proxy worker per CPU, their rate-limit counters in a Redis of the gateway's own, on a Unix socket only."""
+from __future__ import annotations
+
+import pytest
+
+from tests.lab.conftest import ssh
+
+pytestmark = pytest.mark.lab
+
+
+def test_one_worker_per_cpu_and_a_redis_reachable_by_the_service_user_only(first_deploy):
+    cpus = int(ssh("getconf _NPROCESSORS_ONLN"))
+    assert f"--num_workers {min(cpus, 8)} " in ssh("systemctl show -p ExecStart --value litellm.service")
+    assert ssh("systemctl is-active litellm-redis.service").strip() == "active"
+    assert ssh("stat -c '%a %U %G %F' /run/litellm-redis/redis.sock").strip() == "700 litellm litellm socket"
+    assert "PONG" in ssh("setpriv --reuid=litellm --regid=litellm --clear-groups redis-cli -s /run/litellm-redis/redis.sock ping")
+    # Nobody else gets in, and no Redis listens on TCP: Debian's own instance was masked before install.
+    assert "PONG" not in ssh("setpriv --reuid=nobody --regid=nogroup --clear-groups redis-cli -s /run/litellm-redis/redis.sock ping 2>&1", check=False)
+    assert "redis" not in ssh("ss -ltnpH")
+    assert ssh("systemctl is-enabled redis-server.service", check=False).strip() == "masked"
+
+
+def test_the_proxy_keeps_its_counters_in_that_redis(first_deploy, gateway_url, master_key):
+    import openai
+
+    openai.OpenAI(base_url=gateway_url, api_key=master_key, max_retries=0).chat.completions.create(
+        model="phi3-3.8b", messages=[{"role": "user", "content": "hi"}])
+    keys = ssh("redis-cli -s /run/litellm-redis/redis.sock --scan")
+    assert "_request_count:" in keys, keys  # the router's in-flight counts, shared by the workers
