@@ -18,14 +18,17 @@ from pathlib import Path
 
 from bench import measure
 from lab import control
-from gateway.settings import DEFAULTS
 from gateway.table import table
 
 RESULTS = measure.REPO / "bench-results"
 
 
+def median(figure: measure.Figure) -> float:
+    return figure.summary()["median"]
+
+
 def ratio(a: measure.Figure, b: measure.Figure) -> float:
-    return a.summary()["median"] / b.summary()["median"]
+    return median(a) / median(b)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="repetitions of each figure (default 3)")
     parser.add_argument("--requests", type=int, default=200, help="requests per latency/throughput figure")
     parser.add_argument("--smoke", action="store_true", help="one repetition, 20 requests: does it still work?")
+    parser.add_argument("--fleet", type=int, choices=(2, 3, 4), default=4,
+                        help="gateways for the scaling figures (default 4; CI's smoke run uses 2)")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the figures")
     args = parser.parse_args(argv)
     runs, requests = (1, 20) if args.smoke else (args.runs, args.requests)
@@ -45,35 +50,37 @@ def main(argv: list[str] | None = None) -> int:
         first, first_floor = measure.first_deploy(lab, runs)
         rerun, rerun_floor = measure.rerun_no_change(lab, runs)
         changed = measure.rerun_one_change(lab, runs)
-        one, two, four = measure.fleet_scaling(lab, runs)
-        status_one, status_all = measure.fab_status(lab, runs)
+        scaling = measure.fleet_scaling(lab, runs, args.fleet)
+        status_one, status_all = measure.fab_status(lab, runs, args.fleet)
         dns_fleet, dns_single = measure.dns_dead_nameserver(runs)
-        latency = measure.gateway_latency(lab, requests)
-        throughput = measure.worker_throughput(lab, requests)
+        latency = measure.gateway_latency(lab, requests, runs)
+        default, tried = measure.worker_throughput(lab, requests, runs)
     by_name = {f.name: f for f in latency}
-    p50_overhead = {c: by_name[f"p50 through the gateway, {c} client(s)"].samples[0]
-                    - by_name[f"p50 direct to Ollama double, {c} client(s)"].samples[0] for c in (1, 10)}
-    best = max(throughput, key=lambda f: f.samples[0])
-    default = next(f for f in throughput if f.name.endswith(f", {DEFAULTS['litellm_workers']} worker(s)"))
+    p50_overhead = {c: median(by_name[f"p50 through the gateway, {c} client(s)"])
+                    - median(by_name[f"p50 direct to Ollama double, {c} client(s)"]) for c in (1, 10)}
+    best = max(tried, key=median)
     goals = [
         ("first deploy / floor", ratio(first, first_floor), 1.25),
         ("no-change re-run / pyinfra floor", ratio(rerun, rerun_floor), 2.0),
-        ("no-change re-run, 4 gateways / 1", ratio(four, one), 1.5),
-        ("fab status, 4 gateways / 1", ratio(status_all, status_one), 1.5),
+        (f"no-change re-run, {args.fleet} gateways / 1", ratio(scaling[-1], scaling[0]), 1.5),
+        (f"fab status, {args.fleet} gateways / 1", ratio(status_all, status_one), 1.5),
         ("DNS preflight, 10 names dead NS / one timeout", ratio(dns_fleet, dns_single), 1.5),
         ("p50 overhead, 1 client (ms)", p50_overhead[1], 10.0),
         ("p50 overhead, 10 clients (ms)", p50_overhead[10], 10.0),
-        ("default workers' req/s / best tried", default.samples[0] / best.samples[0], None),
+        ("default workers' req/s / best tried", ratio(default, best), None),
+        ("default workers' req/s / seed's 1 worker", ratio(default, tried[0]), None),
     ]
-    figures = [first, first_floor, rerun, rerun_floor, changed, one, two, four, status_one, status_all,
-               dns_fleet, dns_single, *latency, *throughput]
+    figures = [first, first_floor, rerun, rerun_floor, changed, *scaling, status_one, status_all,
+               dns_fleet, dns_single, *latency, default, *tried]
     rows = [[f.name, f"{s['median']:.2f}", f"{s['min']:.2f}", f"{s['max']:.2f}", f"{s['n']}", f.unit]
             for f in figures for s in [f.summary()]]
     print(table(("FIGURE", "MEDIAN", "MIN", "MAX", "N", "UNIT"), rows))
     print()
     goal_rows = [[name, f"{value:.2f}", "-" if limit is None else f"<= {limit}",
                   "-" if limit is None else ("met" if value <= limit else "NOT MET")] for name, value, limit in goals]
-    goal_rows[-1][2:] = [">= 0.95 (noise)", "met" if goals[-1][1] >= 0.95 else "NOT MET"]
+    # The default must be as fast as the best setting tried: within noise of it, and above the seed's.
+    goal_rows[-2][2:] = [">= 0.95 (noise)", "met" if goals[-2][1] >= 0.95 else "NOT MET"]
+    goal_rows[-1][2:] = [">= 1", "met" if goals[-1][1] >= 1 else "NOT MET"]
     print(table(("COMPARISON", "VALUE", "GOAL", ""), goal_rows))
     report = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),

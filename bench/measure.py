@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from checks import dns as dns_checks
+from gateway.settings import DEFAULTS
 from lab import control, machines
 from lab.fleet import write_inventory
 from lab.topology import BACKENDS, GATEWAY_PORT, OLLAMA_PORT, LabHost, gateway
@@ -106,22 +107,25 @@ def rerun_one_change(lab: Lab, runs: int) -> Figure:
     return figure
 
 
-def fleet_scaling(lab: Lab, runs: int) -> list[Figure]:
-    figures = [Figure(f"re-run, nothing changed, {n} gateway(s)", "s") for n in (1, 2, 4)]
-    for host in BENCH_GATEWAYS:
+def fleet_scaling(lab: Lab, runs: int, fleet: int = 4) -> list[Figure]:
+    """The no-change re-run on 1, 2, ... `fleet` gateways (the last figure is the whole fleet)."""
+    sizes = sorted({1, 2, fleet})
+    figures = [Figure(f"re-run, nothing changed, {n} gateway(s)", "s") for n in sizes]
+    hosts = BENCH_GATEWAYS[:fleet]
+    for host in hosts:
         control.ensure_extra_host(host)
-    lab.deploy(BENCH_GATEWAYS)
+    lab.deploy(hosts)
     for _ in range(runs):
-        for figure, n in zip(figures, (1, 2, 4)):
-            figure.samples.append(lab.deploy(BENCH_GATEWAYS[:n]))
+        for figure, n in zip(figures, sizes):
+            figure.samples.append(lab.deploy(hosts[:n]))
     return figures
 
 
-def fab_status(lab: Lab, runs: int) -> tuple[Figure, Figure]:
-    one, every = Figure("fab status, 1 gateway", "s"), Figure("fab status, 4 gateways", "s")
+def fab_status(lab: Lab, runs: int, fleet: int = 4) -> tuple[Figure, Figure]:
+    one, every = Figure("fab status, 1 gateway", "s"), Figure(f"fab status, {fleet} gateways", "s")
     for _ in range(runs):
         one.samples.append(lab.fab(BENCH_GATEWAYS[:1], "status"))
-        every.samples.append(lab.fab(BENCH_GATEWAYS, "status"))
+        every.samples.append(lab.fab(BENCH_GATEWAYS[:fleet], "status"))
     return one, every
 
 
@@ -153,7 +157,7 @@ def percentile(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def gateway_latency(lab: Lab, requests: int) -> list[Figure]:
+def gateway_latency(lab: Lab, requests: int, runs: int) -> list[Figure]:
     """Latency added by the proxy over calling the double directly, at 1 and 10 concurrent clients."""
     host = BENCH_GATEWAYS[0]
     key = control.master_key()
@@ -164,27 +168,35 @@ def gateway_latency(lab: Lab, requests: int) -> list[Figure]:
                             {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}]}, key)
     figures = []
     for concurrency in (1, 10):
-        _latencies(through, 10, concurrency)  # warm up
-        d, g = _latencies(direct, requests, concurrency), _latencies(through, requests, concurrency)
-        for label, p in (("p50", 50), ("p95", 95)):
-            figures.append(Figure(f"{label} direct to Ollama double, {concurrency} client(s)", "ms", [percentile(d, p)]))
-            figures.append(Figure(f"{label} through the gateway, {concurrency} client(s)", "ms", [percentile(g, p)]))
+        _latencies(through, 20, concurrency)  # warm up
+        by_label: dict[str, Figure] = {}
+        for _ in range(runs):
+            d, g = _latencies(direct, requests, concurrency), _latencies(through, requests, concurrency)
+            for label, p in (("p50", 50), ("p95", 95)):
+                for where, samples in (("direct to Ollama double", d), ("through the gateway", g)):
+                    name = f"{label} {where}, {concurrency} client(s)"
+                    by_label.setdefault(name, Figure(name, "ms")).samples.append(percentile(samples, p))
+        figures += by_label.values()
     return figures
 
 
-def worker_throughput(lab: Lab, requests: int, workers: tuple[int, ...] = (1, 2, 4)) -> list[Figure]:
-    """Requests per second through the gateway at 10 concurrent clients, per worker setting.
-
-    1 worker is the seed's setting (LiteLLM's own default)."""
+def worker_throughput(lab: Lab, requests: int, runs: int, workers: tuple[int, ...] = (1, 2, 4)) -> tuple[Figure, list[Figure]]:
+    """Requests per second through the gateway at 10 concurrent clients: the deploy's default
+    worker setting, then each count in `workers` (1 is the seed's setting, LiteLLM's own default)."""
     host = BENCH_GATEWAYS[0]
     key = control.master_key()
     call = lambda: _post(f"http://{host.address}:{GATEWAY_PORT}/v1/chat/completions",  # noqa: E731
                          {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}]}, key)
-    figures = []
-    for count in workers:
-        lab.deploy([host], litellm_workers=count)
+
+    def rate(label: str, **overrides) -> Figure:
+        lab.deploy([host], **overrides)
         _latencies(call, 20, 10)
-        seconds = timed(lambda: _latencies(call, requests, 10))
-        figures.append(Figure(f"requests/s through the gateway, {count} worker(s)", "req/s", [requests / seconds]))
+        figure = Figure(f"requests/s through the gateway, {label}", "req/s")
+        for _ in range(runs):
+            figure.samples.append(requests / timed(lambda: _latencies(call, requests, 10)))
+        return figure
+
+    default = rate(f"default workers ({DEFAULTS['litellm_workers']})")
+    tried = [rate(f"{count} worker(s)" + (" (seed)" if count == 1 else ""), litellm_workers=count) for count in workers]
     lab.deploy([host])
-    return figures
+    return default, tried

@@ -23,15 +23,26 @@ def systemd(unit: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
 
 
-def rss_kib(pid: str) -> int | None:
+def _status_fields(pid: str) -> dict[str, str]:
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
+            return dict(line.split(":", 1) for line in handle if ":" in line)
+    except OSError:
+        return {}
+
+
+def rss_kib(pid: str) -> int | None:
+    """Resident memory of the main process and its children (the proxy's workers), in KiB."""
+    main = _status_fields(pid)
+    if "VmRSS" not in main:
         return None
-    return None
+    total = int(main["VmRSS"].split()[0])
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _status_fields(entry)
+            if fields.get("PPid", "").strip() == pid and "VmRSS" in fields:
+                total += int(fields["VmRSS"].split()[0])
+    return total
 
 
 def sha256(path: str) -> str | None:

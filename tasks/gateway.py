@@ -1,4 +1,4 @@
-"""The gateway itself: pinned virtualenv, config, secret env file, hardened unit, restart, verification.
+"""The gateway itself: pinned virtualenv, config, rate-limit Redis, secret env file, hardened units, restart, verification.
 
 Restart only when something the service reads changed; daemon-reload only when the unit changed;
 validate a changed config with the installed LiteLLM before restarting onto it; verify through
@@ -50,6 +50,18 @@ def service_readable(filename: str, src, state: str):
     )
 
 
+def hardened_unit(path: str, text: str):
+    """A systemd unit of the deploy's, rendered whole: root:root 0644."""
+    return files.put(
+        name=f"Hardened unit {path} is installed",
+        src=StringIO(text),
+        dest=path,
+        user="root",
+        group="root",
+        mode="0644",
+    )
+
+
 logging_config = service_readable(
     "logging.json", StringIO(render.logging_json(s, host.name)),
     f"sends the proxy's log to the journal and {s.log_dir}/proxy.log",
@@ -57,6 +69,7 @@ logging_config = service_readable(
 auth_hook = service_readable(
     "gateway_auth.py", str(AUTH_SOURCE), "lets the master key and team keys in, any other key gets 401"
 )
+
 # Read by the auth hook whenever it changes: a new, rotated or revoked key needs no restart.
 service_readable(
     HOST_FILE_NAME, StringIO(host_file(KeyStore(s.team_keys_file).read() if s.team_keys_file else {})),
@@ -68,14 +81,7 @@ redis_conf = service_readable(
     "redis.conf", StringIO(render.redis_conf(s, host.name)),
     f"keeps the rate-limit counters in memory, reachable at {s.redis_socket} only",
 )
-redis_unit = files.put(
-    name=f"Hardened unit {REDIS_UNIT_PATH} is installed",
-    src=StringIO(render.redis_unit(s, host.name)),
-    dest=REDIS_UNIT_PATH,
-    user="root",
-    group="root",
-    mode="0644",
-)
+redis_unit = hardened_unit(REDIS_UNIT_PATH, render.redis_unit(s, host.name))
 systemd.service(
     name="litellm-redis.service is enabled and running the current config and unit",
     service="litellm-redis.service",
@@ -112,14 +118,7 @@ files.put(
     mode="0755",
 )
 
-unit = files.put(
-    name=f"Hardened unit {UNIT_PATH} is installed",
-    src=StringIO(render.unit(s, host.name)),
-    dest=UNIT_PATH,
-    user="root",
-    group="root",
-    mode="0644",
-)
+unit = hardened_unit(UNIT_PATH, render.unit(s, host.name))
 
 server.shell(
     name=f"The new LiteLLM or auth hook accepts {s.config_dir}/config.yaml (--validate_config)",

@@ -7,6 +7,8 @@ import os
 import re
 import subprocess
 import sys
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +50,19 @@ def deploy(tmp_dir: Path, *flags: str, hosts: list[LabHost] | None = None, **ove
 
 def ssh(command: str, host: LabHost = TEST_GATEWAY, check: bool = True) -> str:
     return machines.ssh(host, command, check=check).stdout
+
+
+def wait_until_ready(host: LabHost = TEST_GATEWAY, timeout: float = 120) -> None:
+    """After a restart by hand: wait until the proxy answers /health/readiness again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{host.address}:{GATEWAY_PORT}/health/readiness", timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def tree_digest(host: LabHost = TEST_GATEWAY) -> str:

@@ -104,7 +104,7 @@ def test_a_rate_limit_holds_across_every_worker_of_the_gateway(fleet):
     # The lab hosts have 2 CPUs, so the default "auto" runs 2 workers; each new connection may land
     # on either. Without the shared Redis each worker counted on its own (19 of 20 got through).
     assert "--num_workers 2" in ssh("systemctl show -p ExecStart --value litellm.service")
-    key = create(fleet, "foxtrot", "--rpm", "10")
+    key = create(fleet, "lima", "--rpm", "10")
 
     def one(_):
         try:

@@ -1,0 +1,42 @@
+"""The benchmark keeps working: a smoke run (one repetition, few requests, 2 gateways) in the lab.
+
+Its figures mean little from one repetition on a shared CI machine, so only their presence and
+shape are checked here; the goals are read from a real run (`python -m bench`, README).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.lab.conftest import REPO
+
+pytestmark = pytest.mark.lab
+
+
+def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(lab_ready, tmp_path):
+    report_file = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--fleet", "2", "--json", str(report_file)],
+        cwd=REPO, capture_output=True, text=True, timeout=1800,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(report_file.read_text())
+    assert report["smoke"] is True and report["machine"]["cpus"] >= 1
+    figures = report["figures"]
+    for name in ("first deploy to a fresh host", "floor: pip install + start to readiness", "re-run, nothing changed",
+                 "floor: pyinfra connect + one no-op operation", "re-run, nothing changed, 2 gateway(s)",
+                 "fab status, 2 gateways", "DNS preflight, 10 names, dead nameserver",
+                 "p50 through the gateway, 10 client(s)", "requests/s through the gateway, default workers (auto)",
+                 "requests/s through the gateway, 1 worker(s) (seed)"):
+        assert name in figures, sorted(figures)
+        assert figures[name]["n"] == 1 and figures[name]["median"] > 0
+        assert name in result.stdout  # the table a person reads
+    assert len(report["comparisons"]) == 9
+    for name, comparison in report["comparisons"].items():
+        assert comparison["value"] > 0, name
+        assert name in result.stdout
+    # The dead nameserver is bounded by one lookup timeout for the whole fleet, however noisy the machine.
+    assert figures["DNS preflight, 10 names, dead nameserver"]["median"] < 2 * figures["one lookup timeout"]["median"]
