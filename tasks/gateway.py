@@ -10,6 +10,7 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.facts.hardware import Cpus
 from pyinfra.operations import files, python, server, systemd
+from pyinfra.operations.util import any_changed
 
 from gateway import render
 from gateway.commands import REDIS_UNIT_PATH, SMOKE_PATH, UNIT_PATH, validate_command
@@ -62,6 +63,25 @@ def hardened_unit(path: str, text: str):
     )
 
 
+def current_and_running(service: str, unit, inputs: tuple, what: str):
+    """`service` enabled and running; restarted once when any of `inputs` changed; systemd
+    re-reads its unit when `unit` changed. True (at execution) when it was started or restarted.
+
+    Decided at execution time (`_if=`): asking `will_change` while preparing would gather the
+    facts of every input twice, the bulk of a no-change run on a fleet.
+    """
+    systemd.daemon_reload(name=f"systemd has read the changed {service} unit", _if=unit.did_change)
+    restarted = systemd.service(
+        name=f"{service} is restarted onto the changed {what}",
+        service=service,
+        running=True,
+        restarted=True,
+        _if=any_changed(*inputs),
+    )
+    running = systemd.service(name=f"{service} is enabled and running", service=service, running=True, enabled=True)
+    return any_changed(restarted, running)
+
+
 logging_config = service_readable(
     "logging.json", StringIO(render.logging_json(s, host.name)),
     f"sends the proxy's log to the journal and {s.log_dir}/proxy.log",
@@ -82,14 +102,7 @@ redis_conf = service_readable(
     f"keeps the rate-limit counters in memory, reachable at {s.redis_socket} only",
 )
 redis_unit = hardened_unit(REDIS_UNIT_PATH, render.redis_unit(s, host.name))
-systemd.service(
-    name="litellm-redis.service is enabled and running the current config and unit",
-    service="litellm-redis.service",
-    running=True,
-    enabled=True,
-    restarted=redis_conf.will_change or redis_unit.will_change,
-    daemon_reload=redis_unit.will_change,
-)
+current_and_running("litellm-redis.service", redis_unit, (redis_conf, redis_unit), "config or unit")
 
 # Staged and checked by the installed LiteLLM before it replaces the config in place: a config it
 # refuses never reaches the disk the service (or its next restart) reads.
@@ -127,18 +140,14 @@ server.shell(
     _if=lambda: (auth_hook.did_change() or venv.did_change()) and not config.did_change(),
 )
 
-service = systemd.service(
-    name="litellm.service is enabled and running the current config, auth hook, env, unit and venv",
-    service="litellm.service",
-    running=True,
-    enabled=True,
-    restarted=any(op.will_change for op in (config, auth_hook, logging_config, env_file, unit, venv)),
-    daemon_reload=unit.will_change,
+proxy_started = current_and_running(
+    "litellm.service", unit, (config, auth_hook, logging_config, env_file, unit, venv),
+    "config, auth hook, logging, env, unit or venv",
 )
 
 python.call(
     name="The gateway answers: ready, exactly the configured models, one chat completion",
     function=verify_gateway,
     settings=s,
-    _if=service.did_change,
+    _if=proxy_started,
 )

@@ -193,6 +193,14 @@ def test_dead_host_stops_the_run_before_any_host_changes(first_deploy, deploy_di
     assert tree_digest() == before
 
 
+def test_a_changed_service_account_is_put_back(first_deploy, deploy_dir):
+    ssh("usermod -s /bin/bash litellm")
+    result = deploy(deploy_dir)
+    assert result.returncode == 0, result.output[-3000:]
+    assert result.changes == 1
+    assert ssh("getent passwd litellm").strip().endswith(":/var/lib/litellm:/usr/sbin/nologin")
+
+
 def test_unit_change_reloads_systemd_and_restarts(first_deploy, deploy_dir, restore):
     before = service("MainPID")
     changed = deploy(deploy_dir, "-vv", litellm_workers=1)  # "auto" gives 2 on the lab's 2-CPU hosts
