@@ -1,5 +1,6 @@
 """pyinfra facts and operations the stock ones don't cover: a service account, a pinned virtualenv,
-a validated file and a secret env file.
+whole files checked against one snapshot (and validated before they replace a live one), a secret
+env file.
 
 Both follow pyinfra's own style: read facts, yield commands only when the state differs, call
 `host.noop` otherwise, so a second deploy changes nothing.
@@ -12,7 +13,7 @@ from io import BytesIO, StringIO
 
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
-from pyinfra.facts.files import File, Sha256File
+from pyinfra.facts.files import Sha256File
 
 from gateway.settings import WEAK_KEYS
 
@@ -143,38 +144,6 @@ def pinned_virtualenv(path: str, requirements: str, python: str = "python3"):
     # Like pip, a module that does not compile (e.g. a stray test file) is no reason to fail.
     yield f"{venv}/bin/python -m compileall -q -j 0 {venv}/lib >/dev/null || true"
     yield f"mv -f {pending} {shlex.quote(marker)}"
-
-
-@operation()
-def validated_file(path: str, content: str, validate: str, user: str, group: str, mode: int):
-    """
-    Put a whole file in place only after a command accepts a staged copy of it.
-
-    + path: the file on the host
-    + content: its whole text (rendered, deterministic)
-    + validate: command run on the staged copy; ``{path}`` in it is replaced by that copy's path
-      (the command quotes it, as validate_command does)
-    + user, group, mode: owner and octal mode (e.g. 640) of the file
-
-    The copy is staged beside the file (so relative references resolve the same way); when the
-    command refuses it, the operation fails and the file in place, and what reads it, are untouched.
-    With no file in place yet (a first deploy) there is nothing to protect: the copy goes in
-    unchecked, and what first reads it checks it (for config.yaml: the service's start and the
-    deploy's verification, which fails with the journal's lines), sparing a first deploy the
-    check's ~7 s.
-    """
-    info = host.get_fact(File, path=path)
-    same = info and host.get_fact(Sha256File, path=path) == sha256(content)
-    if same and (info["user"], info["group"], info["mode"]) == (user, group, mode):
-        host.noop(f"{path} is up to date")
-        return
-    staged = f"{path}.staged"
-    quoted = shlex.quote(staged)
-    yield f"install -m {mode} -o {shlex.quote(user)} -g {shlex.quote(group)} /dev/null {quoted}"
-    yield FileUploadCommand(StringIO(content), staged)
-    if info:
-        yield validate.replace("{path}", staged)  # the command quotes its own arguments
-    yield f"mv -f {quoted} {shlex.quote(path)}"
 
 
 class Account(FactBase):

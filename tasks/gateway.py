@@ -2,9 +2,9 @@
 
 Restart only when something the service reads changed; daemon-reload only when the unit changed;
 validate a changed config with the installed LiteLLM before restarting onto it; verify through
-the gateway after every (re)start.
+the gateway after every (re)start. Every whole file is compared against one snapshot of them all
+(ManagedFiles), taken once while preparing.
 """
-from io import StringIO
 from pathlib import Path
 
 from pyinfra import host
@@ -14,7 +14,7 @@ from pyinfra.operations.util import any_changed
 
 from gateway import render
 from gateway.commands import REDIS_UNIT_PATH, SMOKE_PATH, UNIT_PATH, validate_command
-from gateway.operations import pinned_virtualenv, secret_env_file, validated_file
+from gateway.operations import ManagedFiles, pinned_virtualenv, secret_env_file, whole_file
 from gateway.settings import for_host
 from gateway.team_keys import HOST_FILE_NAME, KeyStore, host_file
 from gateway.verify import verify_gateway
@@ -23,6 +23,9 @@ s = for_host(host).resolved(host.get_fact(Cpus) or 1)
 REPO = Path(__file__).resolve().parent.parent
 SMOKE_SOURCE = REPO / "checks" / "smoke.py"
 AUTH_SOURCE = REPO / "gateway" / "proxy_auth.py"
+CONFIG = {name: f"{s.config_dir}/{name}" for name in
+          ("logging.json", "gateway_auth.py", HOST_FILE_NAME, "redis.conf", "config.yaml")}
+present = host.get_fact(ManagedFiles, paths=(*CONFIG.values(), SMOKE_PATH, UNIT_PATH, REDIS_UNIT_PATH))
 
 venv = pinned_virtualenv(
     name=f"Virtualenv {s.venv_dir} holds litellm[proxy]=={s.version} and its pinned extras",
@@ -39,28 +42,17 @@ files.directory(
 )
 
 
-def service_readable(filename: str, src, state: str):
+def service_readable(filename: str, content: str, state: str, validate: str | None = None):
     """A file in the config directory the service reads but cannot change: root:GROUP 0640."""
-    return files.put(
-        name=f"{s.config_dir}/{filename} {state}",
-        src=src,
-        dest=f"{s.config_dir}/{filename}",
-        user="root",
-        group=s.group,
-        mode="0640",
-    )
+    path = CONFIG[filename]
+    return whole_file(name=f"{path} {state}", path=path, content=content, user="root", group=s.group,
+                      mode="640", present=present[path], validate=validate)
 
 
-def hardened_unit(path: str, text: str):
+def hardened_unit(path: str, content: str):
     """A systemd unit of the deploy's, rendered whole: root:root 0644."""
-    return files.put(
-        name=f"Hardened unit {path} is installed",
-        src=StringIO(text),
-        dest=path,
-        user="root",
-        group="root",
-        mode="0644",
-    )
+    return whole_file(name=f"Hardened unit {path} is installed", path=path, content=content, user="root",
+                      group="root", mode="644", present=present[path])
 
 
 def current_and_running(service: str, unit, inputs: tuple, what: str):
@@ -83,22 +75,22 @@ def current_and_running(service: str, unit, inputs: tuple, what: str):
 
 
 logging_config = service_readable(
-    "logging.json", StringIO(render.logging_json(s, host.name)),
+    "logging.json", render.logging_json(s, host.name),
     f"sends the proxy's log to the journal and {s.log_dir}/proxy.log",
 )
 auth_hook = service_readable(
-    "gateway_auth.py", str(AUTH_SOURCE), "lets the master key and team keys in, any other key gets 401"
+    "gateway_auth.py", AUTH_SOURCE.read_text(), "lets the master key and team keys in, any other key gets 401"
 )
 
 # Read by the auth hook whenever it changes: a new, rotated or revoked key needs no restart.
 service_readable(
-    HOST_FILE_NAME, StringIO(host_file(KeyStore(s.team_keys_file).read() if s.team_keys_file else {})),
+    HOST_FILE_NAME, host_file(KeyStore(s.team_keys_file).read() if s.team_keys_file else {}),
     "holds the team keys' hashes and limits",
 )
 
 # The workers' shared rate-limit counters: a Redis of the gateway's own, on a Unix socket only.
 redis_conf = service_readable(
-    "redis.conf", StringIO(render.redis_conf(s, host.name)),
+    "redis.conf", render.redis_conf(s, host.name),
     f"keeps the rate-limit counters in memory, reachable at {s.redis_socket} only",
 )
 redis_unit = hardened_unit(REDIS_UNIT_PATH, render.redis_unit(s, host.name))
@@ -106,14 +98,10 @@ current_and_running("litellm-redis.service", redis_unit, (redis_conf, redis_unit
 
 # Staged and checked by the installed LiteLLM before it replaces the config in place: a config it
 # refuses never reaches the disk the service (or its next restart) reads.
-config = validated_file(
-    name=f"{s.config_dir}/config.yaml holds the rendered model list and router settings, accepted by LiteLLM",
-    path=f"{s.config_dir}/config.yaml",
-    content=render.config_yaml(s, host.name),
+config = service_readable(
+    "config.yaml", render.config_yaml(s, host.name),
+    "holds the rendered model list and router settings, accepted by LiteLLM",
     validate=validate_command(s, "{path}"),
-    user="root",
-    group=s.group,
-    mode=640,
 )
 env_file = secret_env_file(
     name=f"{s.config_dir}/litellm.env holds the master key and runtime settings, 0600 root:root",
@@ -122,13 +110,14 @@ env_file = secret_env_file(
     master_key=s.master_key,
 )
 
-files.put(
+whole_file(
     name=f"Smoke check is installed at {SMOKE_PATH}",
-    src=str(SMOKE_SOURCE),
-    dest=SMOKE_PATH,
+    path=SMOKE_PATH,
+    content=SMOKE_SOURCE.read_text(),
     user="root",
     group="root",
-    mode="0755",
+    mode="755",
+    present=present[SMOKE_PATH],
 )
 
 unit = hardened_unit(UNIT_PATH, render.unit(s, host.name))
