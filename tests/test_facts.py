@@ -1,0 +1,38 @@
+"""The deploy's own facts read what their commands print (fast, no host)."""
+from __future__ import annotations
+
+import grp
+import hashlib
+import os
+import pwd
+import subprocess
+
+from gateway.operations import Account, ManagedFiles
+
+
+def test_managed_files_reads_owner_mode_and_checksum_and_missing_files(tmp_path):
+    present = tmp_path / "config yaml"  # a space in the path, too
+    present.write_text("model_list: []\n")
+    missing = tmp_path / "gone.json"
+    fact = ManagedFiles()
+    output = subprocess.run(["sh", "-c", fact.command(paths=(str(present), str(missing)))],
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    files = fact.process(output)
+    assert files[str(missing)] is None
+    entry = files[str(present)]
+    assert entry["mode"] == format(present.stat().st_mode & 0o777, "o")
+    assert entry["user"] == pwd.getpwuid(os.getuid()).pw_name and entry["group"] == grp.getgrgid(os.getgid()).gr_name
+    assert entry["sha256"] == hashlib.sha256(b"model_list: []\n").hexdigest()
+
+
+def test_account_reads_the_passwd_and_group_entries():
+    fact = Account()
+    assert fact.process(["litellm:x:1002:1002::/var/lib/litellm:/usr/sbin/nologin", "litellm:x:1002:"]) == {
+        "user": {"uid": 1002, "gid": 1002, "home": "/var/lib/litellm", "shell": "/usr/sbin/nologin"},
+        "group": {"gid": 1002},
+    }
+    assert fact.process(["missing", "missing"]) == {"user": None, "group": None}
+    me = pwd.getpwuid(os.getuid())
+    output = subprocess.run(["sh", "-c", fact.command(user=me.pw_name, group="nosuchgroup")],
+                            capture_output=True, text=True).stdout.splitlines()
+    assert fact.process(output)["user"]["uid"] == me.pw_uid and fact.process(output)["group"] is None
