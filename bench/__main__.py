@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p50_overhead = {c: median(by_name[f"p50 through the gateway, {c} client(s)"])
                     - median(by_name[f"p50 direct to Ollama double, {c} client(s)"]) for c in (1, 10)}
     best = max(tried, key=median)
+    seed = next(f for f in tried if "(seed" in f.name)
     goals = [
         ("first deploy / floor", ratio(first, first_floor), 1.25),
         ("no-change re-run / pyinfra floor", ratio(rerun, rerun_floor), 2.0),
@@ -68,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         ("p50 overhead, 1 client (ms)", p50_overhead[1], 10.0),
         ("p50 overhead, 10 clients (ms)", p50_overhead[10], 10.0),
         ("default workers' req/s / best tried", ratio(default, best), None),
-        ("default workers' req/s / seed's 1 worker", ratio(default, tried[0]), None),
+        ("default workers' req/s / seed's 1 worker", ratio(default, seed), None),
     ]
     figures = [first, first_floor, rerun, rerun_floor, changed, *scaling, status_one, status_all,
-               dns_fleet, dns_single, *latency, default, *tried]
+               dns_fleet, dns_single, *latency, *tried]
     rows = [[f.name, f"{s['median']:.2f}", f"{s['min']:.2f}", f"{s['max']:.2f}", f"{s['n']}", f.unit]
             for f in figures for s in [f.summary()]]
     print(table(("FIGURE", "MEDIAN", "MIN", "MAX", "N", "UNIT"), rows))

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Callable
 
 from checks import dns as dns_checks
-from gateway.settings import DEFAULTS
+from gateway.settings import DEFAULTS, load
 from lab import control, machines
-from lab.fleet import write_inventory
+from lab.fleet import fleet_data, write_inventory
 from lab.topology import BACKENDS, GATEWAY_PORT, OLLAMA_PORT, LabHost, gateway
 
 REPO = Path(__file__).resolve().parent.parent
@@ -181,22 +181,24 @@ def gateway_latency(lab: Lab, requests: int, runs: int) -> list[Figure]:
 
 
 def worker_throughput(lab: Lab, requests: int, runs: int, workers: tuple[int, ...] = (1, 2, 4)) -> tuple[Figure, list[Figure]]:
-    """Requests per second through the gateway at 10 concurrent clients: the deploy's default
-    worker setting, then each count in `workers` (1 is the seed's setting, LiteLLM's own default)."""
+    """Requests per second through the gateway at 10 concurrent clients, for each worker count in
+    `workers` (1 is the seed's setting, LiteLLM's own default) and the deploy's default as it
+    resolves on the host ("auto": one per CPU). Returns the default's figure and all of them; a
+    count is measured once, so the default is not compared with a second run of itself."""
     host = BENCH_GATEWAYS[0]
     key = control.master_key()
+    cpus = int(machines.ssh(host, "getconf _NPROCESSORS_ONLN").stdout)
+    default_count = load(fleet_data()).resolved(cpus).workers
     call = lambda: _post(f"http://{host.address}:{GATEWAY_PORT}/v1/chat/completions",  # noqa: E731
                          {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}]}, key)
-
-    def rate(label: str, **overrides) -> Figure:
-        lab.deploy([host], **overrides)
+    figures: dict[int, Figure] = {}
+    for count in sorted({*workers, default_count}):
+        notes = [n for n, applies in (("seed", count == 1), (f"default: {DEFAULTS['litellm_workers']}", count == default_count)) if applies]
+        lab.deploy([host], litellm_workers=count)
         _latencies(call, 20, 10)
-        figure = Figure(f"requests/s through the gateway, {label}", "req/s")
+        figure = Figure(f"requests/s through the gateway, {count} worker(s)" + (f" ({', '.join(notes)})" if notes else ""), "req/s")
         for _ in range(runs):
             figure.samples.append(requests / timed(lambda: _latencies(call, requests, 10)))
-        return figure
-
-    default = rate(f"default workers ({DEFAULTS['litellm_workers']})")
-    tried = [rate(f"{count} worker(s)" + (" (seed)" if count == 1 else ""), litellm_workers=count) for count in workers]
+        figures[count] = figure
     lab.deploy([host])
-    return default, tried
+    return figures[default_count], list(figures.values())

@@ -29,12 +29,14 @@ def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(
     for name in ("first deploy to a fresh host", "floor: pip install + start to readiness", "re-run, nothing changed",
                  "floor: pyinfra connect + one no-op operation", "re-run, nothing changed, 2 gateway(s)",
                  "fab status, 2 gateways", "DNS preflight, 10 names, dead nameserver",
-                 "p50 through the gateway, 10 client(s)", "requests/s through the gateway, default workers (auto)",
-                 "requests/s through the gateway, 1 worker(s) (seed)"):
+                 "p50 through the gateway, 10 client(s)", "requests/s through the gateway, 1 worker(s) (seed)",
+                 "requests/s through the gateway, 4 worker(s)"):
         assert name in figures, sorted(figures)
         assert figures[name]["n"] == 1 and figures[name]["median"] > 0
         assert name in result.stdout  # the table a person reads
     assert len(report["comparisons"]) == 9
+    # The deploy's default is measured as the count it resolves to on the host, marked in the table.
+    assert sum("default: auto)" in name for name in figures) == 1
     for name, comparison in report["comparisons"].items():
         assert comparison["value"] > 0, name
         assert name in result.stdout
