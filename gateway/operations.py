@@ -2,7 +2,7 @@
 whole files checked against one snapshot (and validated before they replace a live one), a secret
 env file.
 
-Both follow pyinfra's own style: read facts, yield commands only when the state differs, call
+They follow pyinfra's own style: read facts, yield commands only when the state differs, call
 `host.noop` otherwise, so a second deploy changes nothing.
 """
 from __future__ import annotations
