@@ -64,8 +64,14 @@ class Lab:
     def fab(self, hosts: list[LabHost], *args: str) -> float:
         inventory = self.inventory(hosts)
         env = {"FABRIC_LITELLM_INVENTORY": str(inventory), "PATH": str(BIN) + ":/usr/bin:/bin"}
-        return timed(lambda: subprocess.run([str(BIN / "fab"), *args], cwd=REPO, env=env, check=True,
-                                            capture_output=True, stdin=subprocess.DEVNULL, timeout=300))
+        return timed(lambda: self._fab(env, args))
+
+    @staticmethod
+    def _fab(env: dict[str, str], args: tuple[str, ...]) -> None:
+        result = subprocess.run([str(BIN / "fab"), *args], cwd=REPO, env=env, capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL, timeout=300)
+        if result.returncode != 0:
+            raise RuntimeError(f"fab {' '.join(args)} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
 
 
 def first_deploy(lab: Lab, runs: int) -> tuple[Figure, Figure]:
