@@ -220,6 +220,23 @@ class ManagedFiles(FactBase):
         return files
 
 
+class ProxyAnswers(FactBase):
+    """Whether the proxy at `url` answers /health/readiness right now: one short request, on the host.
+
+    A service systemd calls running may still be starting (after a reboot) or be hung; the deploy
+    verifies the gateway whenever it did not answer, not only after it (re)started it.
+    """
+
+    def command(self, url: str) -> str:
+        probe = ("import sys, urllib.request\n"
+                 "try:\n    urllib.request.urlopen(sys.argv[1] + '/health/readiness', timeout=3).close()\n"
+                 "except Exception:\n    print('no')\nelse:\n    print('yes')")
+        return f"python3 -c {shlex.quote(probe)} {shlex.quote(url)} 2>/dev/null || echo no"
+
+    def process(self, output: list[str]) -> bool:
+        return output == ["yes"]
+
+
 @operation()
 def whole_file(path: str, content: str | bytes, user: str, group: str, mode: str, present: dict | None,
                validate: str | None = None):

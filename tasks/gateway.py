@@ -2,8 +2,8 @@
 
 Restart only when something the service reads changed; daemon-reload only when the unit changed;
 validate a changed config with the installed LiteLLM before restarting onto it; verify through
-the gateway after every (re)start. Every whole file is compared against one snapshot of them all
-(ManagedFiles), taken once while preparing.
+the gateway after every (re)start, and whenever it did not answer before the run. Every whole
+file is compared against one snapshot of them all (ManagedFiles), taken once while preparing.
 """
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from pyinfra.operations.util import any_changed
 
 from gateway import render
 from gateway.commands import REDIS_UNIT_PATH, SMOKE_PATH, UNIT_PATH, validate_command
-from gateway.operations import ManagedFiles, pinned_virtualenv, secret_env_file, whole_file
+from gateway.operations import ManagedFiles, ProxyAnswers, pinned_virtualenv, secret_env_file, whole_file
 from gateway.settings import for_host
 from gateway.team_keys import HOST_FILE_NAME, KeyStore, host_file
 from gateway.verify import verify_gateway
@@ -26,6 +26,7 @@ AUTH_SOURCE = REPO / "gateway" / "proxy_auth.py"
 CONFIG = {name: f"{s.config_dir}/{name}" for name in
           ("logging.json", "gateway_auth.py", HOST_FILE_NAME, "redis.conf", "config.yaml")}
 present = host.get_fact(ManagedFiles, paths=(*CONFIG.values(), SMOKE_PATH, UNIT_PATH, REDIS_UNIT_PATH))
+answered = host.get_fact(ProxyAnswers, url=s.local_url)  # before this run changed anything
 
 venv = pinned_virtualenv(
     name=f"Virtualenv {s.venv_dir} holds litellm[proxy]=={s.version} and its pinned extras",
@@ -138,5 +139,5 @@ python.call(
     name="The gateway answers: ready, exactly the configured models, one chat completion",
     function=verify_gateway,
     settings=s,
-    _if=proxy_started,
+    _if=lambda: proxy_started() or not answered,  # (re)started, or running but not answering (starting, hung)
 )

@@ -6,8 +6,10 @@ import hashlib
 import os
 import pwd
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from gateway.operations import Account, ManagedFiles
+from gateway.operations import Account, ManagedFiles, ProxyAnswers
 
 
 def test_managed_files_reads_owner_mode_and_checksum_and_missing_files(tmp_path):
@@ -36,3 +38,32 @@ def test_account_reads_the_passwd_and_group_entries():
     output = subprocess.run(["sh", "-c", fact.command(user=me.pw_name, group="nosuchgroup")],
                             capture_output=True, text=True).stdout.splitlines()
     assert fact.process(output)["user"]["uid"] == me.pw_uid and fact.process(output)["group"] is None
+
+
+class _Readiness(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - the stdlib's name
+        self.send_response(200 if self.path == "/health/readiness" else 404)
+        self.end_headers()
+        self.wfile.write(b'{"status": "healthy"}')
+
+    def log_message(self, *args):
+        pass
+
+
+def _answers(url: str) -> bool:
+    fact = ProxyAnswers()
+    output = subprocess.run(["sh", "-c", fact.command(url=url)], capture_output=True, text=True).stdout.splitlines()
+    return fact.process(output)
+
+
+def test_proxy_answers_is_true_only_while_readiness_answers():
+    server = HTTPServer(("127.0.0.1", 0), _Readiness)
+    url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert _answers(url) is True
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _answers(url) is False  # nothing listens there any more

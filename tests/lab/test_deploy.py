@@ -39,6 +39,22 @@ def test_second_deploy_changes_nothing(first_deploy, deploy_dir):
     assert service("MainPID") == pid
 
 
+def test_a_running_proxy_that_does_not_answer_is_verified_by_the_next_deploy(first_deploy, deploy_dir):
+    """systemd calls a starting (after a reboot) or hung proxy running: no restart is due, but the
+    deploy must not end without the gateway answering. Frozen here, thawed 8 s later."""
+    pid = service("MainPID")
+    ssh("systemctl kill --signal=SIGSTOP litellm.service && "
+        "systemd-run --quiet --collect --on-active=8 systemctl kill --signal=SIGCONT litellm.service")
+    try:
+        result = deploy(deploy_dir)
+    finally:
+        ssh("systemctl kill --signal=SIGCONT litellm.service")
+    assert result.returncode == 0, result.output[-3000:]
+    assert result.changes == 1, result.output[-3000:]  # the verification, nothing else
+    assert "gateway verified" in result.output and "ok   completion with" in result.output
+    assert service("MainPID") == pid  # verified, not restarted
+
+
 def test_openai_client_lists_exactly_the_configured_models(gateway_url, master_key):
     models = client(gateway_url, master_key).models.list()
     assert sorted(m.id for m in models.data) == sorted(MODELS)
