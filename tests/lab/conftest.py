@@ -97,6 +97,14 @@ def first_deploy(lab_ready, deploy_dir) -> Deploy:
 
 
 @pytest.fixture(scope="session")
+def readme_gateway(lab_ready, deploy_dir) -> LabHost:
+    """gw1, deployed as `./run lab` deploys it: for tests that span two gateways (a fresh lab has it undeployed)."""
+    result = deploy(deploy_dir, hosts=[gateway(1)])
+    assert result.returncode == 0, result.output[-6000:]
+    return gateway(1)
+
+
+@pytest.fixture(scope="session")
 def gateway_url(first_deploy) -> str:
     return f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1"
 

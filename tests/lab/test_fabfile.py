@@ -95,7 +95,7 @@ def test_unreachable_host_is_named_and_the_others_still_reported(first_deploy, t
     assert "healthy" in row(result.stdout, TEST_GATEWAY.fqdn)
 
 
-def test_logs_return_lines_the_service_wrote(first_deploy, tmp_path):
+def test_logs_return_lines_the_service_wrote(first_deploy, readme_gateway, tmp_path):
     marker = f"fablogs{time.time_ns()}"
     client = openai.OpenAI(base_url=f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1", api_key=_key(), max_retries=0)
     client.models.list(extra_query={"marker": marker})
@@ -104,9 +104,9 @@ def test_logs_return_lines_the_service_wrote(first_deploy, tmp_path):
     assert journal.returncode == 0 and marker in journal.stdout, journal.stderr
     from_file = fab(tmp_path, "logs", "--file", "--grep", marker)
     assert from_file.returncode == 0 and marker in from_file.stdout, from_file.stderr
-    several = fab(tmp_path, "logs", "--lines", "3", hosts=(TEST_GATEWAY, gateway(1)))
+    several = fab(tmp_path, "logs", "--lines", "3", hosts=(TEST_GATEWAY, readme_gateway))
     assert several.returncode == 0 and len(several.stdout.splitlines()) == 6, several.stdout + several.stderr
-    assert all(line.startswith((TEST_GATEWAY.fqdn + ": ", "gw1.lab.test: ")) for line in several.stdout.splitlines())
+    assert all(line.startswith((TEST_GATEWAY.fqdn + ": ", readme_gateway.fqdn + ": ")) for line in several.stdout.splitlines())
 
 
 def _key() -> str:
