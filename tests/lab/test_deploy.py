@@ -43,12 +43,15 @@ def test_a_running_proxy_that_does_not_answer_is_verified_by_the_next_deploy(fir
     """systemd calls a starting (after a reboot) or hung proxy running: no restart is due, but the
     deploy must not end without the gateway answering. Frozen here, thawed 8 s later."""
     pid = service("MainPID")
-    ssh("systemctl kill --signal=SIGSTOP litellm.service && "
-        "systemd-run --quiet --collect --on-active=8 systemctl kill --signal=SIGCONT litellm.service")
+    # Every process of the unit (parent and workers); `systemctl kill` cannot signal a cgroup in the lab,
+    # whose cgroup files also list a 0 for processes outside the host's PID namespace (`kill 0`: ourselves).
+    every = ("$(cg=$(systemctl show -p ControlGroup --value litellm.service); "
+             "cat /sys/fs/cgroup$cg/cgroup.procs /sys/fs/cgroup/*$cg/cgroup.procs 2>/dev/null | sort -u | grep -vx 0)")
+    ssh(f"kill -STOP {every} && systemd-run --quiet --collect --on-active=8 sh -c 'kill -CONT {every}'")
     try:
         result = deploy(deploy_dir)
     finally:
-        ssh("systemctl kill --signal=SIGCONT litellm.service")
+        ssh(f"kill -CONT {every}")
     assert result.returncode == 0, result.output[-3000:]
     assert result.changes == 1, result.output[-3000:]  # the verification, nothing else
     assert "gateway verified" in result.output and "ok   completion with" in result.output
