@@ -21,7 +21,7 @@ from invoke.exceptions import Exit
 
 from checks.backends import check_backends, get_json
 from gateway import render
-from gateway.commands import REDIS_UNIT_PATH, UNIT_PATH, smoke_command, validate_command
+from gateway.commands import LOGROTATE_PATH, REDIS_UNIT_PATH, UNIT_PATH, smoke_command, validate_command
 from gateway.remote import Fleet, Gateway, Outcome, load_fleet, on_each
 from gateway.settings import SettingsError
 from gateway.table import table
@@ -60,6 +60,7 @@ def _expected_files(g: Gateway, cpus: int) -> dict[str, str]:
         f"{s.config_dir}/redis.conf": render.redis_conf(s, g.name),
         UNIT_PATH: render.unit(s, g.name),
         REDIS_UNIT_PATH: render.redis_unit(s, g.name),
+        LOGROTATE_PATH: render.logrotate(s, g.name),
     }
     return {path: hashlib.sha256(text.encode()).hexdigest() for path, text in rendered.items()}
 

@@ -11,6 +11,7 @@ from gateway.settings import Settings
 UNIT_PATH = "/etc/systemd/system/litellm.service"
 REDIS_UNIT_PATH = "/etc/systemd/system/litellm-redis.service"
 SMOKE_PATH = "/usr/local/libexec/litellm-gateway-smoke"
+LOGROTATE_PATH = "/etc/logrotate.d/litellm"
 
 
 def validate_command(settings: Settings, config_path: str) -> str:

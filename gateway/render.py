@@ -48,6 +48,10 @@ def logging_json(settings: Settings, host_name: str) -> str:
     return render("logging.json.j2", settings, host_name)
 
 
+def logrotate(settings: Settings, host_name: str) -> str:
+    return render("logrotate.j2", settings, host_name)
+
+
 def env_settings(settings: Settings, host_name: str) -> str:
     """The environment file without its master key line (the key is added on the host side)."""
     return render("litellm.env.j2", settings, host_name)

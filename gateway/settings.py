@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "litellm_venv_dir": "/opt/litellm",
     "litellm_config_dir": "/etc/litellm",
     "litellm_log_dir": "/var/log/litellm",
+    # proxy.log is rotated daily (sooner past 100 MB) by logrotate; this many old files are kept.
+    "litellm_log_keep_days": 14,
     # The master key (operators' key). None: generate one on each host on the first deploy and keep
     # it there. A value: it comes from outside git (environment, secret store, a 0600 file).
     "litellm_master_key": None,
@@ -136,6 +138,7 @@ class Settings:
     preflight_timeout: float = 3
     preflight_skip: frozenset[str] = frozenset()
     team_keys_file: str | None = None
+    log_keep_days: int = 14
 
     def resolved(self, cpus: int) -> Settings:
         """These settings on a host with `cpus` CPUs: "auto" workers become a number."""
@@ -420,6 +423,7 @@ def load(data: Mapping[str, Any]) -> Settings:
         preflight_timeout=check.integer("litellm_preflight_timeout", 1, 60),
         preflight_skip=frozenset(skip),
         team_keys_file=keys_file,
+        log_keep_days=check.integer("litellm_log_keep_days", 1, 3650),
     )
     if check.problems:
         raise SettingsError(check.problems)

@@ -13,7 +13,7 @@ from pyinfra.operations import files, python, server, systemd
 from pyinfra.operations.util import any_changed
 
 from gateway import render
-from gateway.commands import REDIS_UNIT_PATH, SMOKE_PATH, UNIT_PATH, validate_command
+from gateway.commands import LOGROTATE_PATH, REDIS_UNIT_PATH, SMOKE_PATH, UNIT_PATH, validate_command
 from gateway.operations import ManagedFiles, ProxyAnswers, pinned_virtualenv, secret_env_file, whole_file
 from gateway.settings import for_host
 from gateway.team_keys import HOST_FILE_NAME, KeyStore, host_file
@@ -25,7 +25,7 @@ SMOKE_SOURCE = REPO / "checks" / "smoke.py"
 AUTH_SOURCE = REPO / "gateway" / "proxy_auth.py"
 CONFIG = {name: f"{s.config_dir}/{name}" for name in
           ("logging.json", "gateway_auth.py", HOST_FILE_NAME, "redis.conf", "config.yaml")}
-present = host.get_fact(ManagedFiles, paths=(*CONFIG.values(), SMOKE_PATH, UNIT_PATH, REDIS_UNIT_PATH))
+present = host.get_fact(ManagedFiles, paths=(*CONFIG.values(), SMOKE_PATH, UNIT_PATH, REDIS_UNIT_PATH, LOGROTATE_PATH))
 answered = host.get_fact(ProxyAnswers, url=s.local_url)  # before this run changed anything
 
 venv = pinned_virtualenv(
@@ -78,6 +78,15 @@ def current_and_running(service: str, unit, inputs: tuple, what: str):
 logging_config = service_readable(
     "logging.json", render.logging_json(s, host.name),
     f"sends the proxy's log to the journal and {s.log_dir}/proxy.log",
+)
+whole_file(
+    name=f"{LOGROTATE_PATH} rotates {s.log_dir}/proxy.log daily, keeps {s.log_keep_days}",
+    path=LOGROTATE_PATH,
+    content=render.logrotate(s, host.name),
+    user="root",
+    group="root",
+    mode="644",
+    present=present[LOGROTATE_PATH],
 )
 auth_hook = service_readable(
     "gateway_auth.py", AUTH_SOURCE.read_text(), "lets the master key and team keys in, any other key gets 401"

@@ -1,9 +1,9 @@
-"""OS packages the gateway needs: an interpreter able to create virtualenvs, CA certificates, Redis."""
+"""OS packages the gateway needs: an interpreter able to create virtualenvs, CA certificates, Redis, logrotate."""
 from pyinfra import host
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files
 
-PACKAGES = ["python3", "python3-venv", "python3-pip", "ca-certificates", "redis-server"]
+PACKAGES = ["python3", "python3-venv", "python3-pip", "ca-certificates", "redis-server", "logrotate"]
 
 installed = host.get_fact(DebPackages)
 missing = [name for name in PACKAGES if name not in installed]

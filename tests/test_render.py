@@ -68,7 +68,8 @@ def test_the_seed_config_puts_keys_where_litellm_rejects_them():
 
 def test_secrets_stay_out_of_every_rendered_file_but_the_env_file(seed):
     for text in (render.config_yaml(seed, HOST), render.unit(seed, HOST), render.logging_json(seed, HOST),
-                 render.env_settings(seed, HOST), render.redis_conf(seed, HOST), render.redis_unit(seed, HOST)):
+                 render.env_settings(seed, HOST), render.redis_conf(seed, HOST), render.redis_unit(seed, HOST),
+                 render.logrotate(seed, HOST)):
         assert GOOD_KEY not in text
 
 
@@ -130,3 +131,13 @@ def test_unit_scores_2_or_better_and_the_seed_unit_does_not(seed, tmp_path):
     theirs = tmp_path / "seed.service"
     theirs.write_text((DATA / "seed-litellm.service").read_text())
     assert _exposure(theirs) > 5.0
+
+
+def test_logrotate_rotates_the_proxy_log_as_the_service_account_with_the_units_file_mode(seed):
+    text = render.logrotate(seed, HOST)
+    assert text.splitlines()[4] == f"{seed.log_dir}/proxy.log {{"
+    # the log directory belongs to the service account: logrotate refuses it without `su`
+    assert f"su {seed.user} {seed.group}" in text and f"rotate {seed.log_keep_days}" in text
+    assert f"create 0600 {seed.user} {seed.group}" in text and "UMask=0077" in render.unit(seed.resolved(2), HOST)
+    directives = [line.strip() for line in text.splitlines() if not line.startswith("#")]
+    assert "copytruncate" not in directives  # the WatchedFileHandler reopens; copytruncate would lose lines

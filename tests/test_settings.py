@@ -62,6 +62,7 @@ BAD = [
     ({"litellm_venv_dir": "/home/litellm/venv"}, "litellm_venv_dir", "ProtectHome"),
     ({"litellm_config_dir": "etc/litellm"}, "litellm_config_dir", "absolute path"),
     ({"litellm_log_dir": "/srv/log"}, "litellm_log_dir", "under /var/log/"),
+    ({"litellm_log_keep_days": 0}, "litellm_log_keep_days", "out of range"),
     ({"litellm_user": "Lite LLM"}, "litellm_user", "system user"),
     ({"litellm_uid": 0}, "litellm_uid", "out of range"),
     ({"litellm_master_key": SEED_PLACEHOLDER_KEY}, "litellm_master_key", "placeholder"),

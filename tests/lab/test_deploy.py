@@ -149,6 +149,21 @@ def test_proxy_log_lands_in_var_log_and_the_journal(gateway_url, master_key):
     assert marker in ssh("journalctl -u litellm.service --no-pager -o cat")
 
 
+def test_proxy_log_is_rotated_and_the_proxy_writes_on_into_the_new_file(gateway_url, master_key):
+    pid = service("MainPID")
+    before = f"before-rotation-{time.time_ns()}"
+    client(gateway_url, master_key).models.list(extra_query={"marker": before})
+    time.sleep(1)
+    ssh("logrotate --force /etc/logrotate.d/litellm")  # fails (and so does the test) on any error
+    after = f"after-rotation-{time.time_ns()}"
+    client(gateway_url, master_key).models.list(extra_query={"marker": after})
+    time.sleep(1)
+    assert before in ssh("cat /var/log/litellm/proxy.log.1") and after not in ssh("cat /var/log/litellm/proxy.log.1")
+    assert after in ssh("cat /var/log/litellm/proxy.log")  # reopened by the proxy itself
+    assert ssh("stat -c '%a %U %G' /var/log/litellm/proxy.log").split() == ["600", "litellm", "litellm"]
+    assert service("MainPID") == pid  # no restart for it
+
+
 def test_installed_unit_scores_2_or_better_on_the_host(first_deploy):
     result = ssh("systemd-analyze security --threshold=20 litellm.service 2>&1; echo rc=$?")
     assert "rc=0" in result, result[-1500:]
