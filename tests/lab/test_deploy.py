@@ -116,6 +116,7 @@ def test_files_have_the_right_modes_and_owners(first_deploy):
         "/etc/litellm/logging.json": "640 root litellm",
         "/etc/litellm/litellm.env": "600 root root",
         "/etc/systemd/system/litellm.service": "644 root root",
+        "/etc/logrotate.d/litellm": "644 root root",
         "/opt/litellm/bin/litellm": "755 root root",
         "/var/log/litellm": "750 litellm litellm",
         "/var/lib/litellm": "750 litellm litellm",
