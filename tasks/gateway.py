@@ -80,7 +80,7 @@ logging_config = service_readable(
     f"sends the proxy's log to the journal and {s.log_dir}/proxy.log",
 )
 whole_file(
-    name=f"{LOGROTATE_PATH} rotates {s.log_dir}/proxy.log daily, keeps {s.log_keep_days}",
+    name=f"{LOGROTATE_PATH} rotates {s.log_dir}/proxy.log daily, keeps {s.log_keep_days} old files",
     path=LOGROTATE_PATH,
     content=render.logrotate(s, host.name),
     user="root",
