@@ -52,10 +52,7 @@ class Lab:
         return write_inventory(self.work / f"inventory_{self.count}.py", hosts, **overrides)
 
     def pyinfra(self, inventory: Path, deploy: str = "deploy.py") -> None:
-        result = subprocess.run([str(BIN / "pyinfra"), "-y", str(inventory), deploy], cwd=REPO,
-                                capture_output=True, text=True, timeout=1800)
-        if result.returncode != 0:
-            raise RuntimeError(f"pyinfra {deploy} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+        run_entry_point("pyinfra", "-y", str(inventory), deploy)
 
     def deploy(self, hosts: list[LabHost], **overrides) -> float:
         inventory = self.inventory(hosts, **overrides)
@@ -64,14 +61,15 @@ class Lab:
     def fab(self, hosts: list[LabHost], *args: str) -> float:
         inventory = self.inventory(hosts)
         env = {"FABRIC_LITELLM_INVENTORY": str(inventory), "PATH": str(BIN) + ":/usr/bin:/bin"}
-        return timed(lambda: self._fab(env, args))
+        return timed(lambda: run_entry_point("fab", *args, env=env))
 
-    @staticmethod
-    def _fab(env: dict[str, str], args: tuple[str, ...]) -> None:
-        result = subprocess.run([str(BIN / "fab"), *args], cwd=REPO, env=env, capture_output=True, text=True,
-                                stdin=subprocess.DEVNULL, timeout=300)
-        if result.returncode != 0:
-            raise RuntimeError(f"fab {' '.join(args)} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+
+def run_entry_point(program: str, *args: str, env: dict[str, str] | None = None) -> None:
+    """Run one of the venv's commands from the repository; a failure raises with its own output."""
+    result = subprocess.run([str(BIN / program), *args], cwd=REPO, env=env, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=1800)
+    if result.returncode != 0:
+        raise RuntimeError(f"{program} {' '.join(args)} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
 
 
 def first_deploy(lab: Lab, runs: int) -> tuple[Figure, Figure]:
