@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from checks import dns as dns_checks
+from gateway.preflight import dns as dns_checks
 from gateway.settings import DEFAULTS, load
 from lab import control, machines
 from lab.fleet import fleet_data, write_inventory

@@ -1,1 +1,1 @@
-"""Checks usable on their own: preflight (settings, DNS, backends) and the gateway smoke check."""
+"""`python -m checks`: the preflight on its own, changing nothing (the checks live in gateway.preflight)."""

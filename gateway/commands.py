@@ -1,6 +1,7 @@
-"""Where the deploy puts things on a gateway host, and the command lines that use them.
+"""The command lines the deploy, its verification and the operator tasks run on a gateway host.
 
-The deploy, its verification and the operator tasks all run these, so they live in one place.
+They all run these, so each lives here once. Code shipped to the hosts (on_host/) is run from
+where the deploy installs it, with the host's own python3.
 """
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import shlex
 
 from gateway.settings import Settings
 
-UNIT_PATH = "/etc/systemd/system/litellm.service"
-REDIS_UNIT_PATH = "/etc/systemd/system/litellm-redis.service"
-SMOKE_PATH = "/usr/local/libexec/litellm-gateway-smoke"
-LOGROTATE_PATH = "/etc/logrotate.d/litellm"
+HOST_LIB = "/usr/local/lib/litellm-gateway"  # on_host/ is installed below it (gateway/files.py)
+TEAM_KEYS = "team-keys.json"  # in the config directory; its path reaches the auth hook through litellm.env
+
+
+def on_host(module: str, *arguments: str, lib: str = HOST_LIB) -> str:
+    """Run on_host.MODULE with the host's python3; `arguments` are quoted here."""
+    return " ".join([f"PYTHONPATH={lib}", "python3", "-m", f"on_host.{module}", *map(shlex.quote, arguments)])
 
 
 def validate_command(settings: Settings, config_path: str) -> str:
@@ -20,11 +24,40 @@ def validate_command(settings: Settings, config_path: str) -> str:
             f"--config {shlex.quote(config_path)} --validate_config")
 
 
+# What config.yaml names in the hook (templates/config.yaml.j2): the check below asks for exactly these.
+HOOK_MODULE, HOOK_AUTH, HOOK_LIMITS = "gateway_auth", "user_api_key_auth", "key_limits"
+HOOK = {"module": HOOK_MODULE, "auth": HOOK_AUTH, "limits": HOOK_LIMITS}
+_HOOK_CHECK = (
+    "import importlib.machinery, importlib.util, sys\n"
+    f"loader = importlib.machinery.SourceFileLoader({HOOK_MODULE!r}, sys.argv[1])\n"
+    "spec = importlib.util.spec_from_loader(loader.name, loader)\n"
+    "module = importlib.util.module_from_spec(spec)\n"
+    "loader.exec_module(module)\n"
+    f"missing = [name for name in ({HOOK_AUTH!r}, {HOOK_LIMITS!r}) if not hasattr(module, name)]\n"
+    "if missing:\n"
+    "    sys.exit(f'LiteLLM: auth hook refused: it does not define {missing}')\n"
+    "print('LiteLLM: auth hook OK')\n"
+)
+
+
+def hook_check_command(settings: Settings, hook_path: str) -> str:
+    """The installed LiteLLM's Python loads the auth hook as the proxy would and finds what config.yaml names."""
+    return (f"cd {shlex.quote(settings.config_dir)} && LITELLM_LOCAL_MODEL_COST_MAP=True "
+            f"{settings.venv_dir}/bin/python -c {shlex.quote(_HOOK_CHECK)} {shlex.quote(hook_path)} 2>&1")
+
+
 def smoke_command(settings: Settings, url: str, ready_timeout: int) -> str:
     """The smoke check on the host: ready, exactly the configured models, one completion."""
     expected = sorted({model.name for model, _ in settings.deployments})
-    return " ".join([
-        "python3", SMOKE_PATH, "--url", shlex.quote(url),
-        "--key-env-file", shlex.quote(f"{settings.config_dir}/litellm.env"),
-        "--ready-timeout", str(ready_timeout), "--expect", *map(shlex.quote, expected),
-    ])
+    return on_host("smoke", "--url", url, "--key-env-file", f"{settings.config_dir}/litellm.env",
+                   "--ready-timeout", str(ready_timeout), "--expect", *expected)
+
+
+def status_command(settings: Settings) -> str:
+    """What `fab status` asks of a host, as JSON (on_host/status.py)."""
+    return on_host("status", "--url", settings.local_url, "--venv", settings.venv_dir)
+
+
+def readiness_command(url: str, lib: str = HOST_LIB) -> str:
+    """Exit 0 when the proxy at `url` answers ready now (on_host/readiness.py)."""
+    return on_host("readiness", url, lib=lib)

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from gateway.settings import SettingsError, load
+from gateway.settings import SettingsError, host_problems, load, shown
 
 
 def gateway_group(hosts: Sequence[Any], data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     """(hosts, group data) for pyinfra; hosts are names or (name, host data) pairs."""
     for host in hosts:
         name, host_data = host if isinstance(host, tuple) else (host, {})
+        merged = {**data, **host_data}
+        problems = host_problems(name, merged)
         try:
-            load({**data, **host_data})
+            load(merged)
         except SettingsError as error:
-            raise SystemExit(f"inventory: gateway {name}: {error}\nNothing was changed on any host.") from None
+            problems += error.problems
+        if problems:
+            raise SystemExit(f"inventory: gateway {shown(name)}: {SettingsError(problems)}\nNothing was changed on any host.")
     return list(hosts), data

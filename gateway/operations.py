@@ -1,6 +1,6 @@
-"""pyinfra facts and operations the stock ones don't cover: a service account, a pinned virtualenv,
-whole files checked against one snapshot (and validated before they replace a live one), a secret
-env file.
+"""pyinfra operations the stock ones don't cover: a service account that is never someone else's, a
+pinned virtualenv, whole files from the managed-files table (staged, checked, moved in place), a
+secret env file.
 
 They follow pyinfra's own style: read facts, yield commands only when the state differs, call
 `host.noop` otherwise, so a second deploy changes nothing.
@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from io import BytesIO, StringIO
+from io import BytesIO
+from typing import Iterator
 
 from pyinfra import host
-from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+from pyinfra.api import FileUploadCommand, OperationError, StringCommand, operation
 from pyinfra.facts.files import Sha256File
 
+from gateway import account
+from gateway.facts import KEY_VAR, Account, EnvFileState
+from gateway.files import ManagedFile, commit_commands, stage_command, staged
 from gateway.settings import WEAK_KEYS
 
-KEY_VAR = "LITELLM_MASTER_KEY"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 WEAK_KEY_HASHES = {hashlib.sha256(k.encode()).hexdigest() for k in WEAK_KEYS}
 MIN_KEY_LENGTH = 35  # "sk-" and at least 32 characters
@@ -27,36 +30,14 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class EnvFileState(FactBase):
-    """What the deploy needs to know of a secret env file, without reading the secret back.
-
-    Returns None when the file is missing, else a dict: `settings_sha256` (every line but the key
-    line), `key_sha256` and `key_length` of the key's value, and `mode`, `user`, `group`.
-    """
-
-    def command(self, path: str) -> str:
-        p = shlex.quote(path)
-        return (
-            f"if [ -f {p} ]; then "
-            f"grep -v '^{KEY_VAR}=' {p} | sha256sum | cut -d' ' -f1; "
-            f"sed -n 's/^{KEY_VAR}=//p' {p} | head -n1 | tr -d '\\n' | sha256sum | cut -d' ' -f1; "
-            f"sed -n 's/^{KEY_VAR}=//p' {p} | head -n1 | tr -d '\\n' | wc -c; "
-            f"stat -c '%a %U %G' {p}; "
-            "else echo missing; fi"
-        )
-
-    def process(self, output: list[str]) -> dict | None:
-        if not output or output[0] == "missing":
-            return None
-        mode, user, group = output[3].split()
-        return {
-            "settings_sha256": output[0],
-            "key_sha256": output[1],
-            "key_length": int(output[2]),
-            "mode": mode,
-            "user": user,
-            "group": group,
-        }
+def upload(data: bytes, path: str) -> Iterator:
+    """Upload into `path`, which must exist with its owner and mode. With sudo, pyinfra goes through a
+    temporary file: it gets a random name and is created 0600 for the SSH user before a byte is
+    written, so nobody else on the host can read or swap it on the way."""
+    temp = host.get_temp_filename()  # uuid4-based, not predictable
+    yield f'install -m 600 -o "${{SUDO_USER:-$(id -un)}}" /dev/null {shlex.quote(temp)}'
+    yield FileUploadCommand(BytesIO(data), path, remote_temp_filename=temp)
+    yield f"rm -f {shlex.quote(temp)}"
 
 
 @operation()
@@ -92,11 +73,7 @@ def secret_env_file(path: str, settings_text: str, master_key: str | None = None
     dest = shlex.quote(path)
     yield f"install -m 600 -o root -g root /dev/null {new}"
     if master_key is not None:
-        # With sudo pyinfra uploads through a temporary file: create it 0600 for the SSH user first.
-        temp = host.get_temp_filename(path)
-        yield f'install -m 600 -o "${{SUDO_USER:-$(id -un)}}" /dev/null {shlex.quote(temp)}'
-        yield FileUploadCommand(StringIO(f"{KEY_VAR}={master_key}\n{settings_text}"), f"{path}.new", remote_temp_filename=temp)
-        yield f"rm -f {shlex.quote(temp)}"
+        yield from upload(f"{KEY_VAR}={master_key}\n{settings_text}".encode(), f"{path}.new")
     else:
         # Keep the key on the host unless it is missing or weak; then generate one there.
         weak = " ".join(sorted(WEAK_KEY_HASHES))
@@ -110,7 +87,7 @@ def secret_env_file(path: str, settings_text: str, master_key: str | None = None
                 f"printf '{KEY_VAR}=%s\\n' \"$key\" > {new}"
             ),
         )
-        yield FileUploadCommand(StringIO(settings_text), f"{path}.settings")
+        yield from upload(settings_text.encode(), f"{path}.settings")
         yield f"cat {shlex.quote(path + '.settings')} >> {new} && rm -f {shlex.quote(path + '.settings')}"
     yield f"mv -f {new} {dest}"
 
@@ -134,7 +111,8 @@ def pinned_virtualenv(path: str, requirements: str, python: str = "python3"):
     venv = shlex.quote(path)
     pending = shlex.quote(f"{path}/requirements.pending")
     yield f"test -x {venv}/bin/pip || {python} -m venv {venv}"
-    yield FileUploadCommand(StringIO(requirements), f"{path}/requirements.pending")
+    yield f"install -m 644 -o root -g root /dev/null {pending}"
+    yield from upload(requirements.encode(), f"{path}/requirements.pending")
     # pip byte-compiles on one core, a third of an install this size; compileall uses every core.
     # Compiled now because the service cannot write .pyc files into its read-only venv.
     yield (
@@ -146,125 +124,46 @@ def pinned_virtualenv(path: str, requirements: str, python: str = "python3"):
     yield f"mv -f {pending} {shlex.quote(marker)}"
 
 
-class Account(FactBase):
-    """The passwd entry of `user` and the group entry of `group`: a dict each, or None when missing.
-
-    One `getent` each, where pyinfra's Users fact lists every user with lastlog, id and shadow
-    lookups: hundreds of processes, the slowest part of a no-change run on several hosts.
+@operation()
+def system_account(want: account.Wanted):
     """
+    Keep a system group and a system user in it: these ids, this home (not created), this shell,
+    marked as the deploy's own. Never takes over an account that is not evidently its own.
 
-    def command(self, user: str, group: str) -> str:
-        return (f"getent passwd {shlex.quote(user)} || echo missing; "
-                f"getent group {shlex.quote(group)} || echo missing")
+    + want: the user, group, uid, gid, home and shell (gateway.account.Wanted)
 
-    def process(self, output: list[str]) -> dict:
-        passwd, group = output[0].split(":"), output[1].split(":")
-        return {
-            "user": None if passwd == ["missing"] else
-            {"uid": int(passwd[2]), "gid": int(passwd[3]), "home": passwd[5], "shell": passwd[6]},
-            "group": None if group == ["missing"] else {"gid": int(group[2])},
-        }
+    tasks/account.py refuses a foreign account while preparing, before any host changes; this
+    refuses again, should the host have changed since.
+    """
+    current = host.get_fact(Account, user=want.user, group=want.group, uid=want.uid, gid=want.gid)
+    refused = account.problems(current, want)
+    if refused:
+        raise OperationError("; ".join(refused) + "; " + want.fix())
+    steps = account.commands(current, want)
+    if not steps:
+        host.noop(f"user {want.user} and group {want.group} are as wanted")
+    yield from steps
 
 
 @operation()
-def system_account(user: str, group: str, uid: int, gid: int, home: str, shell: str):
+def whole_file(file: ManagedFile, present: dict | None):
     """
-    Keep a system group and a system user in it: these ids, this home (not created), this shell.
+    Keep a whole file of the managed-files table: its content, owner, group and mode; replaced in
+    one move, never edited.
 
-    + user, uid: the user and its id
-    + group, gid: its primary group and that group's id
-    + home: the home directory (systemd's StateDirectory= makes it; it is not created here)
-    + shell: the login shell, e.g. /usr/sbin/nologin
+    + file: the table's row (gateway.files.ManagedFile)
+    + present: what ManagedFiles found at its path while preparing (None: missing)
+
+    The new content is staged beside the file with its owner and mode set before a byte is written
+    (gateway.files: the same install `fab keys.push` uses). When the row's check refuses it, the
+    operation fails and the file in place, and what reads it, are untouched. With no file in place
+    yet (a first deploy) there is nothing to protect: the copy goes in unchecked, and what first
+    reads it checks it (for config.yaml: the service's start and the deploy's verification, which
+    fails with the journal's lines), sparing a first deploy the check's ~7 s.
     """
-    current = host.get_fact(Account, user=user, group=group)
-    commands = []
-    if current["group"] is None:
-        commands.append(f"groupadd --system --gid {gid} {shlex.quote(group)}")
-    elif current["group"]["gid"] != gid:
-        commands.append(f"groupmod --gid {gid} {shlex.quote(group)}")
-    wanted = {"uid": uid, "gid": gid, "home": home, "shell": shell}
-    # Short options: useradd and usermod spell the long one for the home differently.
-    options = f"-u {uid} -g {gid} -d {shlex.quote(home)} -s {shlex.quote(shell)} {shlex.quote(user)}"
-    if current["user"] is None:
-        commands.append(f"useradd --system --no-create-home {options}")
-    elif current["user"] != wanted:
-        commands.append(f"usermod {options}")
-    if not commands:
-        host.noop(f"user {user} and group {group} are as wanted")
-    yield from commands
-
-
-class ManagedFiles(FactBase):
-    """Owner, group, mode and SHA-256 of each of `paths` in one command: {path: dict, or None when missing}.
-
-    The deploy's whole files are compared against this one snapshot, taken while preparing; pyinfra's
-    own files.put asks for the file, its checksum and its directory, three round trips a file.
-    """
-
-    def command(self, paths: tuple[str, ...]) -> str:
-        quoted = " ".join(shlex.quote(p) for p in paths)
-        return (
-            f"for p in {quoted}; do "
-            "if [ -f \"$p\" ]; then printf '%s %s ' \"$(stat -c '%U %G %a' \"$p\")\" \"$(sha256sum < \"$p\" | cut -d' ' -f1)\"; "
-            "else printf 'missing '; fi; printf '%s\\n' \"$p\"; done"
-        )
-
-    def process(self, output: list[str]) -> dict[str, dict | None]:
-        files: dict[str, dict | None] = {}
-        for line in output:
-            if line.startswith("missing "):
-                files[line[len("missing "):]] = None
-            else:
-                user, group, mode, digest, path = line.split(" ", 4)
-                files[path] = {"user": user, "group": group, "mode": mode, "sha256": digest}
-        return files
-
-
-class ProxyAnswers(FactBase):
-    """Whether the proxy at `url` answers /health/readiness right now: one short request, on the host.
-
-    A service systemd calls running may still be starting (after a reboot) or be hung; the deploy
-    verifies the gateway whenever it did not answer, not only after it (re)started it.
-    """
-
-    def command(self, url: str) -> str:
-        probe = ("import sys, urllib.request\n"
-                 "try:\n    urllib.request.urlopen(sys.argv[1] + '/health/readiness', timeout=3).close()\n"
-                 "except Exception:\n    print('no')\nelse:\n    print('yes')")
-        return f"python3 -c {shlex.quote(probe)} {shlex.quote(url)} 2>/dev/null || echo no"
-
-    def process(self, output: list[str]) -> bool:
-        return output == ["yes"]
-
-
-@operation()
-def whole_file(path: str, content: str | bytes, user: str, group: str, mode: str, present: dict | None,
-               validate: str | None = None):
-    """
-    Keep a whole file: this content, owner, group and mode; replaced in one move, never edited.
-
-    + path: the file on the host
-    + content: its whole content (rendered, deterministic)
-    + user, group, mode: owner, group and octal mode (e.g. "640")
-    + present: what ManagedFiles found at `path` while preparing (None: missing)
-    + validate: a command run on the staged copy before it replaces the file; ``{path}`` in it is
-      that copy's path (the command quotes it, as validate_command does)
-
-    The new content is staged beside the file (so relative references resolve the same way), with
-    its owner and mode set before a byte is written. When `validate` refuses it, the operation
-    fails and the file in place, and what reads it, are untouched. With no file in place yet (a
-    first deploy) there is nothing to protect: the copy goes in unchecked, and what first reads it
-    checks it (for config.yaml: the service's start and the deploy's verification, which fails with
-    the journal's lines), sparing a first deploy the check's ~7 s.
-    """
-    data = content.encode() if isinstance(content, str) else content
-    if present == {"user": user, "group": group, "mode": mode, "sha256": hashlib.sha256(data).hexdigest()}:
-        host.noop(f"{path} is up to date")
+    if present == {"user": file.user, "group": file.group, "mode": file.mode, "sha256": file.sha256}:
+        host.noop(f"{file.path} is up to date")
         return
-    staged = f"{path}.staged"
-    quoted = shlex.quote(staged)
-    yield f"install -D -m {mode} -o {shlex.quote(user)} -g {shlex.quote(group)} /dev/null {quoted}"
-    yield FileUploadCommand(BytesIO(data), staged)
-    if validate and present is not None:
-        yield validate.replace("{path}", staged)
-    yield f"mv -f {quoted} {shlex.quote(path)}"
+    yield stage_command(file)
+    yield from upload(file.content, staged(file.path))
+    yield from commit_commands(file, check=present is not None)

@@ -10,11 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
+import paramiko
 from fabric import Connection
 
-from checks.dns import resolver_function
 from gateway.fleet import host_data
+from gateway.preflight.dns import resolver_function
 from gateway.settings import Backend, Settings, load
+from gateway.ssh_trust import HostKeyRefused, HostKeyTrust
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = 10
@@ -29,11 +31,16 @@ class Gateway:
     ssh_port: int | None
     ssh_key: str | None
     sudo: bool
+    trust: HostKeyTrust
 
     def connection(self) -> Connection:
+        """An SSH connection (opened on first use) that checks the host key as the inventory says."""
         kwargs: dict[str, Any] = {"key_filename": self.ssh_key} if self.ssh_key else {}
-        return Connection(self.ssh_host, user=self.ssh_user, port=self.ssh_port,
-                          connect_timeout=CONNECT_TIMEOUT, connect_kwargs=kwargs)
+        connection = _CheckedConnection(self.ssh_host, user=self.ssh_user, port=self.ssh_port,
+                                        connect_timeout=CONNECT_TIMEOUT, connect_kwargs=kwargs)
+        connection.client = self.trust.client(connection.host, connection.port)
+        connection.trust = self.trust
+        return connection
 
     def run(self, connection: Connection, command: str, **kwargs):
         """Run as root: through sudo when the inventory says so (as pyinfra does), else directly."""
@@ -51,6 +58,19 @@ class Gateway:
     @property
     def config_file(self) -> str:
         return f"{self.settings.config_dir}/config.yaml"
+
+
+class _CheckedConnection(Connection):
+    """A changed host key is refused with the fix, not paramiko's bare BadHostKeyException."""
+
+    trust: HostKeyTrust
+
+    def open(self):
+        try:
+            return super().open()
+        except paramiko.BadHostKeyException as error:
+            entry = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+            raise self.trust.refused_changed(error, entry) from None
 
 
 @dataclass(frozen=True)
@@ -96,6 +116,7 @@ def load_fleet(inventory: str) -> Fleet:
             ssh_port=data.get("ssh_port"),
             ssh_key=data.get("ssh_key"),
             sudo=bool(data.get("_sudo")),
+            trust=HostKeyTrust.from_inventory(data),
         ))
     return Fleet(tuple(gateways))
 
@@ -114,6 +135,8 @@ def on_each(gateways: Sequence[Gateway], work: Callable[[Gateway, Connection], T
         try:
             with gateway.connection() as connection:
                 return Outcome(gateway.name, value=work(gateway, connection))
+        except HostKeyRefused as refused:
+            return Outcome(gateway.name, error=f"REFUSED: {refused}")
         except Exception as error:  # noqa: BLE001 - reported per host, the others go on
             return Outcome(gateway.name, error=f"unreachable or failed: {type(error).__name__}: {error}")
 

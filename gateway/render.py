@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jinja2
 
+from gateway.commands import HOOK, TEAM_KEYS
 from gateway.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -22,7 +23,7 @@ _env = jinja2.Environment(
 
 
 def render(template: str, settings: Settings, host_name: str) -> str:
-    return _env.get_template(template).render(s=settings, host_name=host_name)
+    return _env.get_template(template).render(s=settings, host_name=host_name, hook=HOOK, team_keys=TEAM_KEYS)
 
 
 def config_yaml(settings: Settings, host_name: str) -> str:

@@ -51,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
     # it there. A value: it comes from outside git (environment, secret store, a 0600 file).
     "litellm_master_key": None,
     # Team keys (hashes and limits) on the operator's machine, outside git; None: no team keys,
-    # only the master key. Managed with `fab keys-create/-list/-rotate/-revoke`.
+    # only the master key. Managed with `fab keys.create|list|rotate|revoke`.
     "litellm_team_keys_file": None,
     # Public model name -> {"tag": Ollama tag, "mode": "chat", "max_input_tokens": int}.
     "litellm_models": {},
@@ -71,10 +71,28 @@ ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "usage-based-routing", "la
 MODEL_MODES = ("chat", "completion", "embedding")
 WEAK_KEYS = {"sk-1234", "sk-12345", "sk-123456", "sk-test", "sk-admin", "sk-master", "sk-password", SEED_PLACEHOLDER_KEY}
 WEAK_WORDS = ("replace", "change", "example", "test-key", "placeholder", "secret", "password")
-EXACT_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[0-9][A-Za-z0-9.+!-]*$")
-VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*([a-z]+[0-9]+)?(\.post[0-9]+)?$")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
-HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$")
+# Every pattern is applied with fullmatch: `$` alone would let a trailing newline through, and a
+# value reaches shell commands, unit files, YAML and env files. ASCII only, short, no quoting needed.
+EXACT_PIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(\[[A-Za-z0-9,._-]{1,100}\])?==[0-9][A-Za-z0-9.+!-]{0,49}")
+VERSION = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6}){0,4}([a-z]{1,5}[0-9]{1,4})?(\.post[0-9]{1,4})?")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+HOSTNAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+")
+ACCOUNT = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+PATH = re.compile(r"(/[A-Za-z0-9._-]{1,64}){1,16}")
+# A master key is one token of printable ASCII: no space or newline (a newline would write a second
+# variable into litellm.env), no quote, backslash, $ or ` (systemd and shells give them meaning).
+MASTER_KEY = re.compile(r"sk-[A-Za-z0-9._~+/=:@%,!*^-]{1,256}")
+# Accounts that belong to the system or to people: the service account is never one of them (the
+# deploy would renumber it and take its login away). The host check refuses any other foreign one.
+RESERVED_ACCOUNTS = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
+    "backup", "list", "irc", "gnats", "nobody", "nogroup", "_apt", "messagebus", "sshd", "syslog", "adm", "admin",
+    "sudo", "wheel", "staff", "users", "tty", "disk", "kmem", "dialout", "cdrom", "floppy", "audio", "video",
+    "plugdev", "netdev", "shadow", "utmp", "operator", "src", "voice", "tape", "sasl", "input", "kvm", "render",
+    "crontab", "redis", "postgres", "mysql", "ollama", "polkitd", "uuidd", "tcpdump", "ntp", "_chrony", "dnsmasq",
+    "avahi", "lxd", "docker", "ubuntu", "debian", "ec2-user", "centos", "systemd-journal", "systemd-network",
+    "systemd-resolve", "systemd-timesync", "systemd-coredump", "ssh", "ssl-cert", "fax", "dip", "lpadmin",
+})
 
 
 class SettingsError(ValueError):
@@ -183,6 +201,9 @@ def weak_key_reason(key: str) -> str | None:
         return "it is a published placeholder/default key"
     if not key.startswith("sk-"):
         return "LiteLLM master keys must start with 'sk-'"
+    if not MASTER_KEY.fullmatch(key):
+        return ("it is not one token of printable characters: use letters, digits and . _ ~ + / = : @ % , ! * ^ - "
+                "only (no spaces, newlines, quotes, backslashes, $ or `), at most 256 after 'sk-'")
     body = key[3:]
     if len(body) < 32:
         return f"it has {len(body)} characters after 'sk-'; use at least 32 random ones"
@@ -191,6 +212,47 @@ def weak_key_reason(key: str) -> str | None:
     if len(set(body)) < 10:
         return "it has too few distinct characters to be random"
     return None
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value as an error message quotes it: repr (newlines and quotes visible), cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def plain_ip(value: Any) -> bool:
+    """An IPv4 or IPv6 address without a %scope (which would reach unit files and URLs as is)."""
+    try:
+        return isinstance(value, str) and "%" not in value and bool(ipaddress.ip_address(value))
+    except ValueError:
+        return False
+
+
+def host_problems(name: Any, data: Mapping[str, Any]) -> list[str]:
+    """The inventory's own SSH settings for one host, which the deploy and the fab tasks both use."""
+    found = []
+    if not isinstance(name, str) or not (HOSTNAME.fullmatch(name) or plain_ip(name)):
+        found.append(f"host name {shown(name)}: give a DNS name or an IP address")
+    ssh_host = data.get("ssh_hostname")
+    if ssh_host is not None and not (isinstance(ssh_host, str) and (HOSTNAME.fullmatch(ssh_host) or plain_ip(ssh_host))):
+        found.append(f"ssh_hostname: {shown(ssh_host)} is neither a host name nor an IP address")
+    user = data.get("ssh_user")
+    if user is not None and not (isinstance(user, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9._-]{0,31}", user)):
+        found.append(f"ssh_user: {shown(user)} is not a user name")
+    port = data.get("ssh_port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+        found.append(f"ssh_port: {shown(port)} is out of range; set an integer from 1 to 65535")
+    strict = data.get("ssh_strict_host_key_checking")
+    if strict not in (None, "yes", "ask", "accept-new", "no", "off"):
+        found.append(f"ssh_strict_host_key_checking: {shown(strict)} is not one of yes, accept-new, no")
+    for key in ("ssh_key", "ssh_known_hosts_file"):
+        value = data.get(key)
+        if value is not None and not (isinstance(value, str) and value.strip() == value and value
+                                      and value.isprintable()):
+            found.append(f"{key}: {shown(value)} is not a file path")
+    if not isinstance(data.get("_sudo", False), bool):
+        found.append(f"_sudo: {shown(data.get('_sudo'))} is not True or False")
+    return found
 
 
 class _Checker:
@@ -207,7 +269,7 @@ class _Checker:
         value = self.data[key] if value is None else value
         where = where or key
         if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(where, f"{value!r} is not a whole number; set an integer from {low} to {high}")
+            self.problem(where, f"{shown(value)} is not a whole number; set an integer from {low} to {high}")
             return low
         if not low <= value <= high:
             self.problem(where, f"{value} is out of range; set an integer from {low} to {high}")
@@ -216,16 +278,20 @@ class _Checker:
     def text(self, key: str, pattern: re.Pattern | None = None, hint: str = "") -> str:
         value = self.data[key]
         if not isinstance(value, str) or not value:
-            self.problem(key, f"{value!r} is not a non-empty string{'; ' + hint if hint else ''}")
+            self.problem(key, f"{shown(value)} is not a non-empty string{'; ' + hint if hint else ''}")
             return ""
-        if pattern is not None and not pattern.match(value):
-            self.problem(key, f"{value!r} is not valid; {hint}")
+        if pattern is not None and not pattern.fullmatch(value):
+            self.problem(key, f"{shown(value)} is not valid; {hint}")
+            return ""
         return value
 
     def path(self, key: str) -> str:
-        value = self.text(key, re.compile(r"^/[^\s'\"]*[^/\s'\"]$"), "give an absolute path without spaces or a trailing /")
+        value = self.text(key, PATH, "give an absolute path of letters, digits and . _ - only (no spaces, quotes or "
+                                     "other signs, at most 16 parts), without a trailing /")
+        if any(part in (".", "..") for part in value.split("/")):
+            self.problem(key, f"{shown(value)} has a . or .. part; give the path itself")
         if value.startswith("/home/") or value == "/home":
-            self.problem(key, f"{value!r} is under /home, which the hardened unit hides (ProtectHome); use /opt, /var/lib or /etc")
+            self.problem(key, f"{shown(value)} is under /home, which the hardened unit hides (ProtectHome); use /opt, /var/lib or /etc")
         return value
 
 
@@ -237,13 +303,13 @@ def _models(check: _Checker) -> list[Model]:
     models = []
     seen: dict[str, str] = {}
     for name, spec in raw.items():
-        where = f"litellm_models[{name!r}]"
+        where = f"litellm_models[{shown(name, 40)}]"
         folded = str(name).lower()
         if folded in seen:
             check.problem(where, f"duplicates the model name {seen[folded]!r} (names are case-insensitive for clients); "
                                  "give each model one name")
         seen.setdefault(folded, str(name))
-        if not isinstance(name, str) or not NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             check.problem(where, "a model name may hold letters, digits and . _ : - only")
         if not isinstance(spec, Mapping):
             check.problem(where, "must be a mapping like {'tag': 'phi3:3.8b', 'max_input_tokens': 2048}")
@@ -252,12 +318,12 @@ def _models(check: _Checker) -> list[Model]:
         if unknown:
             check.problem(where, f"unknown keys {sorted(unknown)}; allowed: tag, mode, max_input_tokens")
         tag = spec.get("tag")
-        if not isinstance(tag, str) or not NAME.match(tag):
-            check.problem(f"{where}.tag", f"{tag!r} is not an Ollama model tag such as 'phi3:3.8b-mini-128k-instruct-q8_0'")
+        if not isinstance(tag, str) or not NAME.fullmatch(tag):
+            check.problem(f"{where}.tag", f"{shown(tag)} is not an Ollama model tag such as 'phi3:3.8b-mini-128k-instruct-q8_0'")
             tag = ""
         mode = spec.get("mode", "chat")
         if mode not in MODEL_MODES:
-            check.problem(f"{where}.mode", f"{mode!r} is not one of {', '.join(MODEL_MODES)}")
+            check.problem(f"{where}.mode", f"{shown(mode)} is not one of {', '.join(MODEL_MODES)}")
         tokens = check.integer("", 1, 10_000_000, spec.get("max_input_tokens", 2048), f"{where}.max_input_tokens")
         models.append(Model(str(name), tag, mode, tokens))
     return models
@@ -266,20 +332,20 @@ def _models(check: _Checker) -> list[Model]:
 def _split_api_base(check: _Checker, where: str, api_base: Any) -> tuple[str, int] | None:
     """(address, port) of an Ollama root URL such as http://llm01:11434."""
     if not isinstance(api_base, str):
-        check.problem(where, f"{api_base!r} is not a URL like 'http://llm01.example.org:11434'")
+        check.problem(where, f"{shown(api_base)} is not a URL like 'http://llm01.example.org:11434'")
         return None
     parsed = urlsplit(api_base)
     if parsed.path.rstrip("/").endswith("/v1"):
-        check.problem(where, f"{api_base!r} ends in /v1: ollama_chat/ calls Ollama's native API at the root; "
+        check.problem(where, f"{shown(api_base)} ends in /v1: ollama_chat/ calls Ollama's native API at the root; "
                              f"use '{parsed.scheme}://{parsed.netloc}'")
         return None
     if parsed.scheme != "http" or not parsed.hostname or parsed.path.strip("/") or parsed.query:
-        check.problem(where, f"{api_base!r} must be http://HOST[:PORT] with no path, like 'http://llm01:11434'")
+        check.problem(where, f"{shown(api_base)} must be http://HOST[:PORT] with no path, like 'http://llm01:11434'")
         return None
     try:
         port = parsed.port or 11434
     except ValueError:
-        check.problem(where, f"{api_base!r} has a port out of range; use 1 to 65535")
+        check.problem(where, f"{shown(api_base)} has a port out of range; use 1 to 65535")
         return None
     return parsed.hostname, port
 
@@ -291,7 +357,7 @@ def _backends(check: _Checker, model_names: set[str]) -> list[Backend]:
         return []
     backends = []
     for name, spec in raw.items():
-        where = f"litellm_backends[{name!r}]"
+        where = f"litellm_backends[{shown(name, 40)}]"
         if not isinstance(spec, Mapping):
             check.problem(where, "must be a mapping like {'address': 'llm01.example.org', 'port': 11434, 'models': [...]}")
             continue
@@ -303,13 +369,12 @@ def _backends(check: _Checker, model_names: set[str]) -> list[Backend]:
             parsed = _split_api_base(check, f"{where}.api_base", spec.pop("api_base"))
             if parsed:
                 spec["address"], spec["port"] = parsed
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            check.problem(where, "a backend name may hold letters, digits and . _ : - only (at most 128)")
         address = spec.get("address", name)
-        try:
-            ipaddress.ip_address(address)
-        except (ValueError, TypeError):
-            if not isinstance(address, str) or not HOSTNAME.match(address):
-                check.problem(f"{where}.address", f"{address!r} is neither a host name nor an IP address")
-                address = ""
+        if not plain_ip(address) and not (isinstance(address, str) and HOSTNAME.fullmatch(address)):
+            check.problem(f"{where}.address", f"{shown(address)} is neither a host name nor an IP address")
+            address = ""
         port = check.integer("", 1, 65535, spec.get("port", 11434), f"{where}.port")
         served = spec.get("models", [])
         if not isinstance(served, (list, tuple)) or not served:
@@ -317,7 +382,7 @@ def _backends(check: _Checker, model_names: set[str]) -> list[Backend]:
             served = []
         for model in served:
             if model not in model_names:
-                check.problem(f"{where}.models", f"{model!r} is not defined in litellm_models; define it or remove it here")
+                check.problem(f"{where}.models", f"{shown(model)} is not defined in litellm_models; define it or remove it here")
         if len(set(served)) != len(served):
             check.problem(f"{where}.models", "lists a model twice")
         backends.append(Backend(str(name), address, port, tuple(served)))
@@ -337,17 +402,16 @@ def load(data: Mapping[str, Any]) -> Settings:
 
     version = check.text("litellm_version", VERSION, "give an exact release such as '1.108.7'")
     extra = merged["litellm_extra_requirements"]
-    if not isinstance(extra, (list, tuple)) or not all(isinstance(r, str) and EXACT_PIN.match(r) for r in extra):
-        check.problem("litellm_extra_requirements", f"{extra!r}: every entry must be an exact pin like 'prisma==0.15.0'")
+    if not isinstance(extra, (list, tuple)) or not all(isinstance(r, str) and EXACT_PIN.fullmatch(r) for r in extra):
+        check.problem("litellm_extra_requirements", f"{shown(extra)}: every entry must be an exact pin like 'prisma==0.15.0'")
         extra = []
-    bind = check.text("litellm_bind_address")
-    try:
-        ipaddress.ip_address(bind)
-    except ValueError:
-        check.problem("litellm_bind_address", f"{bind!r} is not an IP address; use 0.0.0.0 or one of the host's addresses")
+    bind = merged["litellm_bind_address"]
+    if not plain_ip(bind):
+        check.problem("litellm_bind_address", f"{shown(bind)} is not an IP address; use 0.0.0.0 or one of the host's addresses")
+        bind = "0.0.0.0"
     strategy = merged["litellm_routing_strategy"]
     if strategy not in ROUTING_STRATEGIES:
-        check.problem("litellm_routing_strategy", f"{strategy!r} is not one of {', '.join(ROUTING_STRATEGIES)}")
+        check.problem("litellm_routing_strategy", f"{shown(strategy)} is not one of {', '.join(ROUTING_STRATEGIES)}")
     key = merged["litellm_master_key"]
     if key is not None:
         reason = weak_key_reason(key) if isinstance(key, str) else "it is not a string"
@@ -358,8 +422,12 @@ def load(data: Mapping[str, Any]) -> Settings:
                 f"refused: {reason}. Generate one with: python3 -c 'import secrets; print(\"sk-\" + secrets.token_hex(32))', "
                 "or leave it unset to have each host generate and keep its own",
             )
-    user = check.text("litellm_user", re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"), "give a lower-case system user name")
-    group = check.text("litellm_group", re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"), "give a lower-case group name")
+    user = check.text("litellm_user", ACCOUNT, "give a lower-case system user name")
+    group = check.text("litellm_group", ACCOUNT, "give a lower-case group name")
+    for setting, name in (("litellm_user", user), ("litellm_group", group)):
+        if name in RESERVED_ACCOUNTS or name.startswith("systemd-"):
+            check.problem(setting, f"{name!r} is an account of the system or of people; the deploy would renumber it "
+                                   "and take its login away. Use an account of the gateway's own, e.g. 'litellm'")
     paths = {k: check.path(k) for k in ("litellm_home", "litellm_venv_dir", "litellm_config_dir", "litellm_log_dir")}
     # systemd creates and opens these for the hardened service (StateDirectory=, LogsDirectory=).
     for setting, parent in (("litellm_home", "/var/lib/"), ("litellm_log_dir", "/var/log/")):
@@ -372,29 +440,27 @@ def load(data: Mapping[str, Any]) -> Settings:
         if isinstance(nameservers, str):
             nameservers = [n.strip() for n in nameservers.split(",") if n.strip()]
         for server in nameservers if isinstance(nameservers, (list, tuple)) else [nameservers]:
-            try:
-                ipaddress.ip_address(server)
-            except (ValueError, TypeError):
-                check.problem("litellm_dns_nameservers", f"{server!r} is not an IP address; list nameserver addresses, or None for the system's")
+            if not plain_ip(server):
+                check.problem("litellm_dns_nameservers", f"{shown(server)} is not an IP address; list nameserver addresses, or None for the system's")
         nameservers = tuple(nameservers) if isinstance(nameservers, (list, tuple)) else None
     keys_file = merged["litellm_team_keys_file"]
     if keys_file is not None:
-        if not isinstance(keys_file, str) or not keys_file:
-            check.problem("litellm_team_keys_file", f"{keys_file!r} is not a path; give a file outside git, or None")
+        if not isinstance(keys_file, str) or not keys_file or not keys_file.isprintable() or len(keys_file) > 4096:
+            check.problem("litellm_team_keys_file", f"{shown(keys_file)} is not a path; give a file outside git, or None")
             keys_file = None
         elif Path(keys_file).expanduser().resolve().is_relative_to(REPO):
-            check.problem("litellm_team_keys_file", f"{keys_file!r} is inside the repository; keep it outside git "
+            check.problem("litellm_team_keys_file", f"{shown(keys_file)} is inside the repository; keep it outside git "
                                                     "(e.g. ~/.config/litellm-gateway/team-keys.json)")
     workers = merged["litellm_workers"]
     if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64):
-        check.problem("litellm_workers", f"{workers!r} is neither 'auto' (one per CPU, at most {AUTO_WORKERS_MAX}) "
+        check.problem("litellm_workers", f"{shown(workers)} is neither 'auto' (one per CPU, at most {AUTO_WORKERS_MAX}) "
                                          "nor a whole number from 1 to 64")
         workers = 1
     skip = merged["litellm_preflight_skip"]
     if isinstance(skip, str):
         skip = [part.strip() for part in skip.split(",") if part.strip()]
     if not isinstance(skip, (list, tuple, set, frozenset)) or not set(skip) <= set(PREFLIGHT_CLASSES):
-        check.problem("litellm_preflight_skip", f"{skip!r}: only {', '.join(PREFLIGHT_CLASSES)} can be skipped")
+        check.problem("litellm_preflight_skip", f"{shown(skip)}: only {', '.join(PREFLIGHT_CLASSES)} can be skipped")
         skip = []
 
     settings = Settings(

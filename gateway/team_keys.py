@@ -1,7 +1,7 @@
 """Team API keys: one key per team, its limits, kept as hashes only.
 
 The source of truth is a JSON file on the operator's machine, outside git
-(`litellm_team_keys_file`); the deploy and the `fab keys-*` tasks copy the same rendered bytes to
+(`litellm_team_keys_file`); the deploy and the `fab keys.*` tasks copy the same rendered bytes to
 every gateway as `team-keys.json`, which the proxy's auth hook re-reads when it changes (no
 restart, no request dropped). A key is shown once when made; only its SHA-256 is stored.
 """
@@ -23,7 +23,6 @@ from typing import Any, Iterator
 LIMIT_DEFAULTS = {"rpm": 60, "max_parallel_requests": 10, "max_tokens": 2048, "timeout": 30}
 LIMIT_RANGES = {"rpm": (1, 100_000), "max_parallel_requests": (1, 10_000), "max_tokens": (1, 1_000_000), "timeout": (1, 3600)}
 TEAM = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-HOST_FILE_NAME = "team-keys.json"
 
 
 class TeamKeyError(ValueError):
@@ -106,7 +105,7 @@ class KeyStore:
         key = new_key()
         with self.changing() as keys:
             if team in keys:
-                raise TeamKeyError(f"team {team!r} already has a key; rotate it instead (fab keys-rotate --team {team})")
+                raise TeamKeyError(f"team {team!r} already has a key; rotate it instead (fab keys.rotate --team {team})")
             now = _now()
             keys[team] = TeamKey(team=team, sha256=digest(key), created=now, rotated=now, **limits)
         return key

@@ -8,7 +8,7 @@ from pyinfra import host, logger, state
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.server import LinuxDistribution
 
-from checks.preflight import run_for_data
+from gateway.preflight import run_for_data
 
 SUPPORTED = {"Debian": ("12", "13"), "Ubuntu": ("22.04", "24.04")}
 

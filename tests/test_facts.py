@@ -9,7 +9,11 @@ import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from gateway.operations import Account, ManagedFiles, ProxyAnswers
+from pathlib import Path
+
+from gateway.facts import Account, ManagedFiles, ProxyAnswers
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_managed_files_reads_owner_mode_and_checksum_and_missing_files(tmp_path):
@@ -27,24 +31,33 @@ def test_managed_files_reads_owner_mode_and_checksum_and_missing_files(tmp_path)
     assert entry["sha256"] == hashlib.sha256(b"model_list: []\n").hexdigest()
 
 
-def test_account_reads_the_passwd_and_group_entries():
+def test_account_reads_the_entries_by_name_and_by_id():
     fact = Account()
-    assert fact.process(["litellm:x:1002:1002::/var/lib/litellm:/usr/sbin/nologin", "litellm:x:1002:"]) == {
-        "user": {"uid": 1002, "gid": 1002, "home": "/var/lib/litellm", "shell": "/usr/sbin/nologin"},
-        "group": {"gid": 1002},
+    assert fact.process(["litellm:x:1002:1002:LiteLLM gateway:/var/lib/litellm:/usr/sbin/nologin", "litellm:x:1002:",
+                         "litellm:x:1002:1002:LiteLLM gateway:/var/lib/litellm:/usr/sbin/nologin", "litellm:x:1002:"]) == {
+        "user": {"name": "litellm", "uid": 1002, "gid": 1002, "comment": "LiteLLM gateway", "home": "/var/lib/litellm",
+                 "shell": "/usr/sbin/nologin"},
+        "group": {"name": "litellm", "gid": 1002, "members": []},
+        "uid_holder": {"name": "litellm", "uid": 1002, "gid": 1002, "comment": "LiteLLM gateway",
+                       "home": "/var/lib/litellm", "shell": "/usr/sbin/nologin"},
+        "gid_holder": {"name": "litellm", "gid": 1002, "members": []},
     }
-    assert fact.process(["missing", "missing"]) == {"user": None, "group": None}
+    assert fact.process(["missing"] * 4) == {"user": None, "group": None, "uid_holder": None, "gid_holder": None}
     me = pwd.getpwuid(os.getuid())
-    output = subprocess.run(["sh", "-c", fact.command(user=me.pw_name, group="nosuchgroup")],
+    output = subprocess.run(["sh", "-c", fact.command(user=me.pw_name, group="nosuchgroup", uid=me.pw_uid, gid=64999)],
                             capture_output=True, text=True).stdout.splitlines()
-    assert fact.process(output)["user"]["uid"] == me.pw_uid and fact.process(output)["group"] is None
+    found = fact.process(output)
+    assert found["user"]["uid"] == me.pw_uid and found["group"] is None
+    assert found["uid_holder"]["name"] == me.pw_name and found["gid_holder"] is None
 
 
 class _Readiness(BaseHTTPRequestHandler):
+    answer = b'{"status": "healthy"}'
+
     def do_GET(self):  # noqa: N802 - the stdlib's name
         self.send_response(200 if self.path == "/health/readiness" else 404)
         self.end_headers()
-        self.wfile.write(b'{"status": "healthy"}')
+        self.wfile.write(self.answer)
 
     def log_message(self, *args):
         pass
@@ -52,7 +65,9 @@ class _Readiness(BaseHTTPRequestHandler):
 
 def _answers(url: str) -> bool:
     fact = ProxyAnswers()
-    output = subprocess.run(["sh", "-c", fact.command(url=url)], capture_output=True, text=True).stdout.splitlines()
+    # The one readiness probe, run from this checkout as the host runs it from where the deploy installs it.
+    output = subprocess.run(["sh", "-c", fact.command(url=url, lib=str(REPO))], capture_output=True,
+                            text=True).stdout.splitlines()
     return fact.process(output)
 
 
@@ -63,7 +78,10 @@ def test_proxy_answers_is_true_only_while_readiness_answers():
     thread.start()
     try:
         assert _answers(url) is True
+        _Readiness.answer = b'{"status": "unhealthy"}'  # answering is not enough: it must say it is ready
+        assert _answers(url) is False
     finally:
+        _Readiness.answer = b'{"status": "healthy"}'
         server.shutdown()
         server.server_close()
     assert _answers(url) is False  # nothing listens there any more

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from checks import dns as dns_checks
-from checks.preflight import EXIT_BACKENDS, EXIT_DNS, EXIT_DNS_TEMPORARY, EXIT_SETTINGS
+from gateway.preflight import dns as dns_checks
+from gateway.preflight import EXIT_BACKENDS, EXIT_DNS, EXIT_DNS_TEMPORARY, EXIT_SETTINGS
 from lab import control
 from lab import dns as lab_dns
 from lab.fleet import write_inventory

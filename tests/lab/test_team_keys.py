@@ -43,7 +43,7 @@ SHOWN: list[str] = []  # every key a task showed, to search for afterwards
 
 
 def create(fab, team: str, *flags: str) -> str:
-    result = fab("keys-create", "--team", team, *flags)
+    result = fab("keys.create", "--team", team, *flags)
     assert result.returncode == 0, result.stdout + result.stderr
     key = re.search(r"sk-[0-9a-f]{64}", result.stdout).group(0)
     SHOWN.append(key)
@@ -73,7 +73,7 @@ def slow_backend(delay: float):
 def test_created_key_works_and_only_its_hash_is_kept(fleet, keys_file):
     key = create(fleet, "alpha")
     assert chat(key).choices[0].message.content
-    listed = fleet("keys-list")
+    listed = fleet("keys.list")
     line = next(l for l in listed.stdout.splitlines() if l.startswith("alpha"))
     assert line.split()[1:5] == ["60", "10", "2048", "30"]  # the seed's limits by default
     assert key not in listed.stdout
@@ -153,7 +153,7 @@ def test_requests_time_out_at_the_keys_timeout(fleet):
 def test_revoked_key_is_refused_right_after_the_task_returns(fleet):
     key = create(fleet, "golf")
     assert chat(key).choices
-    result = fleet("keys-revoke", "--team", "golf")
+    result = fleet("keys.revoke", "--team", "golf")
     assert result.returncode == 0, result.stderr
     with pytest.raises(openai.AuthenticationError):
         chat(key)
@@ -161,7 +161,7 @@ def test_revoked_key_is_refused_right_after_the_task_returns(fleet):
 
 def test_rotated_key_replaces_the_old_one(fleet):
     old = create(fleet, "hotel")
-    result = fleet("keys-rotate", "--team", "hotel")
+    result = fleet("keys.rotate", "--team", "hotel")
     assert result.returncode == 0, result.stderr
     new = re.search(r"sk-[0-9a-f]{64}", result.stdout).group(0)
     SHOWN.append(new)
@@ -173,7 +173,7 @@ def test_rotated_key_replaces_the_old_one(fleet):
 def test_redeploy_neither_loses_nor_resurrects_keys(fleet):
     kept = create(fleet, "india")
     gone = create(fleet, "juliet")
-    assert fleet("keys-revoke", "--team", "juliet").returncode == 0
+    assert fleet("keys.revoke", "--team", "juliet").returncode == 0
     again = fleet.deploy()
     assert again.returncode == 0 and again.changes == 0, again.output[-3000:]
     assert chat(kept).choices
@@ -182,14 +182,14 @@ def test_redeploy_neither_loses_nor_resurrects_keys(fleet):
 
 
 def test_a_change_with_a_gateway_down_says_which_and_how_to_catch_up(fleet, keys_file, tmp_path):
-    result = run_fab(tmp_path, "keys-create", "--team", "kilo", hosts=(TEST_GATEWAY, gateway(29)),
+    result = run_fab(tmp_path, "keys.create", "--team", "kilo", hosts=(TEST_GATEWAY, gateway(29)),
                      litellm_team_keys_file=str(keys_file))
     assert result.returncode != 0
     key = re.search(r"sk-[0-9a-f]{64}", result.stdout).group(0)
     SHOWN.append(key)
-    assert "gw29.lab.test: NOT updated" in result.stderr and "fab keys-push" in result.stderr
+    assert "gw29.lab.test: NOT updated" in result.stderr and "fab keys.push" in result.stderr
     assert chat(key).choices  # the reachable gateway has it
-    assert fleet("keys-push").returncode == 0
+    assert fleet("keys.push").returncode == 0
 
 
 def test_no_key_is_kept_or_logged_in_clear(fleet, keys_file):

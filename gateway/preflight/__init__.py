@@ -9,8 +9,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-from checks import backends as backend_checks
-from checks import dns as dns_checks
+from gateway.preflight import backends as backend_checks
+from gateway.preflight import dns as dns_checks
 from gateway.settings import Settings, SettingsError, load
 from gateway.table import table
 

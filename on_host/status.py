@@ -1,20 +1,20 @@
-#!/usr/bin/env python3
 """What `fab status` needs from one gateway host, gathered on the host in one go, as JSON.
 
-Standard library only: it runs with the host's python3, sent over SSH. It reads nothing secret.
+`python3 -m on_host.status --url URL --venv DIR`, run by `fab status` over SSH. It reads nothing
+secret. (The managed files' fingerprints come from the deploy's own ManagedFiles fact, not from here.)
 """
 from __future__ import annotations
 
 import argparse
 import glob
-import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
-import urllib.request
 from urllib.parse import urlsplit
+
+from .readiness import probe
 
 
 def systemd(unit: str) -> dict[str, str]:
@@ -45,14 +45,6 @@ def rss_kib(pid: str) -> int | None:
     return total
 
 
-def sha256(path: str) -> str | None:
-    try:
-        with open(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
-    except OSError:
-        return None
-
-
 def litellm_version(venv: str) -> str | None:
     found = glob.glob(os.path.join(venv, "lib", "python3*", "site-packages", "litellm-*.dist-info"))
     return os.path.basename(found[0])[len("litellm-"):-len(".dist-info")] if found else None
@@ -62,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--venv", required=True)
-    parser.add_argument("--file", action="append", default=[], help="managed file to fingerprint")
     args = parser.parse_args(argv)
     unit = systemd("litellm.service")
     address = urlsplit(args.url)
@@ -71,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             listening = True
     except OSError:
         listening = False
-    try:
-        with urllib.request.urlopen(f"{args.url}/health/readiness", timeout=5) as response:
-            readiness = json.loads(response.read()).get("status", "?")
-    except Exception as error:  # noqa: BLE001 - any failure is the answer
-        readiness = f"error: {error}"
+    _, readiness = probe(args.url, timeout=5)
     pid = unit.get("MainPID", "0")
     json.dump(
         {
@@ -90,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
             "version": litellm_version(args.venv),
             "cpus": os.cpu_count() or 1,  # what the deploy's "auto" workers were resolved with
             "redis": systemd("litellm-redis.service").get("ActiveState"),
-            "files": {path: sha256(path) for path in args.file},
         },
         sys.stdout,
     )

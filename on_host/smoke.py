@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Smoke check of a gateway: ready, exactly the expected models, and one real chat completion.
 
-Standard library only, so the deploy can run it on the gateway host itself with the host's
-python3 (`python3 smoke.py --url http://127.0.0.1:4000 --key-env-file /etc/litellm/litellm.env
---expect phi3-3.8b ...`). It prints one line per check and never prints the key.
+Runs on the gateway host with its python3 (`python3 -m on_host.smoke --url http://127.0.0.1:4000
+--key-env-file /etc/litellm/litellm.env --expect phi3-3.8b ...`; gateway/commands.py builds the
+line). It prints one line per check and never prints the key.
 Exit status: 0 all passed, 1 a check failed, 2 bad arguments or unreadable key.
 """
 from __future__ import annotations
@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import urllib.error
 import urllib.request
 from typing import Any
+
+from .readiness import PATH, wait_ready
 
 KEY_VAR = "LITELLM_MASTER_KEY"
 
@@ -43,21 +44,6 @@ def request(url: str, key: str | None = None, body: dict | None = None, timeout:
     except urllib.error.HTTPError as error:
         text = error.read().decode(errors="replace")[:500]
         return error.code, text
-
-
-def wait_ready(base: str, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            status, body = request(f"{base}/health/readiness", timeout=5)
-            if status == 200 and isinstance(body, dict) and body.get("status") in ("healthy", "connected"):
-                return body
-            last = f"HTTP {status}: {body}"
-        except (OSError, ValueError) as error:
-            last = str(error)
-        time.sleep(1)
-    raise CheckFailed(f"/health/readiness did not answer healthy within {timeout:.0f} s (last: {last})")
 
 
 def check_models(base: str, key: str, expected: list[str]) -> list[str]:
@@ -105,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL key: {error}")
         return 2
     try:
-        ready = wait_ready(base, args.ready_timeout)
-        print(f"ok   readiness: {ready.get('status')}")
+        ready, answer = wait_ready(base, args.ready_timeout)
+        if not ready:
+            raise CheckFailed(f"{PATH} did not answer healthy within {args.ready_timeout:.0f} s (last: {answer})")
+        print(f"ok   readiness: {answer}")
         listed = check_models(base, key, args.expect)
         print(f"ok   models: {', '.join(listed)}")
         model = args.model or (args.expect or listed)[0]

@@ -1,0 +1,151 @@
+"""Tasks on the gateway hosts themselves: logs, validate, restart (rolling), trial."""
+from __future__ import annotations
+
+import io
+import shlex
+import sys
+import threading
+
+from fabric import Connection, task
+from invoke.exceptions import Exit
+
+from fabfile.common import ONLY_HELP, gateways_of, verdicts
+from gateway.commands import smoke_command, validate_command
+from gateway.remote import Gateway, on_each
+from gateway.ssh_trust import HostKeyRefused
+
+
+class _Prefixed(io.TextIOBase):
+    """Writes whole lines to stdout, each behind a host prefix; safe across threads."""
+
+    lock = threading.Lock()
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix, self.pending = prefix, ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        if lines:
+            with self.lock:
+                sys.stdout.write("".join(f"{self.prefix}{line}\n" for line in lines))
+                sys.stdout.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.write("\n")
+
+
+@task(help={
+    "only": ONLY_HELP,
+    "lines": "how many recent lines per host (default 50)",
+    "follow": "keep printing new lines until interrupted",
+    "since": "only lines since this time, as journalctl takes it ('10 min ago', '2025-09-16 10:00')",
+    "grep": "only lines matching this regular expression",
+    "file": "read /var/log/litellm/proxy.log instead of the journal",
+})
+def logs(c, only="", lines=50, follow=False, since="", grep="", file=False):
+    """The gateway's log: its journal (or the log file), with -n, --follow, --since and --grep."""
+    _, gateways = gateways_of(c, only)
+    if file:
+        path = f"{gateways[0].settings.log_dir}/proxy.log"
+        command = f"tail -n {int(lines)} {'-F ' if follow else ''}{shlex.quote(path)}"
+        if grep:
+            command += f" | grep --line-buffered -E -- {shlex.quote(grep)}"
+        if since:
+            raise Exit("--since works on the journal only; drop --file", code=2)
+    else:
+        command = f"journalctl -u litellm.service --no-pager -o short-iso -n {int(lines)}"
+        command += f" --since {shlex.quote(since)}" if since else ""
+        command += f" --grep {shlex.quote(grep)}" if grep else ""
+        command += " -f" if follow else ""
+    several = len(gateways) > 1
+
+    def read(g: Gateway, connection: Connection):
+        out = _Prefixed(f"{g.name}: " if several else "")
+        result = g.run(connection, command, hide=True, out_stream=out)
+        out.flush()
+        # journalctl --grep exits 1 when nothing matched: that is an answer, not a failure
+        if not result.ok and not (grep and result.exited == 1):
+            raise RuntimeError(result.stderr.strip())
+
+    failed = [o for o in on_each(gateways, read) if o.error]
+    for outcome in failed:
+        print(f"{outcome.host}: {outcome.error}", file=sys.stderr)
+    if failed:
+        raise Exit(f"no logs from {', '.join(o.host for o in failed)}", code=1)
+
+
+def _validate(g: Gateway, connection: Connection) -> tuple[bool, str]:
+    result = g.run(connection, validate_command(g.settings, g.config_file) + " 2>&1")
+    lines = [line for line in result.stdout.splitlines() if "LiteLLM: config" in line or "rror" in line]
+    return result.ok, (lines[-1] if lines else result.stdout.strip()[-300:])
+
+
+@task(help={"only": ONLY_HELP})
+def validate(c, only=""):
+    """Check each gateway's config with its installed LiteLLM (--validate_config); change nothing."""
+    _, gateways = gateways_of(c, only)
+    verdicts(on_each(gateways, _validate), "CONFIG", "INVALID", "a config is invalid or a host could not be checked")
+
+
+@task(help={"only": ONLY_HELP, "ready_timeout": "seconds each gateway may take to answer again (default 120)"})
+def restart(c, only="", ready_timeout=120):
+    """Rolling restart, one gateway at a time: validate, restart, wait until it answers; stop at the first failure."""
+    _, gateways = gateways_of(c, only)
+    for index, g in enumerate(gateways):
+        left = ", ".join(x.name for x in gateways[index + 1:]) or "none"
+        try:
+            with g.connection() as connection:
+                ok, detail = _validate(g, connection)
+                if not ok:
+                    raise Exit(f"{g.name}: config is invalid ({detail}); NOT restarted, the running service keeps "
+                               f"serving. Roll stopped; not restarted: {left}", code=1)
+                g.run(connection, "systemctl restart litellm.service")
+                check = g.run(connection, smoke_command(g.settings, g.settings.local_url, int(ready_timeout)))
+                if not check.ok:
+                    journal = g.run(connection, "journalctl -u litellm.service -n 20 --no-pager -o short-iso").stdout
+                    raise Exit(f"{g.name} did not come back:\n{check.stdout}{journal}\n"
+                               f"Roll stopped at {g.name}; not restarted: {left}", code=1)
+        except Exit:
+            raise
+        except HostKeyRefused as refused:
+            raise Exit(f"{g.name}: REFUSED: {refused}. Roll stopped; not restarted: {left}", code=1) from None
+        except Exception as error:  # noqa: BLE001
+            raise Exit(f"{g.name}: unreachable or failed ({type(error).__name__}: {error}). "
+                       f"Roll stopped; not restarted: {left}", code=1) from None
+        print(f"{g.name}: restarted and answering ({check.stdout.strip().splitlines()[-1]})")
+
+
+@task(help={
+    "only": ONLY_HELP,
+    "port": "spare port for the throwaway proxy on 127.0.0.1 (default: the gateway port + 1)",
+})
+def trial(c, only="", port=0):
+    """Start a throwaway proxy with the host's config on a spare port, make one completion, stop it."""
+    _, gateways = gateways_of(c, only)
+
+    def attempt(g: Gateway, connection: Connection) -> tuple[bool, str]:
+        s = g.settings
+        spare = int(port) or s.port + 1
+        unit = f"litellm-trial-{spare}"
+        start = " ".join([
+            "systemd-run", f"--unit={unit}", "--collect", "--quiet",
+            f"-p User={s.user}", f"-p Group={s.group}", f"-p EnvironmentFile={g.env_file}",
+            f"-p WorkingDirectory={s.home}", "-p NoNewPrivileges=yes", "-p ProtectSystem=strict", "-p PrivateTmp=yes",
+            f"{s.venv_dir}/bin/litellm", "--config", g.config_file, "--host", "127.0.0.1", "--port", str(spare),
+        ])
+        busy = g.run(connection, f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {spare}), 1)'")
+        if busy.ok:
+            return False, f"port {spare} is in use on the host; pass --port"
+        started = g.run(connection, start)
+        if not started.ok:
+            return False, f"could not start the trial proxy: {started.stderr.strip()}"
+        try:
+            check = g.run(connection, smoke_command(g.settings, f"http://127.0.0.1:{spare}", 120))
+            return check.ok, " | ".join(check.stdout.strip().splitlines())
+        finally:
+            g.run(connection, f"systemctl stop {unit}")
+
+    verdicts(on_each(gateways, attempt), "TRIAL", "FAILED", "a trial failed; the services were left alone")

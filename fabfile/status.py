@@ -1,0 +1,111 @@
+"""`fab status`: one table of the fleet, gateways then backends."""
+from __future__ import annotations
+
+import json
+
+from fabric import Connection, task
+from invoke.exceptions import Exit
+
+from fabfile.common import ONLY_HELP, gateways_of
+from gateway.commands import status_command
+from gateway.facts import EnvFileState, ManagedFiles
+from gateway.files import ManagedFile, managed_files
+from gateway.preflight.backends import check_backends
+from gateway.remote import Gateway, Outcome, on_each
+from gateway.table import table
+from gateway.team_keys import KeyStore, host_file
+
+SEPARATOR = "----litellm-gateway-status----"
+
+
+def expected_files(g: Gateway, cpus: int) -> list[ManagedFile]:
+    """The managed-files table as the deploy renders it for this gateway on a host with `cpus` CPUs."""
+    s = g.settings.resolved(cpus)
+    keys = KeyStore(s.team_keys_file).read() if s.team_keys_file else {}
+    return managed_files(s, g.name, host_file(keys))
+
+
+def drifted(table_: list[ManagedFile], present: dict, secret_state: dict | None) -> list[str]:
+    """Names of the files on the host that differ from the table: content, owner, group or mode."""
+    names = []
+    for f in table_:
+        if f.secret:
+            state = secret_state or {}
+            same = (state.get("settings_sha256") == f.sha256
+                    and (state.get("mode"), state.get("user"), state.get("group")) == (f.mode, f.user, f.group))
+        else:
+            same = present.get(f.path) == {"user": f.user, "group": f.group, "mode": f.mode, "sha256": f.sha256}
+        if not same:
+            names.append(f.name)
+    return names
+
+
+def _status_of(g: Gateway, connection: Connection) -> dict:
+    """The host's own report, and the fingerprints of every managed file, in one SSH command."""
+    layout = expected_files(g, cpus=1)  # where the files are does not depend on the CPU count
+    plain = tuple(f.path for f in layout if not f.secret)
+    secret = next(f.path for f in layout if f.secret)
+    command = "; ".join([status_command(g.settings), f"echo {SEPARATOR}", ManagedFiles().command(paths=plain),
+                         f"echo {SEPARATOR}", EnvFileState().command(path=secret)])
+    result = g.run(connection, command)
+    report, files, env = result.stdout.split(SEPARATOR + "\n")
+    if not report.strip():
+        raise RuntimeError(result.stderr.strip() or "the status probe printed nothing: deploy the gateway first")
+    state = json.loads(report)
+    table_ = expected_files(g, state["cpus"])
+    state["drift"] = drifted(table_, ManagedFiles().process(files.splitlines()), EnvFileState().process(env.splitlines()))
+    return state
+
+
+def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
+    if outcome.error:
+        return [g.name, "UNREACHABLE", "-", "-", "-", "-", "-", "-", "-", outcome.error], False
+    st = outcome.value
+    drift = st["drift"]
+    version_ok = st["version"] == g.settings.version
+    limits_shared = st["redis"] == "active"
+    healthy = (st["active"] == "active" and st["listening"] and st["readiness"] == "healthy" and not drift
+               and version_ok and limits_shared)
+    memory = f"{st['rss_kib'] // 1024} MiB" if st.get("rss_kib") else "-"
+    return [
+        g.name,
+        f"{st['active']}/{st['sub']}",
+        st["since"] or "-",
+        st["restarts"] or "0",
+        memory,
+        "yes" if st["listening"] else "NO",
+        st["readiness"],
+        st["version"] if version_ok else f"{st['version']} (want {g.settings.version})",
+        "shared" if limits_shared else f"PER WORKER (litellm-redis {st['redis']})",
+        "none" if not drift else "DRIFT: " + ", ".join(drift),
+    ], healthy
+
+
+@task(help={"only": ONLY_HELP})
+def status(c, only=""):
+    """One table of the fleet: gateways (service, memory, port, readiness, version, shared limits, drift), then backends."""
+    fleet, gateways = gateways_of(c, only)
+
+    outcomes = on_each(gateways, _status_of)
+    rows, healthy = [], True
+    for g, outcome in zip(gateways, outcomes):
+        row, ok = _gateway_row(g, outcome)
+        rows.append(row)
+        healthy &= ok
+    print(table(("GATEWAY", "SERVICE", "SINCE", "RESTARTS", "MEMORY", "PORT", "READINESS", "LITELLM", "LIMITS", "CONFIG"), rows))
+    print()
+    backend_rows = []
+    results = check_backends(fleet.backends, fleet.models, gateways[0].settings.preflight_timeout, fleet.resolver())
+    for backend in fleet.backends:
+        mine = {r.check: r for r in results if r.backend == backend.name}
+        reachable = mine.get("tcp") and mine["tcp"].ok
+        version = mine["version"].detail if "version" in mine and mine["version"].ok else "-"
+        models = mine.get("models")
+        present = [m for m in backend.models] if models and models.ok else []
+        detail = ("all present: " + ", ".join(present)) if present else (
+            (models.detail + "; fix: " + models.fix) if models else (mine["tcp"].detail if "tcp" in mine else "-"))
+        healthy &= bool(reachable and models and models.ok)
+        backend_rows.append([backend.name, f"{backend.address}:{backend.port}", "yes" if reachable else "NO", version, detail])
+    print(table(("BACKEND", "ADDRESS", "REACHABLE", "VERSION", "MODELS"), backend_rows))
+    if not healthy:
+        raise Exit("fleet is NOT healthy (see the rows above)", code=1)

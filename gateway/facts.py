@@ -1,0 +1,119 @@
+"""pyinfra facts the stock ones don't cover, each one command gathering exactly what the deploy needs.
+
+`fab status` runs the same commands (ManagedFiles, EnvFileState) to tell drift, so a host is
+compared the same way by both tools.
+"""
+from __future__ import annotations
+
+import shlex
+
+from pyinfra.api import FactBase
+
+from gateway.commands import HOST_LIB, readiness_command
+
+KEY_VAR = "LITELLM_MASTER_KEY"
+
+
+class EnvFileState(FactBase):
+    """What the deploy needs to know of a secret env file, without reading the secret back.
+
+    Returns None when the file is missing, else a dict: `settings_sha256` (every line but the key
+    line), `key_sha256` and `key_length` of the key's value, and `mode`, `user`, `group`.
+    """
+
+    def command(self, path: str) -> str:
+        p = shlex.quote(path)
+        return (
+            f"if [ -f {p} ]; then "
+            f"grep -v '^{KEY_VAR}=' {p} | sha256sum | cut -d' ' -f1; "
+            f"sed -n 's/^{KEY_VAR}=//p' {p} | head -n1 | tr -d '\\n' | sha256sum | cut -d' ' -f1; "
+            f"sed -n 's/^{KEY_VAR}=//p' {p} | head -n1 | tr -d '\\n' | wc -c; "
+            f"stat -c '%a %U %G' {p}; "
+            "else echo missing; fi"
+        )
+
+    def process(self, output: list[str]) -> dict | None:
+        if not output or output[0] == "missing":
+            return None
+        mode, user, group = output[3].split()
+        return {
+            "settings_sha256": output[0],
+            "key_sha256": output[1],
+            "key_length": int(output[2]),
+            "mode": mode,
+            "user": user,
+            "group": group,
+        }
+
+
+def _passwd(line: str) -> dict | None:
+    if line == "missing":
+        return None
+    name, _, uid, gid, comment, home, shell = line.split(":", 6)
+    return {"name": name, "uid": int(uid), "gid": int(gid), "comment": comment, "home": home, "shell": shell}
+
+
+def _group(line: str) -> dict | None:
+    if line == "missing":
+        return None
+    name, _, gid, members = line.split(":", 3)
+    return {"name": name, "gid": int(gid), "members": [m for m in members.split(",") if m]}
+
+
+class Account(FactBase):
+    """The accounts the service account would touch: the user and group by name, and whoever holds
+    the wanted uid and gid. A dict of four passwd/group entries, each a dict or None.
+
+    One `getent` each, where pyinfra's Users fact lists every user with lastlog, id and shadow
+    lookups: hundreds of processes, the slowest part of a no-change run on several hosts.
+    """
+
+    def command(self, user: str, group: str, uid: int, gid: int) -> str:
+        return "; ".join(f"getent {db} {shlex.quote(str(key))} || echo missing"
+                         for db, key in (("passwd", user), ("group", group), ("passwd", uid), ("group", gid)))
+
+    def process(self, output: list[str]) -> dict:
+        user, group, uid_holder, gid_holder = output
+        return {"user": _passwd(user), "group": _group(group),
+                "uid_holder": _passwd(uid_holder), "gid_holder": _group(gid_holder)}
+
+
+class ManagedFiles(FactBase):
+    """Owner, group, mode and SHA-256 of each of `paths` in one command: {path: dict, or None when missing}.
+
+    The deploy's whole files are compared against this one snapshot, taken while preparing; pyinfra's
+    own files.put asks for the file, its checksum and its directory, three round trips a file.
+    """
+
+    def command(self, paths: tuple[str, ...]) -> str:
+        quoted = " ".join(shlex.quote(p) for p in paths)
+        return (
+            f"for p in {quoted}; do "
+            "if [ -f \"$p\" ]; then printf '%s %s ' \"$(stat -c '%U %G %a' \"$p\")\" \"$(sha256sum < \"$p\" | cut -d' ' -f1)\"; "
+            "else printf 'missing '; fi; printf '%s\\n' \"$p\"; done"
+        )
+
+    def process(self, output: list[str]) -> dict[str, dict | None]:
+        files: dict[str, dict | None] = {}
+        for line in output:
+            if line.startswith("missing "):
+                files[line[len("missing "):]] = None
+            else:
+                user, group, mode, digest, path = line.split(" ", 4)
+                files[path] = {"user": user, "group": group, "mode": mode, "sha256": digest}
+        return files
+
+
+class ProxyAnswers(FactBase):
+    """Whether the proxy at `url` answers /health/readiness right now: the one readiness probe
+    (on_host/readiness.py), once, on the host. False too where the probe is not installed yet.
+
+    A service systemd calls running may still be starting (after a reboot) or be hung; the deploy
+    verifies the gateway whenever it did not answer, not only after it (re)started it.
+    """
+
+    def command(self, url: str, lib: str = HOST_LIB) -> str:
+        return f"{readiness_command(url, lib)} >/dev/null 2>&1 && echo yes || echo no"
+
+    def process(self, output: list[str]) -> bool:
+        return output == ["yes"]

@@ -1,0 +1,138 @@
+"""Every file the deploy puts on a gateway host, in one table, and the one way they are installed.
+
+Each row says where the file goes, where it comes from (a template, or a file of this repository
+shipped as it is), its owner, group and mode, whether it holds a secret, the check a new version
+must pass before it replaces the live one, and which services restart when it changes. The deploy
+installs the rows in order (tasks/gateway.py), `fab status` compares the hosts against them for
+drift, `fab keys.push` installs team-keys.json with the same staged install, and the tests read
+the same table.
+"""
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway import commands, render
+from gateway.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+UNIT_DIR = "/etc/systemd/system"
+LOGROTATE_PATH = "/etc/logrotate.d/litellm"
+TEAM_KEYS = commands.TEAM_KEYS
+AUTH_HOOK = f"{commands.HOOK_MODULE}.py"
+ENV_FILE = "litellm.env"
+PROXY = "litellm.service"
+REDIS = "litellm-redis.service"
+
+
+@dataclass(frozen=True)
+class ManagedFile:
+    """One file on a gateway host, as the deploy wants it."""
+
+    path: str
+    source: str  # repository path: templates/NAME.j2, or a file shipped as it is
+    user: str
+    group: str
+    mode: str  # octal, as stat -c %a prints it
+    wanted: str  # the state it brings, for the operation's name
+    content: bytes = field(repr=False)  # for a secret: every line but the secret one
+    secret: bool = False  # holds the master key: never uploaded whole, never diffed
+    validate: str | None = None  # run on the staged copy ({path}) before it replaces the live file
+    restarts: tuple[str, ...] = ()  # services that must restart onto a changed version
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+    @property
+    def is_unit(self) -> bool:
+        return self.path.startswith(UNIT_DIR + "/")
+
+
+def managed_files(s: Settings, host_name: str, team_keys: str) -> list[ManagedFile]:
+    """The table for one host, in the order the deploy installs it; `s` resolved() for the host,
+    `team_keys` the rendered team-keys.json (gateway.team_keys.host_file)."""
+    conf = s.config_dir
+
+    def readable(name: str, source: str, content: str, wanted: str, **extra) -> ManagedFile:
+        """Read by the service, changed only by root: root:GROUP 0640."""
+        return ManagedFile(f"{conf}/{name}", source, "root", s.group, "640", wanted, content.encode(), **extra)
+
+    def system(path: str, source: str, content: str, wanted: str, **extra) -> ManagedFile:
+        return ManagedFile(path, source, "root", "root", "644", wanted, content.encode(), **extra)
+
+    def template(name: str) -> tuple[str, str]:
+        return f"templates/{name}", render.render(name, s, host_name)
+
+    def shipped(source: str) -> tuple[str, str]:
+        return source, (REPO / source).read_text()
+
+    on_host = [
+        system(f"{commands.HOST_LIB}/{source}", *shipped(source), "is installed for the deploy's checks and fab status")
+        for source in sorted(p.relative_to(REPO).as_posix() for p in (REPO / "on_host").glob("*.py"))
+    ]
+    return [
+        *on_host,
+        readable("logging.json", *template("logging.json.j2"),
+                 f"sends the proxy's log to the journal and {s.log_dir}/proxy.log", restarts=(PROXY,)),
+        system(LOGROTATE_PATH, *template("logrotate.j2"),
+               f"rotates {s.log_dir}/proxy.log daily, keeps {s.log_keep_days} old files"),
+        # Checked by the installed LiteLLM's Python before it replaces the live hook.
+        readable(AUTH_HOOK, *shipped(f"in_proxy/{AUTH_HOOK}"),
+                 "lets the master key and team keys in, any other key gets 401",
+                 validate=commands.hook_check_command(s, "{path}"), restarts=(PROXY,)),
+        # Re-read by the auth hook whenever it changes: a new, rotated or revoked key needs no restart.
+        readable(TEAM_KEYS, "the operator's litellm_team_keys_file", team_keys,
+                 "holds the team keys' hashes and limits"),
+        readable("redis.conf", *template("redis.conf.j2"),
+                 f"keeps the rate-limit counters in memory, reachable at {s.redis_socket} only", restarts=(REDIS,)),
+        system(f"{UNIT_DIR}/{REDIS}", *template("litellm-redis.service.j2"), "is installed, hardened",
+               restarts=(REDIS,)),
+        # Staged and checked by the installed LiteLLM before it replaces the config in place: a
+        # config it refuses never reaches the disk the service (or its next restart) reads.
+        readable("config.yaml", *template("config.yaml.j2"),
+                 "holds the rendered model list and router settings, accepted by LiteLLM",
+                 validate=commands.validate_command(s, "{path}"), restarts=(PROXY,)),
+        ManagedFile(f"{conf}/{ENV_FILE}", "templates/litellm.env.j2", "root", "root", "600",
+                    "holds the master key and runtime settings", render.env_settings(s, host_name).encode(),
+                    secret=True, restarts=(PROXY,)),
+        system(f"{UNIT_DIR}/{PROXY}", *template("litellm.service.j2"), "is installed, hardened", restarts=(PROXY,)),
+    ]
+
+
+def by_name(files: list[ManagedFile]) -> dict[str, ManagedFile]:
+    return {f.name: f for f in files}
+
+
+# The one staged install, used by the deploy's whole_file operation and by `fab keys.push`:
+# created empty with its owner and mode before a byte is written, filled, checked, moved in place.
+
+def staged(path: str) -> str:
+    return f"{path}.staged"
+
+
+def stage_command(f: ManagedFile) -> str:
+    """An empty staged copy beside the file (so relative references resolve the same way), owner and mode first."""
+    return (f"install -D -m {f.mode} -o {shlex.quote(f.user)} -g {shlex.quote(f.group)} "
+            f"/dev/null {shlex.quote(staged(f.path))}")
+
+
+def commit_commands(f: ManagedFile, check: bool = True) -> list[str]:
+    """After the staged copy is filled: check it (when the row says how and `check`), then one move.
+
+    When the check refuses it, the staged copy is removed and the command fails: the live file,
+    and what reads it, are untouched.
+    """
+    copy = shlex.quote(staged(f.path))
+    steps = []
+    if f.validate and check:
+        # validate quotes its {path} itself; settings keep paths to characters that need no quoting.
+        steps.append(f"{f.validate.replace('{path}', staged(f.path))} || {{ rm -f {copy}; exit 1; }}")
+    steps.append(f"mv -f {copy} {shlex.quote(f.path)}")
+    return steps

@@ -1,0 +1,56 @@
+"""The one readiness probe of the gateway: does the proxy answer /health/readiness as healthy?
+
+The deploy asks it before changing anything and while verifying, `fab status` and the smoke check
+ask it too, so "ready" means the same thing everywhere. /health/readiness needs no key and calls
+no model (unlike /health, which loads every model on the backends).
+
+`python3 -m on_host.readiness URL [--wait SECONDS]`: exit 0 when ready, 1 when not; one line says why.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+
+PATH = "/health/readiness"
+READY = ("healthy", "connected")
+
+
+def probe(base_url: str, timeout: float = 3.0) -> tuple[bool, str]:
+    """(ready, what it answered): one request, never raises."""
+    try:
+        with urllib.request.urlopen(base_url.rstrip("/") + PATH, timeout=timeout) as response:
+            status = json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return False, f"HTTP {error.code}"
+    except (OSError, ValueError) as error:
+        return False, f"error: {getattr(error, 'reason', None) or error}"
+    answer = status.get("status", "?") if isinstance(status, dict) else repr(status)
+    return answer in READY, str(answer)
+
+
+def wait_ready(base_url: str, timeout: float, interval: float = 1.0) -> tuple[bool, str]:
+    """Probe until ready or `timeout` seconds passed: (ready, the last answer)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, answer = probe(base_url, timeout=min(5.0, max(timeout, 1.0)))
+        if ready or time.monotonic() >= deadline:
+            return ready, answer
+        time.sleep(interval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m on_host.readiness", description=__doc__.splitlines()[0])
+    parser.add_argument("url", help="the proxy's base URL, e.g. http://127.0.0.1:4000")
+    parser.add_argument("--wait", type=float, default=0, help="seconds to keep asking (default: ask once)")
+    args = parser.parse_args(argv)
+    ready, answer = wait_ready(args.url, args.wait) if args.wait else probe(args.url)
+    print(("ready: " if ready else "not ready: ") + answer)
+    return 0 if ready else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
