@@ -81,7 +81,7 @@ ACCOUNT = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 PATH = re.compile(r"(/[A-Za-z0-9._-]{1,64}){1,16}")
 # A master key is one token of printable ASCII: no space or newline (a newline would write a second
 # variable into litellm.env), no quote, backslash, $ or ` (systemd and shells give them meaning).
-MASTER_KEY = re.compile(r"sk-[A-Za-z0-9._~+/=:@%,!*^-]{1,256}")
+MASTER_KEY = re.compile(r"sk-[A-Za-z0-9._~+/=:@,!*^-]{1,256}")
 # Accounts that belong to the system or to people: the service account is never one of them (the
 # deploy would renumber it and take its login away). The host check refuses any other foreign one.
 RESERVED_ACCOUNTS = frozenset({
@@ -202,7 +202,7 @@ def weak_key_reason(key: str) -> str | None:
     if not key.startswith("sk-"):
         return "LiteLLM master keys must start with 'sk-'"
     if not MASTER_KEY.fullmatch(key):
-        return ("it is not one token of printable characters: use letters, digits and . _ ~ + / = : @ % , ! * ^ - "
+        return ("it is not one token of printable characters: use letters, digits and . _ ~ + / = : @ , ! * ^ - "
                 "only (no spaces, newlines, quotes, backslashes, $ or `), at most 256 after 'sk-'")
     body = key[3:]
     if len(body) < 32:
@@ -331,7 +331,8 @@ def _models(check: _Checker) -> list[Model]:
 
 def _split_api_base(check: _Checker, where: str, api_base: Any) -> tuple[str, int] | None:
     """(address, port) of an Ollama root URL such as http://llm01:11434."""
-    if not isinstance(api_base, str):
+    if not isinstance(api_base, str) or not api_base.isprintable() or " " in api_base:
+        # urlsplit would silently drop a newline or tab: refuse it instead.
         check.problem(where, f"{shown(api_base)} is not a URL like 'http://llm01.example.org:11434'")
         return None
     parsed = urlsplit(api_base)

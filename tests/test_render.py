@@ -1,8 +1,11 @@
 """Rendered files: the seed fleet's config, the env file and the hardened unit."""
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from gateway.settings import load
 from tests.test_settings import GOOD_KEY, seed_data
 
 DATA = Path(__file__).resolve().parent / "data"
+REPO = Path(__file__).resolve().parent.parent
 HOST = "hx-api-server.dev-test.hana-x.ai"
 
 # Where LiteLLM 1.108.7 reads each key (shared/reference/litellm.md).
@@ -80,12 +84,27 @@ def test_env_file_runs_the_proxy_offline_and_read_only(seed):
     assert "LITELLM_MASTER_KEY" not in env  # added on the host side only
 
 
-def test_rendering_is_deterministic(seed):
-    again = load(seed_data(litellm_master_key=GOOD_KEY))
-    again = again.resolved(2)
-    for fn in (render.config_yaml, render.unit, render.logging_json, render.env_settings, render.redis_conf,
-               render.redis_unit):
-        assert fn(seed, HOST) == fn(again, HOST)
+RENDER_ALL = """
+import hashlib, json, sys
+from gateway.files import managed_files
+from gateway.settings import load
+from tests.test_settings import GOOD_KEY, seed_data
+table = managed_files(load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2), sys.argv[1], "{}")
+print(json.dumps({f.path: f.sha256 for f in table}))
+"""
+
+
+def test_rendering_is_deterministic():
+    """Every managed file, rendered by two separate processes with different hash seeds, is the same bytes:
+    the checksum comparison is the deploy's whole change detection."""
+    def render_in_a_process(seed: str) -> dict:
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", RENDER_ALL, HOST], cwd=REPO, env=env, capture_output=True,
+                             text=True, check=True).stdout
+        return json.loads(out)
+
+    first, second = render_in_a_process("1"), render_in_a_process("2")
+    assert len(first) >= 12 and first == second
 
 
 def test_unit_runs_the_pinned_venv_with_the_settings(seed):

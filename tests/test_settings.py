@@ -34,11 +34,20 @@ def test_seed_fleet_loads_with_the_seed_defaults():
 
 
 def test_every_setting_has_a_default_and_a_comment():
-    source = (REPO / "gateway" / "settings.py").read_text()
-    block = source[source.index("DEFAULTS: dict"): source.index("ROUTING_STRATEGIES")]
+    """Each key of DEFAULTS has a comment: on its own line, or above it (one comment may head a group of keys)."""
+    lines = (REPO / "gateway" / "settings.py").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("DEFAULTS: dict"))
+    end = next(i for i in range(start, len(lines)) if lines[i] == "}")
+    block = lines[start + 1:end]
     for key in DEFAULTS:
         assert key.startswith("litellm_")
-        assert f'"{key}"' in block
+        at = next(i for i, line in enumerate(block) if line.strip().startswith(f'"{key}":'))
+        if "#" in block[at].split(":", 1)[1]:
+            continue
+        above = at - 1
+        while above >= 0 and block[above].strip().startswith('"litellm_') and "#" not in block[above]:
+            above -= 1  # another key of the same group, without a comment of its own
+        assert above >= 0 and block[above].strip().startswith("#"), f"{key} has no comment"
 
 
 def test_master_key_is_kept_but_never_in_repr():

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.lab.conftest import ssh
+
+pytestmark = pytest.mark.lab
 
 CHECK = r"""
 import json, litellm

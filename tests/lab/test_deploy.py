@@ -9,6 +9,11 @@ from pathlib import Path
 import openai
 import pytest
 
+from gateway.facts import ManagedFiles
+from gateway.files import managed_files
+from gateway.settings import load
+from gateway.team_keys import KeyStore, host_file
+from lab.fleet import fleet_data, host_entry
 from lab.topology import BACKENDS, MODELS, OLLAMA_PORT, gateway
 from tests.lab.conftest import TEST_GATEWAY, deploy, ssh, tree_digest, wait_until_ready
 
@@ -109,10 +114,32 @@ def test_service_runs_as_litellm_with_no_capabilities(first_deploy):
     assert ssh("getent passwd litellm").strip().split(":")[2:] == ["1002", "1002", "", "/var/lib/litellm", "/usr/sbin/nologin"]
 
 
+def table_for(host=TEST_GATEWAY, **overrides):
+    """The managed-files table as the deploy renders it for a lab gateway (2 CPUs, no team keys yet)."""
+    data = fleet_data(**overrides) | host_entry(host)[1]
+    keys = KeyStore(data["litellm_team_keys_file"]).read()
+    return managed_files(load(data).resolved(2), host.fqdn, host_file(keys))
+
+
+def test_every_file_of_the_managed_table_is_on_the_host_as_the_table_says(first_deploy):
+    """The deploy installs exactly the table (gateway/files.py); the drift check and this test read the same rows."""
+    fact = ManagedFiles()
+    table = table_for()
+    plain = [f for f in table if not f.secret]
+    found = fact.process(ssh(fact.command(paths=tuple(f.path for f in plain))).splitlines())
+    for f in plain:
+        assert found[f.path] == {"user": f.user, "group": f.group, "mode": f.mode, "sha256": f.sha256}, f.path
+    for f in (f for f in table if f.secret):
+        assert ssh(f"stat -c '%a %U %G' {f.path}").split() == [f.mode, f.user, f.group]
+    assert {f.name for f in table} >= {"config.yaml", "gateway_auth.py", "team-keys.json", "smoke.py", "readiness.py",
+                                       "status.py", "litellm.env", "litellm.service", "litellm-redis.service"}
+
+
 def test_files_have_the_right_modes_and_owners(first_deploy):
     expected = {
         "/etc/litellm": "750 root litellm",
         "/etc/litellm/config.yaml": "640 root litellm",
+        "/etc/litellm/gateway_auth.py": "640 root litellm",
         "/etc/litellm/logging.json": "640 root litellm",
         "/etc/litellm/litellm.env": "600 root root",
         "/etc/systemd/system/litellm.service": "644 root root",
@@ -228,6 +255,25 @@ def test_dead_host_stops_the_run_before_any_host_changes(first_deploy, deploy_di
     assert tree_digest() == before
 
 
+def test_an_existing_account_that_is_not_the_deploys_is_left_exactly_as_it_was(first_deploy, deploy_dir):
+    """An operator's login named in the inventory: the deploy stops before any change, on any host."""
+    ssh("useradd --create-home --uid 1500 --shell /bin/bash --comment 'Web operator' webops")
+    try:
+        before = (ssh("getent passwd webops; getent group webops; sha256sum /etc/passwd /etc/group /etc/shadow"),
+                  tree_digest())
+        result = deploy(deploy_dir, litellm_user="webops", litellm_group="webops", litellm_uid=1003, litellm_gid=1003)
+        after = (ssh("getent passwd webops; getent group webops; sha256sum /etc/passwd /etc/group /etc/shadow"),
+                 tree_digest())
+    finally:
+        ssh("userdel --remove webops")
+    assert result.returncode != 0
+    assert "user webops already exists (uid 1500" in result.output and "will not be taken over" in result.output
+    assert "group webops already exists with gid 1500, not 1003" in result.output
+    assert "Nothing was changed on any host" in result.output
+    assert after == before
+    assert "webops:x:1500:1500:Web operator:/home/webops:/bin/bash" in after[0]
+
+
 def test_a_changed_service_account_is_put_back(first_deploy, deploy_dir):
     ssh("usermod -s /bin/bash litellm")
     result = deploy(deploy_dir)
@@ -265,6 +311,30 @@ def test_a_failing_backend_is_failed_over_to_the_other(gateway_url, master_key):
         behaviour.write_text(original)
     assert all(answers)
     assert tried > 0  # llm1 really was tried and failed: the answers came by failover
+
+
+def test_an_auth_hook_litellm_refuses_never_replaces_the_one_in_place(first_deploy, deploy_dir):
+    """Fault injection: the venv's Python refuses the hook check; the live hook stays, the service keeps serving."""
+    ssh("echo '# edited on the host' >> /etc/litellm/gateway_auth.py")  # so the deploy wants to replace it
+    before = ssh("sha256sum /etc/litellm/gateway_auth.py")
+    pid = service("MainPID")
+    ssh(
+        "mv /opt/litellm/bin/python /opt/litellm/bin/python.real && "
+        "printf '#!/bin/sh\\ncase \"$*\" in *SourceFileLoader*) echo \"LiteLLM: auth hook refused: injected\"; "
+        "exit 1;; esac\\nexec /opt/litellm/bin/python.real \"$@\"\\n' > /opt/litellm/bin/python && "
+        "chmod 755 /opt/litellm/bin/python"
+    )
+    try:
+        result = deploy(deploy_dir)
+    finally:
+        ssh("mv -f /opt/litellm/bin/python.real /opt/litellm/bin/python")
+    assert result.returncode != 0
+    assert "auth hook refused: injected" in result.output
+    assert ssh("sha256sum /etc/litellm/gateway_auth.py") == before
+    assert ssh("ls /etc/litellm/gateway_auth.py.staged 2>/dev/null", check=False) == ""  # the refused copy is gone
+    assert service("MainPID") == pid
+    fixed = deploy(deploy_dir)  # the real check accepts the real hook
+    assert fixed.returncode == 0 and "edited on the host" not in ssh("cat /etc/litellm/gateway_auth.py")
 
 
 def test_a_config_litellm_refuses_never_replaces_the_one_in_place(first_deploy, deploy_dir):

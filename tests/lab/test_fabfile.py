@@ -80,11 +80,53 @@ def test_status_says_when_rate_limits_are_no_longer_shared(first_deploy, tmp_pat
     assert fab(tmp_path, "status").returncode == 0
 
 
-def test_status_reports_config_drift(first_deploy, tmp_path, restore):
-    ssh("sed -i 's/^  num_retries: 2/  num_retries: 3/' /etc/litellm/config.yaml")
+def test_status_reports_drift_of_every_kind_of_managed_file(first_deploy, tmp_path, restore):
+    """Content of a rendered file, of a shipped one (the auth hook, the on-host checks), and a secret's mode."""
+    ssh("sed -i 's/^  num_retries: 2/  num_retries: 3/' /etc/litellm/config.yaml && "
+        "echo '# edited' >> /etc/litellm/gateway_auth.py && "
+        "echo '# edited' >> /usr/local/lib/litellm-gateway/on_host/smoke.py && chmod 640 /etc/litellm/litellm.env")
     result = fab(tmp_path, "status")
     assert result.returncode != 0
-    assert "DRIFT: config.yaml" in row(result.stdout, TEST_GATEWAY.fqdn)
+    assert "DRIFT: smoke.py, gateway_auth.py, config.yaml, litellm.env" in row(result.stdout, TEST_GATEWAY.fqdn)
+
+
+def known_hosts(tmp_path: Path, line: str) -> Path:
+    path = tmp_path / "known_hosts"
+    path.write_text(line)
+    return path
+
+
+def test_fab_refuses_a_host_whose_key_is_unknown_and_says_how_to_accept_it(first_deploy, tmp_path):
+    empty = known_hosts(tmp_path, "")
+    result = fab(tmp_path, "status", ssh_known_hosts_file=str(empty), ssh_strict_host_key_checking=None)
+    assert result.returncode != 0
+    line = row(result.stdout, TEST_GATEWAY.fqdn)
+    assert "REFUSED" in line and f"host key of {TEST_GATEWAY.address}" in line and f"is not in {empty}" in line
+    assert f"ssh-keyscan -t ssh-ed25519 {TEST_GATEWAY.address} >> {empty}" in line
+    push = fab(tmp_path, "keys.push", ssh_known_hosts_file=str(empty), ssh_strict_host_key_checking=None)
+    assert push.returncode != 0 and "REFUSED" in push.stderr  # the keys file was not sent
+
+
+def test_fab_refuses_a_changed_host_key(first_deploy, tmp_path):
+    other = tmp_path / "impostor"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    recorded = known_hosts(tmp_path, f"{TEST_GATEWAY.address} {other.with_suffix('.pub').read_text().split()[0]} "
+                                     f"{other.with_suffix('.pub').read_text().split()[1]}\n")
+    for strict in (None, "accept-new", "yes"):
+        result = fab(tmp_path, "status", ssh_known_hosts_file=str(recorded), ssh_strict_host_key_checking=strict)
+        assert result.returncode != 0
+        line = row(result.stdout, TEST_GATEWAY.fqdn)
+        assert "REFUSED" in line and "CHANGED" in line and f"ssh-keygen -f {recorded} -R" in line, line
+
+
+def test_fab_trusts_a_recorded_key_and_accept_new_records_one(first_deploy, tmp_path):
+    scanned = subprocess.run(["ssh-keyscan", "-t", "ed25519", TEST_GATEWAY.address], capture_output=True, text=True).stdout
+    good = known_hosts(tmp_path, scanned)
+    assert fab(tmp_path, "status", ssh_known_hosts_file=str(good), ssh_strict_host_key_checking=None).returncode == 0
+    fresh = tmp_path / "fresh_known_hosts"
+    result = fab(tmp_path, "status", ssh_known_hosts_file=str(fresh), ssh_strict_host_key_checking="accept-new")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert fresh.read_text().split() == scanned.split()  # recorded, the same key ssh-keyscan sees
 
 
 def test_unreachable_host_is_named_and_the_others_still_reported(first_deploy, tmp_path):

@@ -4,12 +4,15 @@ from __future__ import annotations
 import runpy
 import socket
 
+import pytest
 from pyinfra.api import Config
 from pyinfra.connectors.sshuserclient.client import SSHClient
 from pyinfra.context import ctx_config
 
 from lab.machines import SSH_KEY
 from tests.lab.conftest import REPO
+
+pytestmark = pytest.mark.lab
 
 
 def test_config_py_turns_nagle_off_on_pyinfra_ssh_connections(lab_ready):
