@@ -7,14 +7,13 @@ import os
 import re
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from lab import control, machines
+from on_host import readiness
 from lab.fleet import write_inventory
 from lab.topology import GATEWAY_PORT, LabHost, gateway
 
@@ -53,22 +52,15 @@ def ssh(command: str, host: LabHost = TEST_GATEWAY, check: bool = True) -> str:
 
 
 def wait_until_ready(host: LabHost = TEST_GATEWAY, timeout: float = 120) -> None:
-    """After a restart by hand: wait until the proxy answers /health/readiness again."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://{host.address}:{GATEWAY_PORT}/health/readiness", timeout=2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    """After a restart by hand: wait until the proxy answers ready again (the gateway's own probe)."""
+    ready, answer = readiness.wait_ready(f"http://{host.address}:{GATEWAY_PORT}", timeout, interval=0.5)
+    assert ready, f"{host.name} not ready after {timeout:.0f} s: {answer}"
 
 
 def tree_digest(host: LabHost = TEST_GATEWAY) -> str:
     """Content, modes and owners of every file the deploy manages, as one hash."""
     listing = ssh(
-        "find /etc/litellm /etc/systemd/system/litellm.service /opt/litellm/requirements.txt "
+        "find /etc/litellm /etc/systemd/system/litellm.service /opt/litellm/requirements.txt /usr/local/lib/litellm-gateway "
         "-printf '%p %m %u %g\\n' -type f -exec sha256sum {} + 2>/dev/null | sort"
     )
     return hashlib.sha256(listing.encode()).hexdigest()

@@ -14,7 +14,7 @@ from lab import control
 from lab import dns as lab_dns
 from lab.fleet import write_inventory
 from lab.topology import BACKENDS, DNS_ADDRESS, MODELS
-from tests.lab.conftest import REPO, TEST_GATEWAY, deploy, tree_digest
+from tests.lab.conftest import ssh, REPO, TEST_GATEWAY, deploy, tree_digest
 
 pytestmark = pytest.mark.lab
 
@@ -138,8 +138,9 @@ def test_deploy_stops_before_any_change_when_preflight_fails(first_deploy, llm2_
     assert result.returncode != 0
     assert "ollama pull mistral:7b" in result.output
     assert "preflight failed" in result.output and "Nothing was changed on any host" in result.output
-    assert "Starting operation" not in result.output
+    # The outcome, not a log line: the config (timeout 44) and every other managed file are as before.
     assert tree_digest() == before
+    assert "timeout: 44" not in ssh("cat /etc/litellm/config.yaml")
 
 
 def test_skipping_a_check_class_is_explicit_and_loud(first_deploy, llm2_without_mistral, deploy_dir):
