@@ -46,11 +46,17 @@ def test_the_issue_s_root_account_is_never_touched():
     assert any("group root already exists with gid 0, not 1002" in p for p in found)
 
 
-def test_an_operator_login_or_www_data_is_refused():
+def test_an_operator_login_or_a_daemon_s_account_is_refused():
     login = user(name="litellm", uid=1000, gid=1000, comment="Ops", home="/home/ops", shell="/bin/bash")
-    assert "will not be taken over" in problems(fact(login, group(gid=1000)), WANT)[0]
+    assert problems(fact(login, group(gid=1000)), WANT)[0].startswith("user litellm already exists (uid 1000, gid 1000")
+    www = Wanted("www-data", "www-data", 1002, 1002, "/var/lib/litellm", "/usr/sbin/nologin")
+    daemon = user(name="www-data", uid=33, gid=33, comment="www-data", home="/var/www", shell="/usr/sbin/nologin")
+    found = problems(fact(daemon, group("www-data", 33)), www)
+    assert found[0] == ("user www-data already exists (uid 33, gid 33, home /var/www, shell /usr/sbin/nologin) "
+                        "and was not made by this deploy; it will not be taken over")
+    assert found[1] == "group www-data already exists with gid 33, not 1002 (litellm_gid); it will not be renumbered"
     lookalike = user(comment="", shell="/bin/bash")  # right ids, but a login shell: not evidently ours
-    assert problems(fact(lookalike, group(), lookalike, group()), WANT)
+    assert "will not be taken over" in problems(fact(lookalike, group(), lookalike, group()), WANT)[0]
 
 
 def test_someone_else_on_the_wanted_uid_or_gid_is_refused():

@@ -9,6 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from gateway.account import MARKER
 from gateway.facts import ManagedFiles
 from gateway.files import managed_files
 from gateway.settings import load
@@ -111,7 +112,7 @@ def test_service_runs_as_litellm_with_no_capabilities(first_deploy):
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert int(status[cap], 16) == 0, f"{cap}={status[cap]}"
     assert status["NoNewPrivs"].strip() == "1"
-    assert ssh("getent passwd litellm").strip().split(":")[2:] == ["1002", "1002", "", "/var/lib/litellm", "/usr/sbin/nologin"]
+    assert ssh("getent passwd litellm").strip().split(":")[2:] == ["1002", "1002", MARKER, "/var/lib/litellm", "/usr/sbin/nologin"]
 
 
 def table_for(host=TEST_GATEWAY, **overrides):
@@ -151,7 +152,9 @@ def test_files_have_the_right_modes_and_owners(first_deploy):
     for path, want in expected.items():
         assert ssh(f"stat -c '%a %U %G' {path}").strip() == want, path
     # The service user cannot read the secret nor change its own code or config.
-    assert ssh("setpriv --reuid=litellm --regid=litellm --clear-groups cat /etc/litellm/litellm.env", check=False) == ""
+    as_service = "setpriv --reuid=litellm --regid=litellm --init-groups"
+    assert "Permission denied" in ssh(f"{as_service} cat /etc/litellm/litellm.env 2>&1; echo rc=$?", check=False)
+    assert "model_list:" in ssh(f"{as_service} cat /etc/litellm/config.yaml")  # the same command reads what it may
     assert "Permission denied" in ssh("setpriv --reuid=litellm --regid=litellm --init-groups touch /opt/litellm/x 2>&1", check=False)
 
 
@@ -212,14 +215,18 @@ def test_changing_one_setting_restarts_once_and_only_then(first_deploy, deploy_d
     assert service("MainPID") == after
 
 
-def test_unsafe_master_key_exit_does_not_loop(first_deploy, restore):
+@pytest.mark.parametrize("workers,status", [(1, "3"), (2, "0")])
+def test_unsafe_master_key_exit_does_not_loop(first_deploy, workers, status):
     """LiteLLM refuses a public default key; the unit does not restart it into the same refusal.
 
     With one worker the proxy exits 3 (RestartPreventExitStatus=3); with several, uvicorn's parent
-    stops with status 0 once a worker fails to start (Restart=on-failure)."""
+    stops with status 0 once a worker fails to start (Restart=on-failure). Each path is run."""
     ssh(
         "mkdir -p /etc/systemd/system/litellm.service.d && printf 'LITELLM_MASTER_KEY=sk-1234\\n' > /run/unsafe.env && "
-        "printf '[Service]\\nEnvironmentFile=/run/unsafe.env\\n' > /etc/systemd/system/litellm.service.d/unsafe.conf && "
+        "exec=$(sed -n 's/^ExecStart=//p' /etc/systemd/system/litellm.service "
+        f"| sed 's/--num_workers [0-9]*/--num_workers {workers}/') && "
+        "printf '[Service]\\nEnvironmentFile=/run/unsafe.env\\nExecStart=\\nExecStart=%s\\n' \"$exec\" "
+        "> /etc/systemd/system/litellm.service.d/unsafe.conf && "
         "systemctl daemon-reload && systemctl restart litellm.service"
     )
     try:
@@ -227,8 +234,9 @@ def test_unsafe_master_key_exit_does_not_loop(first_deploy, restore):
         while time.monotonic() < deadline and service("ActiveState") not in ("failed", "inactive"):
             time.sleep(1)
         time.sleep(8)  # longer than RestartSec=5: a loop would have restarted by now
+        assert f"--num_workers {workers} " in service("ExecStart")
         assert service("ActiveState") in ("failed", "inactive")
-        assert service("ExecMainStatus") in ("0", "3")
+        assert service("ExecMainStatus") == status
         assert service("NRestarts") == "0"
         assert "UnsafeMasterKeyError" in ssh("journalctl -u litellm.service -n 200 --no-pager -o cat")
     finally:

@@ -134,7 +134,8 @@ def test_unreachable_host_is_named_and_the_others_still_reported(first_deploy, t
     result = fab(tmp_path, "status", hosts=(TEST_GATEWAY, dead))
     assert result.returncode != 0
     assert "UNREACHABLE" in row(result.stdout, dead.fqdn)
-    assert "healthy" in row(result.stdout, TEST_GATEWAY.fqdn)
+    alive = row(result.stdout, TEST_GATEWAY.fqdn).split()
+    assert alive[1] == "active/running" and "healthy" in alive and alive[-1] == "none", alive
 
 
 def test_logs_return_lines_the_service_wrote(first_deploy, readme_gateway, tmp_path):

@@ -46,6 +46,9 @@ def test_canary_key_never_appears_in_any_output_mode_the_journal_or_logs(first_d
     models = openai.OpenAI(base_url=gateway_url, api_key=CANARY_B, max_retries=0).models.list()
     assert models.data
     assert ssh("stat -c '%a %U %G' /etc/litellm/litellm.env").strip() == "600 root root"
+    # The search itself works: unfiltered, it finds the deployed key where it belongs.
+    assert ssh(f"grep -rlF -- {CANARY_B} /etc /var/log /var/lib/litellm /tmp /run /root 2>/dev/null; true").split() == [
+        "/etc/litellm/litellm.env"]
     for key in (CANARY_A, CANARY_B):
         assert _leaks(key) == []
     assert ssh("ls /tmp/pyinfra-* 2>/dev/null; true").strip() == ""  # no upload left behind

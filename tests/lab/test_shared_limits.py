@@ -15,8 +15,11 @@ def test_one_worker_per_cpu_and_a_redis_reachable_by_the_service_user_only(first
     assert ssh("stat -c '%a %U %G %F' /run/litellm-redis/redis.sock").strip() == "700 litellm litellm socket"
     assert "PONG" in ssh("setpriv --reuid=litellm --regid=litellm --clear-groups redis-cli -s /run/litellm-redis/redis.sock ping")
     # Nobody else gets in, and no Redis listens on TCP: Debian's own instance was masked before install.
-    assert "PONG" not in ssh("setpriv --reuid=nobody --regid=nogroup --clear-groups redis-cli -s /run/litellm-redis/redis.sock ping 2>&1", check=False)
-    assert "redis" not in ssh("ss -ltnpH")
+    refused = ssh("setpriv --reuid=nobody --regid=nogroup --clear-groups redis-cli -s /run/litellm-redis/redis.sock ping 2>&1",
+                  check=False)
+    assert "PONG" not in refused and "Permission denied" in refused, refused
+    listening = ssh("ss -ltnpH")
+    assert "sshd" in listening and "redis" not in listening and ":6379" not in listening
     assert ssh("systemctl is-enabled redis-server.service", check=False).strip() == "masked"
 
 
