@@ -6,11 +6,10 @@ from typing import Any, Sequence
 
 from gateway.inventory import gateway_group
 from lab import control
-from lab.machines import SSH_KEY
-from lab.topology import STATE_DIR
+from lab.machines import KNOWN_HOSTS, SSH_KEY
+from lab.topology import BACKENDS, DNS_ADDRESS, GATEWAY_PORT, MODELS, OLLAMA_PORT, STATE_DIR, LabHost
 
 TEAM_KEYS_FILE = STATE_DIR / "team-keys.json"  # outside git, 0600, as an operator's would be
-from lab.topology import BACKENDS, DNS_ADDRESS, GATEWAY_PORT, MODELS, OLLAMA_PORT, LabHost
 
 
 def fleet_data(**overrides: Any) -> dict[str, Any]:
@@ -26,8 +25,9 @@ def fleet_data(**overrides: Any) -> dict[str, Any]:
         "litellm_team_keys_file": str(TEAM_KEYS_FILE),
         "ssh_user": "root",
         "ssh_key": str(SSH_KEY),
-        "ssh_known_hosts_file": "/dev/null",
-        "ssh_strict_host_key_checking": "no",
+        # Host keys are checked, by pyinfra and fab alike, against the keys the lab recorded.
+        "ssh_known_hosts_file": str(KNOWN_HOSTS),
+        "ssh_strict_host_key_checking": "yes",
     }
     data.update(overrides)
     return data

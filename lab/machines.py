@@ -19,6 +19,9 @@ from lab.topology import CACHE_DIR, DEBIAN_SUITE, DNS_ADDRESS, DOMAIN, OLLAMA_PO
 
 BASE_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,ca-certificates,sudo,iproute2"
 SSH_KEY = STATE_DIR / "ssh" / "id_ed25519"
+# The lab hosts' own keys, recorded from their file systems when they are built: pyinfra, fab and
+# the lab's ssh all check host keys against it, as an operator's known_hosts would be checked.
+KNOWN_HOSTS = STATE_DIR / "ssh" / "known_hosts"
 DOUBLE_SOURCE = Path(__file__).with_name("ollama_double.py")
 
 
@@ -70,6 +73,18 @@ def ensure_ssh_key() -> Path:
         SSH_KEY.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "litellm-lab", "-f", str(SSH_KEY))
     return SSH_KEY
+
+
+def record_host_key(host: LabHost) -> None:
+    """Put the host's SSH keys (read from its own file system, so they are the real ones) into KNOWN_HOSTS."""
+    ssh_dir = host.root / "etc/ssh"
+    if not list(ssh_dir.glob("ssh_host_*_key.pub")):
+        run("ssh-keygen", "-A", "-f", str(host.root))  # a base image built without host keys
+    keys = sorted(" ".join(p.read_text().split()[:2]) for p in ssh_dir.glob("ssh_host_*_key.pub"))
+    KNOWN_HOSTS.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    others = [line for line in (KNOWN_HOSTS.read_text().splitlines() if KNOWN_HOSTS.exists() else [])
+              if line.split(" ", 1)[0] != host.address]
+    _write(KNOWN_HOSTS, "\n".join(sorted(others + [f"{host.address} {key}" for key in keys])) + "\n")
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> bool:
@@ -192,8 +207,8 @@ def boot(host: LabHost) -> None:
 
 def ssh_command(host: LabHost, command: str) -> list[str]:
     return [
-        "ssh", "-i", str(SSH_KEY), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5",
+        "ssh", "-i", str(SSH_KEY), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={KNOWN_HOSTS}", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5",
         f"root@{host.address}", command,
     ]
 
@@ -251,6 +266,7 @@ def ensure_host(host: LabHost, fresh: bool = False) -> None:
         shutil.rmtree(host.root.parent, ignore_errors=True)
     if not host.root.exists():
         create_root(host)
+    record_host_key(host)
     changed = configure_root(host)
     if pid(host) is None:
         boot(host)

@@ -9,7 +9,7 @@ from pyinfra.api import Config
 from pyinfra.connectors.sshuserclient.client import SSHClient
 from pyinfra.context import ctx_config
 
-from lab.machines import SSH_KEY
+from lab.machines import KNOWN_HOSTS, SSH_KEY
 from tests.lab.conftest import REPO
 
 pytestmark = pytest.mark.lab
@@ -21,7 +21,7 @@ def test_config_py_turns_nagle_off_on_pyinfra_ssh_connections(lab_ready):
     client = SSHClient()
     client.connect(
         lab_ready.address, username="root", key_filename=str(SSH_KEY), allow_agent=False, look_for_keys=False,
-        _pyinfra_ssh_known_hosts_file="/dev/null", _pyinfra_ssh_strict_host_key_checking="no",
+        _pyinfra_ssh_known_hosts_file=str(KNOWN_HOSTS), _pyinfra_ssh_strict_host_key_checking="yes",
     )
     try:
         sock = client.get_transport().sock
