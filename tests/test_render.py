@@ -62,7 +62,7 @@ def test_every_key_is_in_the_section_litellm_reads_it_from(seed):
     assert config["router_settings"]["routing_strategy"] == "least-busy"
     # Nothing the gateway depends on went missing either: the hook's two entry points, the shared counters.
     assert config["general_settings"]["custom_auth"] == "gateway_auth.user_api_key_auth"
-    assert config["litellm_settings"]["callbacks"] == ["gateway_auth.key_limits"]
+    assert config["litellm_settings"]["callbacks"] == ["gateway_auth.request_limits"]
     assert "coordination_redis" in config["general_settings"]
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
 

@@ -205,3 +205,8 @@ def test_context_window_mistakes_are_named():
     assert "litellm_backends['hx-llm01-server'].context_windows: 'ghost-1b' is not among this backend's models" in problems
     assert "litellm_context_margin: 500 is out of range" in problems
     assert "litellm_context_check: 'yes' is not True or False" in problems
+
+
+def test_the_readme_names_every_setting():
+    readme = (REPO / "README.md").read_text()
+    assert [key for key in DEFAULTS if f"`{key}`" not in readme] == []
