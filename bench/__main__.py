@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         dns_fleet, dns_single = measure.dns_dead_nameserver(runs)
         latency = measure.gateway_latency(lab, requests, runs)
         default, tried = measure.worker_throughput(lab, requests, runs)
+        context = measure.context_check_cost(lab, requests, runs)
     by_name = {f.name: f for f in latency}
     p50_overhead = {c: median(by_name[f"p50 through the gateway, {c} client(s)"])
                     - median(by_name[f"p50 direct to Ollama double, {c} client(s)"]) for c in (1, 10)}
@@ -68,20 +69,24 @@ def main(argv: list[str] | None = None) -> int:
         ("DNS preflight, 10 names dead NS / one timeout", ratio(dns_fleet, dns_single), 1.5),
         ("p50 overhead, 1 client (ms)", p50_overhead[1], 10.0),
         ("p50 overhead, 10 clients (ms)", p50_overhead[10], 10.0),
+        ("context check: p50 with it on - off (ms)", median(context[0]) - median(context[2]), 5.0),
         ("default workers' req/s / best tried", ratio(default, best), None),
         ("default workers' req/s / seed's 1 worker", ratio(default, seed), None),
+        ("context check: req/s with it on / off", ratio(context[1], context[3]), None),
     ]
     figures = [first, first_floor, rerun, rerun_floor, changed, *scaling, status_one, status_all,
-               dns_fleet, dns_single, *latency, *tried]
+               dns_fleet, dns_single, *latency, *tried, *context]
     rows = [[f.name, f"{s['median']:.2f}", f"{s['min']:.2f}", f"{s['max']:.2f}", f"{s['n']}", f.unit]
             for f in figures for s in [f.summary()]]
     print(table(("FIGURE", "MEDIAN", "MIN", "MAX", "N", "UNIT"), rows))
     print()
     goal_rows = [[name, f"{value:.2f}", "-" if limit is None else f"<= {limit}",
                   "-" if limit is None else ("met" if value <= limit else "NOT MET")] for name, value, limit in goals]
-    # The default must be as fast as the best setting tried: within noise of it, and above the seed's.
-    goal_rows[-2][2:] = [">= 0.95 (noise)", "met" if goals[-2][1] >= 0.95 else "NOT MET"]
-    goal_rows[-1][2:] = [">= 1", "met" if goals[-1][1] >= 1 else "NOT MET"]
+    # The default must be as fast as the best setting tried: within noise of it, and above the seed's;
+    # the context check may cost at most a tenth of the throughput.
+    goal_rows[-3][2:] = [">= 0.95 (noise)", "met" if goals[-3][1] >= 0.95 else "NOT MET"]
+    goal_rows[-2][2:] = [">= 1", "met" if goals[-2][1] >= 1 else "NOT MET"]
+    goal_rows[-1][2:] = [">= 0.9", "met" if goals[-1][1] >= 0.9 else "NOT MET"]
     print(table(("COMPARISON", "VALUE", "GOAL", ""), goal_rows))
     report = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -206,3 +206,25 @@ def worker_throughput(lab: Lab, requests: int, runs: int, workers: tuple[int, ..
         figures[count] = figure
     lab.deploy([host])
     return figures[default_count], list(figures.values())
+
+
+def context_check_cost(lab: Lab, requests: int, runs: int) -> list[Figure]:
+    """p50 at 1 client and requests/s at 10 with the context-window check on (the default) and off,
+    side by side: the check counts every prompt's tokens before any backend is called."""
+    host = BENCH_GATEWAYS[0]
+    key = control.master_key()
+    prompt = " ".join(["the gateway reads every word of this prompt"] * 60)  # ~480 words, well within 2048
+    call = lambda: _post(f"http://{host.address}:{GATEWAY_PORT}/v1/chat/completions",  # noqa: E731
+                         {"model": "mistral-7b", "messages": [{"role": "user", "content": prompt}], "max_tokens": 16}, key)
+    figures = []
+    for state, on in (("on", True), ("off", False)):
+        lab.deploy([host], litellm_context_check=on)
+        _latencies(call, 20, 10)  # warm up
+        p50 = Figure(f"p50 through the gateway, context check {state}, 1 client(s)", "ms")
+        rate = Figure(f"requests/s through the gateway, context check {state}, 10 client(s)", "req/s")
+        for _ in range(runs):
+            p50.samples.append(percentile(_latencies(call, requests, 1), 50))
+            rate.samples.append(requests / timed(lambda: _latencies(call, requests, 10)))
+        figures += [p50, rate]
+    lab.deploy([host])
+    return figures

@@ -9,31 +9,45 @@ from gateway.preflight.backends import get_json
 from gateway.table import table
 
 
+def _context(loaded: dict | None, declared: int) -> str:
+    """The window a loaded model runs with, beside the one the inventory declares for it."""
+    if loaded is None:
+        return f"- (declared {declared})"
+    actual = loaded.get("context_length")
+    if actual is None:
+        return f"? (declared {declared}; this Ollama does not say)"
+    return f"{actual}" if actual == declared else f"{actual} (DECLARED {declared}: loaded by a request without it)"
+
+
 @task
 def health(c):
-    """Per model and backend, without completions: which backends have each model, and which have it loaded."""
+    """Per model and backend, without completions: present, loaded, and the context window it is loaded with."""
     fleet = fleet_of(c)
     resolve = fleet.resolver()
     timeout = fleet.gateways[0].settings.preflight_timeout
+    settings = fleet.gateways[0].settings
     by_name = {m.name: m for m in fleet.models}
     rows, healthy = [], True
     for backend in fleet.backends:
         try:
             address = resolve(backend.address)
             have = {m["name"] for m in get_json(address, backend, "/api/tags", timeout).get("models", [])}
-            loaded = {m["name"]: m.get("expires_at", "") for m in get_json(address, backend, "/api/ps", timeout).get("models", [])}
+            loaded = {m["name"]: m for m in get_json(address, backend, "/api/ps", timeout).get("models", [])}
         except Exception as error:  # noqa: BLE001
             healthy = False
-            rows += [[name, backend.name, by_name[name].tag, "UNREACHABLE", "-", str(error)] for name in backend.models]
+            rows += [[name, backend.name, by_name[name].tag, "UNREACHABLE", "-", "-", str(error)] for name in backend.models]
             continue
         for name in backend.models:
-            tag = by_name[name].tag if ":" in by_name[name].tag else f"{by_name[name].tag}:latest"
+            model = by_name[name]
+            tag = model.tag if ":" in model.tag else f"{model.tag}:latest"
             present = tag in have
             healthy &= present
             rows.append([name, backend.name, tag, "yes" if present else "MISSING",
                          "yes" if tag in loaded else "no",
-                         f"loaded until {loaded[tag]}" if tag in loaded else ("" if present else f"fix: ollama pull {tag}")])
+                         _context(loaded.get(tag), settings.window(model, backend)),
+                         f"loaded until {loaded[tag].get('expires_at', '')}" if tag in loaded
+                         else ("" if present else f"fix: ollama pull {tag}")])
     rows.sort()
-    print(table(("MODEL", "BACKEND", "TAG", "PRESENT", "LOADED", "DETAIL"), rows))
+    print(table(("MODEL", "BACKEND", "TAG", "PRESENT", "LOADED", "CONTEXT", "DETAIL"), rows))
     if not healthy:
         raise Exit("a model is missing or a backend is unreachable", code=1)

@@ -25,7 +25,7 @@ def validate_command(settings: Settings, config_path: str) -> str:
 
 
 # What config.yaml names in the hook (templates/config.yaml.j2): the check below asks for exactly these.
-HOOK_MODULE, HOOK_AUTH, HOOK_LIMITS = "gateway_auth", "user_api_key_auth", "key_limits"
+HOOK_MODULE, HOOK_AUTH, HOOK_LIMITS = "gateway_auth", "user_api_key_auth", "request_limits"
 HOOK = {"module": HOOK_MODULE, "auth": HOOK_AUTH, "limits": HOOK_LIMITS}
 _HOOK_CHECK = (
     "import importlib.machinery, importlib.util, sys\n"

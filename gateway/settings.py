@@ -53,16 +53,26 @@ DEFAULTS: dict[str, Any] = {
     # Team keys (hashes and limits) on the operator's machine, outside git; None: no team keys,
     # only the master key. Managed with `fab keys.create|list|rotate|revoke`.
     "litellm_team_keys_file": None,
-    # Public model name -> {"tag": Ollama tag, "mode": "chat", "max_input_tokens": int}.
+    # Public model name -> {"tag": Ollama tag, "mode": "chat", "context_window": int}. The window is
+    # the context Ollama serves the model with (prompt and answer together; sent as num_ctx with
+    # every request); default 2048, the seed's figure.
     "litellm_models": {},
     # Backend name -> {"address": host name or IP, "port": 11434, "models": [public model names]},
-    # or {"api_base": "http://host:11434", "models": [...]} (Ollama's root URL, never .../v1).
+    # or {"api_base": "http://host:11434", "models": [...]} (Ollama's root URL, never .../v1);
+    # optionally "context_windows": {model: int} where this backend serves a model with another window.
     "litellm_backends": {},
     # Preflight: nameservers to ask (None: the system's), seconds a lookup or backend call may
     # take, and check classes to skip in an emergency ("dns", "backends"; loudly reported).
     "litellm_dns_nameservers": None,
     "litellm_preflight_timeout": 3,
     "litellm_preflight_skip": [],
+    # Prompts that do not fit a model's window are refused (400 context_length_exceeded) before
+    # any backend is called, instead of Ollama cutting them short in silence. LiteLLM counts with
+    # OpenAI's cl100k tokenizer (it knows no Ollama model's own offline), which counts fewer tokens
+    # than most of these models do: the count is raised by this many percent before it is held
+    # against the window.
+    "litellm_context_check": True,
+    "litellm_context_margin": 25,
 }
 
 PREFLIGHT_CLASSES = ("dns", "backends")
@@ -109,7 +119,7 @@ class Model:
     name: str
     tag: str
     mode: str
-    max_input_tokens: int
+    context_window: int
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,7 @@ class Backend:
     address: str
     port: int
     models: tuple[str, ...]
+    context_windows: tuple[tuple[str, int], ...] = ()  # (model, window) where it differs from the model's
 
     @property
     def api_base(self) -> str:
@@ -126,6 +137,8 @@ class Backend:
 
 
 AUTO_WORKERS_MAX = 8
+DEFAULT_CONTEXT_WINDOW = 2048  # the seed's figure
+WINDOW_RANGE = (256, 2_097_152)
 REDIS_SOCKET = "/run/litellm-redis/redis.sock"  # RuntimeDirectory= of litellm-redis.service
 
 
@@ -157,6 +170,8 @@ class Settings:
     preflight_skip: frozenset[str] = frozenset()
     team_keys_file: str | None = None
     log_keep_days: int = 14
+    context_check: bool = True
+    context_margin: int = 25  # percent
 
     def resolved(self, cpus: int) -> Settings:
         """These settings on a host with `cpus` CPUs: "auto" workers become a number."""
@@ -177,6 +192,11 @@ class Settings:
     def deployments(self) -> list[tuple[Model, Backend]]:
         """One (model, backend) pair per model_list entry, in inventory order."""
         return [(m, b) for m in self.models for b in self.backends if m.name in b.models]
+
+    @staticmethod
+    def window(model: Model, backend: Backend) -> int:
+        """The context `backend` serves `model` with: its own override, or the model's window."""
+        return dict(backend.context_windows).get(model.name, model.context_window)
 
     @property
     def state_directory(self) -> str:
@@ -275,6 +295,13 @@ class _Checker:
             self.problem(where, f"{value} is out of range; set an integer from {low} to {high}")
         return value
 
+    def boolean(self, key: str) -> bool:
+        value = self.data[key]
+        if not isinstance(value, bool):
+            self.problem(key, f"{shown(value)} is not True or False")
+            return True
+        return value
+
     def text(self, key: str, pattern: re.Pattern | None = None, hint: str = "") -> str:
         value = self.data[key]
         if not isinstance(value, str) or not value:
@@ -312,11 +339,14 @@ def _models(check: _Checker) -> list[Model]:
         if not isinstance(name, str) or not NAME.fullmatch(name):
             check.problem(where, "a model name may hold letters, digits and . _ : - only")
         if not isinstance(spec, Mapping):
-            check.problem(where, "must be a mapping like {'tag': 'phi3:3.8b', 'max_input_tokens': 2048}")
+            check.problem(where, "must be a mapping like {'tag': 'phi3:3.8b', 'context_window': 2048}")
             continue
-        unknown = set(spec) - {"tag", "mode", "max_input_tokens"}
+        if "max_input_tokens" in spec:
+            check.problem(f"{where}.max_input_tokens", "is now context_window: the window Ollama serves the model with, "
+                                                       "prompt and answer together; rename the key")
+        unknown = set(spec) - {"tag", "mode", "context_window", "max_input_tokens"}
         if unknown:
-            check.problem(where, f"unknown keys {sorted(unknown)}; allowed: tag, mode, max_input_tokens")
+            check.problem(where, f"unknown keys {sorted(unknown)}; allowed: tag, mode, context_window")
         tag = spec.get("tag")
         if not isinstance(tag, str) or not NAME.fullmatch(tag):
             check.problem(f"{where}.tag", f"{shown(tag)} is not an Ollama model tag such as 'phi3:3.8b-mini-128k-instruct-q8_0'")
@@ -324,8 +354,9 @@ def _models(check: _Checker) -> list[Model]:
         mode = spec.get("mode", "chat")
         if mode not in MODEL_MODES:
             check.problem(f"{where}.mode", f"{shown(mode)} is not one of {', '.join(MODEL_MODES)}")
-        tokens = check.integer("", 1, 10_000_000, spec.get("max_input_tokens", 2048), f"{where}.max_input_tokens")
-        models.append(Model(str(name), tag, mode, tokens))
+        window = check.integer("", *WINDOW_RANGE, spec.get("context_window", DEFAULT_CONTEXT_WINDOW),
+                               f"{where}.context_window")
+        models.append(Model(str(name), tag, mode, window))
     return models
 
 
@@ -362,9 +393,10 @@ def _backends(check: _Checker, model_names: set[str]) -> list[Backend]:
         if not isinstance(spec, Mapping):
             check.problem(where, "must be a mapping like {'address': 'llm01.example.org', 'port': 11434, 'models': [...]}")
             continue
-        unknown = set(spec) - {"address", "port", "models", "api_base"}
+        unknown = set(spec) - {"address", "port", "models", "api_base", "context_windows"}
         if unknown:
-            check.problem(where, f"unknown keys {sorted(unknown)}; allowed: address, port, models (or api_base)")
+            check.problem(where, f"unknown keys {sorted(unknown)}; allowed: address, port, models (or api_base), "
+                                 "context_windows")
         spec = dict(spec)
         if "api_base" in spec:
             parsed = _split_api_base(check, f"{where}.api_base", spec.pop("api_base"))
@@ -386,7 +418,17 @@ def _backends(check: _Checker, model_names: set[str]) -> list[Backend]:
                 check.problem(f"{where}.models", f"{shown(model)} is not defined in litellm_models; define it or remove it here")
         if len(set(served)) != len(served):
             check.problem(f"{where}.models", "lists a model twice")
-        backends.append(Backend(str(name), address, port, tuple(served)))
+        windows = spec.get("context_windows", {})
+        if not isinstance(windows, Mapping):
+            check.problem(f"{where}.context_windows", "must map a model this backend serves to its window, like "
+                                                      "{'phi3-3.8b': 8192}")
+            windows = {}
+        for model, window in windows.items():
+            if model not in served:
+                check.problem(f"{where}.context_windows", f"{shown(model)} is not among this backend's models")
+            check.integer("", *WINDOW_RANGE, window, f"{where}.context_windows[{shown(model, 40)}]")
+        backends.append(Backend(str(name), address, port, tuple(served),
+                                tuple(sorted((str(m), w) for m, w in windows.items()))))
     served_somewhere = {m for b in backends for m in b.models}
     for model in sorted(model_names - served_somewhere):
         check.problem(f"litellm_models[{model!r}]", "no backend serves it; add it to a backend's models or remove it")
@@ -491,6 +533,8 @@ def load(data: Mapping[str, Any]) -> Settings:
         preflight_skip=frozenset(skip),
         team_keys_file=keys_file,
         log_keep_days=check.integer("litellm_log_keep_days", 1, 3650),
+        context_check=check.boolean("litellm_context_check"),
+        context_margin=check.integer("litellm_context_margin", 0, 300),
     )
     if check.problems:
         raise SettingsError(check.problems)

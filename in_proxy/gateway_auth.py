@@ -7,19 +7,25 @@ fix for the pinned LiteLLM (`cache_ollama_cost_map_names`, applied on import).
   routes); a team key is looked up by its SHA-256 in team-keys.json, re-read whenever the file
   changes (no restart), and may call the model routes only; any other key gets 401. The team's
   rpm and max_parallel_requests go to LiteLLM's own limiters (429 with Retry-After).
-- `key_limits` (litellm_settings.callbacks): a team request asking for more than the key's
-  max_tokens is refused with 400, naming the limit (silently cutting an answer short would look
-  like a model fault); a request that asks for no limit gets the key's; the call's timeout is at
-  most the key's.
+- `request_limits` (litellm_settings.callbacks), before any backend is called:
+  - the model's context window: a prompt whose tokens (LiteLLM's count, raised by a margin) plus
+    the requested max_tokens exceed the window is refused with OpenAI's own 400
+    `context_length_exceeded`, where Ollama would cut it short in silence; a client's own
+    `num_ctx` is dropped (the deployment's applies); an answer may not run past the window;
+  - a team key's limits: a request asking for more than the key's max_tokens is refused with
+    400, naming the limit (silently cutting an answer short would look like a model fault); a
+    request that asks for no limit gets the key's; the call's timeout is at most the key's.
 
 Without a database LiteLLM answers a wrong `sk-...` key with 400 "No connected db."; clients and
 the OpenAI SDK expect 401, which this gives. Runs inside the proxy: standard library and LiteLLM.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import math
 import os
 import threading
 from importlib.metadata import version
@@ -31,6 +37,9 @@ from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyExcepti
 
 MASTER_KEY_VAR = "LITELLM_MASTER_KEY"
 KEYS_FILE_VAR = "LITELLM_TEAM_KEYS_FILE"
+CONTEXT_CHECK_VAR = "GATEWAY_CONTEXT_CHECK"  # "1": refuse a prompt over the window (litellm_context_check)
+CONTEXT_MARGIN_VAR = "GATEWAY_CONTEXT_MARGIN"  # percent added to the token count (litellm_context_margin)
+GENERATING_CALLS = {"completion", "acompletion", "text_completion", "atext_completion"}
 # What a team key may call: the OpenAI-compatible model routes, nothing that manages the proxy.
 TEAM_ROUTES = {
     "/chat/completions", "/v1/chat/completions", "/completions", "/v1/completions",
@@ -94,29 +103,94 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     )
 
 
-class KeyLimits(CustomLogger):
+class ContextLengthExceeded(ProxyException):
+    """OpenAI's own answer to a prompt that does not fit: 400, code "context_length_exceeded".
+
+    LiteLLM's ProxyException serialises its HTTP status as the code; clients (the OpenAI SDK's
+    BadRequestError.code) look for this one."""
+
+    def to_dict(self) -> dict:
+        body = super().to_dict()
+        body["code"] = "context_length_exceeded"
+        return body
+
+
+def _windows(model_name: Any) -> list[int]:
+    """The windows (num_ctx) the deployments of a public model name are served with."""
+    from litellm.proxy.proxy_server import llm_router
+
+    if llm_router is None or not isinstance(model_name, str):
+        return []
+    deployments = llm_router.get_model_list(model_name=model_name) or []
+    return [d["litellm_params"]["num_ctx"] for d in deployments
+            if isinstance(d.get("litellm_params", {}).get("num_ctx"), int)]
+
+
+async def _prompt_tokens(data: dict) -> int:
+    """LiteLLM's count of the prompt (cl100k for Ollama models), raised by the gateway's margin."""
+    import litellm
+
+    if "messages" in data:
+        counted = await asyncio.to_thread(litellm.token_counter, messages=data.get("messages") or [],
+                                          tools=data.get("tools"))
+    else:
+        counted = await asyncio.to_thread(litellm.token_counter, text=str(data.get("prompt") or ""))
+    margin = int(os.environ.get(CONTEXT_MARGIN_VAR, "25"))
+    return math.ceil(counted * (100 + margin) / 100)
+
+
+class RequestLimits(CustomLogger):
+    """Before any backend is called: the model's context window, then the team key's limits."""
+
     async def async_pre_call_hook(self, user_api_key_dict: UserAPIKeyAuth, cache: Any, data: dict, call_type: str):
         metadata = user_api_key_dict.metadata or {}
-        limit = metadata.get("gateway_max_tokens")
-        if limit is None:
-            return data  # the master key: no per-key limits
-        for field in ("max_tokens", "max_completion_tokens"):
-            asked = data.get(field)
-            if isinstance(asked, int) and asked > limit:
-                raise HTTPException(
-                    status_code=400,
-                    detail=f"{field}={asked} is more than this key's limit of {limit} tokens per request; ask for {limit} or fewer.",
-                )
-        if data.get("max_tokens") is None and data.get("max_completion_tokens") is None and call_type != "embeddings":
-            data["max_tokens"] = limit
-        timeout = metadata["gateway_timeout"]
-        asked_timeout = data.get("timeout")
-        if not isinstance(asked_timeout, (int, float)) or asked_timeout > timeout:
-            data["timeout"] = timeout
+        limit = metadata.get("gateway_max_tokens")  # None for the master key: no per-key limits
+        asked = next((data[f] for f in ("max_tokens", "max_completion_tokens") if isinstance(data.get(f), int)), None)
+        if limit is not None and asked is not None and asked > limit:
+            field = "max_tokens" if data.get("max_tokens") == asked else "max_completion_tokens"
+            raise HTTPException(
+                status_code=400,
+                detail=f"{field}={asked} is more than this key's limit of {limit} tokens per request; ask for {limit} or fewer.",
+            )
+        # The window is the deployment's (num_ctx in config.yaml): a client cannot make a backend
+        # load the model with another one.
+        data.pop("num_ctx", None)
+        room = None
+        if call_type in GENERATING_CALLS and os.environ.get(CONTEXT_CHECK_VAR, "1") == "1":
+            room = await self._room(data, asked)
+        if asked is None and call_type in GENERATING_CALLS:
+            # An answer may not run past the window either (Ollama would drop the prompt's start
+            # to make room): at most what is left of it, and at most the key's limit.
+            caps = [c for c in (limit, room) if c is not None]
+            if caps:
+                data["max_tokens"] = min(caps)
+        if limit is not None:
+            timeout = metadata["gateway_timeout"]
+            asked_timeout = data.get("timeout")
+            if not isinstance(asked_timeout, (int, float)) or asked_timeout > timeout:
+                data["timeout"] = timeout
         return data
 
+    @staticmethod
+    async def _room(data: dict, asked: int | None) -> int | None:
+        """Tokens left for the answer in the largest window of the model; refuse when the request does not fit."""
+        windows = _windows(data.get("model"))
+        if not windows:
+            return None
+        window = max(windows)  # where windows differ, LiteLLM's pre-call checks pick a deployment it fits
+        prompt = await _prompt_tokens(data)
+        answer = asked or 0
+        if prompt + max(answer, 1) > window:
+            raise ContextLengthExceeded(
+                message=(f"This model's maximum context length is {window} tokens. However, you requested "
+                         f"{prompt + answer} tokens ({prompt} in the messages, {answer} in the completion). "
+                         "Please reduce the length of the messages or completion."),
+                type="invalid_request_error", param="messages", code=400,
+            )
+        return window - prompt
 
-key_limits = KeyLimits()
+
+request_limits = RequestLimits()
 
 
 # LiteLLM releases whose OllamaModelInfo._is_static_ollama_model was read and found to rebuild the

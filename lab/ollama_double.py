@@ -9,10 +9,18 @@ steers it through a JSON behaviour file that is re-read whenever it changes:
      "token_delay": 0.0,     # seconds per generated token (slow backends, timeouts, least-busy)
      "fail": false,          # every model call answers 500
      "hang": false,          # every model call sleeps until the client gives up
-     "reply": "..."}         # the text a completion generates, one token per word
+     "reply": "...",         # the text a completion generates, one token per word
+     "default_num_ctx": 4096}  # the window a request without options.num_ctx gets (OLLAMA_CONTEXT_LENGTH)
 
-`GET /_double/stats` counts the requests served (load distribution); `POST /_double/reset`
-clears the counts. Neither path exists in Ollama, so no client can mistake them for its API.
+Like Ollama, each request is served with its own context window (`options.num_ctx`, else the
+default): a prompt longer than the window is truncated, keeping its first NUM_KEEP tokens and its
+end, with Ollama's "truncating input prompt" warning in the log, and `prompt_eval_count` shows
+the truncated length. Tokens are counted by `tokenize` below: a word or a sign is one token,
+a chat template marker such as <|user|> one more.
+
+`GET /_double/stats` counts the requests served (load distribution) and lists the last model
+calls (model, num_ctx as sent, prompt tokens before and after truncation); `POST /_double/reset`
+clears both. Neither path exists in Ollama, so no client can mistake them for its API.
 """
 from __future__ import annotations
 
@@ -20,11 +28,12 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import socket
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,6 +41,9 @@ from typing import Any
 VERSION = "0.12.3"
 # Ollama reports the GGUF architecture as the family: Llama 3.x and Mistral are "llama".
 FAMILIES = {"llama3": "llama", "llama3.1": "llama", "llama3.2": "llama", "mistral": "llama"}
+DEFAULT_NUM_CTX = 4096  # Ollama 0.12's default context length
+NUM_KEEP = 4  # tokens from the start of a prompt kept when it is truncated (Ollama's num_keep)
+TOKEN = re.compile(r"\s*<\|\w+\|>|\s*\w+|\s*[^\w\s]")
 DEFAULT_REPLY = (
     "The gateway answered through the lab backend and every token arrived in order as expected"
 )
@@ -59,6 +71,29 @@ class Behaviour:
                     with open(self.path, encoding="utf-8") as handle:
                         self._data = json.load(handle)
             return dict(self._data)
+
+
+def tokenize(text: str) -> list[str]:
+    """The double's tokenizer: a chat template marker, a word or a sign (with its leading space) is one token."""
+    return TOKEN.findall(text)
+
+
+def chat_prompt(messages: list[Any]) -> str:
+    """The prompt a chat template makes of the messages, as the model reads it."""
+    parts = [f"<|{m.get('role', 'user')}|>\n{m.get('content') or ''}<|end|>\n" for m in messages if isinstance(m, dict)]
+    return "".join(parts) + "<|assistant|>\n"
+
+
+def fit_to_window(tokens: list[str], num_ctx: int) -> list[str]:
+    """What Ollama's runner does with a prompt longer than the window: keep NUM_KEEP, drop the oldest rest."""
+    if len(tokens) <= num_ctx:
+        return tokens
+    discard = len(tokens) - num_ctx
+    kept = tokens[:NUM_KEEP] + tokens[NUM_KEEP + discard:]
+    sys.stderr.write(f'level=WARN source=runner.go msg="truncating input prompt" limit={num_ctx} '
+                     f"prompt={len(tokens)} keep={NUM_KEEP} new={len(kept)}\n")
+    sys.stderr.flush()
+    return kept
 
 
 def _now() -> str:
@@ -182,7 +217,7 @@ class OllamaHandler(BaseHTTPRequestHandler):
             self._send_json(200, {"models": self._loaded()})
         elif path == "/_double/stats":
             with self.stats_lock:
-                self._send_json(200, {"requests": dict(self.stats)})
+                self._send_json(200, {"requests": dict(self.stats), "calls": list(self.server.calls)})  # type: ignore[attr-defined]
         else:
             self._send_text(404, "404 page not found")
 
@@ -207,16 +242,17 @@ class OllamaHandler(BaseHTTPRequestHandler):
     def _loaded(self) -> list[dict[str, Any]]:
         loaded = getattr(self.server, "loaded", {})
         out = []
-        for tag, expires in sorted(loaded.items()):
+        for tag, (expires, context) in sorted(loaded.items()):
             entry = model_entry(tag)
             entry.pop("modified_at")
-            entry.update(expires_at=expires, size_vram=entry["size"])
+            entry.update(expires_at=expires, size_vram=entry["size"], context_length=context)
             out.append(entry)
         return out
 
     def _reset(self, _body: dict[str, Any]) -> None:
         with self.stats_lock:
             self.stats.clear()
+            self.server.calls.clear()  # type: ignore[attr-defined]
         self._send_json(200, {"status": "reset"})
 
     def _show(self, body: dict[str, Any]) -> None:
@@ -284,8 +320,17 @@ class OllamaHandler(BaseHTTPRequestHandler):
         if behaviour.get("fail"):
             self._send_json(500, {"error": "llama runner process has terminated: exit status 2"})
             return
-        self.server.loaded[tag] = _now()  # type: ignore[attr-defined]
         options = body.get("options") or {}
+        sent_ctx = options.get("num_ctx")
+        num_ctx = sent_ctx if isinstance(sent_ctx, int) and sent_ctx > 0 else int(behaviour.get("default_num_ctx", DEFAULT_NUM_CTX))
+        self.server.loaded[tag] = (_now(), num_ctx)  # type: ignore[attr-defined]
+        prompt = chat_prompt(body.get("messages") or []) if "messages" in body else str(body.get("prompt") or "")
+        whole = tokenize(prompt)
+        read = fit_to_window(whole, num_ctx)
+        with self.stats_lock:
+            self.server.calls.append({"model": tag, "num_ctx": sent_ctx, "prompt_tokens": len(whole),  # type: ignore[attr-defined]
+                                      "prompt_eval_count": len(read), "num_predict": options.get("num_predict"),
+                                      "stream": bool(body.get("stream", True))})
         limit = options.get("num_predict")
         words = str(behaviour.get("reply", DEFAULT_REPLY)).split()
         done_reason = "stop"
@@ -294,7 +339,7 @@ class OllamaHandler(BaseHTTPRequestHandler):
         tokens = [w if i == 0 else " " + w for i, w in enumerate(words)]
         delay = float(behaviour.get("token_delay", 0.0))
         started = time.monotonic_ns()
-        prompt_tokens = len(json.dumps(body.get("messages") or body.get("prompt") or "").split())
+        prompt_tokens = len(read)
 
         def stats() -> dict[str, Any]:
             total = time.monotonic_ns() - started
@@ -338,6 +383,7 @@ def serve(host: str, port: int, behaviour_file: str) -> ThreadingHTTPServer:
                                                           "request_queue_size": 128})
     server = server_class((host, port), handler)
     server.loaded = {}  # type: ignore[attr-defined]
+    server.calls = deque(maxlen=200)  # type: ignore[attr-defined]
     return server
 
 

@@ -19,11 +19,11 @@ DEBIAN_SUITE = "bookworm"
 
 # The seed's five models, as Ollama tags.
 MODELS: dict[str, dict] = {
-    "phi3-3.8b": {"tag": "phi3:3.8b-mini-128k-instruct-q8_0", "max_input_tokens": 2048},
-    "llama3-8b": {"tag": "llama3:8b", "max_input_tokens": 2048},
-    "llama3.1-8b": {"tag": "llama3.1:8b", "max_input_tokens": 2048},
-    "mistral-7b": {"tag": "mistral:7b", "max_input_tokens": 2048},
-    "gemma2-9b": {"tag": "gemma2:9b", "max_input_tokens": 2048},
+    "phi3-3.8b": {"tag": "phi3:3.8b-mini-128k-instruct-q8_0", "context_window": 2048},
+    "llama3-8b": {"tag": "llama3:8b", "context_window": 2048},
+    "llama3.1-8b": {"tag": "llama3.1:8b", "context_window": 2048},
+    "mistral-7b": {"tag": "mistral:7b", "context_window": 2048},
+    "gemma2-9b": {"tag": "gemma2:9b", "context_window": 2048},
 }
 
 

@@ -135,3 +135,43 @@ def test_ps_lists_models_after_use(double):
     call(base, "/api/chat", {"model": PHI3, "messages": [], "stream": False})
     loaded = json.loads(call(base, "/api/ps")[2])["models"]
     assert [m["name"] for m in loaded] == [PHI3] and "expires_at" in loaded[0] and "size_vram" in loaded[0]
+
+
+def words(n: int) -> str:
+    return " ".join(f"w{i}" for i in range(n))
+
+
+def chat_once(base: str, content: str, options: dict | None = None) -> dict:
+    body = {"model": PHI3, "messages": [{"role": "user", "content": content}], "stream": False}
+    if options is not None:
+        body["options"] = options
+    return json.loads(call(base, "/api/chat", body)[2])
+
+
+def test_a_prompt_within_the_window_is_read_whole(double, capfd):
+    base, _ = double
+    # <|user|>, 100 words, <|end|>, <|assistant|>: 103 tokens.
+    assert chat_once(base, words(100), {"num_ctx": 103})["prompt_eval_count"] == 103
+    assert "truncating input prompt" not in capfd.readouterr().err
+
+
+def test_a_prompt_over_the_window_is_cut_keeping_its_end_with_ollamas_warning(double, capfd):
+    base, _ = double
+    answer = chat_once(base, words(6000), {"num_ctx": 2048})
+    assert answer["prompt_eval_count"] == 2048 and answer["done"] is True  # answered 200 all the same
+    assert 'msg="truncating input prompt" limit=2048 prompt=6003 keep=4 new=2048' in capfd.readouterr().err
+    calls = json.loads(call(base, "/_double/stats")[2])["calls"]
+    assert calls[-1] == {"model": PHI3, "num_ctx": 2048, "prompt_tokens": 6003, "prompt_eval_count": 2048,
+                         "num_predict": None, "stream": False}
+
+
+def test_without_num_ctx_the_default_window_applies_and_ps_shows_it(double):
+    base, behaviour = double
+    assert chat_once(base, words(5000))["prompt_eval_count"] == 4096  # Ollama 0.12's default
+    assert json.loads(call(base, "/_double/stats")[2])["calls"][-1]["num_ctx"] is None
+    loaded = json.loads(call(base, "/api/ps")[2])["models"]
+    assert [(m["name"], m["context_length"]) for m in loaded] == [(PHI3, 4096)]
+    behaviour.write_text(json.dumps({"models": [PHI3], "default_num_ctx": 2048}))
+    assert chat_once(base, words(5000))["prompt_eval_count"] == 2048
+    chat_once(base, "hi", {"num_ctx": 8192})
+    assert json.loads(call(base, "/api/ps")[2])["models"][0]["context_length"] == 8192

@@ -26,7 +26,7 @@ LITELLM_KEYS = {"request_timeout", "num_retries", "drop_params", "cache", "cache
 GENERAL_KEYS = {"master_key", "custom_auth", "background_health_checks", "health_check_interval",
                 "max_parallel_requests", "global_max_parallel_requests", "database_url", "coordination_redis"}
 PARAM_KEYS = {"model", "api_base", "api_key", "timeout", "stream_timeout", "max_tokens", "rpm", "tpm", "keep_alive",
-              "max_retries"}
+              "max_retries", "num_ctx"}
 INFO_KEYS = {"id", "mode", "max_input_tokens", "max_tokens"}
 
 
@@ -62,7 +62,7 @@ def test_every_key_is_in_the_section_litellm_reads_it_from(seed):
     assert config["router_settings"]["routing_strategy"] == "least-busy"
     # Nothing the gateway depends on went missing either: the hook's two entry points, the shared counters.
     assert config["general_settings"]["custom_auth"] == "gateway_auth.user_api_key_auth"
-    assert config["litellm_settings"]["callbacks"] == ["gateway_auth.key_limits"]
+    assert config["litellm_settings"]["callbacks"] == ["gateway_auth.request_limits"]
     assert "coordination_redis" in config["general_settings"]
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
 
@@ -164,3 +164,17 @@ def test_logrotate_rotates_the_proxy_log_as_the_service_account_with_the_units_f
     assert f"create 0600 {seed.user} {seed.group}" in text and "UMask=0077" in render.unit(seed.resolved(2), HOST)
     directives = [line.strip() for line in text.splitlines() if not line.startswith("#")]
     assert "copytruncate" not in directives  # the WatchedFileHandler reopens; copytruncate would lose lines
+
+
+def test_every_deployment_carries_its_window_to_ollama():
+    data = seed_data(litellm_master_key=GOOD_KEY)
+    data["litellm_backends"]["hx-llm02-server"]["context_windows"] = {"phi3-3.8b": 4096}
+    config = yaml.safe_load(render.config_yaml(load(data).resolved(2), HOST))
+    windows = {(e["model_name"], e["litellm_params"]["api_base"]): (e["litellm_params"]["num_ctx"],
+                                                                    e["model_info"]["max_input_tokens"])
+               for e in config["model_list"]}
+    assert windows[("phi3-3.8b", "http://hx-llm02-server.dev-test.hana-x.ai:11434")] == (4096, 4096)
+    assert {w for k, w in windows.items() if k[1].startswith("http://hx-llm01")} == {(2048, 2048)}
+    assert config["router_settings"]["enable_pre_call_checks"] is True
+    env = render.env_settings(load(seed_data(litellm_context_check=False, litellm_context_margin=40)), HOST)
+    assert "GATEWAY_CONTEXT_CHECK=0\n" in env and "GATEWAY_CONTEXT_MARGIN=40\n" in env

@@ -178,3 +178,35 @@ def test_auto_workers_are_one_per_cpu_at_most_eight_and_a_number_stays():
     assert [auto.resolved(cpus).workers for cpus in (1, 2, 8, 64)] == [1, 2, 8, 8]
     fixed = load(seed_data(litellm_master_key=GOOD_KEY, litellm_workers=3))
     assert fixed.resolved(64).workers == 3
+
+
+def test_context_windows_are_declared_per_model_and_may_differ_per_backend():
+    data = seed_data()
+    data["litellm_models"]["llama3-8b"]["context_window"] = 8192
+    data["litellm_backends"]["hx-llm02-server"]["context_windows"] = {"phi3-3.8b": 4096}
+    s = load(data)
+    windows = {(m.name, b.name): s.window(m, b) for m, b in s.deployments}
+    assert windows[("phi3-3.8b", "hx-llm01-server")] == 2048  # the seed's figure, by default
+    assert windows[("phi3-3.8b", "hx-llm02-server")] == 4096
+    assert windows[("llama3-8b", "hx-llm01-server")] == windows[("llama3-8b", "hx-llm02-server")] == 8192
+    assert (s.context_check, s.context_margin) == (True, 25)
+
+
+def test_context_window_mistakes_are_named():
+    data = seed_data(litellm_context_margin=500, litellm_context_check="yes")
+    data["litellm_models"]["phi3-3.8b"] = {"tag": "phi3:mini", "max_input_tokens": 2048}
+    data["litellm_models"]["mistral-7b"]["context_window"] = 100
+    data["litellm_backends"]["hx-llm01-server"]["context_windows"] = {"ghost-1b": 4096}
+    with pytest.raises(SettingsError) as caught:
+        load(data)
+    problems = "\n".join(caught.value.problems)
+    assert "litellm_models['phi3-3.8b'].max_input_tokens: is now context_window" in problems
+    assert "litellm_models['mistral-7b'].context_window: 100 is out of range" in problems
+    assert "litellm_backends['hx-llm01-server'].context_windows: 'ghost-1b' is not among this backend's models" in problems
+    assert "litellm_context_margin: 500 is out of range" in problems
+    assert "litellm_context_check: 'yes' is not True or False" in problems
+
+
+def test_the_readme_names_every_setting():
+    readme = (REPO / "README.md").read_text()
+    assert [key for key in DEFAULTS if f"`{key}`" not in readme] == []
