@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from fabfile.keys import install_command
 from gateway.files import REPO, by_name, commit_commands, managed_files, stage_command
