@@ -1,6 +1,7 @@
 """`fab status`: one table of the fleet, gateways then backends."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 from fabric import Connection, task
@@ -10,6 +11,7 @@ from fabfile.common import ONLY_HELP, gateways_of
 from gateway.commands import status_command
 from gateway.facts import EnvFileState, ManagedFiles
 from gateway.files import ManagedFile, managed_files
+from gateway.lock import read_lock
 from gateway.preflight.backends import check_backends
 from gateway.remote import Gateway, Outcome, on_each
 from gateway.table import table
@@ -59,13 +61,18 @@ def _status_of(g: Gateway, connection: Connection) -> dict:
 
 def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
     if outcome.error:
-        return [g.name, "UNREACHABLE", "-", "-", "-", "-", "-", "-", "-", outcome.error], False
+        return [g.name, "UNREACHABLE", "-", "-", "-", "-", "-", "-", "-", "-", outcome.error], False
     st = outcome.value
     drift = st["drift"]
     version_ok = st["version"] == g.settings.version
     limits_shared = st["redis"] == "active"
+    lock, _ = read_lock(g.settings.requirements)
+    want = hashlib.sha256(lock.encode()).hexdigest() if lock else None
+    lock_ok = want is not None and st.get("lock") == want
+    lock_cell = (f"{want[:10]} ok" if lock_ok else
+                 f"{(st.get('lock') or 'none')[:10]} (want {want[:10] if want else 'a lock: python -m gateway.lock'})")
     healthy = (st["active"] == "active" and st["listening"] and st["readiness"] == "healthy" and not drift
-               and version_ok and limits_shared)
+               and version_ok and limits_shared and lock_ok)
     memory = f"{st['rss_kib'] // 1024} MiB" if st.get("rss_kib") else "-"
     return [
         g.name,
@@ -76,6 +83,7 @@ def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
         "yes" if st["listening"] else "NO",
         st["readiness"],
         st["version"] if version_ok else f"{st['version']} (want {g.settings.version})",
+        lock_cell,
         "shared" if limits_shared else f"PER WORKER (litellm-redis {st['redis']})",
         "none" if not drift else "DRIFT: " + ", ".join(drift),
     ], healthy
@@ -92,7 +100,8 @@ def status(c, only=""):
         row, ok = _gateway_row(g, outcome)
         rows.append(row)
         healthy &= ok
-    print(table(("GATEWAY", "SERVICE", "SINCE", "RESTARTS", "MEMORY", "PORT", "READINESS", "LITELLM", "LIMITS", "CONFIG"), rows))
+    print(table(("GATEWAY", "SERVICE", "SINCE", "RESTARTS", "MEMORY", "PORT", "READINESS", "LITELLM", "LOCK", "LIMITS",
+                 "CONFIG"), rows))
     print()
     backend_rows = []
     results = check_backends(fleet.backends, fleet.models, gateways[0].settings.preflight_timeout, fleet.resolver())

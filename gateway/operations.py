@@ -95,11 +95,14 @@ def secret_env_file(path: str, settings_text: str, master_key: str | None = None
 @operation()
 def pinned_virtualenv(path: str, requirements: str, python: str = "python3"):
     """
-    Keep a virtualenv holding exactly these pinned requirements; reinstall only when they change.
+    Keep a virtualenv holding exactly the packages of a lock; reinstall only when the lock changes.
 
     + path: the virtualenv directory (owned by root: the service cannot change its own code)
-    + requirements: the pip requirements file, exact pins only
+    + requirements: the lock (gateway/lock.py): every package, exact versions and hashes
     + python: the interpreter that creates the virtualenv
+
+    pip installs it with hash checking and without resolving anything itself (--no-deps): what the
+    lock says is what the host gets, whenever it is deployed.
 
     ``requirements.txt`` inside the virtualenv is written only after pip succeeded, so a failed or
     interrupted install is retried by the next deploy.
@@ -117,7 +120,7 @@ def pinned_virtualenv(path: str, requirements: str, python: str = "python3"):
     # Compiled now because the service cannot write .pyc files into its read-only venv.
     yield (
         f"{venv}/bin/pip install --quiet --no-input --disable-pip-version-check --no-compile "
-        f"--upgrade-strategy only-if-needed -r {pending}"
+        f"--require-hashes --no-deps -r {pending}"
     )
     # Like pip, a module that does not compile (e.g. a stray test file) is no reason to fail.
     yield f"{venv}/bin/python -m compileall -q -j 0 {venv}/lib >/dev/null || true"

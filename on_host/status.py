@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import json
 import os
 import socket
@@ -45,6 +46,15 @@ def rss_kib(pid: str) -> int | None:
     return total
 
 
+def lock_digest(venv: str) -> str | None:
+    """SHA-256 of the lock the virtualenv was installed from (written after pip succeeded)."""
+    try:
+        with open(os.path.join(venv, "requirements.txt"), "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
 def litellm_version(venv: str) -> str | None:
     found = glob.glob(os.path.join(venv, "lib", "python3*", "site-packages", "litellm-*.dist-info"))
     return os.path.basename(found[0])[len("litellm-"):-len(".dist-info")] if found else None
@@ -75,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             "listening": listening,
             "readiness": readiness,
             "version": litellm_version(args.venv),
+            "lock": lock_digest(args.venv),
             "cpus": os.cpu_count() or 1,  # what the deploy's "auto" workers were resolved with
             "redis": systemd("litellm-redis.service").get("ActiveState"),
         },

@@ -12,6 +12,7 @@ from pyinfra.operations import files, python, server, systemd
 from pyinfra.operations.util import any_changed
 
 from gateway.facts import ManagedFiles, ProxyAnswers
+from gateway.lock import lock_path, read_lock
 from gateway.files import PROXY, REDIS, by_name, managed_files
 from gateway.commands import validate_command
 from gateway.operations import pinned_virtualenv, secret_env_file, whole_file
@@ -24,10 +25,11 @@ table = managed_files(s, host.name, host_file(KeyStore(s.team_keys_file).read() 
 present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table if not f.secret))
 answered = host.get_fact(ProxyAnswers, url=s.local_url)  # before this run changed anything
 
+lock, _ = read_lock(s.requirements)  # the preflight refused a run without it
 venv = pinned_virtualenv(
-    name=f"Virtualenv {s.venv_dir} holds litellm[proxy]=={s.version} and its pinned extras",
+    name=f"Virtualenv {s.venv_dir} holds exactly the packages of {lock_path(s.requirements).name} (hash-checked)",
     path=s.venv_dir,
-    requirements=s.requirements,
+    requirements=lock,
 )
 
 files.directory(

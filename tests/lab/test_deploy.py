@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from gateway.account import MARKER
 from gateway.facts import ManagedFiles
 from gateway.files import managed_files
+from gateway.lock import read_lock
 from gateway.settings import load
 from gateway.team_keys import KeyStore, host_file
 from lab.fleet import fleet_data, host_entry
@@ -156,6 +158,24 @@ def test_files_have_the_right_modes_and_owners(first_deploy):
     assert "Permission denied" in ssh(f"{as_service} cat /etc/litellm/litellm.env 2>&1; echo rc=$?", check=False)
     assert "model_list:" in ssh(f"{as_service} cat /etc/litellm/config.yaml")  # the same command reads what it may
     assert "Permission denied" in ssh("setpriv --reuid=litellm --regid=litellm --init-groups touch /opt/litellm/x 2>&1", check=False)
+
+
+def installed_packages(host) -> set[tuple[str, str]]:
+    freeze = ssh("/opt/litellm/bin/pip freeze", host=host)
+    return {(re.sub(r"[-_.]+", "-", name).lower(), version)
+            for name, version in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$", freeze, re.M)}
+
+
+def test_two_gateways_deployed_apart_hold_exactly_the_packages_of_the_lock(first_deploy, readme_gateway):
+    """gw1 and gw2 are deployed at different times (gw2 is rebuilt every run): the same packages, all from the lock."""
+    lock, problem = read_lock(load(fleet_data()).requirements)
+    assert not problem
+    locked = {(re.sub(r"[-_.]+", "-", name).lower(), version)
+              for name, version in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", lock, re.M)}
+    gw2, gw1 = installed_packages(TEST_GATEWAY), installed_packages(readme_gateway)
+    assert gw2 == gw1 and len(gw2) > 100
+    assert gw2 <= locked, sorted(gw2 - locked)
+    assert ssh("cat /opt/litellm/requirements.txt") == lock  # what fab status compares
 
 
 def test_virtualenv_is_byte_compiled_for_the_read_only_service(first_deploy):

@@ -1,6 +1,7 @@
 """The operator tasks, run with `fab` against the lab over real SSH."""
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -10,8 +11,10 @@ from pathlib import Path
 import openai
 import pytest
 
+from gateway.lock import read_lock
+from gateway.settings import load
 from lab import control, machines
-from lab.fleet import write_inventory
+from lab.fleet import fleet_data, write_inventory
 from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, gateway
 from tests.lab.conftest import REPO, TEST_GATEWAY, ssh
 
@@ -53,6 +56,8 @@ def test_status_shows_a_healthy_fleet(first_deploy, tmp_path):
     gw = row(result.stdout, TEST_GATEWAY.fqdn)
     for expected in ("active/running", "healthy", "1.108.7", "shared", "none", " yes "):
         assert expected in gw, gw
+    lock, _ = read_lock(load(fleet_data()).requirements)
+    assert f"{hashlib.sha256(lock.encode()).hexdigest()[:10]} ok" in gw, gw  # the inventory's lock, installed
     for backend in BACKENDS:
         assert "all present" in row(result.stdout, backend.name)
 
