@@ -11,10 +11,10 @@ from pyinfra.facts.hardware import Cpus
 from pyinfra.operations import files, python, server, systemd
 from pyinfra.operations.util import any_changed
 
-from gateway.facts import ManagedFiles, ProxyAnswers
-from gateway.lock import lock_path, read_lock
-from gateway.files import PROXY, REDIS, by_name, managed_files
 from gateway.commands import validate_command
+from gateway.facts import ManagedFiles, ProxyAnswers
+from gateway.files import PROXY, REDIS, by_name, managed_files
+from gateway.lock import lock_path, read_lock
 from gateway.operations import pinned_virtualenv, secret_env_file, whole_file
 from gateway.settings import for_host
 from gateway.team_keys import KeyStore, host_file
