@@ -15,16 +15,13 @@ from gateway.lock import read_lock
 from gateway.preflight.backends import check_backends
 from gateway.remote import Gateway, Outcome, on_each
 from gateway.table import table
-from gateway.team_keys import KeyStore, host_file
 
 SEPARATOR = "----litellm-gateway-status----"
 
 
 def expected_files(g: Gateway, cpus: int) -> list[ManagedFile]:
     """The managed-files table as the deploy renders it for this gateway on a host with `cpus` CPUs."""
-    s = g.settings.resolved(cpus)
-    keys = KeyStore(s.team_keys_file).read() if s.team_keys_file else {}
-    return managed_files(s, g.name, host_file(keys))
+    return managed_files(g.settings.resolved(cpus), g.name)
 
 
 def drifted(table_: list[ManagedFile], present: dict, secret_state: dict | None) -> list[str]:

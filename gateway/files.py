@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gateway import commands, render
 from gateway.settings import Settings
+from gateway.team_keys import KeyStore, host_file
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT_DIR = "/etc/systemd/system"
@@ -55,10 +56,13 @@ class ManagedFile:
         return self.path.startswith(UNIT_DIR + "/")
 
 
-def managed_files(s: Settings, host_name: str, team_keys: str) -> list[ManagedFile]:
-    """The table for one host, in the order the deploy installs it; `s` resolved() for the host,
-    `team_keys` the rendered team-keys.json (gateway.team_keys.host_file)."""
+def managed_files(s: Settings, host_name: str, team_keys: str | None = None) -> list[ManagedFile]:
+    """The table for one host, in the order the deploy installs it; `s` resolved() for the host.
+    team-keys.json holds the operator's keys file (`litellm_team_keys_file`) unless `team_keys`
+    gives its rendered content (what `fab keys.push` is about to install)."""
     conf = s.config_dir
+    if team_keys is None:
+        team_keys = host_file(KeyStore(s.team_keys_file).read() if s.team_keys_file else {})
 
     def readable(name: str, source: str, content: str, wanted: str, **extra) -> ManagedFile:
         """Read by the service, changed only by root: root:GROUP 0640."""

@@ -17,11 +17,10 @@ from gateway.files import PROXY, REDIS, by_name, managed_files
 from gateway.lock import lock_path, read_lock
 from gateway.operations import pinned_virtualenv, secret_env_file, whole_file
 from gateway.settings import for_host
-from gateway.team_keys import KeyStore, host_file
 from gateway.verify import verify_gateway
 
 s = for_host(host).resolved(host.get_fact(Cpus) or 1)
-table = managed_files(s, host.name, host_file(KeyStore(s.team_keys_file).read() if s.team_keys_file else {}))
+table = managed_files(s, host.name)
 present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table if not f.secret))
 answered = host.get_fact(ProxyAnswers, url=s.local_url)  # before this run changed anything
 

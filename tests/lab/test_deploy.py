@@ -15,7 +15,6 @@ from gateway.facts import ManagedFiles
 from gateway.files import managed_files
 from gateway.lock import read_lock
 from gateway.settings import load
-from gateway.team_keys import KeyStore, host_file
 from lab.fleet import fleet_data, host_entry
 from lab.topology import BACKENDS, MODELS, OLLAMA_PORT, gateway
 from tests.lab.conftest import TEST_GATEWAY, deploy, ssh, tree_digest, wait_until_ready
@@ -119,9 +118,7 @@ def test_service_runs_as_litellm_with_no_capabilities(first_deploy):
 
 def table_for(host=TEST_GATEWAY, **overrides):
     """The managed-files table as the deploy renders it for a lab gateway (2 CPUs, no team keys yet)."""
-    data = fleet_data(**overrides) | host_entry(host)[1]
-    keys = KeyStore(data["litellm_team_keys_file"]).read()
-    return managed_files(load(data).resolved(2), host.fqdn, host_file(keys))
+    return managed_files(load(fleet_data(**overrides) | host_entry(host)[1]).resolved(2), host.fqdn)
 
 
 def test_every_file_of_the_managed_table_is_on_the_host_as_the_table_says(first_deploy):
