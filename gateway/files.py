@@ -60,6 +60,8 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None) -> 
     """The table for one host, in the order the deploy installs it; `s` resolved() for the host.
     team-keys.json holds the operator's keys file (`litellm_team_keys_file`) unless `team_keys`
     gives its rendered content (what `fab keys.push` is about to install)."""
+    if s.workers == "auto":  # the unit holds the worker count
+        raise ValueError("managed_files needs settings resolved() with the host's CPU count")
     conf = s.config_dir
     if team_keys is None:
         team_keys = host_file(KeyStore(s.team_keys_file).read() if s.team_keys_file else {})

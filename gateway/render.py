@@ -32,8 +32,6 @@ def config_yaml(settings: Settings, host_name: str) -> str:
 
 def unit(settings: Settings, host_name: str) -> str:
     """The proxy's unit; settings resolved() for the host, since the worker count is in it."""
-    if settings.workers == "auto":
-        raise ValueError("render the unit from settings resolved() with the host's CPU count")
     return render("litellm.service.j2", settings, host_name)
 
 

@@ -76,6 +76,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 PREFLIGHT_CLASSES = ("dns", "backends")
+# ssh_strict_host_key_checking: the values pyinfra takes (None: unset), read by the fab tasks too.
+SSH_STRICT_POLICIES = (None, "yes", "ask", "accept-new", "no", "off")
 
 ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "usage-based-routing", "latency-based-routing")
 MODEL_MODES = ("chat", "completion", "embedding")
@@ -263,7 +265,7 @@ def host_problems(name: Any, data: Mapping[str, Any]) -> list[str]:
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
         found.append(f"ssh_port: {shown(port)} is out of range; set an integer from 1 to 65535")
     strict = data.get("ssh_strict_host_key_checking")
-    if strict not in (None, "yes", "ask", "accept-new", "no", "off"):
+    if strict not in SSH_STRICT_POLICIES:
         found.append(f"ssh_strict_host_key_checking: {shown(strict)} is not one of yes, accept-new, no")
     for key in ("ssh_key", "ssh_known_hosts_file"):
         value = data.get(key)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import paramiko
 
-POLICIES = (None, "yes", "ask", "accept-new", "no", "off")
+from gateway.settings import SSH_STRICT_POLICIES
+
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 _WRITE_LOCK = threading.Lock()
 
@@ -41,7 +42,7 @@ class HostKeyTrust:
     @classmethod
     def from_inventory(cls, data: dict) -> HostKeyTrust:
         strict = data.get("ssh_strict_host_key_checking")
-        if strict not in POLICIES:
+        if strict not in SSH_STRICT_POLICIES:
             raise ValueError(f"ssh_strict_host_key_checking: {strict!r} is not one of yes, accept-new, no "
                              "(the values pyinfra takes); leave it unset to refuse unknown host keys")
         return cls(data.get("ssh_known_hosts_file") or DEFAULT_KNOWN_HOSTS, strict)

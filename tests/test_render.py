@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from gateway import render
+from gateway.files import managed_files
 from gateway.settings import load
 from tests.test_settings import GOOD_KEY, seed_data
 
@@ -119,9 +120,9 @@ def test_unit_runs_the_pinned_venv_with_the_settings(seed):
     assert "Wants=network-online.target litellm-redis.service" in unit
 
 
-def test_the_unit_is_only_rendered_with_a_worker_count():
+def test_the_managed_files_are_only_rendered_with_a_worker_count():
     with pytest.raises(ValueError, match="resolved"):
-        render.unit(load(seed_data(litellm_master_key=GOOD_KEY)), HOST)
+        managed_files(load(seed_data(litellm_master_key=GOOD_KEY)), HOST, "{}")
 
 
 def test_workers_share_limits_through_a_redis_on_a_unix_socket_only(seed):
