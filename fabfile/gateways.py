@@ -1,4 +1,4 @@
-"""Tasks on the gateway hosts themselves: logs, validate, restart (rolling), trial."""
+"""Tasks on the gateway hosts themselves: logs, validate, restart and rollback (rolling switch-overs), trial."""
 from __future__ import annotations
 
 import io
@@ -10,7 +10,7 @@ from fabric import Connection, task
 from invoke.exceptions import Exit
 
 from fabfile.common import ONLY_HELP, gateways_of, verdicts
-from gateway.commands import smoke_command, validate_command
+from gateway.commands import smoke_command, switch_command, validate_command
 from gateway.remote import Gateway, on_each
 from gateway.ssh_trust import HostKeyRefused
 
@@ -56,7 +56,7 @@ def logs(c, only="", lines=50, follow=False, since="", grep="", file=False):
         if since:
             raise Exit("--since works on the journal only; drop --file", code=2)
     else:
-        command = f"journalctl -u litellm.service --no-pager -o short-iso -n {int(lines)}"
+        command = f"journalctl -u 'litellm@*' -u litellm-front --no-pager -o short-iso -n {int(lines)}"
         command += f" --since {shlex.quote(since)}" if since else ""
         command += f" --grep {shlex.quote(grep)}" if grep else ""
         command += " -f" if follow else ""
@@ -78,7 +78,7 @@ def logs(c, only="", lines=50, follow=False, since="", grep="", file=False):
 
 
 def _validate(g: Gateway, connection: Connection) -> tuple[bool, str]:
-    result = g.run(connection, validate_command(g.settings, g.config_file) + " 2>&1")
+    result = g.run(connection, validate_command(g.settings, g.config_file, g.settings.current_link) + " 2>&1")
     lines = [line for line in result.stdout.splitlines() if "LiteLLM: config" in line or "rror" in line]
     return result.ok, (lines[-1] if lines else result.stdout.strip()[-300:])
 
@@ -90,37 +90,48 @@ def validate(c, only=""):
     verdicts(on_each(gateways, _validate), "CONFIG", "INVALID", "a config is invalid or a host could not be checked")
 
 
-@task(help={"only": ONLY_HELP, "ready_timeout": "seconds each gateway may take to answer again (default 120)"})
-def restart(c, only="", ready_timeout=120):
-    """Rolling restart, one gateway at a time: validate, restart, wait until it answers; stop at the first failure."""
+def _roll(c, only: str, release: str, done: str, ready_timeout: int, check_config: bool) -> None:
+    """One gateway at a time: a switch-over onto `release` (same / previous); stop at the first failure."""
     _, gateways = gateways_of(c, only)
     for index, g in enumerate(gateways):
         left = ", ".join(x.name for x in gateways[index + 1:]) or "none"
         try:
             with g.connection() as connection:
-                ok, detail = _validate(g, connection)
-                if not ok:
-                    raise Exit(f"{g.name}: config is invalid ({detail}); NOT restarted, the running service keeps "
-                               f"serving. Roll stopped; not restarted: {left}", code=1)
-                g.run(connection, "systemctl restart litellm.service")
-                check = g.run(connection, smoke_command(g.settings, g.settings.local_url, int(ready_timeout)))
-                if not check.ok:
-                    journal = g.run(connection, "journalctl -u litellm.service -n 20 --no-pager -o short-iso").stdout
-                    raise Exit(f"{g.name} did not come back:\n{check.stdout}{journal}\n"
-                               f"Roll stopped at {g.name}; not restarted: {left}", code=1)
+                if check_config:
+                    ok, detail = _validate(g, connection)
+                    if not ok:
+                        raise Exit(f"{g.name}: config is invalid ({detail}); nothing changed, the serving instance keeps "
+                                   f"serving. Roll stopped; not done: {left}", code=1)
+                result = g.run(connection, switch_command(g.settings, release, int(ready_timeout), f"fab {done}"))
+                if not result.ok:
+                    raise Exit(f"{g.name}: {result.stdout.rstrip()}\nThe serving instance keeps serving. "
+                               f"Roll stopped at {g.name}; not done: {left}", code=1)
         except Exit:
             raise
         except HostKeyRefused as refused:
-            raise Exit(f"{g.name}: REFUSED: {refused}. Roll stopped; not restarted: {left}", code=1) from None
+            raise Exit(f"{g.name}: REFUSED: {refused}. Roll stopped; not done: {left}", code=1) from None
         except Exception as error:  # noqa: BLE001
             raise Exit(f"{g.name}: unreachable or failed ({type(error).__name__}: {error}). "
-                       f"Roll stopped; not restarted: {left}", code=1) from None
-        print(f"{g.name}: restarted and answering ({check.stdout.strip().splitlines()[-1]})")
+                       f"Roll stopped; not done: {left}", code=1) from None
+        lines = result.stdout.strip().splitlines()
+        print(f"{g.name}: {done}: " + " | ".join(line[5:] for line in lines if line.startswith("ok")))
+
+
+@task(help={"only": ONLY_HELP, "ready_timeout": "seconds each new instance may take to answer (default 180)"})
+def restart(c, only="", ready_timeout=180):
+    """Restart without losing a request, one gateway at a time: a new instance reads the config, takes over once it answers, the old one drains."""
+    _roll(c, only, "same", "restart", ready_timeout, check_config=True)
+
+
+@task(help={"only": ONLY_HELP, "ready_timeout": "seconds each new instance may take to answer (default 180)"})
+def rollback(c, only="", ready_timeout=180):
+    """Go back to the release that served before, one gateway at a time, without losing a request (the next deploy brings the inventory's again)."""
+    _roll(c, only, "previous", "rollback", ready_timeout, check_config=False)
 
 
 @task(help={
     "only": ONLY_HELP,
-    "port": "spare port for the throwaway proxy on 127.0.0.1 (default: the gateway port + 1)",
+    "port": "spare port for the throwaway proxy on 127.0.0.1 (default: the gateway port + 10)",
 })
 def trial(c, only="", port=0):
     """Start a throwaway proxy with the host's config on a spare port, make one completion, stop it."""
@@ -128,13 +139,13 @@ def trial(c, only="", port=0):
 
     def attempt(g: Gateway, connection: Connection) -> tuple[bool, str]:
         s = g.settings
-        spare = int(port) or s.port + 1
+        spare = int(port) or s.port + 10
         unit = f"litellm-trial-{spare}"
         start = " ".join([
             "systemd-run", f"--unit={unit}", "--collect", "--quiet",
             f"-p User={s.user}", f"-p Group={s.group}", f"-p EnvironmentFile={g.env_file}",
             f"-p WorkingDirectory={s.home}", "-p NoNewPrivileges=yes", "-p ProtectSystem=strict", "-p PrivateTmp=yes",
-            f"{s.venv_dir}/bin/litellm", "--config", g.config_file, "--host", "127.0.0.1", "--port", str(spare),
+            f"{s.current_link}/bin/litellm", "--config", g.config_file, "--host", "127.0.0.1", "--port", str(spare),
         ])
         busy = g.run(connection, f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {spare}), 1)'")
         if busy.ok:

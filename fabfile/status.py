@@ -58,7 +58,7 @@ def _status_of(g: Gateway, connection: Connection) -> dict:
 
 def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
     if outcome.error:
-        return [g.name, "UNREACHABLE", "-", "-", "-", "-", "-", "-", "-", "-", outcome.error], False
+        return [g.name, "UNREACHABLE", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", outcome.error], False
     st = outcome.value
     drift = st["drift"]
     version_ok = st["version"] == g.settings.version
@@ -68,19 +68,23 @@ def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
     lock_ok = want is not None and st.get("lock") == want
     lock_cell = (f"{want[:10]} ok" if lock_ok else
                  f"{(st.get('lock') or 'none')[:10]} (want {want[:10] if want else 'a lock: python -m gateway.lock'})")
+    front_ok = st["front"] == "active" and (st.get("front_server") or "").startswith("UP")
     healthy = (st["active"] == "active" and st["listening"] and st["readiness"] == "healthy" and not drift
-               and version_ok and limits_shared and lock_ok)
+               and version_ok and limits_shared and lock_ok and front_ok)
     memory = f"{st['rss_kib'] // 1024} MiB" if st.get("rss_kib") else "-"
     return [
         g.name,
-        f"{st['active']}/{st['sub']}",
+        f"{st['active']}/{st['sub']} {st['instance']}",
         st["since"] or "-",
         st["restarts"] or "0",
         memory,
         "yes" if st["listening"] else "NO",
+        f"{st['front']}: {st.get('front_server') or 'no instance'}" if front_ok else
+        f"NOT SERVING ({st['front']}; " + ", ".join(f"{k} {v}" for k, v in st["front_servers"].items()) + ")",
         st["readiness"],
         st["version"] if version_ok else f"{st['version']} (want {g.settings.version})",
         lock_cell,
+        f"{st['release'] or '-'} (rollback: {st['previous'] or 'none'})",
         "shared" if limits_shared else f"PER WORKER (litellm-redis {st['redis']})",
         "none" if not drift else "DRIFT: " + ", ".join(drift),
     ], healthy
@@ -88,7 +92,7 @@ def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
 
 @task(help={"only": ONLY_HELP})
 def status(c, only=""):
-    """One table of the fleet: gateways (service, memory, port, readiness, version, shared limits, drift), then backends."""
+    """One table of the fleet: gateways (serving instance, memory, port, front, readiness, version, lock, release, shared limits, drift), then backends."""
     fleet, gateways = gateways_of(c, only)
 
     outcomes = on_each(gateways, _status_of)
@@ -97,8 +101,8 @@ def status(c, only=""):
         row, ok = _gateway_row(g, outcome)
         rows.append(row)
         healthy &= ok
-    print(table(("GATEWAY", "SERVICE", "SINCE", "RESTARTS", "MEMORY", "PORT", "READINESS", "LITELLM", "LOCK", "LIMITS",
-                 "CONFIG"), rows))
+    print(table(("GATEWAY", "SERVICE", "SINCE", "RESTARTS", "MEMORY", "PORT", "FRONT", "READINESS", "LITELLM", "LOCK",
+                 "RELEASE", "LIMITS", "CONFIG"), rows))
     print()
     backend_rows = []
     results = check_backends(fleet.backends, fleet.models, gateways[0].settings.preflight_timeout, fleet.resolver())

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import shlex
 
+from gateway import front
+from gateway.lock import release_name
 from gateway.settings import Settings
 
 HOST_LIB = "/usr/local/lib/litellm-gateway"  # on_host/ is installed below it (gateway/files.py)
@@ -18,9 +20,15 @@ def on_host(module: str, *arguments: str, lib: str = HOST_LIB) -> str:
     return " ".join([f"PYTHONPATH={lib}", "python3", "-m", f"on_host.{module}", *map(shlex.quote, arguments)])
 
 
-def validate_command(settings: Settings, config_path: str) -> str:
-    """The installed LiteLLM's own check of a config file, offline (no cost-map download)."""
-    return (f"LITELLM_LOCAL_MODEL_COST_MAP=True {settings.venv_dir}/bin/litellm "
+def release_dir(settings: Settings) -> str:
+    """Where the release of the settings' lock is installed (gateway/lock.py names it)."""
+    return f"{settings.releases_dir}/{release_name(settings.requirements)}"
+
+
+def validate_command(settings: Settings, config_path: str, release: str | None = None) -> str:
+    """A LiteLLM release's own check of a config file, offline (no cost-map download); by default
+    the release of the settings' lock, which the deploy installs before any file."""
+    return (f"LITELLM_LOCAL_MODEL_COST_MAP=True {release or release_dir(settings)}/bin/litellm "
             f"--config {shlex.quote(config_path)} --validate_config")
 
 
@@ -41,9 +49,9 @@ _HOOK_CHECK = (
 
 
 def hook_check_command(settings: Settings, hook_path: str) -> str:
-    """The installed LiteLLM's Python loads the auth hook as the proxy would and finds what config.yaml names."""
+    """The release's Python loads the auth hook as the proxy would and finds what config.yaml names."""
     return (f"cd {shlex.quote(settings.config_dir)} && LITELLM_LOCAL_MODEL_COST_MAP=True "
-            f"{settings.venv_dir}/bin/python -c {shlex.quote(_HOOK_CHECK)} {shlex.quote(hook_path)} 2>&1")
+            f"{release_dir(settings)}/bin/python -c {shlex.quote(_HOOK_CHECK)} {shlex.quote(hook_path)} 2>&1")
 
 
 def smoke_command(settings: Settings, url: str, ready_timeout: int) -> str:
@@ -55,7 +63,18 @@ def smoke_command(settings: Settings, url: str, ready_timeout: int) -> str:
 
 def status_command(settings: Settings) -> str:
     """What `fab status` asks of a host, as JSON (on_host/status.py)."""
-    return on_host("status", "--url", settings.local_url, "--venv", settings.venv_dir)
+    return on_host("status", "--url", settings.local_url, "--layout", front.layout(settings))
+
+
+def switch_command(settings: Settings, release: str, ready_timeout: int, why: str) -> str:
+    """The switch-over on the host (on_host/switch.py): start the idle instance on `release` (a
+    release directory, or `same` / `previous`: what serves now / what served before), let it take
+    the traffic only once it answered a completion, then drain and stop the one serving."""
+    expected = sorted({model.name for model, _ in settings.deployments})
+    return on_host("switch", "--layout", front.layout(settings), "--release", release, "--why", why,
+                   "--key-env-file", f"{settings.config_dir}/litellm.env", "--ready-timeout", str(ready_timeout),
+                   "--drain-timeout", str(settings.drain_timeout), "--keep", str(settings.releases_keep),
+                   "--expect", *expected)
 
 
 def readiness_command(url: str, lib: str = HOST_LIB) -> str:

@@ -9,6 +9,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
+from gateway import front
 from gateway.commands import HOST_LIB, readiness_command
 
 KEY_VAR = "LITELLM_MASTER_KEY"
@@ -117,3 +118,35 @@ class ProxyAnswers(FactBase):
 
     def process(self, output: list[str]) -> bool:
         return output == ["yes"]
+
+
+class Instances(FactBase):
+    """The proxy instances and what ran before them, in one command: for each instance port whether
+    its unit is active and enabled and which release its slot links to; whether the unit and the
+    virtualenv of a gateway deployed before the front are still there."""
+
+    def command(self, ports: tuple[int, ...], slots_dir: str, legacy_unit: str, venv_dir: str) -> str:
+        rows = "; ".join(
+            f"printf '%s %s %s %s\\n' {port} \"$(systemctl is-active {front.instance_unit(port)})\" "
+            f"\"$(systemctl is-enabled {front.instance_unit(port)} 2>/dev/null || echo no)\" "
+            f"\"$(readlink -e {shlex.quote(f'{slots_dir}/{port}')} || echo -)\""
+            for port in ports
+        )
+        return (f"{rows}; printf 'legacy %s %s\\n' \"$(test -e /etc/systemd/system/{legacy_unit} && echo yes || echo no)\" "
+                f"\"$(test -e {shlex.quote(venv_dir)}/pyvenv.cfg && echo yes || echo no)\"")
+
+    def process(self, output: list[str]) -> dict:
+        found: dict = {"instances": {}}
+        for line in output:
+            first, *rest = line.split()
+            if first == "legacy":
+                found["legacy_unit"], found["legacy_venv"] = (value == "yes" for value in rest)
+            else:
+                state, enabled, release = rest
+                found["instances"][int(first)] = {"active": state == "active", "enabled": enabled == "enabled",
+                                                  "release": None if release == "-" else release}
+        running = [p for p, i in found["instances"].items() if i["active"]]
+        serving = next((p for p in running if found["instances"][p]["enabled"]), running[0] if running else None)
+        found["serving"] = serving
+        found["serving_release"] = found["instances"][serving]["release"] if serving else None
+        return found

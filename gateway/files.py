@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway import commands, render
+from gateway import commands, front, render
 from gateway.settings import Settings
 from gateway.team_keys import KeyStore, host_file
 
@@ -24,8 +24,9 @@ LOGROTATE_PATH = "/etc/logrotate.d/litellm"
 TEAM_KEYS = commands.TEAM_KEYS
 AUTH_HOOK = f"{commands.HOOK_MODULE}.py"
 ENV_FILE = "litellm.env"
-PROXY = "litellm.service"
+PROXY = front.INSTANCE_TEMPLATE  # a change to a file it restarts on means a switch-over, not a restart
 REDIS = "litellm-redis.service"
+FRONT = front.UNIT  # reloaded on a change: no connection refused
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,11 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None) -> 
         ManagedFile(f"{conf}/{ENV_FILE}", "templates/litellm.env.j2", "root", "root", "600",
                     "holds the master key and runtime settings", render.env_settings(s, host_name).encode(),
                     secret=True, restarts=(PROXY,)),
-        system(f"{UNIT_DIR}/{PROXY}", *template("litellm.service.j2"), "is installed, hardened", restarts=(PROXY,)),
+        system(f"{UNIT_DIR}/{PROXY}", *template("litellm@.service.j2"), "is installed, hardened", restarts=(PROXY,)),
+        system(front.CONFIG, *template("litellm-front.cfg.j2"),
+               f"sends port {s.port} to the serving proxy instance, checked by haproxy -c",
+               validate="/usr/sbin/haproxy -c -q -f {path}", restarts=(FRONT,)),
+        system(f"{UNIT_DIR}/{FRONT}", *template("litellm-front.service.j2"), "is installed, hardened", restarts=(FRONT,)),
     ]
 
 

@@ -48,6 +48,14 @@ def read_lock(requirements: str) -> tuple[str | None, str]:
     return text, ""
 
 
+def release_name(requirements: str) -> str:
+    """The release a lock installs on a host: LiteLLM's version and the lock's own digest, so a lock
+    made again from the same pins (other dependencies) is another release, never installed over one."""
+    text, _ = read_lock(requirements)
+    version = lock_path(requirements).stem.split("-")[1]
+    return f"litellm-{version}-{hashlib.sha256((text or requirements).encode()).hexdigest()[:10]}"
+
+
 def make_lock(requirements: str, uv: str) -> Path:
     """Resolve the pins with uv for every supported Python and write the lock with its header."""
     path = lock_path(requirements)

@@ -10,6 +10,7 @@ from pathlib import Path
 import jinja2
 
 from gateway.commands import HOOK, TEAM_KEYS
+from gateway.front import Front
 from gateway.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -23,7 +24,8 @@ _env = jinja2.Environment(
 
 
 def render(template: str, settings: Settings, host_name: str) -> str:
-    return _env.get_template(template).render(s=settings, host_name=host_name, hook=HOOK, team_keys=TEAM_KEYS)
+    return _env.get_template(template).render(s=settings, host_name=host_name, hook=HOOK, team_keys=TEAM_KEYS,
+                                              front=Front(settings))
 
 
 def config_yaml(settings: Settings, host_name: str) -> str:
@@ -31,8 +33,8 @@ def config_yaml(settings: Settings, host_name: str) -> str:
 
 
 def unit(settings: Settings, host_name: str) -> str:
-    """The proxy's unit; settings resolved() for the host, since the worker count is in it."""
-    return render("litellm.service.j2", settings, host_name)
+    """The proxy instances' unit; settings resolved() for the host, since the worker count is in it."""
+    return render("litellm@.service.j2", settings, host_name)
 
 
 def redis_conf(settings: Settings, host_name: str) -> str:

@@ -25,6 +25,16 @@ DEFAULTS: dict[str, Any] = {
     # Where the gateway listens. 0.0.0.0 serves every interface; give a host address to narrow it.
     "litellm_bind_address": "0.0.0.0",
     "litellm_port": 4000,
+    # The two proxy instances behind the front (HAProxy on litellm_port), on 127.0.0.1 only: one
+    # serves while the other is started on a change, proves it answers and takes over; the first
+    # is then drained and stopped. The instance's unit is litellm@PORT.service.
+    "litellm_instance_ports": [4001, 4002],
+    # Seconds a switch-over waits for the requests still running on the old instance (long
+    # streaming completions included) before it stops it anyway.
+    "litellm_drain_timeout": 300,
+    # Releases (virtualenvs, one per lock) kept on each host: the serving one, the one
+    # `fab rollback` goes back to, and the newest others up to this number.
+    "litellm_releases_keep": 3,
     # uvicorn worker processes: "auto" is one per CPU of the host, at most 8 (each worker holds
     # ~400 MB), or a number. The workers share their rate-limit counters through the host's own
     # Redis (Unix socket only), so a team's limits hold whatever the count.
@@ -150,6 +160,7 @@ class Settings:
     extra_requirements: tuple[str, ...]
     bind_address: str
     port: int
+    instance_ports: tuple[int, int]
     workers: int | str  # a number, or "auto" until resolved() with the host's CPU count
     routing_strategy: str
     timeout: int
@@ -174,12 +185,29 @@ class Settings:
     log_keep_days: int = 14
     context_check: bool = True
     context_margin: int = 25  # percent
+    drain_timeout: int = 300
+    releases_keep: int = 3
 
     def resolved(self, cpus: int) -> Settings:
         """These settings on a host with `cpus` CPUs: "auto" workers become a number."""
         if self.workers != "auto":
             return self
         return replace(self, workers=max(1, min(cpus, AUTO_WORKERS_MAX)))
+
+    @property
+    def releases_dir(self) -> str:
+        """One virtualenv per release (lock) below it, installed beside the others, never into one."""
+        return f"{self.venv_dir}/releases"
+
+    @property
+    def slots_dir(self) -> str:
+        """slots/PORT: the link to the release instance litellm@PORT runs (its unit's ExecStart)."""
+        return f"{self.venv_dir}/slots"
+
+    @property
+    def current_link(self) -> str:
+        """The link to the release serving now, for operators and the fab tasks."""
+        return f"{self.venv_dir}/current"
 
     @property
     def redis_socket(self) -> str:
@@ -508,11 +536,20 @@ def load(data: Mapping[str, Any]) -> Settings:
         check.problem("litellm_preflight_skip", f"{shown(skip)}: only {', '.join(PREFLIGHT_CLASSES)} can be skipped")
         skip = []
 
+    port = check.integer("litellm_port", 1, 65535)
+    instance_ports = merged["litellm_instance_ports"]
+    if (not isinstance(instance_ports, (list, tuple)) or len(instance_ports) != 2
+            or any(isinstance(p, bool) or not isinstance(p, int) or not 1024 <= p <= 65535 for p in instance_ports)
+            or len({port, *instance_ports}) != 3):
+        check.problem("litellm_instance_ports", f"{shown(instance_ports)}: give two different ports from 1024 to 65535, "
+                                                f"neither of them litellm_port ({port}), e.g. [4001, 4002]")
+        instance_ports = (4001, 4002)
     settings = Settings(
         version=version,
         extra_requirements=tuple(extra),
         bind_address=bind,
-        port=check.integer("litellm_port", 1, 65535),
+        port=port,
+        instance_ports=tuple(instance_ports),
         workers=workers,
         routing_strategy=strategy,
         timeout=check.integer("litellm_timeout", 1, 3600),
@@ -537,6 +574,8 @@ def load(data: Mapping[str, Any]) -> Settings:
         log_keep_days=check.integer("litellm_log_keep_days", 1, 3650),
         context_check=check.boolean("litellm_context_check"),
         context_margin=check.integer("litellm_context_margin", 0, 300),
+        drain_timeout=check.integer("litellm_drain_timeout", 1, 86400),
+        releases_keep=check.integer("litellm_releases_keep", 2, 50),
     )
     if check.problems:
         raise SettingsError(check.problems)

@@ -1,10 +1,10 @@
-"""Verification after a (re)start: the smoke check, run on the gateway host against its own port."""
+"""After a change: the switch-over onto a proxy instance that answers, and the smoke check through the front."""
 from __future__ import annotations
 
 from pyinfra import host, logger
 from pyinfra.api.exceptions import OperationError
 
-from gateway.commands import smoke_command
+from gateway.commands import smoke_command, switch_command
 from gateway.settings import Settings
 
 READY_TIMEOUT = 180  # seconds: a cold proxy start imports for ~10 s, a slow host takes longer
@@ -22,9 +22,21 @@ def verify_gateway(settings: Settings) -> None:
     if ok:
         host.log(f"gateway verified:\n{report}")
         return
-    _, journal = _run("journalctl -u litellm.service -n 40 --no-pager -o short-iso")
+    _, journal = _run("journalctl -u 'litellm@*' -u litellm-front -n 40 --no-pager -o short-iso")
     host.log(
-        f"the gateway does not work:\n{report}\n--- last lines of the litellm.service journal ---\n{journal}",
+        f"the gateway does not work:\n{report}\n--- last lines of the gateway's journal ---\n{journal}",
         log_func=logger.error,
     )
     raise OperationError(f"the gateway on {host.name} failed verification: {report.splitlines()[-1] if report else 'no output'}")
+
+
+def switch_over(settings: Settings, release: str, why: str) -> None:
+    """Move traffic onto an instance of `release` with the files as they are now (on_host/switch.py),
+    then verify through the front. A refused switch leaves traffic where it was: OperationError names why."""
+    ok, report = _run(switch_command(settings, release, READY_TIMEOUT, why))
+    if not ok:
+        host.log(f"switch-over refused, nothing changed for clients:\n{report}", log_func=logger.error)
+        failed = [line for line in report.splitlines() if line.startswith("FAIL")]
+        raise OperationError(f"{host.name}: {failed[-1][5:] if failed else report[-300:]}")
+    host.log(f"switch-over:\n{report}")
+    verify_gateway(settings)

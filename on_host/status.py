@@ -1,7 +1,7 @@
 """What `fab status` needs from one gateway host, gathered on the host in one go, as JSON.
 
-`python3 -m on_host.status --url URL --venv DIR`, run by `fab status` over SSH. It reads nothing
-secret. (The managed files' fingerprints come from the deploy's own ManagedFiles fact, not from here.)
+`python3 -m on_host.status --url URL --layout JSON`, run by `fab status` over SSH (the layout of the
+front and instances comes from gateway/front.py). It reads nothing secret. (The managed files' fingerprints come from the deploy's own ManagedFiles fact, not from here.)
 """
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ import subprocess
 import sys
 from urllib.parse import urlsplit
 
+from . import front
 from .readiness import probe
+from .switch import serving, target
 
 
 def systemd(unit: str) -> dict[str, str]:
@@ -63,9 +65,18 @@ def litellm_version(venv: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
-    parser.add_argument("--venv", required=True)
+    parser.add_argument("--layout", required=True)
     args = parser.parse_args(argv)
-    unit = systemd("litellm.service")
+    layout = json.loads(args.layout)
+    instances = layout["instances"]
+    port = serving(instances) or next(iter(instances))
+    unit = systemd(instances[port]["unit"])
+    release = target(instances[port]["slot"]) or ""
+    previous = target(next(i["slot"] for p, i in instances.items() if p != port))  # what `fab rollback` goes to
+    try:
+        servers = {name: row["status"] for name, row in front.servers(layout["admin_socket"], layout["backend"]).items()}
+    except front.FrontError:
+        servers = {}
     address = urlsplit(args.url)
     try:
         with socket.create_connection((address.hostname, address.port), timeout=2):
@@ -84,8 +95,14 @@ def main(argv: list[str] | None = None) -> int:
             "rss_kib": rss_kib(pid) if pid != "0" else None,
             "listening": listening,
             "readiness": readiness,
-            "version": litellm_version(args.venv),
-            "lock": lock_digest(args.venv),
+            "instance": instances[port]["unit"],
+            "release": os.path.basename(release) or None,
+            "previous": os.path.basename(previous) if previous and previous != release else None,
+            "front": systemd(layout["front_unit"]).get("ActiveState"),
+            "front_server": servers.get(instances[port]["server"]),
+            "front_servers": servers,
+            "version": litellm_version(release) if release else None,
+            "lock": lock_digest(release) if release else None,
             "cpus": os.cpu_count() or 1,  # what the deploy's "auto" workers were resolved with
             "redis": systemd("litellm-redis.service").get("ActiveState"),
         },

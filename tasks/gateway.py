@@ -1,33 +1,38 @@
-"""The gateway itself: pinned virtualenv, the managed files, rate-limit Redis, hardened units, restart, verification.
+"""The gateway itself: the release, the managed files, rate-limit Redis, the front, the switch-over.
 
 Every file comes from one table (gateway/files.py) and is compared against one snapshot of them
-all (ManagedFiles), taken once while preparing. Restart only when something the service reads
-changed; daemon-reload only when its unit changed; a changed config or auth hook is checked by
-the installed LiteLLM before it replaces the live one; verify through the gateway after every
-(re)start, and whenever it did not answer before the run.
+all (ManagedFiles), taken once while preparing. The proxy is never restarted in place: when its
+release or anything it reads changed, or nothing serves, the idle instance is started on the
+wanted release and takes the traffic only once it answered (gateway/verify.py: switch_over). A
+changed config or auth hook is checked by the release's LiteLLM before it replaces the live one.
 """
 from pyinfra import host
 from pyinfra.facts.hardware import Cpus
 from pyinfra.operations import files, python, server, systemd
 from pyinfra.operations.util import any_changed
 
-from gateway.commands import validate_command
-from gateway.facts import ManagedFiles, ProxyAnswers
-from gateway.files import PROXY, REDIS, by_name, managed_files
+from gateway import front
+from gateway.commands import release_dir, validate_command
+from gateway.facts import Instances, ManagedFiles, ProxyAnswers
+from gateway.files import FRONT, PROXY, REDIS, by_name, managed_files
 from gateway.lock import lock_path, read_lock
 from gateway.operations import pinned_virtualenv, secret_env_file, whole_file
 from gateway.settings import for_host
-from gateway.verify import verify_gateway
+from gateway.verify import switch_over, verify_gateway
 
 s = for_host(host).resolved(host.get_fact(Cpus) or 1)
 table = managed_files(s, host.name)
 present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table if not f.secret))
 answered = host.get_fact(ProxyAnswers, url=s.local_url)  # before this run changed anything
+instances = host.get_fact(Instances, ports=s.instance_ports, slots_dir=s.slots_dir,
+                          legacy_unit=front.LEGACY_UNIT, venv_dir=s.venv_dir)
 
 lock, _ = read_lock(s.requirements)  # the preflight refused a run without it
+release = release_dir(s)
 venv = pinned_virtualenv(
-    name=f"Virtualenv {s.venv_dir} holds exactly the packages of {lock_path(s.requirements).name} (hash-checked)",
-    path=s.venv_dir,
+    name=f"Release {release} holds exactly the packages of {lock_path(s.requirements).name} (hash-checked), "
+         "installed beside the serving one",
+    path=release,
     requirements=lock,
 )
 
@@ -52,41 +57,65 @@ for f in table:
         installed[f.name] = whole_file(name=f"{f.path} {f.wanted}", file=f, present=present[f.path])
 
 
-def current_and_running(service: str, what: str, also: tuple = ()):
-    """`service` enabled and running; restarted once when a file it restarts on (or `also`) changed;
-    systemd re-reads its unit when that changed. True (at execution) when it was started or restarted.
-
-    Decided at execution time (`_if=`): asking `will_change` while preparing would gather the
-    facts of every input twice, the bulk of a no-change run on a fleet.
-    """
-    inputs = tuple(installed[f.name] for f in table if service in f.restarts) + also
-    unit = installed[service]
-    systemd.daemon_reload(name=f"systemd has read the changed {service} unit", _if=unit.did_change)
-    restarted = systemd.service(
-        name=f"{service} is restarted onto the changed {what}",
-        service=service,
-        running=True,
-        restarted=True,
-        _if=any_changed(*inputs),
-    )
-    running = systemd.service(name=f"{service} is enabled and running", service=service, running=True, enabled=True)
-    return any_changed(restarted, running)
+def inputs_of(service: str) -> tuple:
+    return tuple(installed[f.name] for f in table if service in f.restarts)
 
 
-current_and_running(REDIS, "config or unit")
+def unit_read(service: str) -> None:
+    systemd.daemon_reload(name=f"systemd has read the changed {service} unit", _if=installed[service].did_change)
+
+
+# Decided at execution time (`_if=`): asking `will_change` while preparing would gather the facts
+# of every input twice, the bulk of a no-change run on a fleet.
+unit_read(REDIS)
+systemd.service(
+    name=f"{REDIS} is restarted onto the changed config or unit",
+    service=REDIS, running=True, restarted=True, _if=any_changed(*inputs_of(REDIS)),
+)
+systemd.service(name=f"{REDIS} is enabled and running", service=REDIS, running=True, enabled=True)
+
+unit_read(FRONT)
+server.shell(
+    name=f"{FRONT}, when running, has reloaded its changed config (the listening socket is handed over)",
+    commands=[f"systemctl try-reload-or-restart {FRONT}"],
+    _if=installed[front.CONFIG.rsplit('/', 1)[1]].did_change,
+)
 
 server.shell(
-    name=f"The new LiteLLM accepts {s.config_dir}/config.yaml (--validate_config)",
+    name=f"The new release accepts {s.config_dir}/config.yaml (--validate_config)",
     commands=[validate_command(s, by_name(table)["config.yaml"].path)],
     # A changed config was checked when staged; this is for the same config under new code.
     _if=lambda: venv.did_change() and not installed["config.yaml"].did_change(),
 )
 
-proxy_started = current_and_running(PROXY, "config, auth hook, logging, env, unit or venv", also=(venv,))
+unit_read(PROXY)
+# Nothing serves, or not this release: a switch is due whatever changes this run.
+due = instances["serving"] is None or instances["serving_release"] != release
+changed = any_changed(*inputs_of(PROXY), venv)
+python.call(
+    name=f"Traffic is on an instance of {release.rsplit('/', 1)[1]} with these files: switched over "
+         "once the new instance answered, the old one drained",
+    function=switch_over,
+    settings=s,
+    release=release,
+    why="deploy",
+    _if=lambda: due or changed(),
+)
+systemd.service(name=f"{FRONT} is enabled and running", service=FRONT, running=True, enabled=True)
+
+if instances["legacy_unit"]:
+    files.file(name=f"The unit of before the front, {front.LEGACY_UNIT}, is gone",
+               path=f"/etc/systemd/system/{front.LEGACY_UNIT}", present=False)
+    systemd.daemon_reload(name=f"systemd has forgotten {front.LEGACY_UNIT}")
+if instances["legacy_venv"]:
+    server.shell(
+        name=f"The virtualenv of before the releases, in {s.venv_dir} itself, is gone",
+        commands=[f"cd {s.venv_dir} && rm -rf bin include lib lib64 share pyvenv.cfg requirements.txt"],
+    )
 
 python.call(
     name="The gateway answers: ready, exactly the configured models, one chat completion",
     function=verify_gateway,
     settings=s,
-    _if=lambda: proxy_started() or not answered,  # (re)started, or running but not answering (starting, hung)
+    _if=lambda: not answered and not (due or changed()),  # running but not answering (starting, hung)
 )

@@ -1,22 +1,29 @@
-"""OS packages the gateway needs: an interpreter able to create virtualenvs, CA certificates, Redis, logrotate."""
+"""OS packages the gateway needs: an interpreter able to create virtualenvs, CA certificates, Redis,
+HAProxy (the front), logrotate."""
 from pyinfra import host
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files
 
-PACKAGES = ["python3", "python3-venv", "python3-pip", "ca-certificates", "redis-server", "logrotate"]
+PACKAGES = ["python3", "python3-venv", "python3-pip", "ca-certificates", "redis-server", "haproxy",
+            "logrotate"]
+# Debian's own service of a package we run under a unit of our own: masked before the package
+# arrives, so its default instance never starts. One installed before us may serve something else
+# and is left alone.
+OWN_INSTANCE_INSTEAD = {
+    "redis-server": "no default Redis on TCP (the gateway's own is litellm-redis.service, a Unix socket only)",
+    "haproxy": "no default HAProxy (the gateway's front is litellm-front.service)",
+}
 
 installed = host.get_fact(DebPackages)
 missing = [name for name in PACKAGES if name not in installed]
 
-if "redis-server" in missing:
-    # The gateway runs its own Redis (litellm-redis.service, Unix socket only). Masked before the
-    # package arrives, Debian's default instance never starts: no Redis listens on TCP 6379. A
-    # redis-server installed before us may serve something else and is left alone.
-    files.link(
-        name="redis-server.service is masked before installing: no default Redis on TCP",
-        path="/etc/systemd/system/redis-server.service",
-        target="/dev/null",
-    )
+for package, why in OWN_INSTANCE_INSTEAD.items():
+    if package in missing:
+        files.link(
+            name=f"{package}.service is masked before installing: {why}",
+            path=f"/etc/systemd/system/{package}.service",
+            target="/dev/null",
+        )
 
 if missing:
     # Refresh the package lists only when something is to be installed: a run with nothing

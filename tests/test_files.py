@@ -30,10 +30,13 @@ def test_every_row_has_one_path_a_real_source_and_an_owner_and_mode():
 
 def test_what_restarts_on_what():
     rows = by_name(table())
-    assert rows["config.yaml"].restarts == rows["gateway_auth.py"].restarts == ("litellm.service",)
+    # A change the proxy reads means a switch-over onto a new instance (litellm@PORT), never a restart in place.
+    assert rows["config.yaml"].restarts == rows["gateway_auth.py"].restarts == ("litellm@.service",)
+    assert rows["litellm.env"].restarts == rows["logging.json"].restarts == ("litellm@.service",)
     assert rows["redis.conf"].restarts == ("litellm-redis.service",)
+    assert rows["litellm-front.cfg"].restarts == ("litellm-front.service",)  # reloaded: the socket is handed over
     assert rows["team-keys.json"].restarts == ()  # re-read by the hook: no restart
-    assert rows["litellm.service"].is_unit and not rows["config.yaml"].is_unit
+    assert rows["litellm@.service"].is_unit and rows["litellm-front.service"].is_unit and not rows["config.yaml"].is_unit
 
 
 def test_a_refused_staged_copy_is_removed_and_the_live_file_kept(tmp_path):

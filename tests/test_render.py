@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from dataclasses import replace
 import yaml
 
 from gateway import render
@@ -112,12 +113,32 @@ def test_rendering_is_deterministic():
     assert len(first) >= 12 and first == second
 
 
-def test_unit_runs_the_pinned_venv_with_the_settings(seed):
+def test_unit_runs_the_slots_release_on_the_instance_port_of_loopback_only(seed):
     unit = render.unit(seed, HOST)
-    assert "ExecStart=/opt/litellm/bin/litellm --config /etc/litellm/config.yaml --host 0.0.0.0 --port 4000 --num_workers 2" in unit
+    assert ("ExecStart=/opt/litellm/slots/%i/bin/litellm --config /etc/litellm/config.yaml --host 127.0.0.1 "
+            "--port %i --num_workers 2") in unit
     assert "User=litellm" in unit and "RestartPreventExitStatus=3" in unit
     assert "LogsDirectory=litellm" in unit and "StateDirectory=litellm" in unit
     assert "Wants=network-online.target litellm-redis.service" in unit
+
+
+def test_the_front_owns_the_gateway_port_and_checks_readiness_of_both_instances(seed):
+    cfg = render.render("litellm-front.cfg.j2", seed, HOST)
+    assert "    bind 0.0.0.0:4000\n" in cfg
+    assert "server i4001 127.0.0.1:4001\n" in cfg and cfg.endswith("server i4002 127.0.0.1:4002\n")
+    assert "option httpchk GET /health/readiness" in cfg and "expose-fd listeners" in cfg
+    assert "retries 3" in cfg and "option redispatch 1" in cfg and "option http-server-close" in cfg
+    unit = render.render("litellm-front.service.j2", seed, HOST)
+    assert "ExecStart=/usr/sbin/haproxy -Ws -f /etc/haproxy/litellm-front.cfg\n" in unit
+    assert "DynamicUser=yes" in unit and "CapabilityBoundingSet=\n" in unit
+    low = render.render("litellm-front.service.j2", replace(seed, port=443, instance_ports=(4001, 4002)), HOST)
+    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in low  # only what binding port 443 needs
+
+
+def test_the_front_asks_the_readiness_the_gateway_probe_asks():
+    from gateway import front
+    from on_host import readiness
+    assert front.READINESS_PATH == readiness.PATH
 
 
 def test_the_managed_files_are_only_rendered_with_a_worker_count():

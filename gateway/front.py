@@ -1,0 +1,66 @@
+"""The gateway's front and its two proxy instances: every name they share, declared once.
+
+HAProxy from the distribution (litellm-front.service) owns the gateway port; behind it, two
+LiteLLM instances (litellm@PORT.service on 127.0.0.1) take turns. The deploy, `fab restart` and
+`fab rollback` switch traffic with on_host/switch.py, `fab status` reads the front with
+on_host/status.py: both get this layout as one JSON argument, so the host side names nothing itself.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from gateway.settings import Settings
+
+UNIT = "litellm-front.service"
+CONFIG = "/etc/haproxy/litellm-front.cfg"  # /etc/litellm is not readable by the front's dynamic user
+RUNTIME_DIRECTORY = "litellm-front"
+ADMIN_SOCKET = f"/run/{RUNTIME_DIRECTORY}/admin.sock"
+BACKEND = "instances"
+INSTANCE_TEMPLATE = "litellm@.service"
+READINESS_PATH = "/health/readiness"  # on_host/readiness.py asks the same (tests/test_front.py holds them equal)
+# The unit every gateway ran before the front existed: stopped and removed when the front takes its port.
+LEGACY_UNIT = "litellm.service"
+
+
+def instance_unit(port: int) -> str:
+    return INSTANCE_TEMPLATE.replace("@", f"@{port}")
+
+
+def server(port: int) -> str:
+    """The instance's name in the front's backend."""
+    return f"i{port}"
+
+
+@dataclass(frozen=True)
+class Front:
+    """What the front's templates read, for one host's settings."""
+
+    s: Settings
+    config: str = CONFIG
+    admin_socket: str = ADMIN_SOCKET
+    runtime_directory: str = RUNTIME_DIRECTORY
+    readiness_path: str = READINESS_PATH
+
+    @property
+    def request_timeout(self) -> int:
+        """Seconds the front waits on either side: every try of the router, and some."""
+        return self.s.timeout * (self.s.num_retries + 1) + 30
+
+    @staticmethod
+    def server(port: int) -> str:
+        return server(port)
+
+
+def layout(s: Settings) -> str:
+    """The host-side scripts' view of the front and instances, as one JSON argument."""
+    return json.dumps({
+        "front_unit": UNIT,
+        "admin_socket": ADMIN_SOCKET,
+        "backend": BACKEND,
+        "instances": {str(port): {"unit": instance_unit(port), "server": server(port),
+                                  "slot": f"{s.slots_dir}/{port}"} for port in s.instance_ports},
+        "releases_dir": s.releases_dir,
+        "current_link": s.current_link,
+        "legacy_unit": LEGACY_UNIT,
+    }, sort_keys=True, separators=(",", ":"))
