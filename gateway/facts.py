@@ -127,8 +127,8 @@ class Instances(FactBase):
 
     def command(self, ports: tuple[int, ...], slots_dir: str, legacy_unit: str, venv_dir: str) -> str:
         rows = "; ".join(
-            f"printf '%s %s %s %s\\n' {port} \"$(systemctl is-active {front.instance_unit(port)})\" "
-            f"\"$(systemctl is-enabled {front.instance_unit(port)} 2>/dev/null || echo no)\" "
+            f"e=$(systemctl is-enabled {front.instance_unit(port)} 2>/dev/null | head -n1); "
+            f"printf '%s %s %s %s\\n' {port} \"$(systemctl is-active {front.instance_unit(port)})\" \"${{e:-no}}\" "
             f"\"$(readlink -e {shlex.quote(f'{slots_dir}/{port}')} || echo -)\""
             for port in ports
         )
