@@ -81,7 +81,7 @@ def first_deploy(lab: Lab, runs: int) -> tuple[Figure, Figure]:
         deploy.samples.append(lab.deploy([host]))
         script = (
             "set -e; rm -rf /root/floor; "
-            "s=$(date +%s.%N); python3 -m venv /root/floor && /root/floor/bin/pip install -q -r /opt/litellm/requirements.txt; "
+            "s=$(date +%s.%N); python3 -m venv /root/floor && /root/floor/bin/pip install -q -r /opt/litellm/current/requirements.txt; "
             "systemd-run --unit=bench-floor --collect --quiet -p EnvironmentFile=/etc/litellm/litellm.env "
             f"/root/floor/bin/litellm --config /etc/litellm/config.yaml --host 127.0.0.1 --port {GATEWAY_PORT + 2}; "
             f"until python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:{GATEWAY_PORT + 2}/health/readiness\")' 2>/dev/null; do sleep 0.2; done; "

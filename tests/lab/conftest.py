@@ -57,11 +57,28 @@ def wait_until_ready(host: LabHost = TEST_GATEWAY, timeout: float = 120) -> None
     assert ready, f"{host.name} not ready after {timeout:.0f} s: {answer}"
 
 
+def serving(host: LabHost = TEST_GATEWAY) -> str:
+    """The proxy instance serving now (litellm@PORT.service): the one running, enabled for the next boot."""
+    units = ssh("systemctl list-units --no-legend --plain --state=active 'litellm@*.service' | cut -d' ' -f1", host).split()
+    enabled = [u for u in units if ssh(f"systemctl is-enabled {u}", host, check=False).strip() == "enabled"]
+    assert len(enabled) == 1, f"serving instances on {host.name}: running {units}, enabled {enabled}"
+    return enabled[0]
+
+
+def service(prop: str, host: LabHost = TEST_GATEWAY) -> str:
+    """A property of the serving instance's unit (MainPID, NRestarts, ExecStart, ...)."""
+    return ssh(f"systemctl show -p {prop} --value {serving(host)}", host).strip()
+
+
 def tree_digest(host: LabHost = TEST_GATEWAY) -> str:
-    """Content, modes and owners of every file the deploy manages, as one hash."""
+    """Content, modes and owners of every file the deploy manages, the release links and the serving
+    instance, as one hash."""
     listing = ssh(
-        "find /etc/litellm /etc/systemd/system/litellm.service /opt/litellm/requirements.txt /usr/local/lib/litellm-gateway "
-        "-printf '%p %m %u %g\\n' -type f -exec sha256sum {} + 2>/dev/null | sort"
+        "find /etc/litellm /etc/systemd/system/litellm@.service /etc/systemd/system/litellm-front.service "
+        "/etc/haproxy/litellm-front.cfg /opt/litellm/current/requirements.txt /usr/local/lib/litellm-gateway "
+        "-printf '%p %m %u %g\\n' -type f -exec sha256sum {} + 2>/dev/null | sort; "
+        "readlink /opt/litellm/current /opt/litellm/slots/*; "
+        "systemctl list-units --no-legend --plain --state=active 'litellm@*.service' | cut -d' ' -f1", host
     )
     return hashlib.sha256(listing.encode()).hexdigest()
 

@@ -50,7 +50,7 @@ def longest(first_deploy) -> int:
         f"    if math.ceil(count * 1.25) + {ANSWER} > {WINDOW}:\n"
         "        print(n - 1); break\n"
     )
-    return int(ssh(f"LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/bin/python -c \"{script}\"").strip())
+    return int(ssh(f"LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/current/bin/python -c \"{script}\"").strip())
 
 
 def client(key: str) -> openai.OpenAI:

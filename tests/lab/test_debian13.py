@@ -21,7 +21,7 @@ def trixie(lab_ready, deploy_dir):
 
 
 def test_fresh_debian_13_host_becomes_a_working_gateway(trixie, deploy_dir):
-    host = machines.ssh(TRIXIE_GATEWAY, "cat /etc/debian_version; /opt/litellm/bin/python --version").stdout
+    host = machines.ssh(TRIXIE_GATEWAY, "cat /etc/debian_version; /opt/litellm/current/bin/python --version").stdout
     assert host.startswith("13.") and "Python 3.13" in host
     assert "gateway verified" in trixie.output
     client = openai.OpenAI(base_url=f"http://{TRIXIE_GATEWAY.address}:{GATEWAY_PORT}/v1",

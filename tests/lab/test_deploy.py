@@ -17,7 +17,7 @@ from gateway.lock import read_lock
 from gateway.settings import load
 from lab.fleet import fleet_data, host_entry
 from lab.topology import BACKENDS, MODELS, OLLAMA_PORT, gateway
-from tests.lab.conftest import TEST_GATEWAY, deploy, ssh, tree_digest, wait_until_ready
+from tests.lab.conftest import TEST_GATEWAY, deploy, serving, service, ssh, tree_digest
 
 pytestmark = pytest.mark.lab
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -25,10 +25,6 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 def client(url: str, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=60)
-
-
-def service(prop: str) -> str:
-    return ssh(f"systemctl show -p {prop} --value litellm.service").strip()
 
 
 def test_first_deploy_to_a_fresh_host_proves_the_gateway_works(first_deploy):
@@ -52,7 +48,7 @@ def test_a_running_proxy_that_does_not_answer_is_verified_by_the_next_deploy(fir
     pid = service("MainPID")
     # Every process of the unit (parent and workers); `systemctl kill` cannot signal a cgroup in the lab,
     # whose cgroup files also list a 0 for processes outside the host's PID namespace (`kill 0`: ourselves).
-    every = ("$(cg=$(systemctl show -p ControlGroup --value litellm.service); "
+    every = (f"$(cg=$(systemctl show -p ControlGroup --value {serving()}); "
              "cat /sys/fs/cgroup$cg/cgroup.procs /sys/fs/cgroup/*$cg/cgroup.procs 2>/dev/null | sort -u | grep -vx 0)")
     ssh(f"kill -STOP {every} && systemd-run --quiet --collect --on-active=8 sh -c 'kill -CONT {every}'")
     try:
@@ -94,13 +90,13 @@ def test_wrong_key_is_refused_with_401(gateway_url):
 
 
 def test_config_passes_litellm_validate_config_and_the_seed_config_does_not(first_deploy):
-    ours = ssh("LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/bin/litellm --config /etc/litellm/config.yaml --validate_config")
+    ours = ssh("LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/current/bin/litellm --config /etc/litellm/config.yaml --validate_config")
     deployments = sum(len(b.models) for b in BACKENDS)  # one entry per (model, backend)
     assert f"config OK ({deployments} models)" in ours
     # The seed's file, put on the host through its file system (the lab host's root is a directory here).
     (TEST_GATEWAY.root / "root" / "seed-config.yaml").write_text((DATA / "seed-config.yaml").read_text())
     result = ssh(
-        "LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/bin/litellm --config /root/seed-config.yaml --validate_config 2>&1; echo rc=$?"
+        "LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/current/bin/litellm --config /root/seed-config.yaml --validate_config 2>&1; echo rc=$?"
     )
     assert "rc=1" in result
     assert "health_check_interval" in result
@@ -132,7 +128,8 @@ def test_every_file_of_the_managed_table_is_on_the_host_as_the_table_says(first_
     for f in (f for f in table if f.secret):
         assert ssh(f"stat -c '%a %U %G' {f.path}").split() == [f.mode, f.user, f.group]
     assert {f.name for f in table} >= {"config.yaml", "gateway_auth.py", "team-keys.json", "smoke.py", "readiness.py",
-                                       "status.py", "litellm.env", "litellm.service", "litellm-redis.service"}
+                                       "status.py", "switch.py", "front.py", "litellm.env", "litellm@.service",
+                                       "litellm-redis.service", "litellm-front.service", "litellm-front.cfg"}
 
 
 def test_files_have_the_right_modes_and_owners(first_deploy):
@@ -142,9 +139,11 @@ def test_files_have_the_right_modes_and_owners(first_deploy):
         "/etc/litellm/gateway_auth.py": "640 root litellm",
         "/etc/litellm/logging.json": "640 root litellm",
         "/etc/litellm/litellm.env": "600 root root",
-        "/etc/systemd/system/litellm.service": "644 root root",
+        "/etc/systemd/system/litellm@.service": "644 root root",
+        "/etc/systemd/system/litellm-front.service": "644 root root",
+        "/etc/haproxy/litellm-front.cfg": "644 root root",
         "/etc/logrotate.d/litellm": "644 root root",
-        "/opt/litellm/bin/litellm": "755 root root",
+        "/opt/litellm/current/bin/litellm": "755 root root",
         "/var/log/litellm": "750 litellm litellm",
         "/var/lib/litellm": "750 litellm litellm",
     }
@@ -158,7 +157,7 @@ def test_files_have_the_right_modes_and_owners(first_deploy):
 
 
 def installed_packages(host) -> set[tuple[str, str]]:
-    freeze = ssh("/opt/litellm/bin/pip freeze", host=host)
+    freeze = ssh("/opt/litellm/current/bin/pip freeze", host=host)
     return {(re.sub(r"[-_.]+", "-", name).lower(), version)
             for name, version in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$", freeze, re.M)}
 
@@ -172,14 +171,14 @@ def test_two_gateways_deployed_apart_hold_exactly_the_packages_of_the_lock(first
     gw2, gw1 = installed_packages(TEST_GATEWAY), installed_packages(readme_gateway)
     assert gw2 == gw1 and len(gw2) > 100
     assert gw2 <= locked, sorted(gw2 - locked)
-    assert ssh("cat /opt/litellm/requirements.txt") == lock  # what fab status compares
+    assert ssh("cat /opt/litellm/current/requirements.txt") == lock  # what fab status compares
 
 
 def test_virtualenv_is_byte_compiled_for_the_read_only_service(first_deploy):
     # pip runs with --no-compile and compileall does it on every core: nothing may be left out,
     # because the service cannot write .pyc files into its read-only venv.
     missing = ssh(
-        "/opt/litellm/bin/python - <<'EOF'\n"
+        "/opt/litellm/current/bin/python - <<'EOF'\n"
         "import importlib.util, pathlib, sysconfig\n"
         "files = list(pathlib.Path(sysconfig.get_paths()['purelib']).rglob('*.py'))\n"
         "left = [f for f in files if not pathlib.Path(importlib.util.cache_from_source(str(f))).exists()]\n"
@@ -194,7 +193,7 @@ def test_proxy_log_lands_in_var_log_and_the_journal(gateway_url, master_key):
     client(gateway_url, master_key).models.list(extra_query={"marker": marker})  # the access log shows the query
     time.sleep(1)
     assert marker in ssh("cat /var/log/litellm/proxy.log")
-    assert marker in ssh("journalctl -u litellm.service --no-pager -o cat")
+    assert marker in ssh("journalctl -u 'litellm@*' --no-pager -o cat")
 
 
 def test_proxy_log_is_rotated_and_the_proxy_writes_on_into_the_new_file(gateway_url, master_key):
@@ -212,16 +211,19 @@ def test_proxy_log_is_rotated_and_the_proxy_writes_on_into_the_new_file(gateway_
     assert service("MainPID") == pid  # no restart for it
 
 
-def test_installed_unit_scores_2_or_better_on_the_host(first_deploy):
-    result = ssh("systemd-analyze security --threshold=20 litellm.service 2>&1; echo rc=$?")
+@pytest.mark.parametrize("unit", ["serving instance", "litellm-front.service"])
+def test_installed_units_score_2_or_better_on_the_host(first_deploy, unit):
+    unit = serving() if unit == "serving instance" else unit
+    result = ssh(f"systemd-analyze security --threshold=20 {unit} 2>&1; echo rc=$?")
     assert "rc=0" in result, result[-1500:]
 
 
-def test_changing_one_setting_restarts_once_and_only_then(first_deploy, deploy_dir, restore):
-    before = service("MainPID")
+def test_changing_one_setting_switches_over_once_and_only_then(first_deploy, deploy_dir, restore):
+    before, instance = service("MainPID"), serving()
     changed = deploy(deploy_dir, "-vv", litellm_timeout=45)  # -vv prints every command run
     assert changed.returncode == 0, changed.output[-3000:]
-    assert "systemctl restart litellm.service" in changed.output
+    assert f"takes over from {instance}" in changed.output and f"{instance} drained" in changed.output
+    assert serving() != instance
     assert "daemon-reload" not in changed.output  # only the config changed, not the unit
     assert "timeout: 45" in ssh("cat /etc/litellm/config.yaml")
     after = service("MainPID")
@@ -237,29 +239,33 @@ def test_unsafe_master_key_exit_does_not_loop(first_deploy, workers, status):
     """LiteLLM refuses a public default key; the unit does not restart it into the same refusal.
 
     With one worker the proxy exits 3 (RestartPreventExitStatus=3); with several, uvicorn's parent
-    stops with status 0 once a worker fails to start (Restart=on-failure). Each path is run."""
+    stops with status 0 once a worker fails to start (Restart=on-failure). Each path is run, on an
+    instance of the unit of its own (port 4009, the serving release): the gateway keeps serving."""
+    unit = "litellm@4009.service"
     ssh(
-        "mkdir -p /etc/systemd/system/litellm.service.d && printf 'LITELLM_MASTER_KEY=sk-1234\\n' > /run/unsafe.env && "
-        "exec=$(sed -n 's/^ExecStart=//p' /etc/systemd/system/litellm.service "
-        f"| sed 's/--num_workers [0-9]*/--num_workers {workers}/') && "
+        f"mkdir -p /etc/systemd/system/{unit}.d && printf 'LITELLM_MASTER_KEY=sk-1234\\n' > /run/unsafe.env && "
+        "exec=$(sed -n 's/^ExecStart=//p' /etc/systemd/system/litellm@.service "
+        f"| sed 's#/slots/%i/#/current/#; s/--num_workers [0-9]*/--num_workers {workers}/') && "
         "printf '[Service]\\nEnvironmentFile=/run/unsafe.env\\nExecStart=\\nExecStart=%s\\n' \"$exec\" "
-        "> /etc/systemd/system/litellm.service.d/unsafe.conf && "
-        "systemctl daemon-reload && systemctl restart litellm.service"
+        f"> /etc/systemd/system/{unit}.d/unsafe.conf && "
+        f"systemctl daemon-reload && systemctl restart {unit}"
     )
+
+    def show(prop: str) -> str:
+        return ssh(f"systemctl show -p {prop} --value {unit}").strip()
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and service("ActiveState") not in ("failed", "inactive"):
+        while time.monotonic() < deadline and show("ActiveState") not in ("failed", "inactive"):
             time.sleep(1)
         time.sleep(8)  # longer than RestartSec=5: a loop would have restarted by now
-        assert f"--num_workers {workers} " in service("ExecStart")
-        assert service("ActiveState") in ("failed", "inactive")
-        assert service("ExecMainStatus") == status
-        assert service("NRestarts") == "0"
-        assert "UnsafeMasterKeyError" in ssh("journalctl -u litellm.service -n 200 --no-pager -o cat")
+        assert f"--num_workers {workers} " in show("ExecStart")
+        assert show("ActiveState") in ("failed", "inactive")
+        assert show("ExecMainStatus") == status
+        assert show("NRestarts") == "0"
+        assert "UnsafeMasterKeyError" in ssh(f"journalctl -u {unit} -n 200 --no-pager -o cat")
     finally:
-        ssh("rm -rf /etc/systemd/system/litellm.service.d /run/unsafe.env && systemctl daemon-reload && "
-            "systemctl reset-failed litellm.service && systemctl restart litellm.service")
-        wait_until_ready()
+        ssh(f"systemctl stop {unit}; rm -rf /etc/systemd/system/{unit}.d /run/unsafe.env && systemctl daemon-reload && "
+            f"systemctl reset-failed {unit}", check=False)
 
 
 def test_bad_setting_is_refused_before_any_host_changes(first_deploy, deploy_dir):
@@ -312,7 +318,7 @@ def test_unit_change_reloads_systemd_and_restarts(first_deploy, deploy_dir, rest
     changed = deploy(deploy_dir, "-vv", litellm_workers=1)  # "auto" gives 2 on the lab's 2-CPU hosts
     assert changed.returncode == 0, changed.output[-3000:]
     assert "daemon-reload" in changed.output
-    assert "--num_workers 1 " in ssh("systemctl show -p ExecStart --value litellm.service")
+    assert "--num_workers 1 " in service("ExecStart")
     assert service("MainPID") != before
 
 
@@ -344,15 +350,15 @@ def test_an_auth_hook_litellm_refuses_never_replaces_the_one_in_place(first_depl
     before = ssh("sha256sum /etc/litellm/gateway_auth.py")
     pid = service("MainPID")
     ssh(
-        "mv /opt/litellm/bin/python /opt/litellm/bin/python.real && "
+        "mv /opt/litellm/current/bin/python /opt/litellm/current/bin/python.real && "
         "printf '#!/bin/sh\\ncase \"$*\" in *SourceFileLoader*) echo \"LiteLLM: auth hook refused: injected\"; "
-        "exit 1;; esac\\nexec /opt/litellm/bin/python.real \"$@\"\\n' > /opt/litellm/bin/python && "
-        "chmod 755 /opt/litellm/bin/python"
+        "exit 1;; esac\\nexec /opt/litellm/current/bin/python.real \"$@\"\\n' > /opt/litellm/current/bin/python && "
+        "chmod 755 /opt/litellm/current/bin/python"
     )
     try:
         result = deploy(deploy_dir)
     finally:
-        ssh("mv -f /opt/litellm/bin/python.real /opt/litellm/bin/python")
+        ssh("mv -f /opt/litellm/current/bin/python.real /opt/litellm/current/bin/python")
     assert result.returncode != 0
     assert "auth hook refused: injected" in result.output
     assert ssh("sha256sum /etc/litellm/gateway_auth.py") == before
@@ -367,15 +373,15 @@ def test_a_config_litellm_refuses_never_replaces_the_one_in_place(first_deploy, 
     before = ssh("sha256sum /etc/litellm/config.yaml")
     pid = service("MainPID")
     ssh(
-        "mv /opt/litellm/bin/litellm /opt/litellm/bin/litellm.real && "
+        "mv /opt/litellm/current/bin/litellm /opt/litellm/current/bin/litellm.real && "
         "printf '#!/bin/sh\\ncase \"$*\" in *--validate_config*) echo \"LiteLLM: config validation failed: injected\"; "
-        "exit 1;; esac\\nexec /opt/litellm/bin/litellm.real \"$@\"\\n' > /opt/litellm/bin/litellm && "
-        "chmod 755 /opt/litellm/bin/litellm"
+        "exit 1;; esac\\nexec /opt/litellm/current/bin/litellm.real \"$@\"\\n' > /opt/litellm/current/bin/litellm && "
+        "chmod 755 /opt/litellm/current/bin/litellm"
     )
     try:
         result = deploy(deploy_dir, litellm_timeout=47)
     finally:
-        ssh("mv -f /opt/litellm/bin/litellm.real /opt/litellm/bin/litellm && rm -f /etc/litellm/config.yaml.staged")
+        ssh("mv -f /opt/litellm/current/bin/litellm.real /opt/litellm/current/bin/litellm && rm -f /etc/litellm/config.yaml.staged")
     assert result.returncode != 0
     assert "config validation failed: injected" in result.output
     assert ssh("sha256sum /etc/litellm/config.yaml") == before

@@ -16,7 +16,7 @@ from gateway.settings import load
 from lab import control, machines
 from lab.fleet import fleet_data, write_inventory
 from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, gateway
-from tests.lab.conftest import REPO, TEST_GATEWAY, ssh
+from tests.lab.conftest import REPO, TEST_GATEWAY, serving, service, ssh
 
 pytestmark = pytest.mark.lab
 FAB = str(Path(sys.executable).parent / "fab")
@@ -34,7 +34,7 @@ def fab(tmp_path: Path, *args: str, hosts=(TEST_GATEWAY,), timeout: float = 300,
 
 
 def main_pid() -> str:
-    return ssh("systemctl show -p MainPID --value litellm.service").strip()
+    return service("MainPID")
 
 
 def row(output: str, name: str) -> str:
@@ -43,7 +43,7 @@ def row(output: str, name: str) -> str:
 
 def test_list_and_help_describe_every_task():
     listing = subprocess.run([FAB, "--list"], cwd=REPO, capture_output=True, text=True).stdout
-    for name in ("status", "logs", "restart", "health", "validate", "trial"):
+    for name in ("status", "logs", "restart", "rollback", "health", "validate", "trial"):
         assert f"  {name} " in listing
     help_text = subprocess.run([FAB, "--help", "logs"], cwd=REPO, capture_output=True, text=True).stdout
     for flag in ("--lines", "--follow", "--since", "--grep", "--file", "--only"):
@@ -177,20 +177,20 @@ def test_health_lists_every_model_on_every_backend(first_deploy, tmp_path):
 
 
 def test_trial_makes_a_completion_and_leaves_the_service_alone(first_deploy, tmp_path):
-    before = (main_pid(), ssh("systemctl show -p NRestarts --value litellm.service"))
+    before = (main_pid(), service("NRestarts"))
     result = fab(tmp_path, "trial")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok   completion with" in row(result.stdout, TEST_GATEWAY.fqdn)
-    assert (main_pid(), ssh("systemctl show -p NRestarts --value litellm.service")) == before
+    assert (main_pid(), service("NRestarts")) == before
     assert "litellm-trial" not in ssh("systemctl list-units --all --no-legend 'litellm-trial*'")
 
 
-def test_restart_rolls_and_the_gateway_answers_again(first_deploy, tmp_path):
-    before = main_pid()
+def test_restart_switches_to_the_other_instance_and_the_gateway_answers_again(first_deploy, tmp_path):
+    before, instance = main_pid(), serving()
     result = fab(tmp_path, "restart")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{TEST_GATEWAY.fqdn}: restarted and answering" in result.stdout
-    assert main_pid() != before
+    assert f"{TEST_GATEWAY.fqdn}: restart: fab restart: " in result.stdout and f"{instance} drained" in result.stdout
+    assert main_pid() != before and serving() != instance
 
 
 def test_restart_refuses_a_broken_config_and_the_service_keeps_serving(first_deploy, tmp_path, restore):
@@ -198,8 +198,8 @@ def test_restart_refuses_a_broken_config_and_the_service_keeps_serving(first_dep
     ssh("printf 'router_settings:\\n  health_check_interval: 60\\n' >> /etc/litellm/config.yaml")
     result = fab(tmp_path, "restart", hosts=(TEST_GATEWAY, gateway(1)))
     assert result.returncode != 0
-    assert f"{TEST_GATEWAY.fqdn}: config is invalid" in result.stderr and "NOT restarted" in result.stderr
-    assert "not restarted: gw1.lab.test" in result.stderr  # the roll stopped at the first gateway
+    assert f"{TEST_GATEWAY.fqdn}: config is invalid" in result.stderr and "nothing changed" in result.stderr
+    assert "not done: gw1.lab.test" in result.stderr  # the roll stopped at the first gateway
     assert main_pid() == before
     client = openai.OpenAI(base_url=f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1", api_key=_key(), max_retries=0)
     assert sorted(m.id for m in client.models.list().data) == sorted(MODELS)

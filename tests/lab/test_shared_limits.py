@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lab.conftest import ssh
+from tests.lab.conftest import service, ssh
 
 pytestmark = pytest.mark.lab
 
 
 def test_one_worker_per_cpu_and_a_redis_reachable_by_the_service_user_only(first_deploy):
     cpus = int(ssh("getconf _NPROCESSORS_ONLN"))
-    assert f"--num_workers {min(cpus, 8)} " in ssh("systemctl show -p ExecStart --value litellm.service")
+    assert f"--num_workers {min(cpus, 8)} " in service("ExecStart")
     assert ssh("systemctl is-active litellm-redis.service").strip() == "active"
     assert ssh("stat -c '%a %U %G %F' /run/litellm-redis/redis.sock").strip() == "700 litellm litellm socket"
     assert "PONG" in ssh("setpriv --reuid=litellm --regid=litellm --clear-groups redis-cli -s /run/litellm-redis/redis.sock ping")

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from lab.topology import BACKENDS, GATEWAY_PORT, gateway
-from tests.lab.conftest import TEST_GATEWAY, deploy, ssh
+from tests.lab.conftest import service, TEST_GATEWAY, deploy, ssh
 from tests.lab.test_fabfile import fab as run_fab
 
 pytestmark = pytest.mark.lab
@@ -103,7 +103,7 @@ def test_61st_request_in_a_minute_is_rate_limited(fleet):
 def test_a_rate_limit_holds_across_every_worker_of_the_gateway(fleet):
     # The lab hosts have 2 CPUs, so the default "auto" runs 2 workers; each new connection may land
     # on either. Without the shared Redis each worker counted on its own (19 of 20 got through).
-    assert "--num_workers 2" in ssh("systemctl show -p ExecStart --value litellm.service")
+    assert "--num_workers 2" in service("ExecStart")
     key = create(fleet, "lima", "--rpm", "10")
 
     def one(_):

@@ -1,0 +1,147 @@
+"""No request lost to a change: config-changing deploys, `fab restart`, upgrades, a broken upgrade
+and `fab rollback`, each under steady load from the official OpenAI client, every failure counted."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+
+from gateway.commands import release_dir
+from gateway.settings import load
+from lab import control
+from lab.fleet import fleet_data
+from lab.load import LongStream, SteadyLoad
+from lab.topology import BACKENDS, GATEWAY_PORT
+from tests.lab.conftest import TEST_GATEWAY, deploy, serving, service, ssh
+from tests.lab.test_fabfile import fab
+
+pytestmark = pytest.mark.lab
+URL = f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1"
+STEADY_MODEL = "llama3-8b"  # on llm1 only
+STREAM_MODEL = "mistral-7b"  # on llm2 only, slowed down for the long stream
+OLDER = "1.108.6"  # a second real LiteLLM release, with its lock in locks/
+
+
+@contextmanager
+def steady_load(clients: int = 4):
+    """Steady completions through the front before, during and after the block."""
+    with SteadyLoad(URL, control.master_key(), STEADY_MODEL, clients=clients) as load:
+        time.sleep(2)
+        yield load.outcomes
+        time.sleep(2)
+    assert load.outcomes.ok > 50, load.outcomes.summary()  # the load really ran
+
+
+def release_of(host=TEST_GATEWAY) -> str:
+    return ssh("readlink /opt/litellm/current", host).strip().rsplit("/", 1)[-1]
+
+
+@pytest.fixture
+def slow_llm2():
+    """llm2 streams 400 words at 20 per second: a completion that runs for many seconds."""
+    behaviour = BACKENDS[1].root / "etc/ollama-double.json"
+    original = behaviour.read_text()
+    behaviour.write_text(json.dumps({**json.loads(original), "token_delay": 0.05,
+                                     "reply": " ".join(f"word{i}" for i in range(400))}))
+    yield
+    behaviour.write_text(original)
+
+
+def start_stream_when_the_new_instance_starts(old: str) -> LongStream:
+    """The stream begins once the switch started the other instance: it runs on the old one, which
+    must be drained, not cut, when traffic moves."""
+    other = "litellm@4002.service" if old == "litellm@4001.service" else "litellm@4001.service"
+    deadline = time.monotonic() + 60
+    while ssh(f"systemctl is-active {other}", check=False).strip() not in ("active", "activating"):
+        assert time.monotonic() < deadline, "the switch-over never started the other instance"
+        time.sleep(0.2)
+    stream = LongStream(URL, control.master_key(), STREAM_MODEL, max_tokens=300)
+    stream.start()
+    assert stream.first_chunk.wait(30) and stream.error is None, stream.error
+    return stream
+
+
+def test_a_config_changing_deploy_under_load_loses_nothing_and_a_long_stream_finishes_whole(
+        first_deploy, deploy_dir, restore, slow_llm2):
+    old = serving()
+    started: dict = {}
+
+    def watch() -> None:
+        started["stream"] = start_stream_when_the_new_instance_starts(old)
+
+    watcher = threading.Thread(target=watch)
+    with steady_load() as outcomes:
+        watcher.start()
+        result = deploy(deploy_dir, litellm_cooldown_time=29)
+        watcher.join(90)
+    stream = started["stream"]
+    stream.join(120)
+    assert result.returncode == 0, result.output[-4000:]
+    assert "cooldown_time: 29" in ssh("cat /etc/litellm/config.yaml") and serving() != old
+    assert outcomes.failures == [], outcomes.summary()
+    # The stream ran on the old instance through the switch: every token, ended by its length limit.
+    assert (stream.error, stream.chunks, stream.finish_reason) == (None, 300, "length")
+    drained = next(line for line in result.output.splitlines() if f"{old} drained in" in line)
+    assert "0 request(s)" not in drained, drained  # the drain really waited for it
+
+
+def test_fab_restart_under_load_loses_nothing(first_deploy, tmp_path):
+    old, pid = serving(), service("MainPID")
+    with steady_load() as outcomes:
+        result = fab(tmp_path, "restart")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert outcomes.failures == [], outcomes.summary()
+    assert serving() != old and service("MainPID") != pid
+
+
+def test_upgrades_between_two_real_releases_and_a_rollback_lose_nothing(first_deploy, deploy_dir, tmp_path, restore):
+    newer = release_of()
+    assert newer.startswith("litellm-1.108.7-")
+    older_dir = release_dir(load(fleet_data(litellm_version=OLDER)))
+    # To the other release, installed beside the serving one while it serves.
+    with steady_load() as to_older:
+        result = deploy(deploy_dir, litellm_version=OLDER)
+    assert result.returncode == 0, result.output[-4000:]
+    assert to_older.failures == [], to_older.summary()
+    assert release_of() == older_dir.rsplit("/", 1)[1]
+    assert OLDER in ssh("ls /opt/litellm/current/lib/python3*/site-packages | grep '^litellm-'")
+    assert f"/opt/litellm/releases/{newer}" in ssh("readlink -e /opt/litellm/slots/*").split()  # kept for rollback
+    # And up again: the newer release is still installed, so this is a switch-over only.
+    with steady_load() as upgrade:
+        result = deploy(deploy_dir)
+    assert result.returncode == 0, result.output[-4000:]
+    assert upgrade.failures == [], upgrade.summary()
+    assert release_of() == newer and "Release /opt/litellm/releases" in result.output
+    # fab rollback goes back to the release that served before, on purpose.
+    with steady_load() as rollback:
+        back = fab(tmp_path, "rollback")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert rollback.failures == [], rollback.summary()
+    assert release_of() == older_dir.rsplit("/", 1)[1]
+    status = fab(tmp_path, "status")  # the inventory wants the newer one: status says so
+    assert status.returncode != 0 and f"(rollback: {newer})" in status.stdout, status.stdout
+
+
+def test_a_release_that_does_not_start_is_never_given_traffic(first_deploy, deploy_dir, restore):
+    """Fault injection: the older release installs but its proxy exits at once. The deploy fails
+    naming it; the serving instance never stops serving, and no request fails."""
+    if release_of() != release_dir(load(fleet_data())).rsplit("/", 1)[1]:
+        assert deploy(deploy_dir).returncode == 0
+    older = release_dir(load(fleet_data(litellm_version=OLDER)))
+    instance, pid = serving(), service("MainPID")
+    ssh(f"test -x {older}/bin/litellm && mv {older}/bin/litellm {older}/bin/litellm.real && "
+        f"printf '#!/bin/sh\\necho injected: this release does not start >&2\\nexit 1\\n' > {older}/bin/litellm && "
+        f"chmod 755 {older}/bin/litellm")
+    try:
+        with steady_load() as outcomes:
+            result = deploy(deploy_dir, litellm_version=OLDER)
+    finally:
+        ssh(f"mv -f {older}/bin/litellm.real {older}/bin/litellm")
+    assert result.returncode != 0
+    assert "stopped while starting" in result.output and f"traffic stays on {instance}" in result.output
+    assert "injected: this release does not start" in result.output  # its journal, shown
+    assert outcomes.failures == [], outcomes.summary()
+    assert (serving(), service("MainPID")) == (instance, pid)
