@@ -11,6 +11,7 @@ from invoke.exceptions import Exit
 
 from fabfile.common import ONLY_HELP, gateways_of, verdicts
 from gateway.commands import smoke_command, switch_command, validate_command
+from gateway.front import instance_host
 from gateway.remote import Gateway, on_each
 from gateway.ssh_trust import HostKeyRefused
 
@@ -131,7 +132,7 @@ def rollback(c, only="", ready_timeout=180):
 
 @task(help={
     "only": ONLY_HELP,
-    "port": "spare port for the throwaway proxy on 127.0.0.1 (default: the gateway port + 10)",
+    "port": "spare port for the throwaway proxy on the instances' loopback address (default: the gateway port + 10)",
 })
 def trial(c, only="", port=0):
     """Start a throwaway proxy with the host's config on a spare port, make one completion, stop it."""
@@ -145,16 +146,16 @@ def trial(c, only="", port=0):
             "systemd-run", f"--unit={unit}", "--collect", "--quiet",
             f"-p User={s.user}", f"-p Group={s.group}", f"-p EnvironmentFile={g.env_file}",
             f"-p WorkingDirectory={s.home}", "-p NoNewPrivileges=yes", "-p ProtectSystem=strict", "-p PrivateTmp=yes",
-            f"{s.current_link}/bin/litellm", "--config", g.config_file, "--host", "127.0.0.1", "--port", str(spare),
+            f"{s.current_link}/bin/litellm", "--config", g.config_file, "--host", s.instance_address, "--port", str(spare),
         ])
-        busy = g.run(connection, f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {spare}), 1)'")
+        busy = g.run(connection, f"python3 -c 'import socket; socket.create_connection((\"{s.instance_address}\", {spare}), 1)'")
         if busy.ok:
             return False, f"port {spare} is in use on the host; pass --port"
         started = g.run(connection, start)
         if not started.ok:
             return False, f"could not start the trial proxy: {started.stderr.strip()}"
         try:
-            check = g.run(connection, smoke_command(g.settings, f"http://127.0.0.1:{spare}", 120))
+            check = g.run(connection, smoke_command(g.settings, f"http://{instance_host(s)}:{spare}", 120))
             return check.ok, " | ".join(check.stdout.strip().splitlines())
         finally:
             g.run(connection, f"systemctl stop {unit}")

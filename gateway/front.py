@@ -1,7 +1,7 @@
 """The gateway's front and its two proxy instances: every name they share, declared once.
 
 HAProxy from the distribution (litellm-front.service) owns the gateway port; behind it, two
-LiteLLM instances (litellm@PORT.service on 127.0.0.1) take turns. The deploy, `fab restart` and
+LiteLLM instances (litellm@PORT.service on loopback) take turns. The deploy, `fab restart` and
 `fab rollback` switch traffic with on_host/switch.py, `fab status` reads the front with
 on_host/status.py: both get this layout as one JSON argument, so the host side names nothing itself.
 """
@@ -25,6 +25,11 @@ LEGACY_UNIT = "litellm.service"
 
 def instance_unit(port: int) -> str:
     return INSTANCE_TEMPLATE.replace("@", f"@{port}")
+
+
+def instance_host(s: Settings) -> str:
+    """The instances' address as a URL names it."""
+    return f"[{s.instance_address}]" if ":" in s.instance_address else s.instance_address
 
 
 def server(port: int) -> str:
@@ -59,6 +64,7 @@ def layout(s: Settings) -> str:
         "admin_socket": ADMIN_SOCKET,
         "backend": BACKEND,
         "instances": {str(port): {"unit": instance_unit(port), "server": server(port),
+                                  "url": f"http://{instance_host(s)}:{port}",
                                   "slot": f"{s.slots_dir}/{port}"} for port in s.instance_ports},
         "releases_dir": s.releases_dir,
         "current_link": s.current_link,

@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     # serves while the other is started on a change, proves it answers and takes over; the first
     # is then drained and stopped. The instance's unit is litellm@PORT.service.
     "litellm_instance_ports": [4001, 4002],
+    # The address the instances listen on: loopback, so only the front (and the host) reach them.
+    "litellm_instance_address": "127.0.0.1",
     # Seconds a switch-over waits for the requests still running on the old instance (long
     # streaming completions included) before it stops it anyway.
     "litellm_drain_timeout": 300,
@@ -161,6 +163,7 @@ class Settings:
     bind_address: str
     port: int
     instance_ports: tuple[int, int]
+    instance_address: str
     workers: int | str  # a number, or "auto" until resolved() with the host's CPU count
     routing_strategy: str
     timeout: int
@@ -544,12 +547,18 @@ def load(data: Mapping[str, Any]) -> Settings:
         check.problem("litellm_instance_ports", f"{shown(instance_ports)}: give two different ports from 1024 to 65535, "
                                                 f"neither of them litellm_port ({port}), e.g. [4001, 4002]")
         instance_ports = (4001, 4002)
+    instance_address = merged["litellm_instance_address"]
+    if not plain_ip(instance_address) or not ipaddress.ip_address(instance_address).is_loopback:
+        check.problem("litellm_instance_address", f"{shown(instance_address)} is not a loopback address; the instances "
+                                                  "must be reachable by the front only: use 127.0.0.1")
+        instance_address = "127.0.0.1"
     settings = Settings(
         version=version,
         extra_requirements=tuple(extra),
         bind_address=bind,
         port=port,
         instance_ports=tuple(instance_ports),
+        instance_address=instance_address,
         workers=workers,
         routing_strategy=strategy,
         timeout=check.integer("litellm_timeout", 1, 3600),

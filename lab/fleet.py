@@ -35,7 +35,9 @@ def fleet_data(**overrides: Any) -> dict[str, Any]:
 
 def host_entry(host: LabHost) -> tuple[str, dict[str, Any]]:
     """A gateway by its DNS name, reached at its loopback address, serving on that address only."""
-    return host.fqdn, {"ssh_hostname": host.address, "litellm_bind_address": host.address}
+    return host.fqdn, {"ssh_hostname": host.address, "litellm_bind_address": host.address,
+                       # The lab's hosts share one network namespace: 127.0.0.1 would be every host's.
+                       "litellm_instance_address": host.address}
 
 
 def lab_gateways(hosts: list[LabHost] | None = None, **overrides: Any) -> tuple[list, dict[str, Any]]:

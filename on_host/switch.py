@@ -117,7 +117,7 @@ class Switch:
 
     def prove(self, port: str, since: float) -> str:
         """The new instance answers: ready, the expected models, one completion. Its own port, no front."""
-        base = f"http://127.0.0.1:{port}"
+        base = self.instances[port]["url"]
         deadline = time.monotonic() + self.args.ready_timeout
         while True:
             ready, answer = probe(base, timeout=5)

@@ -54,7 +54,7 @@ def start_stream_when_the_new_instance_starts(old: str) -> LongStream:
     """The stream begins once the switch started the other instance: it runs on the old one, which
     must be drained, not cut, when traffic moves."""
     other = "litellm@4002.service" if old == "litellm@4001.service" else "litellm@4001.service"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # the deploy prepares, stages and checks the config first
     while ssh(f"systemctl is-active {other}", check=False).strip() not in ("active", "activating"):
         assert time.monotonic() < deadline, "the switch-over never started the other instance"
         time.sleep(0.2)
@@ -70,13 +70,18 @@ def test_a_config_changing_deploy_under_load_loses_nothing_and_a_long_stream_fin
     started: dict = {}
 
     def watch() -> None:
-        started["stream"] = start_stream_when_the_new_instance_starts(old)
+        try:
+            started["stream"] = start_stream_when_the_new_instance_starts(old)
+        except AssertionError as error:
+            started["error"] = error
 
     watcher = threading.Thread(target=watch)
     with steady_load() as outcomes:
         watcher.start()
         result = deploy(deploy_dir, litellm_cooldown_time=29)
-        watcher.join(90)
+        watcher.join(300)
+    assert result.returncode == 0, result.output[-4000:]
+    assert "stream" in started, started.get("error")
     stream = started["stream"]
     stream.join(120)
     assert result.returncode == 0, result.output[-4000:]
