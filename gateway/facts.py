@@ -9,7 +9,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from gateway import front
+from gateway import front, wheels
 from gateway.commands import HOST_LIB, readiness_command
 
 KEY_VAR = "LITELLM_MASTER_KEY"
@@ -150,3 +150,13 @@ class Instances(FactBase):
         found["serving"] = serving
         found["serving_release"] = found["instances"][serving]["release"] if serving else None
         return found
+
+
+class PythonTarget(FactBase):
+    """The host's CPython, CPU and glibc: which of the lock's wheels it installs (gateway/wheels.py)."""
+
+    def command(self) -> str:
+        return wheels.probe_command()
+
+    def process(self, output: list[str]) -> wheels.Target:
+        return wheels.parse_probe("\n".join(output))

@@ -13,11 +13,13 @@ from io import BytesIO
 from typing import Iterator
 
 from pyinfra import host
+from pathlib import Path
+
 from pyinfra.api import FileUploadCommand, OperationError, StringCommand, operation
 from pyinfra.facts.files import Sha256File
 
-from gateway import account
-from gateway.facts import KEY_VAR, Account, EnvFileState
+from gateway import account, wheels
+from gateway.facts import KEY_VAR, Account, EnvFileState, PythonTarget
 from gateway.files import ManagedFile, commit_commands, stage_command, staged
 from gateway.settings import WEAK_KEYS
 
@@ -93,38 +95,58 @@ def secret_env_file(path: str, settings_text: str, master_key: str | None = None
 
 
 @operation()
-def pinned_virtualenv(path: str, requirements: str, python: str = "python3"):
+def pinned_virtualenv(path: str, requirements: str, wheel_cache: str, index_url: str | None = None,
+                      python: str = "python3"):
     """
-    Keep a virtualenv holding exactly the packages of a lock; reinstall only when the lock changes.
+    Keep a virtualenv holding exactly the packages of a lock; install only when it does not yet.
 
     + path: the virtualenv directory (owned by root: the service cannot change its own code)
     + requirements: the lock (gateway/lock.py): every package, exact versions and hashes
+    + wheel_cache: the control machine's cache of the lock's wheels (gateway/wheels.py)
+    + index_url: a PyPI mirror the host installs from instead; None: the wheels come from the
+      control machine and the host's pip uses no index at all
     + python: the interpreter that creates the virtualenv
 
-    pip installs it with hash checking and without resolving anything itself (--no-deps): what the
-    lock says is what the host gets, whenever it is deployed.
+    pip installs with hash checking and without resolving anything itself (--no-deps): what the
+    lock says is what the host gets, whenever it is deployed and wherever the files came from.
 
     ``requirements.txt`` inside the virtualenv is written only after pip succeeded, so a failed or
-    interrupted install is retried by the next deploy.
+    interrupted install is redone by the next deploy.
     """
     marker = f"{path}/requirements.txt"
     if host.get_fact(Sha256File, path=marker) == sha256(requirements):
         host.noop(f"{path} holds the pinned requirements")
         return
     venv = shlex.quote(path)
-    pending = shlex.quote(f"{path}/requirements.pending")
+    pending = f"{path}/requirements.pending"
     yield f"test -x {venv}/bin/pip || {python} -m venv {venv}"
-    yield f"install -m 644 -o root -g root /dev/null {pending}"
-    yield from upload(requirements.encode(), f"{path}/requirements.pending")
+    yield f"install -m 644 -o root -g root /dev/null {shlex.quote(pending)}"
+    pip = f"{venv}/bin/pip install --quiet --no-input --disable-pip-version-check --no-compile --require-hashes --no-deps"
+    if index_url:
+        yield from upload(requirements.encode(), pending)
+        yield f"{pip} --index-url {shlex.quote(index_url)} -r {shlex.quote(pending)}"
+    else:
+        try:  # while preparing: a host whose wheels cannot be had stops the run before any change
+            wanted = wheels.fetch(requirements, host.get_fact(PythonTarget), Path(wheel_cache))
+        except (wheels.FetchError, ValueError) as error:
+            raise OperationError(f"the wheels of {path} for {host.name}: {error}") from None
+        archive = wheels.bundle(wanted)
+        # The lock, plus the hash of any wheel built on the control machine from a pure-Python sdist.
+        yield from upload(wanted.requirements.encode(), pending)
+        make_dir, unpack, remove_archive, install, prune = wheels.install_commands(wanted, path, pending)
+        yield make_dir
+        yield FileUploadCommand(str(archive), wheels.host_archive(wanted))
+        yield unpack
+        yield remove_archive
+        yield install
+        yield prune
     # pip byte-compiles on one core, a third of an install this size; compileall uses every core.
     # Compiled now because the service cannot write .pyc files into its read-only venv.
-    yield (
-        f"{venv}/bin/pip install --quiet --no-input --disable-pip-version-check --no-compile "
-        f"--require-hashes --no-deps -r {pending}"
-    )
     # Like pip, a module that does not compile (e.g. a stray test file) is no reason to fail.
     yield f"{venv}/bin/python -m compileall -q -j 0 {venv}/lib >/dev/null || true"
-    yield f"mv -f {pending} {shlex.quote(marker)}"
+    yield f"install -m 644 -o root -g root /dev/null {shlex.quote(marker)}.new"
+    yield from upload(requirements.encode(), f"{marker}.new")
+    yield f"mv -f {shlex.quote(marker)}.new {shlex.quote(marker)} && rm -f {shlex.quote(pending)}"
 
 
 @operation()

@@ -34,6 +34,12 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a switch-over waits for the requests still running on the old instance (long
     # streaming completions included) before it stops it anyway.
     "litellm_drain_timeout": 300,
+    # Where the hosts get the lock's packages. None: from the control machine, which downloads the
+    # lock's wheels once into `litellm_wheel_cache` and sends them to each host; the hosts' pip
+    # uses no index at all. A URL: the hosts' pip installs from this PyPI mirror or proxy instead
+    # (credentials belong in the host's pip.conf or netrc, never here). Hash-checked either way.
+    "litellm_pip_index_url": None,
+    "litellm_wheel_cache": "~/.cache/litellm-gateway/wheels",  # on the control machine
     # Releases (virtualenvs, one per lock) kept on each host: the serving one, the one
     # `fab rollback` goes back to, and the newest others up to this number.
     "litellm_releases_keep": 3,
@@ -102,6 +108,7 @@ VERSION = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6}){0,4}([a-z]{1,5}[0-9]{1,4})?(\.po
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 HOSTNAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+")
 ACCOUNT = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+INDEX_URL = re.compile(r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~+-]{1,100}){0,10}/?")
 PATH = re.compile(r"(/[A-Za-z0-9._-]{1,64}){1,16}")
 # A master key is one token of printable ASCII: no space or newline (a newline would write a second
 # variable into litellm.env), no quote, backslash, $ or ` (systemd and shells give them meaning).
@@ -189,6 +196,8 @@ class Settings:
     context_check: bool = True
     context_margin: int = 25  # percent
     drain_timeout: int = 300
+    pip_index_url: str | None = None
+    wheel_cache: str = "~/.cache/litellm-gateway/wheels"
     releases_keep: int = 3
 
     def resolved(self, cpus: int) -> Settings:
@@ -547,6 +556,15 @@ def load(data: Mapping[str, Any]) -> Settings:
         check.problem("litellm_instance_ports", f"{shown(instance_ports)}: give two different ports from 1024 to 65535, "
                                                 f"neither of them litellm_port ({port}), e.g. [4001, 4002]")
         instance_ports = (4001, 4002)
+    index_url = merged["litellm_pip_index_url"]
+    if index_url is not None and not (isinstance(index_url, str) and INDEX_URL.fullmatch(index_url)):
+        check.problem("litellm_pip_index_url", f"{shown(index_url)} is not a plain http(s) URL of a package index, "
+                                               "e.g. https://pypi.example.org/simple (no credentials, spaces or quotes), or None")
+        index_url = None
+    wheel_cache = merged["litellm_wheel_cache"]
+    if not isinstance(wheel_cache, str) or not wheel_cache or not wheel_cache.isprintable() or len(wheel_cache) > 4096:
+        check.problem("litellm_wheel_cache", f"{shown(wheel_cache)} is not a path on the control machine")
+        wheel_cache = DEFAULTS["litellm_wheel_cache"]
     instance_address = merged["litellm_instance_address"]
     if not plain_ip(instance_address) or not ipaddress.ip_address(instance_address).is_loopback:
         check.problem("litellm_instance_address", f"{shown(instance_address)} is not a loopback address; the instances "
@@ -584,6 +602,8 @@ def load(data: Mapping[str, Any]) -> Settings:
         context_check=check.boolean("litellm_context_check"),
         context_margin=check.integer("litellm_context_margin", 0, 300),
         drain_timeout=check.integer("litellm_drain_timeout", 1, 86400),
+        pip_index_url=index_url,
+        wheel_cache=wheel_cache,
         releases_keep=check.integer("litellm_releases_keep", 2, 50),
     )
     if check.problems:

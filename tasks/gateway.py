@@ -31,9 +31,11 @@ lock, _ = read_lock(s.requirements)  # the preflight refused a run without it
 release = release_dir(s)
 venv = pinned_virtualenv(
     name=f"Release {release} holds exactly the packages of {lock_path(s.requirements).name} (hash-checked), "
-         "installed beside the serving one",
+         f"installed beside the serving one, {'from ' + s.pip_index_url if s.pip_index_url else 'from the wheels this machine sent (no index)'}",
     path=release,
     requirements=lock,
+    wheel_cache=s.wheel_cache,
+    index_url=s.pip_index_url,
 )
 
 files.directory(

@@ -39,6 +39,8 @@ STRING_SETTINGS = {
     "litellm_bind_address": (lambda v: {"litellm_bind_address": v}, "litellm_bind_address"),
     "litellm_instance_address": (lambda v: {"litellm_instance_address": f"127.0.0.1{v}" if v else v}, "litellm_instance_address"),
     "litellm_instance_ports": (lambda v: {"litellm_instance_ports": [4001, v]}, "litellm_instance_ports"),
+    "litellm_pip_index_url": (lambda v: {"litellm_pip_index_url": f"https://pypi.example.org/simple{v}" if v else v},
+                              "litellm_pip_index_url"),
     "litellm_routing_strategy": (lambda v: {"litellm_routing_strategy": v}, "litellm_routing_strategy"),
     "litellm_user": (lambda v: {"litellm_user": v}, "litellm_user"),
     "litellm_group": (lambda v: {"litellm_group": v}, "litellm_group"),

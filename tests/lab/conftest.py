@@ -20,6 +20,7 @@ from lab.topology import GATEWAY_PORT, LabHost, gateway
 REPO = Path(__file__).resolve().parents[2]
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 TEST_GATEWAY = gateway(2)  # gw1 is the README's; the tests rebuild gw2 from scratch every session
+DEAD_INDEX = "http://127.0.0.1:9/simple"  # nothing listens on the discard port: gw2's pip reaches no index
 _counter = itertools.count()
 
 
@@ -94,6 +95,8 @@ def lab_ready():
         pytest.skip("the lab needs root (systemd-nspawn, loopback addresses, port 53)")
     control.up()
     control.ensure_extra_host(TEST_GATEWAY, fresh=True)
+    # gw2's pip cannot reach any index, as in a closed network: the deploy must bring the wheels.
+    (TEST_GATEWAY.root / "etc/pip.conf").write_text(f"[global]\nindex-url = {DEAD_INDEX}\ntimeout = 3\nretries = 0\n")
     return TEST_GATEWAY
 
 

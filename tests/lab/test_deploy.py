@@ -17,7 +17,7 @@ from gateway.lock import read_lock
 from gateway.settings import load
 from lab.fleet import fleet_data, host_entry
 from lab.topology import BACKENDS, MODELS, OLLAMA_PORT, gateway
-from tests.lab.conftest import TEST_GATEWAY, deploy, serving, service, ssh, tree_digest
+from tests.lab.conftest import DEAD_INDEX, TEST_GATEWAY, deploy, serving, service, ssh, tree_digest
 
 pytestmark = pytest.mark.lab
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -32,6 +32,17 @@ def test_first_deploy_to_a_fresh_host_proves_the_gateway_works(first_deploy):
     assert "gateway verified" in first_deploy.output
     assert "ok   models: " + ", ".join(sorted(MODELS)) in first_deploy.output
     assert "ok   completion with" in first_deploy.output
+
+
+def test_a_host_whose_pip_reaches_no_index_is_deployed_from_the_wheels_the_control_machine_sent(first_deploy):
+    """gw2's pip.conf names a dead index (tests/lab/conftest.py): its own pip cannot fetch anything."""
+    assert DEAD_INDEX in ssh("python3 -m pip config list")
+    tried = ssh("python3 -m pip download --no-deps --dest /tmp/pip-try six 2>&1; echo rc=$?", check=False)
+    assert "rc=0" not in tried and "127.0.0.1" in tried, tried[-800:]
+    sets = ssh("ls /var/cache/litellm-gateway/wheels").split()
+    assert len(sets) == 1 and ssh(f"ls /var/cache/litellm-gateway/wheels/{sets[0]} | grep -c '[.]whl$'").strip() != "0"
+    assert ssh("ls /var/cache/litellm-gateway/wheels/*.tar 2>/dev/null", check=False) == ""  # the upload is unpacked, gone
+    assert "ok   completion with" in first_deploy.output  # the release installed from them serves
 
 
 def test_second_deploy_changes_nothing(first_deploy, deploy_dir):
