@@ -12,15 +12,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import threading
+from contextlib import contextmanager
+
+from gateway.commands import release_dir
 from gateway.preflight import dns as dns_checks
 from gateway.settings import DEFAULTS, load
 from lab import control, machines
 from lab.fleet import fleet_data, write_inventory
+from lab.load import SteadyLoad
 from lab.topology import BACKENDS, GATEWAY_PORT, OLLAMA_PORT, LabHost, gateway
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 BENCH_GATEWAYS = [gateway(i) for i in range(3, 7)]  # gw3..gw6: the benchmark's own hosts
+OTHER_RELEASE = "1.108.6"  # a second real LiteLLM release with its lock in locks/, for release changes
 
 
 @dataclass
@@ -83,8 +89,8 @@ def first_deploy(lab: Lab, runs: int) -> tuple[Figure, Figure]:
             "set -e; rm -rf /root/floor; "
             "s=$(date +%s.%N); python3 -m venv /root/floor && /root/floor/bin/pip install -q -r /opt/litellm/current/requirements.txt; "
             "systemd-run --unit=bench-floor --collect --quiet -p EnvironmentFile=/etc/litellm/litellm.env "
-            f"/root/floor/bin/litellm --config /etc/litellm/config.yaml --host 127.0.0.1 --port {GATEWAY_PORT + 2}; "
-            f"until python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:{GATEWAY_PORT + 2}/health/readiness\")' 2>/dev/null; do sleep 0.2; done; "
+            f"/root/floor/bin/litellm --config /etc/litellm/config.yaml --host {host.address} --port {GATEWAY_PORT + 20}; "
+            f"until python3 -c 'import urllib.request; urllib.request.urlopen(\"http://{host.address}:{GATEWAY_PORT + 20}/health/readiness\")' 2>/dev/null; do sleep 0.2; done; "
             "e=$(date +%s.%N); systemctl stop bench-floor; rm -rf /root/floor; python3 -c \"print($e - $s)\""
         )
         floor.samples.append(float(machines.ssh(host, script, timeout=1800).stdout.strip().splitlines()[-1]))
@@ -227,4 +233,129 @@ def context_check_cost(lab: Lab, requests: int, runs: int) -> list[Figure]:
             rate.samples.append(requests / timed(lambda: _latencies(call, requests, 10)))
         figures += [p50, rate]
     lab.deploy([host])
+    return figures
+
+
+class MemorySampler(threading.Thread):
+    """Resident memory of the gateway's processes (instances, their workers, the front) on a host, every half second."""
+
+    COMMAND = "ps -eo rss=,args= | awk '/litellm|haproxy/ && !/awk/ {s += $1} END {print s + 0}'"
+
+    def __init__(self, host: LabHost) -> None:
+        super().__init__(daemon=True)
+        self.host, self.samples, self.stop = host, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            out = machines.ssh(self.host, self.COMMAND, check=False).stdout.strip()
+            if out.isdigit():
+                self.samples.append(int(out) / 1024)
+            self.stop.wait(0.5)
+
+
+@contextmanager
+def under_load(host: LabHost, clients: int):
+    """Steady completions through the gateway (the official client, its retries off) around the block;
+    yields the outcomes, counted when the block ends."""
+    with SteadyLoad(f"http://{host.address}:{GATEWAY_PORT}/v1", control.master_key(), "llama3-8b", clients) as load:
+        time.sleep(2)
+        yield load.outcomes
+        time.sleep(2)
+
+
+def _serving(host: LabHost) -> str:
+    return machines.ssh(host, "systemctl list-units --no-legend --plain --state=active 'litellm@*.service' "
+                              "| cut -d' ' -f1 | head -n1").stdout.strip()
+
+
+def _answers_again(host: LabHost, timeout: float = 300) -> None:
+    """Until a completion through the front succeeds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _post(f"http://{host.address}:{GATEWAY_PORT}/v1/chat/completions",
+                  {"model": "llama3-8b", "messages": [{"role": "user", "content": "hi"}]}, control.master_key())
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def zero_downtime(lab: Lab, runs: int, clients: int) -> list[Figure]:
+    """Failed requests under steady load during each kind of change, how long each takes, and the
+    gateway host's memory, with a plain restart of the serving instance side by side (what every
+    change cost before the front)."""
+    host = BENCH_GATEWAYS[0]
+    other = release_dir(load(fleet_data(litellm_version=OTHER_RELEASE)))
+    f = {key: Figure(name, unit) for key, name, unit in (
+        ("config", "failed requests: deploy that changes a setting", "requests"),
+        ("restart", "failed requests: fab restart", "requests"),
+        ("release", "failed requests: release change (installed beside, switched to)", "requests"),
+        ("broken", "failed requests: release that does not start (traffic stays)", "requests"),
+        ("plain", "failed requests: plain systemctl restart (for comparison)", "requests"),
+        ("t_config", "deploy that changes a setting, until the new config serves", "s"),
+        ("t_plain", "plain restart, until it serves again (for comparison)", "s"),
+        ("t_release", "release change: install beside + switch-over", "s"),
+        ("mem_steady", "gateway host memory, steady", "MiB"),
+        ("mem_switch", "gateway host memory, peak during a switch-over", "MiB"),
+    )}
+    lab.deploy([host])
+    for run in range(runs):
+        sampler = MemorySampler(host)
+        sampler.start()
+        time.sleep(2)
+        steady = len(sampler.samples)
+        with under_load(host, clients) as outcomes:
+            f["t_config"].samples.append(lab.deploy([host], litellm_timeout=31 + run % 2))
+        sampler.stop.set()
+        sampler.join()
+        f["config"].samples.append(len(outcomes.failures))
+        f["mem_steady"].samples.append(max(sampler.samples[:max(steady, 1)]))
+        f["mem_switch"].samples.append(max(sampler.samples))
+        with under_load(host, clients) as outcomes:
+            lab.fab([host], "restart")
+        f["restart"].samples.append(len(outcomes.failures))
+        with under_load(host, clients) as outcomes:
+            f["t_plain"].samples.append(timed(lambda: (machines.ssh(host, f"systemctl restart {_serving(host)}"),
+                                                       _answers_again(host))))
+        f["plain"].samples.append(len(outcomes.failures))
+        machines.ssh(host, f"rm -rf {other}")  # installed anew each run: the figure includes the install
+        with under_load(host, clients) as outcomes:
+            f["t_release"].samples.append(lab.deploy([host], litellm_version=OTHER_RELEASE))
+        f["release"].samples.append(len(outcomes.failures))
+        lab.deploy([host])  # back to the inventory's release (a switch-over; the other stays for rollback)
+        machines.ssh(host, f"mv {other}/bin/litellm {other}/bin/litellm.real && "
+                           f"printf '#!/bin/sh\\nexit 1\\n' > {other}/bin/litellm && chmod 755 {other}/bin/litellm")
+        try:
+            with under_load(host, clients) as outcomes:
+                try:
+                    lab.deploy([host], litellm_version=OTHER_RELEASE)
+                except RuntimeError:
+                    pass  # refused, as it must be: the figure is what the clients saw
+                else:
+                    raise RuntimeError("a release that does not start was switched to")
+        finally:
+            machines.ssh(host, f"mv -f {other}/bin/litellm.real {other}/bin/litellm")
+        f["broken"].samples.append(len(outcomes.failures))
+    lab.deploy([host], litellm_timeout=DEFAULTS["litellm_timeout"])
+    return list(f.values())
+
+
+def fleet_first_deploy(lab: Lab, runs: int, fleet: int, smoke: bool) -> list[Figure]:
+    """First deploy of 1 and of `fleet` fresh gateways with the wheels sent from this machine's
+    (warm) cache, against each host downloading from PyPI itself (litellm_pip_index_url). The
+    smoke run leaves out PyPI for the fleet."""
+    figures = []
+    for source, overrides in (("wheels from this machine", {}),
+                              ("each host from PyPI", {"litellm_pip_index_url": "https://pypi.org/simple"})):
+        for n in (1, fleet):
+            if smoke and n > 1 and overrides:
+                continue
+            figure = Figure(f"first deploy, {n} fresh gateway(s), {source}", "s")
+            for _ in range(runs):
+                for host in BENCH_GATEWAYS[:n]:
+                    control.ensure_extra_host(host, fresh=True)
+                figure.samples.append(lab.deploy(BENCH_GATEWAYS[:n], **overrides))
+            figures.append(figure)
     return figures

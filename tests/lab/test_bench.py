@@ -32,15 +32,30 @@ def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(
                  "p50 through the gateway, 10 client(s)", "requests/s through the gateway, 1 worker(s) (seed)",
                  "requests/s through the gateway, 4 worker(s)",
                  "p50 through the gateway, context check on, 1 client(s)",
-                 "requests/s through the gateway, context check off, 10 client(s)"):
+                 "requests/s through the gateway, context check off, 10 client(s)",
+                 "deploy that changes a setting, until the new config serves",
+                 "plain restart, until it serves again (for comparison)",
+                 "release change: install beside + switch-over",
+                 "gateway host memory, steady", "gateway host memory, peak during a switch-over",
+                 "first deploy, 1 fresh gateway(s), wheels from this machine",
+                 "first deploy, 2 fresh gateway(s), wheels from this machine",
+                 "first deploy, 1 fresh gateway(s), each host from PyPI"):
         assert name in figures, sorted(figures)
         assert figures[name]["n"] == 1 and figures[name]["median"] > 0
         assert name in result.stdout  # the table a person reads
-    assert len(report["comparisons"]) == 11
+    for name in ("deploy that changes a setting", "fab restart", "release change (installed beside, switched to)",
+                 "release that does not start (traffic stays)", "plain systemctl restart (for comparison)"):
+        assert figures[f"failed requests: {name}"]["n"] == 1
+    # Counted, not timed: no request may fail through any change (the plain restart is the "before").
+    failed = {name: c["value"] for name, c in report["comparisons"].items() if name.startswith("failed requests")}
+    assert len(failed) == 4 and set(failed.values()) == {0}, failed
+    assert figures["failed requests: plain systemctl restart (for comparison)"]["median"] > 0
+    assert len(report["comparisons"]) == 16
     # The deploy's default is measured as the count it resolves to on the host, marked in the table.
     assert sum("default: auto)" in name for name in figures) == 1
     for name, comparison in report["comparisons"].items():
-        assert comparison["value"] > 0 or "on - off" in name, name  # a difference may fall either side of 0
+        # a difference may fall either side of 0; a count of failures is 0
+        assert comparison["value"] > 0 or "on - off" in name or name.startswith("failed requests"), name
         assert name in result.stdout
     # The dead nameserver is bounded by one lookup timeout for the whole fleet, however noisy the machine.
     assert figures["DNS preflight, 10 names, dead nameserver"]["median"] < 2 * figures["one lookup timeout"]["median"]
