@@ -117,20 +117,24 @@ def pinned_virtualenv(path: str, requirements: str, wheel_cache: str, index_url:
     if host.get_fact(Sha256File, path=marker) == sha256(requirements):
         host.noop(f"{path} holds the pinned requirements")
         return
+    wanted = None
+    if not index_url:
+        # Before the first command: pyinfra runs this far while preparing, so a host whose wheels
+        # cannot be had stops the run before any host changes. Warm, this only re-hashes the cache.
+        try:
+            wanted = wheels.fetch(requirements, host.get_fact(PythonTarget), Path(wheel_cache))
+            archive = wheels.bundle(wanted)
+        except (wheels.FetchError, ValueError, OSError) as error:
+            raise OperationError(f"the wheels of {path} for {host.name}: {error}") from None
     venv = shlex.quote(path)
     pending = f"{path}/requirements.pending"
     yield f"test -x {venv}/bin/pip || {python} -m venv {venv}"
     yield f"install -m 644 -o root -g root /dev/null {shlex.quote(pending)}"
     pip = f"{venv}/bin/pip install --quiet --no-input --disable-pip-version-check --no-compile --require-hashes --no-deps"
-    if index_url:
+    if wanted is None:
         yield from upload(requirements.encode(), pending)
         yield f"{pip} --index-url {shlex.quote(index_url)} -r {shlex.quote(pending)}"
     else:
-        try:  # while preparing: a host whose wheels cannot be had stops the run before any change
-            wanted = wheels.fetch(requirements, host.get_fact(PythonTarget), Path(wheel_cache))
-        except (wheels.FetchError, ValueError) as error:
-            raise OperationError(f"the wheels of {path} for {host.name}: {error}") from None
-        archive = wheels.bundle(wanted)
         # The lock, plus the hash of any wheel built on the control machine from a pure-Python sdist.
         yield from upload(wanted.requirements.encode(), pending)
         make_dir, unpack, remove_archive, install, prune = wheels.install_commands(wanted, path, pending)

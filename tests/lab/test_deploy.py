@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from gateway.account import MARKER
+from gateway.commands import release_dir
 from gateway.facts import ManagedFiles
 from gateway.files import managed_files
 from gateway.lock import read_lock
@@ -43,6 +44,23 @@ def test_a_host_whose_pip_reaches_no_index_is_deployed_from_the_wheels_the_contr
     assert len(sets) == 1 and ssh(f"ls /var/cache/litellm-gateway/wheels/{sets[0]} | grep -c '[.]whl$'").strip() != "0"
     assert ssh("ls /var/cache/litellm-gateway/wheels/*.tar 2>/dev/null", check=False) == ""  # the upload is unpacked, gone
     assert "ok   completion with" in first_deploy.output  # the release installed from them serves
+
+
+def test_wheels_that_cannot_be_had_stop_the_run_before_any_host_changes(first_deploy, deploy_dir, tmp_path, monkeypatch):
+    """A new release whose wheels this machine cannot download (an empty cache, no index reachable):
+    refused while preparing, naming the release and the index, before any operation runs."""
+    other = release_dir(load(fleet_data(litellm_version="1.108.6")))  # a second real release, locked in locks/
+    ssh(f"rm -rf {other}")  # not the serving one: the deploy must want to install it
+    for name in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("PIP_INDEX_URL", DEAD_INDEX)
+    before = tree_digest()
+    result = deploy(deploy_dir, litellm_version="1.108.6", litellm_wheel_cache=str(tmp_path / "empty"))
+    assert result.returncode != 0
+    assert f"the wheels of {other} for {TEST_GATEWAY.fqdn}" in result.output, result.output[-3000:]
+    assert "127.0.0.1:9" in result.output  # the index it could not reach
+    assert tree_digest() == before and ssh(f"ls -d {other} 2>/dev/null", check=False) == ""
 
 
 def test_second_deploy_changes_nothing(first_deploy, deploy_dir):
