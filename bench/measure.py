@@ -108,15 +108,6 @@ def rerun_no_change(lab: Lab, runs: int) -> tuple[Figure, Figure]:
     return rerun, floor
 
 
-def rerun_one_change(lab: Lab, runs: int) -> Figure:
-    figure = Figure("re-run after one setting changed, until it answers", "s")
-    host = [BENCH_GATEWAYS[0]]
-    for run in range(runs):
-        figure.samples.append(lab.deploy(host, litellm_timeout=31 + run % 2))
-    lab.deploy(host)
-    return figure
-
-
 def fleet_scaling(lab: Lab, runs: int, fleet: int = 4) -> list[Figure]:
     """The no-change re-run on 1, 2, ... `fleet` gateways (the last figure is the whole fleet)."""
     sizes = sorted({1, 2, fleet})
@@ -342,16 +333,13 @@ def zero_downtime(lab: Lab, runs: int, clients: int) -> list[Figure]:
     return list(f.values())
 
 
-def fleet_first_deploy(lab: Lab, runs: int, fleet: int, smoke: bool) -> list[Figure]:
+def fleet_first_deploy(lab: Lab, runs: int, fleet: int) -> list[Figure]:
     """First deploy of 1 and of `fleet` fresh gateways with the wheels sent from this machine's
-    (warm) cache, against each host downloading from PyPI itself (litellm_pip_index_url). The
-    smoke run leaves out PyPI for the fleet."""
+    (warm) cache, against each host downloading from PyPI itself (litellm_pip_index_url)."""
     figures = []
     for source, overrides in (("wheels from this machine", {}),
                               ("each host from PyPI", {"litellm_pip_index_url": "https://pypi.org/simple"})):
         for n in (1, fleet):
-            if smoke and n > 1 and overrides:
-                continue
             figure = Figure(f"first deploy, {n} fresh gateway(s), {source}", "s")
             for _ in range(runs):
                 for host in BENCH_GATEWAYS[:n]:

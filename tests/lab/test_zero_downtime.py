@@ -65,8 +65,8 @@ def start_stream_when_the_new_instance_starts(old: str) -> LongStream:
 
 
 def test_a_config_changing_deploy_under_load_loses_nothing_and_a_long_stream_finishes_whole(
-        first_deploy, deploy_dir, restore, slow_llm2):
-    old = serving()
+        first_deploy, deploy_dir, slow_llm2):
+    old, pid = serving(), service("MainPID")
     started: dict = {}
 
     def watch() -> None:
@@ -78,19 +78,23 @@ def test_a_config_changing_deploy_under_load_loses_nothing_and_a_long_stream_fin
     watcher = threading.Thread(target=watch)
     with steady_load() as outcomes:
         watcher.start()
-        result = deploy(deploy_dir, litellm_cooldown_time=29)
+        result = deploy(deploy_dir, "-vv", litellm_cooldown_time=29)  # -vv prints every command run
         watcher.join(300)
     assert result.returncode == 0, result.output[-4000:]
     assert "stream" in started, started.get("error")
     stream = started["stream"]
     stream.join(120)
-    assert result.returncode == 0, result.output[-4000:]
-    assert "cooldown_time: 29" in ssh("cat /etc/litellm/config.yaml") and serving() != old
+    assert "cooldown_time: 29" in ssh("cat /etc/litellm/config.yaml")
+    assert f"takes over from {old}" in result.output and serving() != old and service("MainPID") != pid
+    assert "daemon-reload" not in result.output  # only the config changed, not a unit
+    assert service("NRestarts") == "0"  # the new instance did not crash and come back
     assert outcomes.failures == [], outcomes.summary()
     # The stream ran on the old instance through the switch: every token, ended by its length limit.
     assert (stream.error, stream.chunks, stream.finish_reason) == (None, 300, "length")
     drained = next(line for line in result.output.splitlines() if f"{old} drained in" in line)
     assert "0 request(s)" not in drained, drained  # the drain really waited for it
+    same = deploy(deploy_dir, litellm_cooldown_time=29)  # the same settings again: nothing to switch
+    assert same.changes == 0, same.output[-3000:]
 
 
 def test_fab_restart_under_load_loses_nothing(first_deploy, tmp_path):
@@ -98,20 +102,22 @@ def test_fab_restart_under_load_loses_nothing(first_deploy, tmp_path):
     with steady_load() as outcomes:
         result = fab(tmp_path, "restart")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{TEST_GATEWAY.fqdn}: restart: fab restart: " in result.stdout and f"{old} drained" in result.stdout
     assert outcomes.failures == [], outcomes.summary()
     assert serving() != old and service("MainPID") != pid
 
 
-def test_upgrades_between_two_real_releases_and_a_rollback_lose_nothing(first_deploy, deploy_dir, tmp_path, restore):
+def test_upgrades_between_two_real_releases_and_a_rollback_lose_nothing(first_deploy, deploy_dir, tmp_path):
     newer = release_of()
     assert newer.startswith("litellm-1.108.7-")
-    older_dir = release_dir(load(fleet_data(litellm_version=OLDER)))
-    # To the other release, installed beside the serving one while it serves.
+    older = release_dir(load(fleet_data(litellm_version=OLDER))).rsplit("/", 1)[1]
+    # To the other release, installed beside the serving one while it serves (the lab's settings
+    # again too: one switch-over for both).
     with steady_load() as to_older:
         result = deploy(deploy_dir, litellm_version=OLDER)
     assert result.returncode == 0, result.output[-4000:]
     assert to_older.failures == [], to_older.summary()
-    assert release_of() == older_dir.rsplit("/", 1)[1]
+    assert release_of() == older
     assert OLDER in ssh("ls /opt/litellm/current/lib/python3*/site-packages | grep '^litellm-'")
     assert f"/opt/litellm/releases/{newer}" in ssh("readlink -e /opt/litellm/slots/*").split()  # kept for rollback
     # And up again: the newer release is still installed, so this is a switch-over only.
@@ -125,26 +131,27 @@ def test_upgrades_between_two_real_releases_and_a_rollback_lose_nothing(first_de
         back = fab(tmp_path, "rollback")
     assert back.returncode == 0, back.stdout + back.stderr
     assert rollback.failures == [], rollback.summary()
-    assert release_of() == older_dir.rsplit("/", 1)[1]
+    assert release_of() == older
     status = fab(tmp_path, "status")  # the inventory wants the newer one: status says so
     assert status.returncode != 0 and f"(rollback: {newer})" in status.stdout, status.stdout
 
 
 def test_a_release_that_does_not_start_is_never_given_traffic(first_deploy, deploy_dir, restore):
-    """Fault injection: the older release installs but its proxy exits at once. The deploy fails
-    naming it; the serving instance never stops serving, and no request fails."""
-    if release_of() != release_dir(load(fleet_data())).rsplit("/", 1)[1]:
-        assert deploy(deploy_dir).returncode == 0
-    older = release_dir(load(fleet_data(litellm_version=OLDER)))
+    """Fault injection: a release installs but its proxy exits at once. The deploy fails naming it;
+    the serving instance never stops serving, and no request fails. (After the rollback above the
+    older release serves and the newer one waits in the other slot: the deploy wants the newer.)"""
+    wanted = release_dir(load(fleet_data()))
+    if release_of() == wanted.rsplit("/", 1)[1]:  # run on its own: serve the older one first
+        assert deploy(deploy_dir, litellm_version=OLDER).returncode == 0
     instance, pid = serving(), service("MainPID")
-    ssh(f"test -x {older}/bin/litellm && mv {older}/bin/litellm {older}/bin/litellm.real && "
-        f"printf '#!/bin/sh\\necho injected: this release does not start >&2\\nexit 1\\n' > {older}/bin/litellm && "
-        f"chmod 755 {older}/bin/litellm")
+    ssh(f"test -x {wanted}/bin/litellm && mv {wanted}/bin/litellm {wanted}/bin/litellm.real && "
+        f"printf '#!/bin/sh\\necho injected: this release does not start >&2\\nexit 1\\n' > {wanted}/bin/litellm && "
+        f"chmod 755 {wanted}/bin/litellm")
     try:
         with steady_load() as outcomes:
-            result = deploy(deploy_dir, litellm_version=OLDER)
+            result = deploy(deploy_dir)
     finally:
-        ssh(f"mv -f {older}/bin/litellm.real {older}/bin/litellm")
+        ssh(f"mv -f {wanted}/bin/litellm.real {wanted}/bin/litellm")
     assert result.returncode != 0
     assert "stopped while starting" in result.output and f"traffic stays on {instance}" in result.output
     assert "injected: this release does not start" in result.output  # its journal, shown
