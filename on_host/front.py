@@ -9,9 +9,6 @@ import csv
 import io
 import socket
 
-# What the front's `show stat` says of a server it sends requests to.
-SERVING = ("UP", "UP 1/2", "UP 1/3")
-
 
 class FrontError(RuntimeError):
     pass

@@ -212,8 +212,9 @@ class Switch:
         systemctl("enable", "--quiet", idle_unit)
         print(f"ok   the front sends new requests to {idle_unit}")
         if serving:
-            print(f"ok   {self.unit(serving)} {self.drain(serving)}")
-            systemctl("stop", self.unit(serving))
+            print(f"ok   {self.unit(serving)} {self.drain(serving)}; stopping")
+            # Nothing runs on it any more: its exit (a few seconds of uvicorn's shutdown) is not waited for.
+            systemctl("stop", "--no-block", self.unit(serving))
             systemctl("disable", "--quiet", self.unit(serving))
         for port in self.instances:
             if port != idle:

@@ -107,51 +107,46 @@ def test_fab_restart_under_load_loses_nothing(first_deploy, tmp_path):
     assert serving() != old and service("MainPID") != pid
 
 
-def test_upgrades_between_two_real_releases_and_a_rollback_lose_nothing(first_deploy, deploy_dir, tmp_path):
+def test_a_release_change_and_a_rollback_between_two_real_releases_lose_nothing(first_deploy, deploy_dir, tmp_path):
     newer = release_of()
     assert newer.startswith("litellm-1.108.7-")
     older = release_dir(load(fleet_data(litellm_version=OLDER))).rsplit("/", 1)[1]
     # To the other release, installed beside the serving one while it serves (the lab's settings
     # again too: one switch-over for both).
-    with steady_load() as to_older:
+    with steady_load() as change:
         result = deploy(deploy_dir, litellm_version=OLDER)
     assert result.returncode == 0, result.output[-4000:]
-    assert to_older.failures == [], to_older.summary()
-    assert release_of() == older
+    assert change.failures == [], change.summary()
+    assert release_of() == older and "Release /opt/litellm/releases" in result.output
     assert OLDER in ssh("ls /opt/litellm/current/lib/python3*/site-packages | grep '^litellm-'")
     assert f"/opt/litellm/releases/{newer}" in ssh("readlink -e /opt/litellm/slots/*").split()  # kept for rollback
-    # And up again: the newer release is still installed, so this is a switch-over only.
-    with steady_load() as upgrade:
-        result = deploy(deploy_dir)
-    assert result.returncode == 0, result.output[-4000:]
-    assert upgrade.failures == [], upgrade.summary()
-    assert release_of() == newer and "Release /opt/litellm/releases" in result.output
-    # fab rollback goes back to the release that served before, on purpose.
+    status = fab(tmp_path, "status")  # the lab's inventory wants the newer one: status says so
+    assert status.returncode != 0 and f"{older} (rollback: {newer})" in status.stdout, status.stdout
+    # fab rollback goes back to the release that served before, on purpose: here up to 1.108.7.
     with steady_load() as rollback:
         back = fab(tmp_path, "rollback")
     assert back.returncode == 0, back.stdout + back.stderr
     assert rollback.failures == [], rollback.summary()
-    assert release_of() == older
-    status = fab(tmp_path, "status")  # the inventory wants the newer one: status says so
-    assert status.returncode != 0 and f"(rollback: {newer})" in status.stdout, status.stdout
+    assert release_of() == newer
+    assert "1.108.7" in ssh("ls /opt/litellm/current/lib/python3*/site-packages | grep '^litellm-'")
 
 
 def test_a_release_that_does_not_start_is_never_given_traffic(first_deploy, deploy_dir, restore):
     """Fault injection: a release installs but its proxy exits at once. The deploy fails naming it;
-    the serving instance never stops serving, and no request fails. (After the rollback above the
-    older release serves and the newer one waits in the other slot: the deploy wants the newer.)"""
-    wanted = release_dir(load(fleet_data()))
-    if release_of() == wanted.rsplit("/", 1)[1]:  # run on its own: serve the older one first
+    the serving instance never stops serving, and no request fails."""
+    other = release_dir(load(fleet_data(litellm_version=OLDER)))  # installed by the test above, or now
+    if ssh(f"test -x {other}/bin/litellm && echo yes", check=False).strip() != "yes":
         assert deploy(deploy_dir, litellm_version=OLDER).returncode == 0
+        assert deploy(deploy_dir).returncode == 0
     instance, pid = serving(), service("MainPID")
-    ssh(f"test -x {wanted}/bin/litellm && mv {wanted}/bin/litellm {wanted}/bin/litellm.real && "
-        f"printf '#!/bin/sh\\necho injected: this release does not start >&2\\nexit 1\\n' > {wanted}/bin/litellm && "
-        f"chmod 755 {wanted}/bin/litellm")
+    ssh(f"mv {other}/bin/litellm {other}/bin/litellm.real && "
+        f"printf '#!/bin/sh\\necho injected: this release does not start >&2\\nexit 1\\n' > {other}/bin/litellm && "
+        f"chmod 755 {other}/bin/litellm")
     try:
         with steady_load() as outcomes:
-            result = deploy(deploy_dir)
+            result = deploy(deploy_dir, litellm_version=OLDER)
     finally:
-        ssh(f"mv -f {wanted}/bin/litellm.real {wanted}/bin/litellm")
+        ssh(f"mv -f {other}/bin/litellm.real {other}/bin/litellm")
     assert result.returncode != 0
     assert "stopped while starting" in result.output and f"traffic stays on {instance}" in result.output
     assert "injected: this release does not start" in result.output  # its journal, shown
