@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -22,6 +23,10 @@ KEY_VAR = "LITELLM_MASTER_KEY"
 
 class CheckFailed(Exception):
     pass
+
+
+class Unavailable(CheckFailed):
+    """HTTP 503: nothing behind the front answers at this moment (it is marking an instance down or up)."""
 
 
 def read_key(env_file: str) -> str:
@@ -48,6 +53,8 @@ def request(url: str, key: str | None = None, body: dict | None = None, timeout:
 
 def check_models(base: str, key: str, expected: list[str]) -> list[str]:
     status, body = request(f"{base}/v1/models", key)
+    if status == 503:
+        raise Unavailable(f"/v1/models answered HTTP 503: {body}")
     if status != 200:
         raise CheckFailed(f"/v1/models answered HTTP {status}: {body}")
     listed = sorted(entry["id"] for entry in body.get("data", []))
@@ -67,6 +74,26 @@ def check_completion(base: str, key: str, model: str, timeout: float) -> str:
     if not content:
         raise CheckFailed(f"chat completion with {model} came back empty")
     return content
+
+
+def ready_with_models(base: str, key: str, expected: list[str], timeout: float) -> list[str]:
+    """Wait for readiness, then list the models. Through the front, the readiness answer can come
+    from an instance the front is just marking down (a thawed or slow one): its 503 until the front
+    marks it up again is waited out within the same deadline, never past it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, answer = wait_ready(base, max(deadline - time.monotonic(), 0.0))
+        if not ready:
+            raise CheckFailed(f"{PATH} did not answer healthy within {timeout:.0f} s (last: {answer})")
+        try:
+            listed = check_models(base, key, expected)
+        except Unavailable:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
+            continue
+        print(f"ok   readiness: {answer}")
+        return listed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,11 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL key: {error}")
         return 2
     try:
-        ready, answer = wait_ready(base, args.ready_timeout)
-        if not ready:
-            raise CheckFailed(f"{PATH} did not answer healthy within {args.ready_timeout:.0f} s (last: {answer})")
-        print(f"ok   readiness: {answer}")
-        listed = check_models(base, key, args.expect)
+        listed = ready_with_models(base, key, args.expect, args.ready_timeout)
         print(f"ok   models: {', '.join(listed)}")
         model = args.model or (args.expect or listed)[0]
         content = check_completion(base, key, model, args.timeout)

@@ -79,7 +79,7 @@ def test_a_running_proxy_that_does_not_answer_is_verified_by_the_next_deploy(fir
     # whose cgroup files also list a 0 for processes outside the host's PID namespace (`kill 0`: ourselves).
     every = (f"$(cg=$(systemctl show -p ControlGroup --value {serving()}); "
              "cat /sys/fs/cgroup$cg/cgroup.procs /sys/fs/cgroup/*$cg/cgroup.procs 2>/dev/null | sort -u | grep -vx 0)")
-    ssh(f"kill -STOP {every} && systemd-run --quiet --collect --on-active=8 sh -c 'kill -CONT {every}'")
+    ssh(f"kill -STOP {every} && systemd-run --quiet --collect --on-active=8 --timer-property=AccuracySec=100ms sh -c 'kill -CONT {every}'")
     try:
         result = deploy(deploy_dir)
     finally:
