@@ -18,7 +18,7 @@ from gateway.lock import read_lock
 from gateway.settings import load
 from lab.fleet import fleet_data, host_entry
 from lab.topology import BACKENDS, MODELS, OLLAMA_PORT, gateway
-from tests.lab.conftest import DEAD_INDEX, TEST_GATEWAY, deploy, serving, service, ssh, tree_digest
+from tests.lab.conftest import DEAD_INDEX, TEST_GATEWAY, deploy, serving, service, ssh, tree_digest, wait_until_ready
 
 pytestmark = pytest.mark.lab
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -69,6 +69,20 @@ def test_second_deploy_changes_nothing(first_deploy, deploy_dir):
     assert again.returncode == 0, again.output[-3000:]
     assert again.changes == 0, again.output[-3000:]
     assert service("MainPID") == pid
+
+
+def test_a_worker_busy_longer_than_uvicorns_default_health_check_is_not_killed(first_deploy):
+    """uvicorn kills a worker that does not answer its health ping within 5 s by default: on a busy
+    host every new worker was killed while still importing and the instance never came up
+    (TIMEOUT_WORKER_HEALTHCHECK in the env file). A worker stopped for 9 s must live on."""
+    unit = serving()
+    workers = ssh(f"pgrep -P {service('MainPID')} -f spawn_main").split()
+    assert len(workers) == 2, workers
+    ssh(f"kill -STOP {workers[0]}; sleep 9; kill -CONT {workers[0]}", check=False)
+    time.sleep(1)
+    assert ssh(f"test -d /proc/{workers[0]} && echo alive", check=False).strip() == "alive"
+    assert f"Child process [{workers[0]}] died" not in ssh(f"journalctl -u {unit} --since -1min --no-pager")
+    wait_until_ready()
 
 
 def test_a_running_proxy_that_does_not_answer_is_verified_by_the_next_deploy(first_deploy, deploy_dir):
