@@ -12,7 +12,7 @@ from pyinfra.operations import files, python, server, systemd
 from pyinfra.operations.util import any_changed
 
 from gateway import front
-from gateway.commands import release_dir, validate_command
+from gateway.commands import front_trust, release_dir, validate_command
 from gateway.facts import Instances, ManagedFiles, ProxyAnswers
 from gateway.files import FRONT, PROXY, REDIS, by_name, managed_files
 from gateway.lock import lock_path, read_lock
@@ -23,7 +23,7 @@ from gateway.verify import switch_over, verify_gateway
 s = for_host(host).resolved(host.get_fact(Cpus) or 1)
 table = managed_files(s, host.name)
 present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table if not f.secret))
-answered = host.get_fact(ProxyAnswers, url=s.local_url)  # before this run changed anything
+answered = host.get_fact(ProxyAnswers, url=s.local_url, trust=front_trust(s))  # before this run changed anything
 instances = host.get_fact(Instances, ports=s.instance_ports, slots_dir=s.slots_dir,
                           legacy_unit=front.LEGACY_UNIT, venv_dir=s.venv_dir)
 
