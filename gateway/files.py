@@ -57,10 +57,11 @@ class ManagedFile:
         return self.path.startswith(UNIT_DIR + "/")
 
 
-def managed_files(s: Settings, host_name: str, team_keys: str | None = None) -> list[ManagedFile]:
+def managed_files(s: Settings, host_name: str, team_keys: str | None = None, issue: bool = True) -> list[ManagedFile]:
     """The table for one host, in the order the deploy installs it; `s` resolved() for the host.
     team-keys.json holds the operator's keys file (`litellm_team_keys_file`) unless `team_keys`
-    gives its rendered content (what `fab keys.push` is about to install)."""
+    gives its rendered content (what `fab keys.push` is about to install). Read-only tasks pass
+    `issue=False`: no TLS certificate is made, and its rows are left out where none was made yet."""
     if s.workers == "auto":  # the unit holds the worker count
         raise ValueError("managed_files needs settings resolved() with the host's CPU count")
     conf = s.config_dir
@@ -81,13 +82,14 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None) -> 
         return source, (REPO / source).read_text()
 
     secured = []
-    if s.tls:
-        served = tls.material(s, host_name)
+    served = tls.material(s, host_name, issue) if s.tls else None
+    if served:
         until = f"valid until {served.not_after:%Y-%m-%d}"
         secured = [
             ManagedFile(front.TLS_PEM, "litellm_tls (certificate chain and key)", "root", "root", "600",
                         f"holds the front's certificate for {', '.join(served.names)} and its key, root only",
-                        served.pem, restarts=(FRONT,)),
+                        served.pem, validate=f"{front.PEM_VARIABLE}={{path}} /usr/sbin/haproxy -c -q -f {front.CONFIG}",
+                        restarts=(FRONT,)),
             system(front.TLS_CERT, "litellm_tls (certificate chain)", served.chain.decode(),
                    f"holds the front's certificate chain ({until}), which the host's own checks pin"),
         ]

@@ -21,11 +21,16 @@ READY = ("healthy", "connected")
 
 
 def trust_pinned(cert_file: str) -> None:
-    """HTTPS to this host's own front, which the checks reach by address: trust exactly the
-    certificate chain it serves (the file the deploy installed beside it), whatever names it holds."""
-    context = ssl.create_default_context(cafile=cert_file)
+    """HTTPS to this host's own front, which the checks reach by address: trust exactly the leaf
+    certificate it serves (the first of the chain the deploy installed beside it), whatever names it
+    holds; not the CA that issued it, which may have issued others."""
+    with open(cert_file, encoding="ascii") as handle:
+        chain = handle.read()
+    end = "-----END CERTIFICATE-----"
+    leaf = chain[chain.index("-----BEGIN CERTIFICATE-----"):chain.index(end) + len(end)]
+    context = ssl.create_default_context(cadata=leaf)
     context.check_hostname = False
-    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # a leaf alone as the trust anchor
     urllib.request.install_opener(urllib.request.build_opener(urllib.request.HTTPSHandler(context=context)))
 
 

@@ -24,6 +24,11 @@ from tests.test_settings import GOOD_KEY, seed_data
 HOST = "hx-api-server.dev-test.hana-x.ai"
 
 
+def secret_part(key_pem: bytes) -> str:
+    """Base64 of a P-256 PKCS#8 key's private scalar: its first 48 characters are the same for every key."""
+    return b"".join(key_pem.splitlines()[1:-1]).decode()[48:88]
+
+
 def settings(tmp_path: Path, **extra):
     data = seed_data(litellm_master_key=GOOD_KEY, litellm_tls="own-ca", litellm_tls_ca_dir=str(tmp_path / "ca"))
     data.update(extra)
@@ -128,19 +133,18 @@ def test_wrong_operator_files_stop_the_deploy_naming_the_file_and_never_showing_
     expired, expired_key, _ = _operator_pair(tmp_path, HOST, days=-1, start=-10)
     cases = {
         "is not the key of the certificate": {"cert_file": str(cert_file), "key_file": str(other_key)},
-        "is not valid for hx-api-server": {"cert_file": str(other_cert), "key_file": str(other_key)},
+        "is valid for none of hx-api-server": {"cert_file": str(other_cert), "key_file": str(other_key)},
         "not now; renew it": {"cert_file": str(expired), "key_file": str(expired_key)},
         "holds no PEM certificate": {"cert_file": str(key_file), "key_file": str(key_file)},
         "holds no unencrypted PEM private key": {"cert_file": str(cert_file), "key_file": str(cert_file)},
         "cannot read": {"cert_file": str(tmp_path / "missing.crt"), "key_file": str(key_file)},
     }
-    body = b"".join(key_pem.splitlines()[1:-1]).decode()
-    other_body = b"".join(other_pem.splitlines()[1:-1]).decode()
+    body, other_body = secret_part(key_pem), secret_part(other_pem)
     for expected, files in cases.items():
         with pytest.raises(tls.TLSError, match=expected) as error:
             tls.material(settings(tmp_path, litellm_tls=files), HOST)
         assert "litellm_tls" in str(error.value)
-        assert body[:40] not in str(error.value) and other_body[:40] not in str(error.value)
+        assert body not in str(error.value) and other_body not in str(error.value)
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -248,3 +252,69 @@ def test_the_preflight_names_wrong_operator_files_before_any_host_changes(tmp_pa
     own = seed_data(litellm_master_key=GOOD_KEY, litellm_tls="own-ca", litellm_tls_ca_dir=str(tmp_path / "ca"))
     assert preflight.run_for_data({HOST: own}, skip={"dns", "backends"}).ok
     assert not (tmp_path / "ca").exists()  # checking makes nothing
+
+
+def test_four_makers_at_once_share_one_ca_and_every_certificate_verifies_with_it(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(4) as pool:
+        made = list(pool.map(lambda n: tls.material(settings(tmp_path), f"gw{n}.example.org"), range(4)))
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca" / "ca.crt").read_bytes())
+    for m in made:
+        x509.load_pem_x509_certificate(m.chain).verify_directly_issued_by(ca)
+    assert not [p.name for p in (tmp_path / "ca").rglob(".*") if p.name != ".lock"]  # no temp file left
+
+
+def test_names_are_kept_canonical_so_a_second_deploy_issues_nothing(tmp_path):
+    odd = settings(tmp_path, litellm_tls_names=["FD00:0:0::1", "API.Example.org"], litellm_bind_address="fd00:0::2")
+    first = tls.material(odd, HOST)
+    assert first.names == (HOST, "fd00::2", "fd00::1", "api.example.org")
+    assert tls.material(odd, HOST) == first
+
+
+def test_a_kept_key_that_is_not_its_certificates_is_issued_anew(tmp_path):
+    first = tls.material(settings(tmp_path), HOST)
+    stray = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "ca" / "hosts" / f"{HOST}.key").write_bytes(stray)  # an interrupted run: new key, old certificate
+    again = tls.material(settings(tmp_path), HOST)
+    assert again.chain != first.chain and handshake(again.pem, again.ca_file, HOST, tmp_path) == "hello"
+
+
+def test_a_ca_directory_open_to_others_is_refused(tmp_path):
+    (tmp_path / "ca").mkdir(mode=0o755)
+    (tmp_path / "ca").chmod(0o755)
+    with pytest.raises(tls.TLSError, match="chmod 700"):
+        tls.material(settings(tmp_path), HOST)
+
+
+def test_an_operator_wildcard_or_upper_case_certificate_is_accepted(tmp_path):
+    cert_file, key_file, _ = _operator_pair(tmp_path, "*.DEV-TEST.hana-x.ai")
+    s = settings(tmp_path, litellm_tls={"cert_file": str(cert_file), "key_file": str(key_file)})
+    assert tls.material(s, HOST).names == ("*.dev-test.hana-x.ai",)
+    assert not tls.covers({"*.dev-test.hana-x.ai"}, "a.b.dev-test.hana-x.ai")  # one label only
+
+
+def test_read_only_tasks_make_nothing(tmp_path):
+    s = settings(tmp_path)
+    assert front.TLS_PEM not in {f.path for f in managed_files(s, HOST, "{}", issue=False)}
+    assert not (tmp_path / "ca").exists()
+    made = tls.material(s, HOST)
+    rows = {f.path: f for f in managed_files(s, HOST, "{}", issue=False)}
+    assert rows[front.TLS_PEM].content == made.pem  # what the deploy made, read back
+
+
+def test_the_pin_trusts_the_leaf_not_other_certificates_of_the_same_ca(tmp_path):
+    from on_host import readiness
+    ours = tls.material(settings(tmp_path), HOST)
+    sibling = tls.material(settings(tmp_path), "gw9.example.org")  # same CA, another gateway
+    pin = tmp_path / "front.crt"
+    pin.write_bytes(ours.chain)
+    (tmp_path / "s").mkdir()
+    server = _https_ready_server(sibling.pem, tmp_path / "s")
+    try:
+        readiness.trust_pinned(str(pin))
+        ready, answer = readiness.probe(f"https://127.0.0.1:{server.server_address[1]}")
+        assert not ready and "CERTIFICATE_VERIFY_FAILED" in answer
+    finally:
+        readiness.urllib.request.install_opener(None)
+        server.shutdown()

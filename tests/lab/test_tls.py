@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ssl
+
 import httpx
 import openai
 import pytest
@@ -14,6 +16,7 @@ from lab import control
 from lab.topology import GATEWAY_PORT, MODELS
 from tests.lab.conftest import TEST_GATEWAY, deploy, service, ssh
 from tests.lab.test_fabfile import fab
+from tests.test_tls import secret_part
 
 pytestmark = pytest.mark.lab
 HTTPS = f"https://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1"
@@ -34,12 +37,13 @@ def tls_settings(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def https_gateway(first_deploy, deploy_dir, tls_settings):
-    """gw2 switched to HTTPS by a deploy; plain HTTP again afterwards."""
+    """gw2 switched to HTTPS by a deploy; plain HTTP again afterwards, the certificate and key gone."""
     pid = service("MainPID")
     result = deploy(deploy_dir, **tls_settings)
     yield result, pid
     back = deploy(deploy_dir)
     assert back.returncode == 0, back.output[-4000:]
+    assert ssh(f"ls {front.TLS_PEM} {front.TLS_CERT} 2>&1 || true").count("No such file") == 2
 
 
 def test_a_deploy_turns_https_on_without_restarting_the_proxy_and_verifies_through_it(https_gateway, tls_settings):
@@ -48,8 +52,8 @@ def test_a_deploy_turns_https_on_without_restarting_the_proxy_and_verifies_throu
     assert "gateway verified" in result.output and "ok   completion with" in result.output
     assert service("MainPID") == pid  # only the front changed: reloaded, the proxy untouched
     ca_dir = Path(tls_settings["litellm_tls_ca_dir"])
-    key = (ca_dir / "hosts" / f"{TEST_GATEWAY.name}.key").read_text()
-    assert "".join(key.splitlines()[1:-1])[:48] not in result.output  # the key never reaches the output
+    key = (ca_dir / "hosts" / f"{TEST_GATEWAY.name}.key").read_bytes()
+    assert secret_part(key) not in result.output  # the key never reaches the output
     listing = ssh(f"stat -c '%U %a' {front.TLS_PEM} {front.TLS_CERT}; stat -c '%U %a' {front.SERVED_PEM}")
     assert listing.split("\n")[:2] == ["root 600", "root 644"]
     owner, mode = listing.split("\n")[2].split()
@@ -87,3 +91,21 @@ def test_a_config_change_switches_over_and_fab_status_is_healthy_over_https(http
     assert status.returncode == 0, status.stdout + status.stderr
     again = deploy(deploy_dir, litellm_timeout=31, **tls_settings)
     assert again.returncode == 0 and again.changes == 0, again.output[-4000:]
+
+
+def served_names() -> set[str]:
+    pem = ssl.get_server_certificate((TEST_GATEWAY.address, GATEWAY_PORT))
+    from cryptography import x509
+    from gateway.tls import names_of
+    return names_of(x509.load_pem_x509_certificate(pem.encode()))
+
+
+def test_a_new_certificate_alone_is_served_after_the_deploy_reloads_the_front(https_gateway, deploy_dir, tls_settings):
+    """A renewal or new names change the certificate only, not the front's config: the front must reload."""
+    assert "alias.lab.test" not in served_names()
+    pid = service("MainPID")
+    renamed = dict(tls_settings, litellm_tls_names=[TEST_GATEWAY.address, "alias.lab.test"])
+    result = deploy(deploy_dir, **renamed)
+    assert result.returncode == 0, result.output[-4000:]
+    assert "alias.lab.test" in served_names()
+    assert service("MainPID") == pid
