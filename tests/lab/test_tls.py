@@ -3,11 +3,9 @@ certificate; plain HTTP on the port is refused before its bearer key is read; th
 checks, the switch-over and `fab status` work over HTTPS; a second deploy changes nothing."""
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
-import ssl
-
-import httpx
 import openai
 import pytest
 
@@ -24,9 +22,10 @@ PLAIN = f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1"
 
 
 def client(url: str, key: str, ca_file: str | None) -> openai.OpenAI:
-    verify: str | bool = ca_file if ca_file else True  # True: the system's CAs, which do not know the own CA
+    # Without a CA file: the system's CAs, which do not know the own CA.
+    verify = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
     return openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=60,
-                         http_client=httpx.Client(verify=verify, timeout=60))
+                         http_client=openai.DefaultHttpxClient(verify=verify, timeout=60))
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +51,7 @@ def test_a_deploy_turns_https_on_without_restarting_the_proxy_and_verifies_throu
     assert "gateway verified" in result.output and "ok   completion with" in result.output
     assert service("MainPID") == pid  # only the front changed: reloaded, the proxy untouched
     ca_dir = Path(tls_settings["litellm_tls_ca_dir"])
-    key = (ca_dir / "hosts" / f"{TEST_GATEWAY.name}.key").read_bytes()
+    key = (ca_dir / "hosts" / f"{TEST_GATEWAY.fqdn}.key").read_bytes()
     assert secret_part(key) not in result.output  # the key never reaches the output
     listing = ssh(f"stat -c '%U %a' {front.TLS_PEM} {front.TLS_CERT}; stat -c '%U %a' {front.SERVED_PEM}")
     assert listing.split("\n")[:2] == ["root 600", "root 644"]
@@ -104,7 +103,8 @@ def test_a_new_certificate_alone_is_served_after_the_deploy_reloads_the_front(ht
     """A renewal or new names change the certificate only, not the front's config: the front must reload."""
     assert "alias.lab.test" not in served_names()
     pid = service("MainPID")
-    renamed = dict(tls_settings, litellm_tls_names=[TEST_GATEWAY.address, "alias.lab.test"])
+    # The settings the test before left (litellm_timeout 31): only the names change here.
+    renamed = dict(tls_settings, litellm_timeout=31, litellm_tls_names=[TEST_GATEWAY.address, "alias.lab.test"])
     result = deploy(deploy_dir, **renamed)
     assert result.returncode == 0, result.output[-4000:]
     assert "alias.lab.test" in served_names()
