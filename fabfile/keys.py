@@ -23,7 +23,7 @@ def _key_store(fleet: Fleet) -> KeyStore:
 
 def install_command(g: Gateway, content: str) -> str:
     """The deploy's own staged install of team-keys.json (gateway/files.py), fed on stdin: no file in /tmp."""
-    row = by_name(managed_files(g.settings.resolved(1), g.name, content))[TEAM_KEYS]
+    row = by_name(managed_files(g.settings.resolved(1), g.name, content, issue=False))[TEAM_KEYS]
     return " && ".join([stage_command(row), f"cat > {staged(row.path)}", *commit_commands(row)])
 
 

@@ -54,16 +54,22 @@ def hook_check_command(settings: Settings, hook_path: str) -> str:
             f"{release_dir(settings)}/bin/python -c {shlex.quote(_HOOK_CHECK)} {shlex.quote(hook_path)} 2>&1")
 
 
+def front_trust(settings: Settings) -> tuple[str, ...]:
+    """How the host's own checks trust its front over HTTPS: the chain it serves, pinned (they reach
+    it by address, which the certificate need not name). Nothing to add for plain HTTP."""
+    return ("--tls-pin", front.TLS_CERT) if settings.tls else ()
+
+
 def smoke_command(settings: Settings, url: str, ready_timeout: int) -> str:
     """The smoke check on the host: ready, exactly the configured models, one completion."""
     expected = sorted({model.name for model, _ in settings.deployments})
     return on_host("smoke", "--url", url, "--key-env-file", f"{settings.config_dir}/litellm.env",
-                   "--ready-timeout", str(ready_timeout), "--expect", *expected)
+                   "--ready-timeout", str(ready_timeout), *front_trust(settings), "--expect", *expected)
 
 
 def status_command(settings: Settings) -> str:
     """What `fab status` asks of a host, as JSON (on_host/status.py)."""
-    return on_host("status", "--url", settings.local_url, "--layout", front.layout(settings))
+    return on_host("status", "--url", settings.local_url, "--layout", front.layout(settings), *front_trust(settings))
 
 
 def switch_command(settings: Settings, release: str, ready_timeout: int, why: str) -> str:
@@ -77,6 +83,6 @@ def switch_command(settings: Settings, release: str, ready_timeout: int, why: st
                    "--expect", *expected)
 
 
-def readiness_command(url: str, lib: str = HOST_LIB) -> str:
-    """Exit 0 when the proxy at `url` answers ready now (on_host/readiness.py)."""
-    return on_host("readiness", url, lib=lib)
+def readiness_command(url: str, lib: str = HOST_LIB, trust: tuple[str, ...] = ()) -> str:
+    """Exit 0 when the proxy at `url` answers ready now (on_host/readiness.py); `trust`: front_trust()."""
+    return on_host("readiness", url, *trust, lib=lib)

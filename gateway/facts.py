@@ -113,8 +113,8 @@ class ProxyAnswers(FactBase):
     verifies the gateway whenever it did not answer, not only after it (re)started it.
     """
 
-    def command(self, url: str, lib: str = HOST_LIB) -> str:
-        return f"{readiness_command(url, lib)} >/dev/null 2>&1 && echo yes || echo no"
+    def command(self, url: str, lib: str = HOST_LIB, trust: tuple[str, ...] = ()) -> str:
+        return f"{readiness_command(url, lib, trust)} >/dev/null 2>&1 && echo yes || echo no"
 
     def process(self, output: list[str]) -> bool:
         return output == ["yes"]

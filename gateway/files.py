@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway import commands, front, render
+from gateway import commands, front, render, tls
 from gateway.settings import Settings
 from gateway.team_keys import KeyStore, host_file
 
@@ -57,10 +57,11 @@ class ManagedFile:
         return self.path.startswith(UNIT_DIR + "/")
 
 
-def managed_files(s: Settings, host_name: str, team_keys: str | None = None) -> list[ManagedFile]:
+def managed_files(s: Settings, host_name: str, team_keys: str | None = None, issue: bool = True) -> list[ManagedFile]:
     """The table for one host, in the order the deploy installs it; `s` resolved() for the host.
     team-keys.json holds the operator's keys file (`litellm_team_keys_file`) unless `team_keys`
-    gives its rendered content (what `fab keys.push` is about to install)."""
+    gives its rendered content (what `fab keys.push` is about to install). Read-only tasks pass
+    `issue=False`: no TLS certificate is made, and its rows are left out where none was made yet."""
     if s.workers == "auto":  # the unit holds the worker count
         raise ValueError("managed_files needs settings resolved() with the host's CPU count")
     conf = s.config_dir
@@ -80,6 +81,18 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None) -> 
     def shipped(source: str) -> tuple[str, str]:
         return source, (REPO / source).read_text()
 
+    secured = []
+    served = tls.material(s, host_name, issue) if s.tls else None
+    if served:
+        until = f"valid until {served.not_after:%Y-%m-%d}"
+        secured = [
+            ManagedFile(front.TLS_PEM, "litellm_tls (certificate chain and key)", "root", "root", "600",
+                        f"holds the front's certificate for {', '.join(served.names)} and its key, root only",
+                        served.pem, validate=f"{front.PEM_VARIABLE}={{path}} /usr/sbin/haproxy -c -q -f {front.CONFIG}",
+                        restarts=(FRONT,)),
+            system(front.TLS_CERT, "litellm_tls (certificate chain)", served.chain.decode(),
+                   f"holds the front's certificate chain ({until}), which the host's own checks pin"),
+        ]
     on_host = [
         system(f"{commands.HOST_LIB}/{source}", *shipped(source), "is installed for the deploy's checks and fab status")
         for source in sorted(p.relative_to(REPO).as_posix() for p in (REPO / "on_host").glob("*.py"))
@@ -110,9 +123,10 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None) -> 
                     "holds the master key and runtime settings", render.env_settings(s, host_name).encode(),
                     secret=True, restarts=(PROXY,)),
         system(f"{UNIT_DIR}/{PROXY}", *template("litellm@.service.j2"), "is installed, hardened", restarts=(PROXY,)),
+        *secured,
         system(front.CONFIG, *template("litellm-front.cfg.j2"),
-               f"sends port {s.port} to the serving proxy instance, checked by haproxy -c",
-               validate="/usr/sbin/haproxy -c -q -f {path}", restarts=(FRONT,)),
+               f"sends port {s.port} ({s.scheme}) to the serving proxy instance, checked by haproxy -c",
+               validate=f"{front.PEM_VARIABLE}={front.TLS_PEM} /usr/sbin/haproxy -c -q -f {{path}}", restarts=(FRONT,)),
         system(f"{UNIT_DIR}/{FRONT}", *template("litellm-front.service.j2"), "is installed, hardened", restarts=(FRONT,)),
     ]
 

@@ -18,6 +18,13 @@ RUNTIME_DIRECTORY = "litellm-front"
 ADMIN_SOCKET = f"/run/{RUNTIME_DIRECTORY}/admin.sock"
 BACKEND = "instances"
 INSTANCE_TEMPLATE = "litellm@.service"
+# TLS (litellm_tls): the chain and key, root's alone on disk; a copy the front's dynamic user owns is
+# made at each start and reload (systemd's credentials are not refreshed on reload); the chain
+# alone, public, which the host's own checks pin.
+TLS_PEM = "/etc/haproxy/litellm-front.pem"
+TLS_CERT = "/etc/haproxy/litellm-front.crt"
+SERVED_PEM = f"/run/{RUNTIME_DIRECTORY}/tls.pem"
+PEM_VARIABLE = "LITELLM_FRONT_PEM"  # the config's crt: SERVED_PEM (presetenv), or TLS_PEM while the deploy checks it
 READINESS_PATH = "/health/readiness"  # on_host/readiness.py asks the same (tests/test_front.py holds them equal)
 # The unit every gateway ran before the front existed: stopped and removed when the front takes its port.
 LEGACY_UNIT = "litellm.service"
@@ -46,11 +53,21 @@ class Front:
     admin_socket: str = ADMIN_SOCKET
     runtime_directory: str = RUNTIME_DIRECTORY
     readiness_path: str = READINESS_PATH
+    tls_pem: str = TLS_PEM
+    served_pem: str = SERVED_PEM
+    pem_variable: str = PEM_VARIABLE
 
     @property
     def request_timeout(self) -> int:
         """Seconds the front waits on either side: every try of the router, and some."""
         return self.s.timeout * (self.s.num_retries + 1) + 30
+
+    @property
+    def copy_pem(self) -> str:
+        """The served copy of TLS_PEM, made as root for the front's user (a "+" Exec line of its unit)."""
+        new = f"{SERVED_PEM}.new"
+        return (f"/bin/sh -c 'install -m 0400 {TLS_PEM} {new} && chown --reference=/run/{RUNTIME_DIRECTORY} {new} "
+                f"&& mv -f {new} {SERVED_PEM}'")
 
     @staticmethod
     def server(port: int) -> str:

@@ -29,6 +29,17 @@ DEFAULTS: dict[str, Any] = {
     # serves while the other is started on a change, proves it answers and takes over; the first
     # is then drained and stopped. The instance's unit is litellm@PORT.service.
     "litellm_instance_ports": [4001, 4002],
+    # TLS at the front. None: plain HTTP on litellm_port, as the seed's clients use it. "own-ca":
+    # HTTPS with a certificate from a small CA the deploy creates once on the control machine
+    # (litellm_tls_ca_dir; give clients its ca.crt). Or the operator's own certificate (chain, leaf
+    # first) and unencrypted key, files on the control machine outside git:
+    # {"cert_file": "~/tls/gw.crt", "key_file": "~/tls/gw.key", "ca_file": "~/tls/ca.crt"}.
+    # Plain HTTP on the port is then refused (the TLS handshake fails before any request is read).
+    "litellm_tls": None,
+    "litellm_tls_ca_dir": "~/.local/share/litellm-gateway/ca",  # on the control machine; back it up
+    # Names and addresses clients reach the gateway by, besides its inventory name (and
+    # litellm_bind_address when it is one address): a DNS alias, the fleet's name.
+    "litellm_tls_names": [],
     # The address the instances listen on: loopback, so only the front (and the host) reach them.
     "litellm_instance_address": "127.0.0.1",
     # Seconds a switch-over waits for the requests still running on the old instance (long
@@ -164,6 +175,18 @@ REDIS_SOCKET = "/run/litellm-redis/redis.sock"  # RuntimeDirectory= of litellm-r
 
 
 @dataclass(frozen=True)
+class TLS:
+    """Where the front's certificate comes from (gateway/tls.py makes or checks it)."""
+
+    own_ca: bool
+    ca_dir: str  # the own CA's directory on the control machine
+    cert_file: str | None = None  # the operator's certificate chain, leaf first
+    key_file: str | None = None
+    ca_file: str | None = None  # what the operator's clients verify with, for `lab status` and tests
+    names: tuple[str, ...] = ()  # further names clients reach the gateway by
+
+
+@dataclass(frozen=True)
 class Settings:
     version: str
     extra_requirements: tuple[str, ...]
@@ -199,6 +222,7 @@ class Settings:
     pip_index_url: str | None = None
     wheel_cache: str = "~/.cache/litellm-gateway/wheels"
     releases_keep: int = 3
+    tls: TLS | None = None
 
     def resolved(self, cpus: int) -> Settings:
         """These settings on a host with `cpus` CPUs: "auto" workers become a number."""
@@ -254,7 +278,11 @@ class Settings:
     def local_url(self) -> str:
         """The URL a process on the gateway host itself reaches the proxy at."""
         address = "127.0.0.1" if self.bind_address in ("0.0.0.0", "::") else self.bind_address
-        return f"http://{'[' + address + ']' if ':' in address else address}:{self.port}"
+        return f"{self.scheme}://{'[' + address + ']' if ':' in address else address}:{self.port}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
 
 def weak_key_reason(key: str) -> str | None:
@@ -477,6 +505,50 @@ def _backends(check: _Checker, model_names: set[str]) -> list[Backend]:
     return backends
 
 
+def _control_path(check: _Checker, where: str, value: Any) -> str | None:
+    """A file or directory on the control machine, kept outside the repository (git)."""
+    if not isinstance(value, str) or not value or not value.isprintable() or len(value) > 4096:
+        check.problem(where, f"{shown(value)} is not a path on the control machine")
+        return None
+    if Path(value).expanduser().resolve().is_relative_to(REPO):
+        check.problem(where, f"{shown(value)} is inside the repository; keep keys and certificates outside git "
+                             "(e.g. under ~/.config/litellm-gateway/)")
+        return None
+    return value
+
+
+def _tls(check: _Checker) -> TLS | None:
+    raw = check.data["litellm_tls"]
+    ca_dir = _control_path(check, "litellm_tls_ca_dir", check.data["litellm_tls_ca_dir"]) or ""
+    names = check.data["litellm_tls_names"]
+    if not isinstance(names, (list, tuple)) or not all(
+            isinstance(n, str) and (HOSTNAME.fullmatch(n) or plain_ip(n)) for n in names):
+        check.problem("litellm_tls_names", f"{shown(names)}: list the host names and IP addresses clients use, "
+                                           "like ['llm-api.example.org', '10.1.2.3']")
+        names = []
+    if raw is None:
+        if names:
+            check.problem("litellm_tls_names", "names a certificate, but litellm_tls is None (plain HTTP); set "
+                                               "litellm_tls too, or remove the names")
+        return None
+    if raw == "own-ca":
+        return TLS(own_ca=True, ca_dir=ca_dir, names=tuple(names))
+    if isinstance(raw, Mapping):
+        unknown = set(raw) - {"cert_file", "key_file", "ca_file"}
+        if unknown:
+            check.problem("litellm_tls", f"unknown keys {sorted(unknown)}; allowed: cert_file, key_file, ca_file")
+        if "cert_file" not in raw or "key_file" not in raw:
+            check.problem("litellm_tls", "give both cert_file and key_file (files on this machine, outside git)")
+            return None
+        cert = _control_path(check, "litellm_tls.cert_file", raw["cert_file"])
+        key = _control_path(check, "litellm_tls.key_file", raw["key_file"])
+        ca = _control_path(check, "litellm_tls.ca_file", raw["ca_file"]) if raw.get("ca_file") is not None else None
+        return TLS(own_ca=False, ca_dir=ca_dir, cert_file=cert, key_file=key, ca_file=ca, names=tuple(names))
+    check.problem("litellm_tls", f"{shown(raw)} is none of: None (plain HTTP), 'own-ca', or "
+                                 "{'cert_file': PATH, 'key_file': PATH, 'ca_file': PATH}")
+    return None
+
+
 def load(data: Mapping[str, Any]) -> Settings:
     """Merge `data` over DEFAULTS and check every value; raise SettingsError listing all problems."""
     unknown = sorted(k for k in data if k.startswith("litellm_") and k not in DEFAULTS)
@@ -605,6 +677,7 @@ def load(data: Mapping[str, Any]) -> Settings:
         pip_index_url=index_url,
         wheel_cache=wheel_cache,
         releases_keep=check.integer("litellm_releases_keep", 2, 50),
+        tls=_tls(check),
     )
     if check.problems:
         raise SettingsError(check.problems)

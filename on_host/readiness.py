@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import sys
 import time
 import urllib.error
@@ -17,6 +18,20 @@ import urllib.request
 
 PATH = "/health/readiness"
 READY = ("healthy", "connected")
+
+
+def trust_pinned(cert_file: str) -> None:
+    """HTTPS to this host's own front, which the checks reach by address: trust exactly the leaf
+    certificate it serves (the first of the chain the deploy installed beside it), whatever names it
+    holds; not the CA that issued it, which may have issued others."""
+    with open(cert_file, encoding="ascii") as handle:
+        chain = handle.read()
+    end = "-----END CERTIFICATE-----"
+    leaf = chain[chain.index("-----BEGIN CERTIFICATE-----"):chain.index(end) + len(end)]
+    context = ssl.create_default_context(cadata=leaf)
+    context.check_hostname = False
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # a leaf alone as the trust anchor
+    urllib.request.install_opener(urllib.request.build_opener(urllib.request.HTTPSHandler(context=context)))
 
 
 def probe(base_url: str, timeout: float = 3.0) -> tuple[bool, str]:
@@ -46,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m on_host.readiness", description=__doc__.splitlines()[0])
     parser.add_argument("url", help="the proxy's base URL, e.g. http://127.0.0.1:4000")
     parser.add_argument("--wait", type=float, default=0, help="seconds to keep asking (default: ask once)")
+    parser.add_argument("--tls-pin", help="certificate chain an https URL must present (the front's own)")
     args = parser.parse_args(argv)
+    if args.tls_pin:
+        trust_pinned(args.tls_pin)
     ready, answer = wait_ready(args.url, args.wait) if args.wait else probe(args.url)
     print(("ready: " if ready else "not ready: ") + answer)
     return 0 if ready else 1

@@ -12,7 +12,7 @@ from pyinfra.operations import files, python, server, systemd
 from pyinfra.operations.util import any_changed
 
 from gateway import front
-from gateway.commands import release_dir, validate_command
+from gateway.commands import front_trust, release_dir, validate_command
 from gateway.facts import Instances, ManagedFiles, ProxyAnswers
 from gateway.files import FRONT, PROXY, REDIS, by_name, managed_files
 from gateway.lock import lock_path, read_lock
@@ -22,8 +22,10 @@ from gateway.verify import switch_over, verify_gateway
 
 s = for_host(host).resolved(host.get_fact(Cpus) or 1)
 table = managed_files(s, host.name)
-present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table if not f.secret))
-answered = host.get_fact(ProxyAnswers, url=s.local_url)  # before this run changed anything
+# With TLS off, the certificate and key of an earlier deploy are looked for too (removed below).
+leftover = () if s.tls else (front.TLS_PEM, front.TLS_CERT)
+present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table if not f.secret) + leftover)
+answered = host.get_fact(ProxyAnswers, url=s.local_url, trust=front_trust(s))  # before this run changed anything
 instances = host.get_fact(Instances, ports=s.instance_ports, slots_dir=s.slots_dir,
                           legacy_unit=front.LEGACY_UNIT, venv_dir=s.venv_dir)
 
@@ -78,10 +80,13 @@ systemd.service(name=f"{REDIS} is enabled and running", service=REDIS, running=T
 
 unit_read(FRONT)
 server.shell(
-    name=f"{FRONT}, when running, has reloaded its changed config (the listening socket is handed over)",
+    name=f"{FRONT}, when running, has reloaded its changed config, unit or certificate (the listening socket is handed over)",
     commands=[f"systemctl try-reload-or-restart {FRONT}"],
-    _if=installed[front.CONFIG.rsplit('/', 1)[1]].did_change,
+    _if=any_changed(*inputs_of(FRONT)),
 )
+if any(present.get(path) for path in leftover):
+    server.shell(name="The certificate and key of the front are gone: litellm_tls is off",
+                 commands=[f"rm -f {' '.join(leftover)}"])
 
 server.shell(
     name=f"The new release accepts {s.config_dir}/config.yaml (--validate_config)",

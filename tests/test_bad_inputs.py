@@ -52,6 +52,8 @@ STRING_SETTINGS = {
     "litellm_workers": (lambda v: {"litellm_workers": v}, "litellm_workers"),
     "litellm_dns_nameservers": (lambda v: {"litellm_dns_nameservers": [v]}, "litellm_dns_nameservers"),
     "litellm_preflight_skip": (lambda v: {"litellm_preflight_skip": [v]}, "litellm_preflight_skip"),
+    "litellm_tls_names": (lambda v: {"litellm_tls": "own-ca", "litellm_tls_names": [f"api.example.org{v}" if v else v]},
+                          "litellm_tls_names"),
     "model name": (lambda v: _model_named(v), "litellm_models["),
     "model tag": (lambda v: _model_field("tag", v), "litellm_models['phi3-3.8b'].tag"),
     "model mode": (lambda v: _model_field("mode", v), "litellm_models['phi3-3.8b'].mode"),

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from gateway.preflight import backends as backend_checks
 from gateway.preflight import dns as dns_checks
+from gateway import tls
 from gateway.lock import read_lock
 from gateway.settings import Settings, SettingsError, load
 from gateway.table import table
@@ -111,6 +112,9 @@ def run_for_data(host_data: Mapping[str, Mapping[str, Any]], skip: set[str] | fr
         _, lock_problem = read_lock(fleet[name].requirements)
         if lock_problem:
             problems[name] = [f"litellm_version/litellm_extra_requirements: {lock_problem}"]
+        tls_problem = tls.problem(fleet[name], name)
+        if tls_problem:
+            problems.setdefault(name, []).append(tls_problem)
     if problems:
         return Report(settings_problems=problems)
     return run(fleet, skip)
