@@ -148,7 +148,8 @@ def test_a_release_that_does_not_start_is_never_given_traffic(first_deploy, depl
     finally:
         ssh(f"mv -f {other}/bin/litellm.real {other}/bin/litellm")
     assert result.returncode != 0
-    assert "stopped while starting" in result.output and f"traffic stays on {instance}" in result.output
+    assert "stopped while starting" in result.output and f"traffic stays on {instance}" in result.output, \
+        result.output[-4000:]
     assert "injected: this release does not start" in result.output  # its journal, shown
     assert outcomes.failures == [], outcomes.summary()
     assert (serving(), service("MainPID")) == (instance, pid)
