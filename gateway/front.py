@@ -53,7 +53,6 @@ class Front:
     admin_socket: str = ADMIN_SOCKET
     runtime_directory: str = RUNTIME_DIRECTORY
     readiness_path: str = READINESS_PATH
-    tls_pem: str = TLS_PEM
     served_pem: str = SERVED_PEM
     pem_variable: str = PEM_VARIABLE
 

@@ -20,10 +20,17 @@ PATH = "/health/readiness"
 READY = ("healthy", "connected")
 
 
-def trust_pinned(cert_file: str) -> None:
+def pin_argument(parser: argparse.ArgumentParser) -> None:
+    """`--tls-pin FILE` of every check that may reach the front over HTTPS (give it to trust_pinned)."""
+    parser.add_argument("--tls-pin", help="certificate chain whose leaf an https URL must present (the front's own)")
+
+
+def trust_pinned(cert_file: str | None) -> None:
     """HTTPS to this host's own front, which the checks reach by address: trust exactly the leaf
     certificate it serves (the first of the chain the deploy installed beside it), whatever names it
-    holds; not the CA that issued it, which may have issued others."""
+    holds; not the CA that issued it, which may have issued others. None: plain HTTP, nothing to do."""
+    if cert_file is None:
+        return
     with open(cert_file, encoding="ascii") as handle:
         chain = handle.read()
     end = "-----END CERTIFICATE-----"
@@ -61,10 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m on_host.readiness", description=__doc__.splitlines()[0])
     parser.add_argument("url", help="the proxy's base URL, e.g. http://127.0.0.1:4000")
     parser.add_argument("--wait", type=float, default=0, help="seconds to keep asking (default: ask once)")
-    parser.add_argument("--tls-pin", help="certificate chain an https URL must present (the front's own)")
+    pin_argument(parser)
     args = parser.parse_args(argv)
-    if args.tls_pin:
-        trust_pinned(args.tls_pin)
+    trust_pinned(args.tls_pin)
     ready, answer = wait_ready(args.url, args.wait) if args.wait else probe(args.url)
     print(("ready: " if ready else "not ready: ") + answer)
     return 0 if ready else 1

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from .readiness import PATH, trust_pinned, wait_ready
+from .readiness import PATH, pin_argument, trust_pinned, wait_ready
 
 KEY_VAR = "LITELLM_MASTER_KEY"
 
@@ -106,10 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model for the completion (default: first expected/listed)")
     parser.add_argument("--ready-timeout", type=float, default=120)
     parser.add_argument("--timeout", type=float, default=60, help="seconds for the completion")
-    parser.add_argument("--tls-pin", help="certificate chain an https URL must present (the front's own)")
+    pin_argument(parser)
     args = parser.parse_args(argv)
-    if args.tls_pin:
-        trust_pinned(args.tls_pin)
+    trust_pinned(args.tls_pin)
     base = args.url.rstrip("/")
     try:
         if args.key_env_file:

@@ -16,7 +16,7 @@ import sys
 from urllib.parse import urlsplit
 
 from . import front
-from .readiness import probe, trust_pinned
+from .readiness import pin_argument, probe, trust_pinned
 from .switch import serving, target
 
 
@@ -66,10 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--layout", required=True)
-    parser.add_argument("--tls-pin", help="certificate chain an https URL must present (the front's own)")
+    pin_argument(parser)
     args = parser.parse_args(argv)
-    if args.tls_pin:
-        trust_pinned(args.tls_pin)
+    trust_pinned(args.tls_pin)
     layout = json.loads(args.layout)
     instances = layout["instances"]
     port = serving(instances) or next(iter(instances))

@@ -226,8 +226,10 @@ def test_the_hosts_own_checks_trust_exactly_the_pinned_chain_by_address(tmp_path
     stranger = tls.material(settings(tmp_path / "elsewhere"), HOST)  # another CA, same names
     pin = tmp_path / "front.crt"
     pin.write_bytes(ours.chain)
-    servers = {name: _https_ready_server(m.pem, tmp_path / name) for name, m in
-               (("ours", ours), ("stranger", stranger)) if (tmp_path / name).mkdir() is None}
+    servers = {}
+    for name, served in (("ours", ours), ("stranger", stranger)):
+        (tmp_path / name).mkdir()
+        servers[name] = _https_ready_server(served.pem, tmp_path / name)
     try:
         url = {name: f"https://127.0.0.1:{server.server_address[1]}" for name, server in servers.items()}
         assert readiness.probe(url["ours"])[0] is False  # the system's CAs do not know the own CA
