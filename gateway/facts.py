@@ -160,3 +160,18 @@ class PythonTarget(FactBase):
 
     def process(self, output: list[str]) -> wheels.Target:
         return wheels.parse_probe("\n".join(output))
+
+
+class InterfaceAddresses(FactBase):
+    """The host's network interfaces and their IP addresses: {interface: [address, ...]}."""
+
+    command = "ip -o addr show"
+    requires_command = "ip"
+
+    def process(self, output: list[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for line in output:
+            parts = line.split()
+            if len(parts) >= 4 and parts[2] in ("inet", "inet6"):
+                found.setdefault(parts[1].split("@")[0], []).append(parts[3].split("/")[0])
+        return found

@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway import commands, front, render, tls
+from gateway import commands, front, render, tls, vrrp
 from gateway.settings import Settings
 from gateway.team_keys import KeyStore, host_file
 
@@ -27,6 +27,7 @@ ENV_FILE = "litellm.env"
 PROXY = front.INSTANCE_TEMPLATE  # a change to a file it restarts on means a switch-over, not a restart
 REDIS = "litellm-redis.service"
 FRONT = front.UNIT  # reloaded on a change: no connection refused
+FLEET = vrrp.UNIT  # a fleet's address (keepalived): reloaded on a changed config
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,21 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
             system(front.TLS_CERT, "litellm_tls (certificate chain)", served.chain.decode(),
                    f"holds the front's certificate chain ({until}), which the host's own checks pin"),
         ]
+    fleet = []
+    if s.fleet:
+        if served and front.Front(s).fleet_ca == front.FLEET_CA:
+            # Before the front's config, whose check reads it.
+            secured.append(system(front.FLEET_CA, "litellm_tls (the CA clients are given)",
+                                  Path(served.ca_file).read_text(),
+                                  "holds the CA the fronts verify each other's certificates with", restarts=(FRONT,)))
+        fleet = [
+            system(vrrp.CONFIG, *template("litellm-fleet.conf.j2"),
+                   f"holds {s.fleet.address} on one gateway at a time while its front answers (VRRP, priority "
+                   f"{s.fleet.priority(host_name)})", validate="/usr/sbin/keepalived --config-test -f {path}",
+                   restarts=(FLEET,)),
+            system(f"{UNIT_DIR}/{FLEET}", *template("litellm-fleet.service.j2"), "is installed, hardened",
+                   restarts=(FLEET,)),
+        ]
     on_host = [
         system(f"{commands.HOST_LIB}/{source}", *shipped(source), "is installed for the deploy's checks and fab status")
         for source in sorted(p.relative_to(REPO).as_posix() for p in (REPO / "on_host").glob("*.py"))
@@ -128,6 +144,7 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
                f"sends port {s.port} ({s.scheme}) to the serving proxy instance, checked by haproxy -c",
                validate=f"{front.PEM_VARIABLE}={front.TLS_PEM} /usr/sbin/haproxy -c -q -f {{path}}", restarts=(FRONT,)),
         system(f"{UNIT_DIR}/{FRONT}", *template("litellm-front.service.j2"), "is installed, hardened", restarts=(FRONT,)),
+        *fleet,
     ]
 
 

@@ -25,6 +25,10 @@ TLS_PEM = "/etc/haproxy/litellm-front.pem"
 TLS_CERT = "/etc/haproxy/litellm-front.crt"
 SERVED_PEM = f"/run/{RUNTIME_DIRECTORY}/tls.pem"
 PEM_VARIABLE = "LITELLM_FRONT_PEM"  # the config's crt: SERVED_PEM (presetenv), or TLS_PEM while the deploy checks it
+# A fleet (litellm_fleet_address): the CA the fronts verify each other's certificates with, when
+# the gateways serve TLS (the operator's ca_file or the own CA; without one, the system's CAs).
+FLEET_CA = "/etc/haproxy/litellm-fleet-ca.crt"
+FLEET_BACKEND = "gateways"  # every gateway's front, in each front: where the fleet's address sends requests
 READINESS_PATH = "/health/readiness"  # on_host/readiness.py asks the same (tests/test_front.py holds them equal)
 # The unit every gateway ran before the front existed: stopped and removed when the front takes its port.
 LEGACY_UNIT = "litellm.service"
@@ -55,6 +59,7 @@ class Front:
     readiness_path: str = READINESS_PATH
     served_pem: str = SERVED_PEM
     pem_variable: str = PEM_VARIABLE
+    fleet_backend: str = FLEET_BACKEND
 
     @property
     def request_timeout(self) -> int:
@@ -71,6 +76,13 @@ class Front:
     @staticmethod
     def server(port: int) -> str:
         return server(port)
+
+    @property
+    def fleet_ca(self) -> str:
+        """What a front verifies the other gateways' fronts with: the CA the deploy installs (the own
+        CA, or the operator's ca_file), else the system's CAs."""
+        tls = self.s.tls
+        return FLEET_CA if tls and (tls.own_ca or tls.ca_file) else "@system-ca"
 
 
 def layout(s: Settings) -> str:

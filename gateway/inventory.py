@@ -10,10 +10,26 @@ from typing import Any, Sequence
 from gateway.settings import SettingsError, host_problems, load, shown
 
 
+def _entries(hosts: Sequence[Any]) -> list[tuple[Any, dict[str, Any]]]:
+    return [host if isinstance(host, tuple) else (host, {}) for host in hosts]
+
+
+def with_fleet_members(hosts: Sequence[Any], data: dict[str, Any]) -> dict[str, Any]:
+    """The group data with litellm_fleet_members listing the group's own gateways, when it is a fleet.
+
+    Declared by the group itself: every gateway of a fleet is a peer of the others, so the list is
+    the group's hosts and their addresses, never a second list to keep in step.
+    """
+    if data.get("litellm_fleet_address") is None or "litellm_fleet_members" in data:
+        return data
+    members = [[name, {**data, **own}.get("litellm_bind_address", "0.0.0.0")] for name, own in _entries(hosts)]
+    return {**data, "litellm_fleet_members": members}
+
+
 def gateway_group(hosts: Sequence[Any], data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     """(hosts, group data) for pyinfra; hosts are names or (name, host data) pairs."""
-    for host in hosts:
-        name, host_data = host if isinstance(host, tuple) else (host, {})
+    data = with_fleet_members(hosts, data)
+    for name, host_data in _entries(hosts):
         merged = {**data, **host_data}
         problems = host_problems(name, merged)
         try:

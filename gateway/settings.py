@@ -40,6 +40,19 @@ DEFAULTS: dict[str, Any] = {
     # Names and addresses clients reach the gateway by, besides its inventory name (and
     # litellm_bind_address when it is one address): a DNS alias, the fleet's name.
     "litellm_tls_names": [],
+    # A fleet: several gateway hosts serving clients at one floating address (VRRP, keepalived from
+    # the distribution), held by the front of one healthy gateway, which spreads requests over
+    # every gateway that is ready. None: each gateway serves at its own address, as before.
+    # "IP" or "IP/PREFIX" (/32 when left out); every gateway then needs its own litellm_bind_address
+    # and the fleet one litellm_master_key.
+    "litellm_fleet_address": None,
+    # The DNS name clients use for the fleet (checked to resolve to the address; in certificates).
+    "litellm_fleet_name": None,
+    "litellm_fleet_interface": "eth0",  # where the address is added; it must hold litellm_bind_address
+    "litellm_fleet_router_id": 51,  # VRRP virtual router id, 1-255: unique among fleets on that network
+    # The gateways of the fleet as [inventory name, litellm_bind_address], in inventory order (the
+    # first is preferred for the address). gateway_group() fills it from the group's own hosts.
+    "litellm_fleet_members": [],
     # The address the instances listen on: loopback, so only the front (and the host) reach them.
     "litellm_instance_address": "127.0.0.1",
     # Seconds a switch-over waits for the requests still running on the old instance (long
@@ -187,6 +200,34 @@ class TLS:
 
 
 @dataclass(frozen=True)
+class Fleet:
+    """The gateways sharing one floating address; the template of each gateway reads its own view."""
+
+    address: str
+    prefix: int
+    interface: str
+    router_id: int
+    members: tuple[tuple[str, str], ...]  # (inventory name, bind address), in inventory order
+    name: str | None = None
+
+    def priority(self, host_name: str) -> int:
+        """VRRP priority: the first gateway of the inventory is preferred, then the next."""
+        names = [name for name, _ in self.members]
+        return 200 - 10 * names.index(host_name) if host_name in names else 100
+
+    def address_of(self, host_name: str) -> str:
+        return dict(self.members)[host_name]
+
+    def peers(self, host_name: str) -> list[str]:
+        return [address for name, address in self.members if name != host_name]
+
+    @property
+    def scope_host(self) -> bool:
+        """127/8 (a lab): the kernel takes it on an interface only with scope host."""
+        return ipaddress.ip_address(self.address).is_loopback
+
+
+@dataclass(frozen=True)
 class Settings:
     version: str
     extra_requirements: tuple[str, ...]
@@ -223,6 +264,7 @@ class Settings:
     wheel_cache: str = "~/.cache/litellm-gateway/wheels"
     releases_keep: int = 3
     tls: TLS | None = None
+    fleet: Fleet | None = None
 
     def resolved(self, cpus: int) -> Settings:
         """These settings on a host with `cpus` CPUs: "auto" workers become a number."""
@@ -549,6 +591,55 @@ def _tls(check: _Checker) -> TLS | None:
     return None
 
 
+def _fleet(check: _Checker, bind: str, key: Any) -> Fleet | None:
+    raw = check.data["litellm_fleet_address"]
+    members_raw = check.data["litellm_fleet_members"]
+    name = check.data["litellm_fleet_name"]
+    if raw is None:
+        for setting, value in (("litellm_fleet_name", name), ("litellm_fleet_members", members_raw)):
+            if value:
+                check.problem(setting, "is set, but litellm_fleet_address is None (no fleet); set the fleet's "
+                                       "address too, or remove it")
+        return None
+    address, _, prefix_text = raw.partition("/") if isinstance(raw, str) else ("", "", "")
+    prefix = int(prefix_text) if prefix_text.isdigit() else (-1 if prefix_text else 32)
+    if not plain_ip(address) or ipaddress.ip_address(address).version != 4 or not 8 <= prefix <= 32:
+        check.problem("litellm_fleet_address", f"{shown(raw)} is not an IPv4 address with an optional prefix, like "
+                                               "'10.1.2.100' or '10.1.2.100/24': the floating address clients use")
+        return None
+    if name is not None and not (isinstance(name, str) and HOSTNAME.fullmatch(name)):
+        check.problem("litellm_fleet_name", f"{shown(name)} is not a DNS name; give the name clients use, or None")
+        name = None
+    interface = check.text("litellm_fleet_interface", re.compile(r"[A-Za-z0-9_.@-]{1,15}"),
+                           "give the network interface name that holds litellm_bind_address, like 'eth0'")
+    router_id = check.integer("litellm_fleet_router_id", 1, 255)
+    members: list[tuple[str, str]] = []
+    if not isinstance(members_raw, (list, tuple)) or not all(
+            isinstance(m, (list, tuple)) and len(m) == 2 and isinstance(m[0], str) and plain_ip(m[1])
+            for m in members_raw):
+        check.problem("litellm_fleet_members", f"{shown(members_raw)}: list each gateway as [inventory name, "
+                                               "bind address]; build the group with gateway_group(), which fills it")
+    else:
+        members = [(str(m[0]), str(m[1])) for m in members_raw]
+    if not members:
+        check.problem("litellm_fleet_members", "no gateways: build the group with gateway.inventory.gateway_group(), "
+                                               "which lists the group's hosts here")
+    if bind in ("0.0.0.0", "::"):
+        check.problem("litellm_bind_address", f"{bind} in a fleet: the fleet's address takes the same port on every "
+                                              "gateway; give each gateway its own address (host data)")
+    for member, member_address in members:
+        if member_address in ("0.0.0.0", "::") or member_address == address:
+            check.problem("litellm_fleet_members", f"{member}: address {member_address} cannot be a gateway's own "
+                                                   "address in the fleet; set litellm_bind_address for it")
+    if len({a for _, a in members}) != len(members):
+        check.problem("litellm_fleet_members", "two gateways share one address; give each its own litellm_bind_address")
+    if key is None:
+        check.problem("litellm_master_key", "is unset, but a fleet serves one key on every gateway: give the fleet's "
+                                            "master key (from outside git: environment, secret store)")
+    return Fleet(address=address, prefix=prefix, interface=interface, router_id=router_id, members=tuple(members),
+                 name=name)
+
+
 def load(data: Mapping[str, Any]) -> Settings:
     """Merge `data` over DEFAULTS and check every value; raise SettingsError listing all problems."""
     unknown = sorted(k for k in data if k.startswith("litellm_") and k not in DEFAULTS)
@@ -678,6 +769,7 @@ def load(data: Mapping[str, Any]) -> Settings:
         wheel_cache=wheel_cache,
         releases_keep=check.integer("litellm_releases_keep", 2, 50),
         tls=_tls(check),
+        fleet=_fleet(check, bind, key),
     )
     if check.problems:
         raise SettingsError(check.problems)

@@ -290,7 +290,8 @@ def material(s: Settings, host_name: str, issue: bool = True) -> Material | None
     """What the front of `host_name` serves under its settings `s` (s.tls set). With `issue` False
     (read-only tasks) nothing is made: None when a deploy has not made it, or it cannot be read."""
     assert s.tls is not None
-    names = gateway_names(host_name, s.bind_address, s.tls.names)
+    fleet = (s.fleet.address, *([s.fleet.name] if s.fleet.name else [])) if s.fleet else ()
+    names = gateway_names(host_name, s.bind_address, s.tls.names + fleet)
     try:
         if s.tls.own_ca:
             ca = OwnCA(s.tls.ca_dir)

@@ -7,7 +7,8 @@ from typing import Any, Sequence
 from gateway.inventory import gateway_group
 from lab import control
 from lab.machines import KNOWN_HOSTS, SSH_KEY
-from lab.topology import BACKENDS, DNS_ADDRESS, GATEWAY_PORT, MODELS, OLLAMA_PORT, STATE_DIR, LabHost
+from lab.topology import (BACKENDS, DNS_ADDRESS, DOMAIN, FLEET_NAME, FLEET_PREFIX, FLEET_VIP, GATEWAY_PORT, MODELS,
+                          OLLAMA_PORT, STATE_DIR, LabHost)
 
 TEAM_KEYS_FILE = STATE_DIR / "team-keys.json"  # outside git, 0600, as an operator's would be
 
@@ -33,16 +34,24 @@ def fleet_data(**overrides: Any) -> dict[str, Any]:
     return data
 
 
+FLEET_SETTINGS = {"litellm_fleet_address": f"{FLEET_VIP}/{FLEET_PREFIX}", "litellm_fleet_name": f"{FLEET_NAME}.{DOMAIN}"}
+
+
 def host_entry(host: LabHost) -> tuple[str, dict[str, Any]]:
     """A gateway by its DNS name, reached at its loopback address, serving on that address only."""
-    return host.fqdn, {"ssh_hostname": host.address, "litellm_bind_address": host.address,
-                       # The lab's hosts share one network namespace: 127.0.0.1 would be every host's.
-                       "litellm_instance_address": host.address}
+    entry = {"ssh_hostname": host.address, "litellm_bind_address": host.address}
+    if not host.namespace:
+        # These hosts share one network namespace: 127.0.0.1 would be every host's.
+        entry["litellm_instance_address"] = host.address
+    return host.fqdn, entry
 
 
 def lab_gateways(hosts: list[LabHost] | None = None, **overrides: Any) -> tuple[list, dict[str, Any]]:
+    """Lab gateways as an inventory group; hosts with network namespaces of their own form a fleet
+    at the lab's floating address."""
     hosts = hosts if hosts is not None else [h for h in control.lab_hosts() if h.role == "gateway"]
-    return gateway_group([host_entry(h) for h in hosts], fleet_data(**overrides))
+    fleet = FLEET_SETTINGS if hosts and all(h.namespace for h in hosts) else {}
+    return gateway_group([host_entry(h) for h in hosts], fleet_data(**{**fleet, **overrides}))
 
 
 def write_inventory(path: Path, hosts: Sequence[LabHost], **overrides: Any) -> Path:

@@ -6,15 +6,17 @@ release or anything it reads changed, or nothing serves, the idle instance is st
 wanted release and takes the traffic only once it answered (gateway/verify.py: switch_over). A
 changed config or auth hook is checked by the release's LiteLLM before it replaces the live one.
 """
+from pathlib import Path
+
 from pyinfra import host
 from pyinfra.facts.hardware import Cpus
 from pyinfra.operations import files, python, server, systemd
 from pyinfra.operations.util import any_changed
 
-from gateway import front
+from gateway import front, vrrp
 from gateway.commands import front_trust, release_dir, validate_command
 from gateway.facts import Instances, ManagedFiles, ProxyAnswers
-from gateway.files import FRONT, PROXY, REDIS, by_name, managed_files
+from gateway.files import FLEET, FRONT, PROXY, REDIS, by_name, managed_files
 from gateway.lock import lock_path, read_lock
 from gateway.operations import pinned_virtualenv, secret_env_file, whole_file
 from gateway.settings import for_host
@@ -22,8 +24,9 @@ from gateway.verify import switch_over, verify_gateway
 
 s = for_host(host).resolved(host.get_fact(Cpus) or 1)
 table = managed_files(s, host.name)
-# With TLS off, the certificate and key of an earlier deploy are looked for too (removed below).
-leftover = () if s.tls else (front.TLS_PEM, front.TLS_CERT)
+# Files of a feature turned off since an earlier deploy are looked for too (removed below): the
+# certificate and key with TLS off, the fleet's address outside a fleet.
+leftover = (() if s.tls else (front.TLS_PEM, front.TLS_CERT)) + (() if s.fleet else (vrrp.CONFIG, front.FLEET_CA))
 present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table if not f.secret) + leftover)
 answered = host.get_fact(ProxyAnswers, url=s.local_url, trust=front_trust(s))  # before this run changed anything
 instances = host.get_fact(Instances, ports=s.instance_ports, slots_dir=s.slots_dir,
@@ -84,9 +87,10 @@ server.shell(
     commands=[f"systemctl try-reload-or-restart {FRONT}"],
     _if=any_changed(*inputs_of(FRONT)),
 )
-if any(present.get(path) for path in leftover):
+gone_tls = [path for path in (front.TLS_PEM, front.TLS_CERT) if path in leftover and present.get(path)]
+if gone_tls:
     server.shell(name="The certificate and key of the front are gone: litellm_tls is off",
-                 commands=[f"rm -f {' '.join(leftover)}"])
+                 commands=[f"rm -f {' '.join(gone_tls)}"])
 
 server.shell(
     name=f"The new release accepts {s.config_dir}/config.yaml (--validate_config)",
@@ -109,6 +113,29 @@ python.call(
     _if=lambda: due or changed(),
 )
 systemd.service(name=f"{FRONT} is enabled and running", service=FRONT, running=True, enabled=True)
+
+if s.fleet:
+    # After the front serves: the address comes to a gateway whose front answers.
+    unit_read(FLEET)
+    conf_changed = installed[Path(vrrp.CONFIG).name].did_change
+    server.shell(
+        name=f"{FLEET}, when running, runs its changed unit (restarted) or has reloaded its changed config",
+        commands=[f"if systemctl -q is-active {FLEET}; then systemctl restart {FLEET}; fi"],
+        _if=installed[FLEET].did_change,
+    )
+    server.shell(
+        name=f"{FLEET}, when running, has reloaded its changed config (the address stays where it is)",
+        commands=[f"systemctl try-reload-or-restart {FLEET}"],
+        _if=lambda: conf_changed() and not installed[FLEET].did_change(),
+    )
+    systemd.service(name=f"{FLEET} is enabled and running: {s.fleet.address} is held by one ready gateway",
+                    service=FLEET, running=True, enabled=True)
+elif any(present.get(path) for path in (vrrp.CONFIG, front.FLEET_CA)):
+    server.shell(
+        name="The fleet's address is not served from here: litellm_fleet_address is None",
+        commands=[f"systemctl disable --now {FLEET} 2>/dev/null || true",
+                  f"rm -f {vrrp.CONFIG} {front.FLEET_CA} /etc/systemd/system/{FLEET}", "systemctl daemon-reload"],
+    )
 
 if instances["legacy_unit"]:
     files.file(name=f"The unit of before the front, {front.LEGACY_UNIT}, is gone",

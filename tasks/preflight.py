@@ -8,7 +8,9 @@ from pyinfra import host, logger, state
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.server import LinuxDistribution
 
+from gateway.facts import InterfaceAddresses
 from gateway.preflight import run_for_data
+from gateway.settings import for_host
 
 SUPPORTED = {"Debian": ("12", "13"), "Ubuntu": ("22.04", "24.04")}
 
@@ -30,3 +32,15 @@ if release not in SUPPORTED.get(distro.get("name") or "", ()):
         f"{host.name}: {distro.get('name')} {release} is not supported (supported: {supported}). "
         "Nothing was changed on any host."
     )
+
+fleet = for_host(host).fleet
+if fleet:
+    interfaces = host.get_fact(InterfaceAddresses)
+    own = fleet.address_of(host.name) if host.name in dict(fleet.members) else None
+    if own not in interfaces.get(fleet.interface, []):
+        holding = [name for name, addresses in interfaces.items() if own in addresses]
+        raise PyinfraError(
+            f"{host.name}: litellm_fleet_interface {fleet.interface!r} does not hold this gateway's address {own} "
+            f"(it is on {', '.join(holding) or 'no interface'}; interfaces: {', '.join(sorted(interfaces))}); set "
+            "litellm_fleet_interface to the interface the fleet's address belongs on. Nothing was changed on any host."
+        )

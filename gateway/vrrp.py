@@ -1,0 +1,33 @@
+"""The fleet's floating address: keepalived (VRRP) on every gateway of a fleet, its names declared once.
+
+Each gateway runs litellm-fleet.service (the distribution's keepalived, VRRP only, a config of the
+deploy's own); the one holding the address is the one whose front every client reaches. The
+holder keeps it while its front's admin socket answers (on_host/fleet_check.py, run by keepalived).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway import front
+from gateway.commands import HOST_LIB
+
+UNIT = "litellm-fleet.service"
+CONFIG = "/etc/keepalived/litellm-fleet.conf"  # not keepalived.conf: Debian's own unit stays idle
+RUNTIME_DIRECTORY = "litellm-fleet"
+DISTRIBUTION_UNIT = "keepalived.service"  # masked: the fleet's keepalived is litellm-fleet.service
+
+
+@dataclass(frozen=True)
+class Vrrp:
+    """What the fleet's templates read."""
+
+    unit: str = UNIT
+    config: str = CONFIG
+    runtime_directory: str = RUNTIME_DIRECTORY
+    front_unit: str = front.UNIT
+
+    @property
+    def check(self) -> str:
+        """keepalived's track script: no shell, so the module path goes through env."""
+        return (f"/usr/bin/env PYTHONPATH={HOST_LIB} /usr/bin/python3 -m on_host.fleet_check "
+                f"{front.ADMIN_SOCKET}")

@@ -1,0 +1,129 @@
+"""A fleet's settings and files, control side: one floating address, every gateway a peer of the others."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gateway import render, tls, vrrp
+from gateway.files import managed_files
+from gateway.inventory import gateway_group, with_fleet_members
+from gateway.settings import SettingsError, load
+from tests.test_settings import GOOD_KEY, seed_data
+
+GATEWAYS = [("gw-a.example.org", {"litellm_bind_address": "10.1.2.11"}),
+            ("gw-b.example.org", {"litellm_bind_address": "10.1.2.12"}),
+            ("gw-c.example.org", {"litellm_bind_address": "10.1.2.13"})]
+FLEET = {"litellm_master_key": GOOD_KEY, "litellm_fleet_address": "10.1.2.100/24",
+         "litellm_fleet_name": "llm-api.example.org"}
+
+
+def fleet_settings(host: int = 0, **extra):
+    data = with_fleet_members(GATEWAYS, seed_data(**FLEET, **extra))
+    return load({**data, **GATEWAYS[host][1]}).resolved(2)
+
+
+def test_the_group_lists_its_own_gateways_as_the_fleet_in_inventory_order():
+    s = fleet_settings(1)
+    assert s.fleet.members == tuple((name, data["litellm_bind_address"]) for name, data in GATEWAYS)
+    assert (s.fleet.address, s.fleet.prefix, s.fleet.interface, s.fleet.router_id) == ("10.1.2.100", 24, "eth0", 51)
+    assert [s.fleet.priority(name) for name, _ in GATEWAYS] == [200, 190, 180]
+    assert s.fleet.peers("gw-b.example.org") == ["10.1.2.11", "10.1.2.13"]
+    assert not s.fleet.scope_host
+
+
+def test_without_a_fleet_address_nothing_of_a_fleet_is_rendered():
+    s = load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2)
+    assert s.fleet is None
+    assert "frontend fleet" not in render.render("litellm-front.cfg.j2", s, "gw")
+    assert not [f.path for f in managed_files(s, "gw")
+                if ("fleet" in f.path or "keepalived" in f.path) and not f.path.startswith("/usr/local/lib/")]
+
+
+@pytest.mark.parametrize("extra, where, says", [
+    ({"litellm_bind_address": "0.0.0.0"}, "litellm_bind_address", "give each gateway its own address"),
+    ({"litellm_master_key": None}, "litellm_master_key", "a fleet serves one key on every gateway"),
+    ({"litellm_fleet_address": "10.1.2.300"}, "litellm_fleet_address", "not an IPv4 address"),
+    ({"litellm_fleet_address": "10.1.2.100/40"}, "litellm_fleet_address", "not an IPv4 address"),
+    ({"litellm_fleet_address": "fe80::1"}, "litellm_fleet_address", "not an IPv4 address"),
+    ({"litellm_fleet_address": "10.1.2.11"}, "litellm_fleet_members", "cannot be a gateway's own address"),
+    ({"litellm_fleet_router_id": 256}, "litellm_fleet_router_id", "from 1 to 255"),
+    ({"litellm_fleet_interface": "eth0; reboot"}, "litellm_fleet_interface", "interface name"),
+    ({"litellm_fleet_name": "not a name!"}, "litellm_fleet_name", "not a DNS name"),
+])
+def test_a_fleet_that_cannot_work_is_refused_naming_the_setting(extra, where, says):
+    hosts = [(name, {**data, **({"litellm_bind_address": extra["litellm_bind_address"]}
+                                if "litellm_bind_address" in extra else {})}) for name, data in GATEWAYS]
+    data = seed_data(**{**FLEET, **{k: v for k, v in extra.items() if k != "litellm_bind_address"}})
+    with pytest.raises(SystemExit) as refused:
+        gateway_group(hosts, data)
+    assert f"{where}: " in str(refused.value) and says in str(refused.value), refused.value
+    assert GOOD_KEY not in str(refused.value)
+
+
+def test_two_gateways_on_one_address_are_refused():
+    hosts = [GATEWAYS[0], ("gw-twin.example.org", dict(GATEWAYS[0][1]))]
+    with pytest.raises(SystemExit, match="two gateways share one address"):
+        gateway_group(hosts, seed_data(**FLEET))
+
+
+def test_fleet_settings_without_the_address_are_refused():
+    with pytest.raises(SettingsError, match="litellm_fleet_name: is set, but litellm_fleet_address is None"):
+        load(seed_data(litellm_master_key=GOOD_KEY, litellm_fleet_name="llm-api.example.org"))
+
+
+def test_every_front_listens_on_the_fleet_address_and_sends_to_every_gateways_front():
+    cfg = render.render("litellm-front.cfg.j2", fleet_settings(2), "gw-c.example.org")
+    assert "bind 10.1.2.13:4000\n" in cfg  # its own address, as before
+    assert "bind 10.1.2.100:4000 transparent\n" in cfg
+    fleet_backend = cfg.split("backend gateways", 1)[1]
+    assert "option httpchk GET /health/readiness" in fleet_backend
+    assert [line.split()[1:3] for line in fleet_backend.splitlines() if line.strip().startswith("server ")] == [
+        [name, f"{data['litellm_bind_address']}:4000"] for name, data in GATEWAYS]
+
+
+def test_with_tls_the_fronts_verify_each_other_and_the_certificate_names_the_fleet(tmp_path):
+    s = fleet_settings(0, litellm_tls="own-ca", litellm_tls_ca_dir=str(tmp_path / "ca"))
+    cfg = render.render("litellm-front.cfg.j2", s, "gw-a.example.org")
+    assert "bind 10.1.2.100:4000 transparent ssl crt" in cfg
+    assert ("server gw-b.example.org 10.1.2.12:4000 ssl verify required ca-file /etc/haproxy/litellm-fleet-ca.crt "
+            "verifyhost gw-b.example.org") in cfg
+    table = {f.path: f for f in managed_files(s, "gw-a.example.org")}
+    ca = table["/etc/haproxy/litellm-fleet-ca.crt"]
+    assert ca.content == (tmp_path / "ca" / "ca.crt").read_bytes() and ca.mode == "644"
+    order = list(table)
+    assert order.index("/etc/haproxy/litellm-fleet-ca.crt") < order.index("/etc/haproxy/litellm-front.cfg")
+    assert {"10.1.2.100", "llm-api.example.org", "gw-a.example.org"} <= set(tls.material(s, "gw-a.example.org").names)
+
+
+def test_operator_certificates_without_a_ca_file_are_verified_with_the_systems_cas(tmp_path):
+    from tests.test_tls import _operator_pair  # a certificate of the test's own for the gateway's name
+    cert, key, _ = _operator_pair(tmp_path, "gw-a.example.org")
+    s = fleet_settings(0, litellm_tls={"cert_file": str(cert), "key_file": str(key)})
+    assert "ca-file @system-ca verifyhost" in render.render("litellm-front.cfg.j2", s, "gw-a.example.org")
+    assert "/etc/haproxy/litellm-fleet-ca.crt" not in {f.path for f in managed_files(s, "gw-a.example.org")}
+
+
+@pytest.mark.skipif(not shutil.which("keepalived"), reason="keepalived is installed by ./run setup")
+def test_keepalived_accepts_the_rendered_config_and_refuses_a_broken_one(tmp_path):
+    s = fleet_settings(1)
+    conf = render.render("litellm-fleet.conf.j2", s, "gw-b.example.org")
+    assert "priority 190" in conf and "nopreempt" in conf and "check_unicast_src" in conf
+    assert "unicast_src_ip 10.1.2.12" in conf and "10.1.2.11\n" in conf and "10.1.2.13\n" in conf
+    assert "10.1.2.100/24 dev eth0\n" in conf  # not scope host: only a lab's 127/8 address needs it
+    good, bad = tmp_path / "good.conf", tmp_path / "bad.conf"
+    good.write_text(conf)
+    bad.write_text(conf.replace("virtual_router_id 51", "virtual_router_id 999"))
+    check = [f.validate for f in managed_files(s, "gw-b.example.org") if f.path == vrrp.CONFIG][0]
+    assert subprocess.run(check.replace("{path}", str(good)), shell=True, capture_output=True).returncode == 0
+    refused = subprocess.run(check.replace("{path}", str(bad)), shell=True, capture_output=True, text=True)
+    assert refused.returncode != 0 and "999" in refused.stdout + refused.stderr
+
+
+def test_a_lab_fleet_on_loopback_puts_its_address_in_scope_host():
+    data = with_fleet_members([("a", {"litellm_bind_address": "127.1.0.1"})],
+                              seed_data(litellm_master_key=GOOD_KEY, litellm_fleet_address="127.1.0.100/16"))
+    s = load({**data, "litellm_bind_address": "127.1.0.1"}).resolved(2)
+    assert "127.1.0.100/16 dev eth0 scope host" in render.render("litellm-fleet.conf.j2", s, "a")
