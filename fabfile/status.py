@@ -90,6 +90,29 @@ def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
     ], healthy
 
 
+def print_fleet(gateways: list[Gateway], outcomes: list[Outcome]) -> bool:
+    """The fleet's address, who holds it, and each gateway's state in the holder's load balancing.
+    True when exactly one gateway holds it, every keepalived runs and every gateway takes requests."""
+    views = {g.name: (o.value or {}).get("fleet") or {} for g, o in zip(gateways, outcomes)}
+    holders = [name for name, view in views.items() if view.get("holder")]
+    fleet = next(g.settings.fleet for g in gateways if g.settings.fleet)
+    seen_by = views[holders[0]] if len(holders) == 1 else next((v for v in views.values() if v.get("gateways")), {})
+    rows, healthy = [], len(holders) == 1
+    for g, outcome in zip(gateways, outcomes):
+        view, balanced = views[g.name], seen_by.get("gateways", {}).get(g.name, {})
+        state = balanced.get("status", "unknown")
+        healthy &= view.get("unit") == "active" and state.startswith("UP")
+        shown_state = {"DRAIN": "DRAIN (fab undrain to end it)", "MAINT": "MAINT"}.get(state.split(" ")[0], state)
+        rows.append([g.name, "UNREACHABLE" if outcome.error else ("yes" if view.get("holder") else "-"),
+                     view.get("unit") or "-", shown_state, str(balanced.get("in_flight", "-"))])
+    where = f"{fleet.address}" + (f" ({fleet.name})" if fleet.name else "")
+    held = (f"held by {holders[0]}" if len(holders) == 1 else
+            "HELD BY NOBODY: clients cannot reach the fleet" if not holders else f"HELD BY {len(holders)}: {', '.join(holders)}")
+    print(f"FLEET {where}: {held}")
+    print(table(("GATEWAY", "HOLDS ADDRESS", "KEEPALIVED", "LOAD BALANCER", "IN FLIGHT"), rows))
+    return healthy
+
+
 @task(help={"only": ONLY_HELP})
 def status(c, only=""):
     """One table of the fleet: gateways (serving instance, memory, port, front, readiness, version, lock, release, shared limits, drift), then backends."""
@@ -104,6 +127,9 @@ def status(c, only=""):
     print(table(("GATEWAY", "SERVICE", "SINCE", "RESTARTS", "MEMORY", "PORT", "FRONT", "READINESS", "LITELLM", "LOCK",
                  "RELEASE", "LIMITS", "CONFIG"), rows))
     print()
+    if any(g.settings.fleet for g in gateways):
+        healthy &= print_fleet(gateways, outcomes)
+        print()
     backend_rows = []
     results = check_backends(fleet.backends, fleet.models, gateways[0].settings.preflight_timeout, fleet.resolver())
     for backend in fleet.backends:

@@ -11,7 +11,7 @@ from gateway import front
 from gateway.lock import release_name
 from gateway.settings import Settings
 
-HOST_LIB = "/usr/local/lib/litellm-gateway"  # on_host/ is installed below it (gateway/files.py)
+HOST_LIB = front.HOST_LIB
 TEAM_KEYS = "team-keys.json"  # in the config directory; its path reaches the auth hook through litellm.env
 
 
@@ -70,6 +70,12 @@ def smoke_command(settings: Settings, url: str, ready_timeout: int) -> str:
 def status_command(settings: Settings) -> str:
     """What `fab status` asks of a host, as JSON (on_host/status.py)."""
     return on_host("status", "--url", settings.local_url, "--layout", front.layout(settings), *front_trust(settings))
+
+
+def fleet_member_command(settings: Settings, server: str, state: str, wait: float = 0) -> str:
+    """Set gateway `server`'s state (drain, ready) in this host's front (on_host/fleet_member.py)."""
+    return on_host("fleet_member", "--layout", front.layout(settings), "--server", server, "--state", state,
+                   "--wait", str(wait))
 
 
 def switch_command(settings: Settings, release: str, ready_timeout: int, why: str) -> str:

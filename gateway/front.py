@@ -12,10 +12,13 @@ from dataclasses import dataclass
 
 from gateway.settings import Settings
 
+HOST_LIB = "/usr/local/lib/litellm-gateway"  # on_host/ is installed below it (gateway/files.py)
+
 UNIT = "litellm-front.service"
 CONFIG = "/etc/haproxy/litellm-front.cfg"  # /etc/litellm is not readable by the front's dynamic user
 RUNTIME_DIRECTORY = "litellm-front"
 ADMIN_SOCKET = f"/run/{RUNTIME_DIRECTORY}/admin.sock"
+STATE_FILE = f"/run/{RUNTIME_DIRECTORY}/servers.state"  # servers' states, saved before a reload (on_host/front_state.py)
 BACKEND = "instances"
 INSTANCE_TEMPLATE = "litellm@.service"
 # TLS (litellm_tls): the chain and key, root's alone on disk; a copy the front's dynamic user owns is
@@ -60,6 +63,7 @@ class Front:
     served_pem: str = SERVED_PEM
     pem_variable: str = PEM_VARIABLE
     fleet_backend: str = FLEET_BACKEND
+    state_file: str = STATE_FILE
 
     @property
     def request_timeout(self) -> int:
@@ -76,6 +80,11 @@ class Front:
     @staticmethod
     def server(port: int) -> str:
         return server(port)
+
+    @property
+    def save_state(self) -> str:
+        """The unit's reload step that keeps the servers' states (drained, stopped) across it."""
+        return f"/usr/bin/env PYTHONPATH={HOST_LIB} /usr/bin/python3 -m on_host.front_state {ADMIN_SOCKET} {STATE_FILE}"
 
     @property
     def fleet_ca(self) -> str:
@@ -97,4 +106,15 @@ def layout(s: Settings) -> str:
         "releases_dir": s.releases_dir,
         "current_link": s.current_link,
         "legacy_unit": LEGACY_UNIT,
+        "fleet": fleet_layout(s),
     }, sort_keys=True, separators=(",", ":"))
+
+
+def fleet_layout(s: Settings) -> dict | None:
+    """A fleet's part of the layout: its address, the fronts' backend of gateways, keepalived's unit."""
+    from gateway.vrrp import UNIT as FLEET_UNIT  # vrrp reads this module's names
+
+    if not s.fleet:
+        return None
+    return {"address": s.fleet.address, "backend": FLEET_BACKEND, "unit": FLEET_UNIT,
+            "servers": [name for name, _ in s.fleet.members]}

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway import front
-from gateway.commands import HOST_LIB
 
 UNIT = "litellm-fleet.service"
 CONFIG = "/etc/keepalived/litellm-fleet.conf"  # not keepalived.conf: Debian's own unit stays idle
@@ -29,5 +28,5 @@ class Vrrp:
     @property
     def check(self) -> str:
         """keepalived's track script: no shell, so the module path goes through env."""
-        return (f"/usr/bin/env PYTHONPATH={HOST_LIB} /usr/bin/python3 -m on_host.fleet_check "
+        return (f"/usr/bin/env PYTHONPATH={front.HOST_LIB} /usr/bin/python3 -m on_host.fleet_check "
                 f"{front.ADMIN_SOCKET}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import socket
 
 
@@ -48,3 +49,17 @@ def set_state(admin_socket: str, backend: str, server: str, state: str) -> None:
 def in_flight(row: dict[str, str]) -> int:
     """Requests the server is serving or has queued."""
     return int(row.get("scur") or 0) + int(row.get("qcur") or 0)
+
+
+def save_state(admin_socket: str, path: str) -> bool:
+    """Write the servers' states (`show servers state`) where the next process of a reload reads
+    them: a drained or stopped server stays so. False when the front does not answer (not running)."""
+    try:
+        text = command(admin_socket, "show servers state")
+    except FrontError:
+        return False
+    partial = f"{path}.new"
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(partial, path)
+    return True

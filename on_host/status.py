@@ -62,6 +62,27 @@ def litellm_version(venv: str) -> str | None:
     return os.path.basename(found[0])[len("litellm-"):-len(".dist-info")] if found else None
 
 
+def holds(address: str) -> bool:
+    """Whether this host holds the address now (keepalived has put it on an interface)."""
+    shown = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True).stdout
+    return any(f" {address}/" in line for line in shown.splitlines())
+
+
+def fleet_view(layout: dict) -> dict | None:
+    """This gateway's view of the fleet: keepalived's unit, whether it holds the address, and each
+    gateway's state in this front's backend of gateways (UP, DRAIN, DOWN, MAINT) with its requests."""
+    fleet = layout.get("fleet")
+    if not fleet:
+        return None
+    try:
+        rows = front.servers(layout["admin_socket"], fleet["backend"])
+        gateways = {name: {"status": row["status"], "in_flight": front.in_flight(row)} for name, row in rows.items()}
+    except front.FrontError:
+        gateways = {}
+    return {"unit": systemd(fleet["unit"]).get("ActiveState"), "holder": holds(fleet["address"]),
+            "gateways": gateways}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
@@ -107,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             "lock": lock_digest(release) if release else None,
             "cpus": os.cpu_count() or 1,  # what the deploy's "auto" workers were resolved with
             "redis": systemd("litellm-redis.service").get("ActiveState"),
+            "fleet": fleet_view(layout),
         },
         sys.stdout,
     )

@@ -1,0 +1,57 @@
+"""`fab drain GATEWAY` / `fab undrain GATEWAY`: take a gateway out of the fleet's address for maintenance.
+
+Every front of the fleet gets the same state for the gateway (whichever holds the address, and
+whichever takes it over later), and keeps it across reloads and deploys until `undrain`. A drain
+waits until the requests already sent to the gateway have finished, at most litellm_drain_timeout.
+"""
+from __future__ import annotations
+
+import json
+
+from fabric import Connection, task
+from invoke.exceptions import Exit
+
+from fabfile.common import fleet_of, verdicts
+from gateway.commands import fleet_member_command
+from gateway.remote import Gateway, on_each
+
+GATEWAY_HELP = "the gateway's inventory name (or SSH address)"
+
+
+def _set(c, gateway: str, state: str) -> None:
+    fleet = fleet_of(c)
+    try:
+        [target] = fleet.select(gateway)
+    except ValueError as error:
+        raise Exit(str(error), code=2) from None
+    if not target.settings.fleet:
+        raise Exit(f"{target.name} is not in a fleet (litellm_fleet_address is None): nothing sends it requests "
+                   "but its own clients; stop or restart it instead", code=2)
+    members = [g for g in fleet.gateways if g.settings.fleet and g.settings.fleet.address == target.settings.fleet.address]
+    wait = target.settings.drain_timeout if state == "drain" else 0
+
+    def apply(g: Gateway, connection: Connection) -> tuple[bool, str]:
+        result = g.run(connection, fleet_member_command(g.settings, target.name, state, wait))
+        answer = json.loads(result.stdout or "{}") if result.stdout.strip().startswith("{") else {}
+        if "error" in answer or result.exited:
+            return False, answer.get("error") or result.stderr.strip()[-300:] or f"exit status {result.exited}"
+        left = answer["in_flight"]
+        return left == 0, f"{target.name}: {answer['status']}, {left} request(s) still running" + (
+            f" after {wait} s" if left else "")
+
+    print(f"{state} {target.name} in every front of the fleet at {target.settings.fleet.address} "
+          f"({', '.join(g.name for g in members)})")
+    verdicts(on_each(members, apply), "FRONT", "FAILED",
+             f"{target.name} is not {'drained' if state == 'drain' else 'back'} in every front (see above)")
+
+
+@task(help={"gateway": GATEWAY_HELP})
+def drain(c, gateway):
+    """Take GATEWAY out of the fleet's load balancing: no new requests, those running finish (maintenance)."""
+    _set(c, gateway, "drain")
+
+
+@task(help={"gateway": GATEWAY_HELP})
+def undrain(c, gateway):
+    """Put GATEWAY back into the fleet's load balancing (it takes requests again once its checks pass)."""
+    _set(c, gateway, "ready")
