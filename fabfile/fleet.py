@@ -13,9 +13,31 @@ from invoke.exceptions import Exit
 
 from fabfile.common import fleet_of, verdicts
 from gateway.commands import fleet_member_command
-from gateway.remote import Gateway, on_each
+from gateway.remote import Fleet, Gateway, Outcome, on_each
 
 GATEWAY_HELP = "the gateway's inventory name (or SSH address)"
+
+
+def members_of(fleet: Fleet, target: Gateway) -> list[Gateway]:
+    """The gateways whose fronts share `target`'s fleet address (its own included)."""
+    assert target.settings.fleet
+    return [g for g in fleet.gateways if g.settings.fleet and g.settings.fleet.address == target.settings.fleet.address]
+
+
+def set_everywhere(fleet: Fleet, target: Gateway, state: str) -> list[Outcome]:
+    """Set `target`'s state (drain, ready) in every front of its fleet; a drain waits for its requests."""
+    wait = target.settings.drain_timeout if state == "drain" else 0
+
+    def apply(g: Gateway, connection: Connection) -> tuple[bool, str]:
+        result = g.run(connection, fleet_member_command(g.settings, target.name, state, wait))
+        answer = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+        if "error" in answer or result.exited or not answer:
+            return False, answer.get("error") or result.stderr.strip()[-300:] or f"exit status {result.exited}"
+        left = answer["in_flight"]
+        return left == 0, f"{target.name}: {answer['status']}, {left} request(s) still running" + (
+            f" after {wait} s" if left else "")
+
+    return on_each(members_of(fleet, target), apply)
 
 
 def _set(c, gateway: str, state: str) -> None:
@@ -27,21 +49,9 @@ def _set(c, gateway: str, state: str) -> None:
     if not target.settings.fleet:
         raise Exit(f"{target.name} is not in a fleet (litellm_fleet_address is None): nothing sends it requests "
                    "but its own clients; stop or restart it instead", code=2)
-    members = [g for g in fleet.gateways if g.settings.fleet and g.settings.fleet.address == target.settings.fleet.address]
-    wait = target.settings.drain_timeout if state == "drain" else 0
-
-    def apply(g: Gateway, connection: Connection) -> tuple[bool, str]:
-        result = g.run(connection, fleet_member_command(g.settings, target.name, state, wait))
-        answer = json.loads(result.stdout or "{}") if result.stdout.strip().startswith("{") else {}
-        if "error" in answer or result.exited:
-            return False, answer.get("error") or result.stderr.strip()[-300:] or f"exit status {result.exited}"
-        left = answer["in_flight"]
-        return left == 0, f"{target.name}: {answer['status']}, {left} request(s) still running" + (
-            f" after {wait} s" if left else "")
-
     print(f"{state} {target.name} in every front of the fleet at {target.settings.fleet.address} "
-          f"({', '.join(g.name for g in members)})")
-    verdicts(on_each(members, apply), "FRONT", "FAILED",
+          f"({', '.join(g.name for g in members_of(fleet, target))})")
+    verdicts(set_everywhere(fleet, target, state), "FRONT", "FAILED",
              f"{target.name} is not {'drained' if state == 'drain' else 'back'} in every front (see above)")
 
 

@@ -10,6 +10,7 @@ from fabric import Connection, task
 from invoke.exceptions import Exit
 
 from fabfile.common import ONLY_HELP, gateways_of, verdicts
+from fabfile.fleet import set_everywhere
 from gateway.commands import smoke_command, switch_command, validate_command
 from gateway.front import instance_host
 from gateway.remote import Gateway, on_each
@@ -92,10 +93,18 @@ def validate(c, only=""):
 
 
 def _roll(c, only: str, release: str, done: str, ready_timeout: int, check_config: bool) -> None:
-    """One gateway at a time: a switch-over onto `release` (same / previous); stop at the first failure."""
-    _, gateways = gateways_of(c, only)
+    """One gateway at a time: a switch-over onto `release` (same / previous); stop at the first failure.
+    A fleet gateway is drained in every front of the fleet first and put back once it answers again
+    (left drained when it fails: the others carry the traffic)."""
+    fleet, gateways = gateways_of(c, only)
     for index, g in enumerate(gateways):
         left = ", ".join(x.name for x in gateways[index + 1:]) or "none"
+        if g.settings.fleet:
+            left += f". {g.name} stays drained (the others carry the traffic): `fab undrain {g.name}` once fixed"
+            for outcome in set_everywhere(fleet, g, "drain"):
+                if outcome.error or not outcome.value[0]:
+                    print(f"{g.name}: warning: not drained in the front of {outcome.host}: "
+                          f"{outcome.error or outcome.value[1]}", file=sys.stderr)
         try:
             with g.connection() as connection:
                 if check_config:
@@ -116,6 +125,12 @@ def _roll(c, only: str, release: str, done: str, ready_timeout: int, check_confi
                        f"Roll stopped; not done: {left}", code=1) from None
         lines = result.stdout.strip().splitlines()
         print(f"{g.name}: {done}: " + " | ".join(line[5:] for line in lines if line.startswith("ok")))
+        if g.settings.fleet:
+            back = [o for o in set_everywhere(fleet, g, "ready") if o.error or not o.value[0]]
+            if back:
+                raise Exit(f"{g.name}: {done} done, but not put back in the front of "
+                           f"{', '.join(o.host for o in back)}: run `fab undrain {g.name}`. Roll stopped; not done: "
+                           f"{left}", code=1)
 
 
 @task(help={"only": ONLY_HELP, "ready_timeout": "seconds each new instance may take to answer (default 180)"})

@@ -30,9 +30,20 @@ def verify_gateway(settings: Settings) -> None:
     raise OperationError(f"the gateway on {host.name} failed verification: {report.splitlines()[-1] if report else 'no output'}")
 
 
-def switch_over(settings: Settings, release: str, why: str) -> None:
+def switch_over(settings: Settings, release: str, why: str, roll: bool = False) -> None:
     """Move traffic onto an instance of `release` with the files as they are now (on_host/switch.py),
-    then verify through the front. A refused switch leaves traffic where it was: OperationError names why."""
+    then verify through the front. A refused switch leaves traffic where it was: OperationError names why.
+    With `roll` (a fleet gateway that was serving), it takes its turn in the fleet's roll."""
+    if roll:
+        from gateway.rolling import turn  # pyinfra's state: only inside a deploy
+
+        with turn(settings):
+            _switch_and_verify(settings, release, why)
+    else:
+        _switch_and_verify(settings, release, why)
+
+
+def _switch_and_verify(settings: Settings, release: str, why: str) -> None:
     ok, report = _run(switch_command(settings, release, READY_TIMEOUT, why))
     if not ok:
         host.log(f"switch-over refused, nothing changed for clients:\n{report}", log_func=logger.error)

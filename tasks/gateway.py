@@ -110,6 +110,8 @@ python.call(
     settings=s,
     release=release,
     why="deploy",
+    # A fleet gateway that serves changes in its turn, drained from the fleet; a first start does not wait.
+    roll=bool(s.fleet) and instances["serving"] is not None,
     _if=lambda: due or changed(),
 )
 systemd.service(name=f"{FRONT} is enabled and running", service=FRONT, running=True, enabled=True)

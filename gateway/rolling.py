@@ -1,0 +1,90 @@
+"""Rolling changes through a fleet: one gateway (or a small batch) at a time, drained from every
+front while it changes, put back once verified; the first that fails stops the roll.
+
+A deploy runs each operation on every host at once; the switch-over of each fleet gateway takes
+its turn here. Before it switches, the gateway is drained in the backend of gateways of every
+front of the fleet (whichever holds the address) and the requests already sent to it finish; after
+its switch-over and verification it is put back. A failure leaves it drained (the others carry the
+traffic), and every gateway still waiting for its turn is left unchanged, named in the error.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from pyinfra import host, logger, state
+from pyinfra.api.exceptions import OperationError
+
+from gateway.commands import fleet_member_command
+from gateway.settings import Settings
+
+
+class Roll:
+    """The roll of one deploy run, shared by its hosts' switch-overs."""
+
+    def __init__(self, batch: int) -> None:
+        self.slots = threading.Semaphore(batch)
+        self.lock = threading.Lock()
+        self.waiting: list[str] = []
+        self.stopped_at: str | None = None
+        self.not_changed: list[str] = []
+
+
+def current_roll(batch: int) -> Roll:
+    roll = getattr(state, "litellm_roll", None)
+    if roll is None:
+        roll = state.litellm_roll = Roll(batch)
+    return roll
+
+
+def set_in_every_front(settings: Settings, gateway: str, wanted: str) -> list[str]:
+    """Set `gateway`'s state in every fleet member's front; the members that could not be told."""
+    assert settings.fleet
+    wait = settings.drain_timeout if wanted == "drain" else 0
+    missed = []
+    for name, _ in settings.fleet.members:
+        member = state.inventory.get_host(name)
+        arguments = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in ("_sudo", "_sudo_user")}
+        try:
+            ok, output = member.run_shell_command(fleet_member_command(settings, gateway, wanted, wait), **arguments)
+            answer = "\n".join(line.line for line in output.stdout_lines)
+        except Exception as error:  # noqa: BLE001 - a member that cannot be reached serves nobody
+            ok, answer = False, f"{type(error).__name__}: {error}"
+        if not ok:
+            missed.append(f"{name} ({answer.strip()[-200:] or 'no answer'})")
+        else:
+            left = json.loads(answer).get("in_flight", 0)
+            if left:
+                logger.warning(f"{name}: {left} request(s) to {gateway} still running after {wait} s")
+    return missed
+
+
+@contextmanager
+def turn(settings: Settings, batch: int = 1) -> Iterator[None]:
+    """This host's turn in the roll: drained everywhere around the block, put back after it."""
+    roll = current_roll(batch)
+    with roll.lock:
+        roll.waiting.append(host.name)
+    with roll.slots:
+        with roll.lock:
+            roll.waiting.remove(host.name)
+            stopped = roll.stopped_at
+            if stopped:
+                roll.not_changed.append(host.name)
+        if stopped:
+            raise OperationError(f"{host.name}: not changed: the roll stopped at {stopped}")
+        for missed in set_in_every_front(settings, host.name, "drain"):
+            logger.warning(f"{host.name}: not drained in the front of {missed}")
+        try:
+            yield
+        except Exception:
+            with roll.lock:
+                roll.stopped_at = host.name
+                waiting = list(roll.waiting)
+            host.log(f"roll stopped here: {host.name} stays drained (the others carry the traffic; `fab undrain "
+                     f"{host.name}` once it is fixed); not changed: {', '.join(waiting) or 'none'}", log_func=logger.error)
+            raise
+        for missed in set_in_every_front(settings, host.name, "ready"):
+            logger.warning(f"{host.name}: not put back in the front of {missed}: run `fab undrain {host.name}`")
