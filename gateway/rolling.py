@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -21,21 +22,29 @@ from gateway.commands import fleet_member_command
 from gateway.settings import Settings
 
 
+GATHER = 1.0  # seconds the first gateway waits for the others to line up, so the roll keeps inventory order
+
+
 class Roll:
-    """The roll of one deploy run, shared by its hosts' switch-overs."""
+    """The roll of one deploy run, shared by its hosts' switch-overs (greenlets of one process)."""
 
-    def __init__(self, batch: int) -> None:
-        self.slots = threading.Semaphore(batch)
-        self.lock = threading.Lock()
+    def __init__(self, order: list[str], batch: int) -> None:
+        self.order, self.batch = order, batch
+        self.turns = threading.Condition()
         self.waiting: list[str] = []
+        self.running = 0
         self.stopped_at: str | None = None
-        self.not_changed: list[str] = []
+        self.gathered = False
+
+    def next_in_line(self, name: str) -> bool:
+        return self.running < self.batch and name == min(self.waiting, key=self.order.index)
 
 
-def current_roll(batch: int) -> Roll:
+def current_roll(settings: Settings, batch: int) -> Roll:
     roll = getattr(state, "litellm_roll", None)
     if roll is None:
-        roll = state.litellm_roll = Roll(batch)
+        assert settings.fleet
+        roll = state.litellm_roll = Roll([name for name, _ in settings.fleet.members], batch)
     return roll
 
 
@@ -63,24 +72,29 @@ def set_in_every_front(settings: Settings, gateway: str, wanted: str) -> list[st
 
 @contextmanager
 def turn(settings: Settings, batch: int = 1) -> Iterator[None]:
-    """This host's turn in the roll: drained everywhere around the block, put back after it."""
-    roll = current_roll(batch)
-    with roll.lock:
+    """This host's turn in the roll (inventory order, `batch` at a time): drained everywhere around
+    the block, put back after it."""
+    roll = current_roll(settings, batch)
+    if not roll.gathered:
+        roll.gathered = True
+        time.sleep(GATHER)
+    with roll.turns:
         roll.waiting.append(host.name)
-    with roll.slots:
-        with roll.lock:
-            roll.waiting.remove(host.name)
-            stopped = roll.stopped_at
-            if stopped:
-                roll.not_changed.append(host.name)
-        if stopped:
-            raise OperationError(f"{host.name}: not changed: the roll stopped at {stopped}")
+        roll.turns.wait_for(lambda: roll.next_in_line(host.name))
+        roll.waiting.remove(host.name)
+        stopped = roll.stopped_at
+        if not stopped:
+            roll.running += 1
+        roll.turns.notify_all()
+    if stopped:
+        raise OperationError(f"{host.name}: not changed: the roll stopped at {stopped}")
+    try:
         for missed in set_in_every_front(settings, host.name, "drain"):
             logger.warning(f"{host.name}: not drained in the front of {missed}")
         try:
             yield
         except Exception:
-            with roll.lock:
+            with roll.turns:
                 roll.stopped_at = host.name
                 waiting = list(roll.waiting)
             host.log(f"roll stopped here: {host.name} stays drained (the others carry the traffic; `fab undrain "
@@ -88,3 +102,7 @@ def turn(settings: Settings, batch: int = 1) -> Iterator[None]:
             raise
         for missed in set_in_every_front(settings, host.name, "ready"):
             logger.warning(f"{host.name}: not put back in the front of {missed}: run `fab undrain {host.name}`")
+    finally:
+        with roll.turns:
+            roll.running -= 1
+            roll.turns.notify_all()

@@ -6,6 +6,7 @@ completion can run beside them to show it finishes whole.
 """
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,21 +31,23 @@ class Outcomes:
         return f"{len(self.failures)} of {self.sent} failed" + (f": {kinds}" if kinds else "")
 
 
-def client(base_url: str, key: str, timeout: float = 120) -> openai.OpenAI:
-    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)
+def client(base_url: str, key: str, timeout: float = 120, ca_file: str | None = None) -> openai.OpenAI:
+    """The official client, retries off; `ca_file`: the CA an HTTPS gateway's certificate is verified with."""
+    http = openai.DefaultHttpxClient(verify=ssl.create_default_context(cafile=ca_file), timeout=timeout) if ca_file else None
+    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout, http_client=http)
 
 
 class SteadyLoad:
     """`clients` threads, each its own OpenAI client, sending completions until the block ends."""
 
-    def __init__(self, base_url: str, key: str, model: str, clients: int = 4) -> None:
-        self.base_url, self.key, self.model, self.clients = base_url, key, model, clients
+    def __init__(self, base_url: str, key: str, model: str, clients: int = 4, ca_file: str | None = None) -> None:
+        self.base_url, self.key, self.model, self.clients, self.ca_file = base_url, key, model, clients, ca_file
         self.outcomes = Outcomes()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def _send(self) -> None:
-        sdk = client(self.base_url, self.key)
+        sdk = client(self.base_url, self.key, ca_file=self.ca_file)
         while not self._stop.is_set():
             try:
                 answer = sdk.chat.completions.create(
