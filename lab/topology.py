@@ -1,7 +1,9 @@
 """What the lab consists of: its hosts, their loopback addresses, names and models.
 
-All lab traffic stays on loopback: every host shares this machine's network namespace and binds
-its services to an address of its own in 127.0.10.0/24.
+All lab traffic stays on loopback: the classic hosts share this machine's network namespace and
+bind their services to an address of their own in 127.0.10.0/24. Fleet hosts each live in a network
+namespace of their own on a bridged 127.1.0.0/16 (lab/network.py), so a floating address can move
+between them.
 """
 from __future__ import annotations
 
@@ -16,6 +18,14 @@ DNS_ADDRESS = "127.0.10.53"
 OLLAMA_PORT = 11434
 GATEWAY_PORT = 4000
 DEBIAN_SUITE = "bookworm"
+
+# The fleet's network: 127.1.0.0/16 on a bridge; hosts 127.1.0.1-30, the floating address, and the
+# root namespace's end (the control machine: route to the lab's DNS and backends, package proxy).
+FLEET_VIP = "127.1.0.100"
+FLEET_PREFIX = 16
+FLEET_NAME = "gateway"  # gateway.lab.test: the fleet's floating address
+CONTROL_ADDRESS = "127.1.0.254"
+PACKAGE_PROXY_PORT = 3128
 
 # The seed's five models, as Ollama tags.
 MODELS: dict[str, dict] = {
@@ -34,6 +44,7 @@ class LabHost:
     address: str
     models: tuple[str, ...] = field(default=())  # public model names a backend serves
     suite: str = DEBIAN_SUITE  # the Debian release its root file system is built from
+    namespace: str | None = None  # a network namespace of its own (fleet hosts); None: the root one
 
     @property
     def fqdn(self) -> str:
@@ -69,6 +80,17 @@ def gateway(index: int) -> LabHost:
     return LabHost(f"gw{index}", "gateway", f"127.0.10.{100 + index}")
 
 
+def fleet_gateway(index: int) -> LabHost:
+    """Fleet gateway number `index` (1-based), in network namespace lab-fleet<index>."""
+    if not 1 <= index <= 30:
+        raise ValueError(f"fleet index {index} is outside 1..30")
+    return LabHost(f"fleet{index}", "gateway", f"127.1.0.{index}", namespace=f"lab-fleet{index}")
+
+
+def fleet_hosts(count: int) -> list[LabHost]:
+    return [fleet_gateway(i) for i in range(1, count + 1)]
+
+
 # Debian 13 (Python 3.13): the closest second target to Ubuntu 24.04 that this machine can build,
 # proving the deploy does not assume one Python version.
 TRIXIE_GATEWAY = LabHost("trixie1", "gateway", "127.0.10.131", suite="trixie")
@@ -81,6 +103,8 @@ def hosts(gateways: int = 1) -> list[LabHost]:
 def by_name(name: str) -> LabHost:
     if name.startswith("gw") and name[2:].isdigit():
         return gateway(int(name[2:]))
+    if name.startswith("fleet") and name[5:].isdigit():
+        return fleet_gateway(int(name[5:]))
     for host in (*BACKENDS, TRIXIE_GATEWAY):
         if host.name == name:
             return host
