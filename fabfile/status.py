@@ -103,14 +103,36 @@ def print_fleet(gateways: list[Gateway], outcomes: list[Outcome]) -> bool:
         state = balanced.get("status", "unknown")
         healthy &= view.get("unit") == "active" and state.startswith("UP")
         shown_state = {"DRAIN": "DRAIN (fab undrain to end it)", "MAINT": "MAINT"}.get(state.split(" ")[0], state)
+        redis = view.get("redis") or {}
+        store = redis.get("role") or "DOWN"
+        if redis.get("role") == "slave":
+            store = "replica" + ("" if redis.get("link") == "up" else f" (link {redis.get('link')})")
+        healthy &= bool(redis.get("role")) and redis.get("link", "up") in ("up", None)
         rows.append([g.name, "UNREACHABLE" if outcome.error else ("yes" if view.get("holder") else "-"),
-                     view.get("unit") or "-", shown_state, str(balanced.get("in_flight", "-"))])
+                     view.get("unit") or "-", shown_state, str(balanced.get("in_flight", "-")), store])
     where = f"{fleet.address}" + (f" ({fleet.name})" if fleet.name else "")
     held = (f"held by {holders[0]}" if len(holders) == 1 else
             "HELD BY NOBODY: clients cannot reach the fleet" if not holders else f"HELD BY {len(holders)}: {', '.join(holders)}")
     print(f"FLEET {where}: {held}")
-    print(table(("GATEWAY", "HOLDS ADDRESS", "KEEPALIVED", "LOAD BALANCER", "IN FLIGHT"), rows))
-    return healthy
+    print(table(("GATEWAY", "HOLDS ADDRESS", "KEEPALIVED", "LOAD BALANCER", "IN FLIGHT", "REDIS"), rows))
+    limits_ok, line = _rate_limit_store([v.get("redis") or {} for v in views.values()], len(gateways))
+    print(line)
+    return healthy and limits_ok
+
+
+def _rate_limit_store(views: list[dict], members: int) -> tuple[bool, str]:
+    """One line on the fleet's Redis, from the sentinels' answers: the primary, replicas, sentinels."""
+    answers = [v for v in views if v.get("primary")]
+    if not answers:
+        return False, "RATE LIMITS: NO SENTINEL ANSWERS: limits are counted per worker (see the rows above)"
+    primaries = {v["primary"] for v in answers}
+    best = max(answers, key=lambda v: (v.get("sentinels", 0), v.get("replicas", 0)))
+    flags = best.get("primary_flags", "")
+    ok = (len(primaries) == 1 and flags == "master" and best.get("sentinels") == members
+          and best.get("replicas") == members - 1)
+    state = "ok" if ok else "DEGRADED"
+    return ok, (f"RATE LIMITS ({state}): Redis primary {', '.join(sorted(primaries))} ({flags}), "
+                f"{best.get('replicas')} of {members - 1} replicas, {best.get('sentinels')} of {members} sentinels")
 
 
 @task(help={"only": ONLY_HELP})

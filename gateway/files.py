@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway import commands, front, render, tls, vrrp
+from gateway import commands, front, render, shared_limits, tls, vrrp
 from gateway.settings import Settings
 from gateway.team_keys import KeyStore, host_file
 
@@ -25,7 +25,8 @@ TEAM_KEYS = commands.TEAM_KEYS
 AUTH_HOOK = f"{commands.HOOK_MODULE}.py"
 ENV_FILE = "litellm.env"
 PROXY = front.INSTANCE_TEMPLATE  # a change to a file it restarts on means a switch-over, not a restart
-REDIS = "litellm-redis.service"
+REDIS = shared_limits.REDIS_UNIT
+SENTINEL = shared_limits.SENTINEL_UNIT  # a fleet's: restarted on a changed seed or unit
 FRONT = front.UNIT  # reloaded on a change: no connection refused
 FLEET = vrrp.UNIT  # a fleet's address (keepalived): reloaded on a changed config
 
@@ -102,6 +103,11 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
                                   Path(served.ca_file).read_text(),
                                   "holds the CA the fronts verify each other's certificates with", restarts=(FRONT,)))
         fleet = [
+            readable("sentinel.conf", *template("sentinel.conf.j2"),
+                     f"seeds Sentinel, which names the fleet's Redis primary (quorum {s.fleet.quorum} of "
+                     f"{len(s.fleet.members)})", restarts=(SENTINEL,)),
+            system(f"{UNIT_DIR}/{SENTINEL}", *template("litellm-sentinel.service.j2"), "is installed, hardened",
+                   restarts=(SENTINEL,)),
             system(vrrp.CONFIG, *template("litellm-fleet.conf.j2"),
                    f"holds {s.fleet.address} on one gateway at a time while its front answers (VRRP, priority "
                    f"{s.fleet.priority(host_name)})", validate="/usr/sbin/keepalived --config-test -f {path}",
@@ -127,7 +133,9 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
         readable(TEAM_KEYS, "the operator's litellm_team_keys_file", team_keys,
                  "holds the team keys' hashes and limits"),
         readable("redis.conf", *template("redis.conf.j2"),
-                 f"keeps the rate-limit counters in memory, reachable at {s.redis_socket} only", restarts=(REDIS,)),
+                 f"keeps the rate-limit counters in memory, reachable at {s.redis_socket} only" if not s.fleet else
+                 f"keeps the fleet's rate-limit counters, on port {s.fleet.redis_port} for the gateways only",
+                 restarts=(REDIS,)),
         system(f"{UNIT_DIR}/{REDIS}", *template("litellm-redis.service.j2"), "is installed, hardened",
                restarts=(REDIS,)),
         # Staged and checked by the installed LiteLLM before it replaces the config in place: a

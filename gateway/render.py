@@ -12,6 +12,7 @@ import jinja2
 from gateway.commands import HOOK, TEAM_KEYS
 from gateway.front import Front
 from gateway.settings import Settings
+from gateway.shared_limits import Limits
 from gateway.vrrp import Vrrp
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -26,7 +27,8 @@ _env = jinja2.Environment(
 
 def render(template: str, settings: Settings, host_name: str) -> str:
     return _env.get_template(template).render(s=settings, host_name=host_name, hook=HOOK, team_keys=TEAM_KEYS,
-                                              front=Front(settings), vrrp=Vrrp())
+                                              front=Front(settings), vrrp=Vrrp(),
+                                              limits=Limits(settings))
 
 
 def config_yaml(settings: Settings, host_name: str) -> str:

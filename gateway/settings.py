@@ -50,6 +50,12 @@ DEFAULTS: dict[str, Any] = {
     "litellm_fleet_name": None,
     "litellm_fleet_interface": "eth0",  # where the address is added; it must hold litellm_bind_address
     "litellm_fleet_router_id": 51,  # VRRP virtual router id, 1-255: unique among fleets on that network
+    # The fleet's rate-limit store: Redis on every gateway (the first in the inventory starts as its
+    # primary, the others replicate it) watched by Redis Sentinel on every gateway, which promotes a
+    # replica when the primary is lost. Reached by the gateways only, with a password derived from
+    # the master key.
+    "litellm_fleet_redis_port": 6380,
+    "litellm_fleet_sentinel_port": 26380,
     # The gateways of the fleet as [inventory name, litellm_bind_address], in inventory order (the
     # first is preferred for the address). gateway_group() fills it from the group's own hosts.
     "litellm_fleet_members": [],
@@ -209,6 +215,18 @@ class Fleet:
     router_id: int
     members: tuple[tuple[str, str], ...]  # (inventory name, bind address), in inventory order
     name: str | None = None
+    redis_port: int = 6380
+    sentinel_port: int = 26380
+
+    @property
+    def quorum(self) -> int:
+        """Sentinels that must agree the primary is lost: a majority of the gateways."""
+        return len(self.members) // 2 + 1
+
+    @property
+    def first_address(self) -> str:
+        """The gateway whose Redis starts as the primary (Sentinel moves it afterwards)."""
+        return self.members[0][1]
 
     def priority(self, host_name: str) -> int:
         """VRRP priority: the first gateway of the inventory is preferred, then the next."""
@@ -613,6 +631,13 @@ def _fleet(check: _Checker, bind: str, key: Any) -> Fleet | None:
     interface = check.text("litellm_fleet_interface", re.compile(r"[A-Za-z0-9_.@-]{1,15}"),
                            "give the network interface name that holds litellm_bind_address, like 'eth0'")
     router_id = check.integer("litellm_fleet_router_id", 1, 255)
+    redis_port = check.integer("litellm_fleet_redis_port", 1024, 65535)
+    sentinel_port = check.integer("litellm_fleet_sentinel_port", 1024, 65535)
+    instance_ports = check.data["litellm_instance_ports"]
+    taken = {check.data["litellm_port"], *(instance_ports if isinstance(instance_ports, (list, tuple)) else ())}
+    if redis_port == sentinel_port or {redis_port, sentinel_port} & taken:
+        check.problem("litellm_fleet_redis_port", f"{redis_port} and litellm_fleet_sentinel_port {sentinel_port} must "
+                                                  "differ from each other and from the gateway's ports")
     members: list[tuple[str, str]] = []
     if not isinstance(members_raw, (list, tuple)) or not all(
             isinstance(m, (list, tuple)) and len(m) == 2 and isinstance(m[0], str) and plain_ip(m[1])
@@ -637,7 +662,7 @@ def _fleet(check: _Checker, bind: str, key: Any) -> Fleet | None:
         check.problem("litellm_master_key", "is unset, but a fleet serves one key on every gateway: give the fleet's "
                                             "master key (from outside git: environment, secret store)")
     return Fleet(address=address, prefix=prefix, interface=interface, router_id=router_id, members=tuple(members),
-                 name=name)
+                 name=name, redis_port=redis_port, sentinel_port=sentinel_port)
 
 
 def load(data: Mapping[str, Any]) -> Settings:

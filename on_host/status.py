@@ -15,7 +15,7 @@ import subprocess
 import sys
 from urllib.parse import urlsplit
 
-from . import front
+from . import front, shared_limits
 from .readiness import pin_argument, probe, trust_pinned
 from .switch import serving, target
 
@@ -68,9 +68,10 @@ def holds(address: str) -> bool:
     return any(f" {address}/" in line for line in shown.splitlines())
 
 
-def fleet_view(layout: dict) -> dict | None:
-    """This gateway's view of the fleet: keepalived's unit, whether it holds the address, and each
-    gateway's state in this front's backend of gateways (UP, DRAIN, DOWN, MAINT) with its requests."""
+def fleet_view(layout: dict, own_address: str) -> dict | None:
+    """This gateway's view of the fleet: keepalived's unit, whether it holds the address, each
+    gateway's state in this front's backend of gateways (UP, DRAIN, DOWN, MAINT) with its requests,
+    and the rate-limit store: this gateway's Redis and what its sentinel says of the primary."""
     fleet = layout.get("fleet")
     if not fleet:
         return None
@@ -79,8 +80,13 @@ def fleet_view(layout: dict) -> dict | None:
         gateways = {name: {"status": row["status"], "in_flight": front.in_flight(row)} for name, row in rows.items()}
     except front.FrontError:
         gateways = {}
+    try:
+        password = shared_limits.read_variable(fleet["env_file"], fleet["password_variable"])
+        redis = shared_limits.view(own_address, fleet["redis_port"], fleet["sentinel_port"], password)
+    except (OSError, SystemExit) as error:
+        redis = {"error": f"no password to ask Redis with: {error}"}
     return {"unit": systemd(fleet["unit"]).get("ActiveState"), "holder": holds(fleet["address"]),
-            "gateways": gateways}
+            "gateways": gateways, "redis": redis}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             "lock": lock_digest(release) if release else None,
             "cpus": os.cpu_count() or 1,  # what the deploy's "auto" workers were resolved with
             "redis": systemd("litellm-redis.service").get("ActiveState"),
-            "fleet": fleet_view(layout),
+            "fleet": fleet_view(layout, address.hostname or ""),
         },
         sys.stdout,
     )

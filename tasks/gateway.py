@@ -16,7 +16,7 @@ from pyinfra.operations.util import any_changed
 from gateway import front, vrrp
 from gateway.commands import front_trust, release_dir, validate_command
 from gateway.facts import Instances, ManagedFiles, ProxyAnswers
-from gateway.files import FLEET, FRONT, PROXY, REDIS, by_name, managed_files
+from gateway.files import FLEET, FRONT, PROXY, REDIS, SENTINEL, by_name, managed_files
 from gateway.lock import lock_path, read_lock
 from gateway.operations import pinned_virtualenv, secret_env_file, whole_file
 from gateway.settings import for_host
@@ -80,6 +80,14 @@ systemd.service(
     service=REDIS, running=True, restarted=True, _if=any_changed(*inputs_of(REDIS)),
 )
 systemd.service(name=f"{REDIS} is enabled and running", service=REDIS, running=True, enabled=True)
+if s.fleet:
+    unit_read(SENTINEL)
+    systemd.service(
+        name=f"{SENTINEL} is restarted onto the changed seed or unit",
+        service=SENTINEL, running=True, restarted=True, _if=any_changed(*inputs_of(SENTINEL)),
+    )
+    systemd.service(name=f"{SENTINEL} is enabled and running: it names the fleet's Redis primary",
+                    service=SENTINEL, running=True, enabled=True)
 
 unit_read(FRONT)
 server.shell(

@@ -7,7 +7,7 @@ from pyinfra.operations import apt, files
 from gateway.settings import for_host
 
 PACKAGES = ["python3", "python3-venv", "python3-pip", "ca-certificates", "redis-server", "haproxy",
-            "logrotate", *(["keepalived"] if for_host(host).fleet else [])]
+            "logrotate", *(["keepalived", "redis-sentinel"] if for_host(host).fleet else [])]
 # Debian's own service of a package we run under a unit of our own: masked before the package
 # arrives, so its default instance never starts. One installed before us may serve something else
 # and is left alone.
@@ -15,6 +15,7 @@ OWN_INSTANCE_INSTEAD = {
     "redis-server": "no default Redis on TCP (the gateway's own is litellm-redis.service, a Unix socket only)",
     "haproxy": "no default HAProxy (the gateway's front is litellm-front.service)",
     "keepalived": "no default keepalived (the fleet's address is litellm-fleet.service)",
+    "redis-sentinel": "no default Sentinel (the fleet's is litellm-sentinel.service)",
 }
 
 installed = host.get_fact(DebPackages)

@@ -21,7 +21,7 @@ FLEET = {"litellm_master_key": GOOD_KEY, "litellm_fleet_address": "10.1.2.100/24
 
 
 def fleet_settings(host: int = 0, **extra):
-    data = with_fleet_members(GATEWAYS, seed_data(**FLEET, **extra))
+    data = with_fleet_members(GATEWAYS, seed_data(**{**FLEET, **extra}))
     return load({**data, **GATEWAYS[host][1]}).resolved(2)
 
 
@@ -127,3 +127,41 @@ def test_a_lab_fleet_on_loopback_puts_its_address_in_scope_host():
                               seed_data(litellm_master_key=GOOD_KEY, litellm_fleet_address="127.1.0.100/16"))
     s = load({**data, "litellm_bind_address": "127.1.0.1"}).resolved(2)
     assert "127.1.0.100/16 dev eth0 scope host" in render.render("litellm-fleet.conf.j2", s, "a")
+
+
+def test_the_fleets_limits_live_in_redis_behind_sentinel_with_a_password_that_is_not_the_key():
+    from gateway.shared_limits import password
+
+    first, second = fleet_settings(0), fleet_settings(1)
+    assert password(first) == password(second) != GOOD_KEY and GOOD_KEY not in password(first)
+    config = render.render("config.yaml.j2", second, "gw-b.example.org")
+    assert 'sentinel_nodes: [["10.1.2.11", 26380], ["10.1.2.12", 26380], ["10.1.2.13", 26380]]' in config
+    assert "url:" not in config.split("coordination_redis:")[1].split("\n\n")[0]  # a url would win over Sentinel
+    assert password(first) not in config and "os.environ/LITELLM_REDIS_PASSWORD" in config
+    redis = render.render("redis.conf.j2", second, "gw-b.example.org")
+    assert "bind 10.1.2.12\nport 6380\n" in redis and "replicaof 10.1.2.11 6380" in redis
+    assert password(first) not in redis
+    assert "replicaof" not in render.render("redis.conf.j2", first, "gw-a.example.org")
+    sentinel = render.render("sentinel.conf.j2", second, "gw-b.example.org")
+    assert "sentinel monitor litellm-fleet 10.1.2.11 6380 2" in sentinel and password(first) not in sentinel
+    env = render.env_settings(second, "gw-b.example.org")
+    assert f"LITELLM_REDIS_PASSWORD={password(first)}\n" in env and GOOD_KEY not in env
+
+
+def test_a_new_master_key_restarts_redis_and_sentinel_and_nothing_else_of_the_store():
+    other_key = "sk-" + "9f8e7d6c5b4a3928" * 3
+    before = {f.path: f.sha256 for f in managed_files(fleet_settings(0), "gw-a.example.org")}
+    after = {f.path: f.sha256 for f in managed_files(fleet_settings(0, litellm_master_key=other_key), "gw-a.example.org")}
+    changed = sorted(path for path in before if before[path] != after[path])
+    assert changed == ["/etc/litellm/litellm.env", "/etc/litellm/redis.conf", "/etc/litellm/sentinel.conf"]
+
+
+def test_sentinels_own_file_is_made_anew_only_for_a_new_seed_or_password():
+    from on_host.shared_limits import sentinel_file
+
+    made = sentinel_file("sentinel monitor litellm-fleet 10.1.2.11 6380 2\n", "pw1", None)
+    assert made.startswith("# litellm-gateway seed ") and "sentinel auth-pass litellm-fleet pw1\n" in made
+    learned = made + "sentinel known-replica litellm-fleet 10.1.2.12 6380\n"  # what Sentinel writes itself
+    assert sentinel_file("sentinel monitor litellm-fleet 10.1.2.11 6380 2\n", "pw1", learned) is None
+    assert sentinel_file("sentinel monitor litellm-fleet 10.1.2.11 6380 2\n", "pw2", learned) is not None
+    assert sentinel_file("sentinel monitor litellm-fleet 10.1.2.12 6380 2\n", "pw1", learned) is not None

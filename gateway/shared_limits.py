@@ -1,0 +1,78 @@
+"""Where a gateway keeps its rate-limit counters: its own Redis, or in a fleet the fleet's Redis.
+
+One gateway: Redis on a Unix socket, the workers of that host only. A fleet: every gateway runs
+Redis on its own address (the first in the inventory starts as the primary, the others replicate
+it) and Redis Sentinel, which promotes a replica when the primary is lost; LiteLLM asks the
+sentinels for the primary (coordination_redis with sentinel_nodes), so a team's limits hold for
+the fleet together. Redis and Sentinel take a password derived from the master key (HMAC): the
+key itself never crosses the network, and no second secret needs keeping. It reaches the hosts
+in the root-only environment file; each unit writes it into a runtime file of its own at start.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+
+from gateway import front
+from gateway.settings import Settings
+
+REDIS_UNIT = "litellm-redis.service"
+SENTINEL_UNIT = "litellm-sentinel.service"
+SERVICE_NAME = "litellm-fleet"  # the primary's name the sentinels monitor
+PASSWORD_VAR = "LITELLM_REDIS_PASSWORD"  # in litellm.env (root only), beside the master key
+REDIS_AUTH = "/run/litellm-redis/auth.conf"  # written at each start by the unit (on_host/shared_limits.py)
+SENTINEL_DIR = "/var/lib/litellm-sentinel"  # StateDirectory=: Sentinel rewrites its own file there
+SENTINEL_CONF = f"{SENTINEL_DIR}/sentinel.conf"
+
+
+def password(s: Settings) -> str:
+    """The fleet's Redis password: the same on every gateway of the fleet, never the key itself."""
+    assert s.master_key, "a fleet has one master key (checked by the settings)"
+    return hmac.new(s.master_key.encode(), b"litellm-fleet-redis", hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the Redis and Sentinel templates read."""
+
+    s: Settings
+    password_var: str = PASSWORD_VAR
+    service_name: str = SERVICE_NAME
+    redis_auth: str = REDIS_AUTH
+    sentinel_conf: str = SENTINEL_CONF
+    sentinel_dir: str = SENTINEL_DIR
+
+    @property
+    def password(self) -> str:
+        return password(self.s)
+
+    @property
+    def password_tag(self) -> str:
+        """A short fingerprint of the password for the files that read it at start: a new password
+        changes them, and so restarts exactly the services that must take it."""
+        return hashlib.sha256(self.password.encode()).hexdigest()[:12]
+
+    @property
+    def sentinel_nodes(self) -> str:
+        """coordination_redis.sentinel_nodes: every gateway's sentinel, as YAML (JSON) reads it."""
+        assert self.s.fleet
+        return json.dumps([[address, self.s.fleet.sentinel_port] for _, address in self.s.fleet.members])
+
+    @property
+    def env_file(self) -> str:
+        return f"{self.s.config_dir}/litellm.env"
+
+    @property
+    def sentinel_seed(self) -> str:
+        """The deploy's part of Sentinel's file: copied into SENTINEL_CONF whenever it changed."""
+        return f"{self.s.config_dir}/sentinel.conf"
+
+    def write_auth(self, kind: str) -> str:
+        """The unit's ExecStartPre (as root): the password from the env file into its runtime file."""
+        target = self.redis_auth if kind == "redis" else self.sentinel_conf
+        seed = ["--seed", self.sentinel_seed] if kind == "sentinel" else []
+        return " ".join([f"/usr/bin/env PYTHONPATH={front.HOST_LIB} /usr/bin/python3 -m on_host.shared_limits", kind,
+                         "--env-file", self.env_file, "--variable", PASSWORD_VAR, "--out", target, *seed,
+                         "--owner", f"{self.s.user}:{self.s.group}"])

@@ -1,0 +1,134 @@
+"""The fleet's rate-limit store on the host: the password into runtime files, and its state for `fab status`.
+
+`python3 -m on_host.shared_limits redis|sentinel --env-file F --variable V --out FILE --owner U:G
+[--seed SEED]`, run as root by litellm-redis.service / litellm-sentinel.service before they start:
+the password (from the root-only env file) goes into a 0600 file of the service user's, never
+into a unit, a command line or the deploy's files. Sentinel rewrites its own file as it learns the
+fleet (replicas, other sentinels, a new primary): it is written anew only when the deploy's seed or
+the password changed, and otherwise left as Sentinel keeps it.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import socket
+import sys
+
+SERVICE_NAME = "litellm-fleet"
+
+
+def read_variable(env_file: str, name: str) -> str:
+    with open(env_file, encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith(f"{name}="):
+                return line.rstrip("\n").split("=", 1)[1]
+    raise SystemExit(f"{env_file} has no {name}: deploy the gateway again")
+
+
+def write_private(path: str, text: str, owner: str) -> None:
+    partial = f"{path}.new"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    user, _, group = owner.partition(":")
+    shutil.chown(partial, user, group or None)
+    os.replace(partial, path)
+
+
+def sentinel_file(seed: str, password: str, existing: str | None) -> str | None:
+    """Sentinel's file for this seed and password; None when the existing one already is."""
+    digest = hashlib.sha256(f"{seed}\0{password}".encode()).hexdigest()
+    marker = f"# litellm-gateway seed {digest}\n"
+    if existing is not None and marker in existing:
+        return None
+    return (marker + seed.rstrip("\n") + "\n"
+            + f"sentinel auth-pass {SERVICE_NAME} {password}\n"
+            + f"sentinel sentinel-pass {password}\n"
+            + f"requirepass {password}\n")
+
+
+class Resp:
+    """Just enough of Redis's protocol to ask a node or a sentinel how it is."""
+
+    def __init__(self, host: str, port: int, password: str, timeout: float = 2.0) -> None:
+        self.conn = socket.create_connection((host, port), timeout=timeout)
+        self.file = self.conn.makefile("rb")
+        self.call("AUTH", password)
+
+    def call(self, *args: str):
+        self.conn.sendall(f"*{len(args)}\r\n".encode() + b"".join(
+            f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args))
+        return self._read()
+
+    def _read(self):
+        line = self.file.readline().rstrip(b"\r\n")
+        kind, rest = line[:1], line[1:].decode()
+        if kind == b"-":
+            raise RuntimeError(rest)
+        if kind in (b"+", b":"):
+            return rest
+        if kind == b"$":
+            return None if rest == "-1" else self.file.read(int(rest) + 2)[:-2].decode()
+        if kind == b"*":
+            return [] if rest == "-1" else [self._read() for _ in range(int(rest))]
+        raise RuntimeError(f"unexpected answer {line!r}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def view(address: str, redis_port: int, sentinel_port: int, password: str) -> dict:
+    """This gateway's Redis role and its sentinel's view of the primary, for `fab status`."""
+    state: dict = {}
+    try:
+        node = Resp(address, redis_port, password)
+        info = dict(line.split(":", 1) for line in node.call("INFO", "replication").splitlines() if ":" in line)
+        node.close()
+        state["role"] = info.get("role")
+        state["link"] = info.get("master_link_status")  # a replica: up when it follows the primary
+    except (OSError, RuntimeError) as error:
+        state["role"], state["error"] = None, f"redis: {error}"
+    try:
+        sentinel = Resp(address, sentinel_port, password)
+        flat = sentinel.call("SENTINEL", "MASTER", SERVICE_NAME)
+        sentinel.close()
+        master = dict(zip(flat[::2], flat[1::2]))
+        state["primary"] = master.get("ip")
+        state["primary_flags"] = master.get("flags")
+        state["replicas"] = int(master.get("num-slaves", 0))
+        state["sentinels"] = int(master.get("num-other-sentinels", 0)) + 1
+    except (OSError, RuntimeError) as error:
+        state["sentinel_error"] = f"sentinel: {error}"
+    return state
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=("redis", "sentinel"))
+    parser.add_argument("--env-file", required=True)
+    parser.add_argument("--variable", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--owner", required=True)
+    parser.add_argument("--seed")
+    args = parser.parse_args(argv)
+    password = read_variable(args.env_file, args.variable)
+    if args.kind == "redis":
+        write_private(args.out, f"requirepass {password}\nmasterauth {password}\n", args.owner)
+        return 0
+    with open(args.seed, encoding="utf-8") as handle:
+        seed = handle.read()
+    try:
+        with open(args.out, encoding="utf-8") as handle:
+            existing: str | None = handle.read()
+    except FileNotFoundError:
+        existing = None
+    text = sentinel_file(seed, password, existing)
+    if text is not None:
+        write_private(args.out, text, args.owner)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
