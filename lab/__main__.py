@@ -20,6 +20,16 @@ def print_status(report: dict) -> bool:
             f"{entry['name']:<8} {entry['address']:<15} {state:<8} ssh={'up' if entry['ssh'] else 'DOWN':<5}"
             f" service={'up' if service else 'down':<5} {entry['url']}"
         )
+    if report["fleet"]:
+        proxy = report["package_proxy"]
+        healthy &= proxy["running"]
+        print(f"proxy    {proxy['address']:<15} {'running' if proxy['running'] else 'STOPPED'}")
+    for entry in report["fleet"]:
+        healthy &= entry["running"] and entry["ssh"]
+        print(
+            f"{entry['name']:<8} {entry['address']:<15} {'running' if entry['running'] else 'STOPPED':<8}"
+            f" ssh={'up' if entry['ssh'] else 'DOWN':<5} netns={entry['namespace']}"
+        )
     return healthy
 
 
@@ -28,14 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="build and boot the lab hosts and DNS (idempotent)")
     up.add_argument("--gateways", type=int, help="how many gateway hosts (default: as before, 1)")
-    down = sub.add_parser("down", help="stop every lab host and the DNS server")
-    down.add_argument("--purge", action="store_true", help="also delete the hosts' file systems")
+    up.add_argument("--fleet", type=int, help="how many fleet gateways, each in a network namespace of its own "
+                                              "(default: as before, 0)")
+    down = sub.add_parser("down", help="stop every lab host, the DNS server and the package proxy")
+    down.add_argument("--purge", action="store_true",
+                      help="also delete the hosts' file systems and the fleet's network")
     status = sub.add_parser("status", help="what runs, where, and where the master key is")
     status.add_argument("--json", action="store_true", help="machine-readable output for scripts")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            control.up(args.gateways)
+            control.up(args.gateways, args.fleet)
             return 0 if print_status(control.status()) else 1
         if args.command == "down":
             control.down(purge=args.purge)

@@ -1,12 +1,18 @@
-"""Bring the lab up, take it down, and say how it is."""
+"""Bring the lab up, take it down, and say how it is.
+
+The configured lab is `gateways` classic gateways (root namespace) plus the backends and DNS, and
+`fleet` fleet gateways, each in a network namespace of its own on the lab's bridge, with the package
+proxy they install through (state.json keeps both counts).
+"""
 from __future__ import annotations
 
 import json
 import secrets
 from typing import Any
 
-from lab import dns, machines
-from lab.topology import BACKENDS, GATEWAY_PORT, OLLAMA_PORT, STATE_DIR, LabHost, by_name, hosts
+from lab import dns, machines, network, package_proxy
+from lab.topology import (BACKENDS, CONTROL_ADDRESS, GATEWAY_PORT, OLLAMA_PORT, PACKAGE_PROXY_PORT, STATE_DIR,
+                          LabHost, by_name, fleet_hosts, hosts)
 
 STATE_FILE = STATE_DIR / "state.json"
 MASTER_KEY_FILE = STATE_DIR / "master.key"
@@ -14,13 +20,20 @@ MASTER_KEY_FILE = STATE_DIR / "master.key"
 
 def read_state() -> dict[str, Any]:
     try:
-        return json.loads(STATE_FILE.read_text())
+        state = json.loads(STATE_FILE.read_text())
     except FileNotFoundError:
-        return {"gateways": 1}
+        state = {"gateways": 1}
+    state.setdefault("fleet", 0)
+    return state
 
 
 def lab_hosts() -> list[LabHost]:
     return hosts(read_state()["gateways"])
+
+
+def lab_fleet() -> list[LabHost]:
+    """The configured fleet gateways (`up --fleet N`)."""
+    return fleet_hosts(read_state()["fleet"])
 
 
 def built_hosts() -> list[LabHost]:
@@ -31,7 +44,7 @@ def built_hosts() -> list[LabHost]:
 
 def refresh_dns() -> None:
     """Serve A and PTR records for the configured hosts and every other host that was built."""
-    every = {h.name: h for h in lab_hosts() + built_hosts()}
+    every = {h.name: h for h in lab_hosts() + lab_fleet() + built_hosts()}
     dns.ensure(list(every.values()))
 
 
@@ -39,6 +52,20 @@ def ensure_extra_host(host: LabHost, fresh: bool = False) -> None:
     """A host beyond the configured lab (tests, benchmarks), with its DNS records."""
     machines.ensure_host(host, fresh=fresh)
     refresh_dns()
+
+
+def ensure_fleet(count: int, fresh: bool = False) -> list[LabHost]:
+    """Fleet hosts 1..count beyond the configured lab (tests): their network, the package proxy,
+    DNS, the backends they serve, and the hosts themselves (fresh=True: from the clean base image)."""
+    fleet = fleet_hosts(count)
+    network.ensure(fleet)
+    package_proxy.ensure()
+    for host in fleet:  # built first, so refresh_dns finds them
+        machines.ensure_host(host, fresh=fresh)
+    refresh_dns()
+    for backend in BACKENDS:
+        machines.ensure_host(backend)
+    return fleet
 
 
 def master_key() -> str:
@@ -50,15 +77,20 @@ def master_key() -> str:
     return MASTER_KEY_FILE.read_text().strip()
 
 
-def up(gateways: int | None = None) -> list[LabHost]:
+def up(gateways: int | None = None, fleet: int | None = None) -> list[LabHost]:
     """Idempotent: builds what is missing, boots what is stopped, leaves the rest alone."""
     state = read_state()
     if gateways is not None:
         state["gateways"] = gateways
+    if fleet is not None:
+        state["fleet"] = fleet
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     STATE_FILE.write_text(json.dumps(state) + "\n")
     master_key()
-    every = hosts(state["gateways"])
+    every = hosts(state["gateways"]) + fleet_hosts(state["fleet"])
+    if state["fleet"]:
+        network.ensure(fleet_hosts(state["fleet"]))
+        package_proxy.ensure()
     refresh_dns()
     for host in every:
         machines.ensure_host(host)
@@ -66,9 +98,16 @@ def up(gateways: int | None = None) -> list[LabHost]:
 
 
 def down(purge: bool = False) -> None:
+    """Stop every built host, the DNS server and the package proxy; purge also deletes the hosts'
+    file systems and the fleet's network."""
     for host in built_hosts():
         machines.remove(host) if purge else machines.stop(host)
+        if host.namespace:
+            machines.stop_orphans(host)
     dns.stop()
+    package_proxy.stop()
+    if purge:
+        network.teardown()
 
 
 def status() -> dict[str, Any]:
@@ -91,10 +130,26 @@ def status() -> dict[str, Any]:
             entry["ollama_listening"] = running and machines.port_open(host.address, OLLAMA_PORT)
         return entry
 
+    def fleet_status(host: LabHost) -> dict[str, Any]:
+        running = machines.pid(host) is not None
+        return {
+            "name": host.name,
+            "fqdn": host.fqdn,
+            "address": host.address,
+            "namespace": host.namespace,
+            "running": running,
+            "ssh": running and machines.port_open(host.address, 22),
+        }
+
     every = lab_hosts()
+    # The configured fleet, and any other fleet host that runs (a test's).
+    fleet = {h.name: h for h in lab_fleet()}
+    fleet.update({h.name: h for h in built_hosts() if h.namespace and machines.pid(h) is not None})
     return {
         "dns": {"address": dns.DNS_ADDRESS, "running": dns.pid() is not None},
         "ssh_key": str(machines.SSH_KEY),
         "gateways": [host_status(h) for h in every if h.role == "gateway"],
         "backends": [host_status(h) for h in BACKENDS],
+        "fleet": [fleet_status(h) for h in sorted(fleet.values(), key=lambda h: int(h.name[5:]))],
+        "package_proxy": {"address": f"{CONTROL_ADDRESS}:{PACKAGE_PROXY_PORT}", "running": package_proxy.pid() is not None},
     }

@@ -4,6 +4,10 @@ It is authoritative for the lab domain and its reverse zone (A and PTR for every
 forwards every other name to this machine's own resolvers, so lab hosts can still reach the
 package registries. Tests add records of their own (a missing PTR, a PTR naming another host, ...)
 through `extra` lines in dnsmasq's syntax.
+
+Fleet hosts (127.1.0.0/16, namespaces of their own) query it too: their packets arrive through the
+lab-root veth, and dnsmasq, bound to the address itself (`bind-interfaces`), answers whatever
+interface a query comes in on. The fleet's floating address has a name of its own.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import time
 from pathlib import Path
 
 from lab.machines import LabError, ensure_address, port_open
-from lab.topology import DNS_ADDRESS, DOMAIN, STATE_DIR, LabHost
+from lab.topology import DNS_ADDRESS, DOMAIN, FLEET_NAME, FLEET_VIP, STATE_DIR, LabHost
 
 CONF = STATE_DIR / "dns" / "dnsmasq.conf"
 PID_FILE = STATE_DIR / "dns" / "dnsmasq.pid"
@@ -40,11 +44,13 @@ def render_conf(hosts: list[LabHost], extra: list[str] = ()) -> str:
         "no-hosts",
         f"local=/{DOMAIN}/",
         "local=/10.0.127.in-addr.arpa/",
+        "local=/1.127.in-addr.arpa/",  # the fleet's 127.1.0.0/16
         f"pid-file={PID_FILE}",
         f"log-facility={LOG}",
     ]
     lines += [f"server={server}" for server in upstream_servers()]
     lines += [f"host-record={host.fqdn},{host.address}" for host in hosts]
+    lines.append(f"host-record={FLEET_NAME}.{DOMAIN},{FLEET_VIP}")
     lines += list(extra)
     return "\n".join(lines) + "\n"
 

@@ -2,10 +2,12 @@
 
 Follows shared/reference/lab.md: no private network (each host binds its own loopback address),
 `--register=no --keep-unit` because this machine has no systemd as PID 1, and the host's pip
-cache bound in so repeated installs are fast.
+cache bound in so repeated installs are fast. Fleet hosts (with a network namespace of their own,
+lab/network.py) boot inside it and reach the package registries through the lab's package proxy.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -15,7 +17,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab.topology import CACHE_DIR, DEBIAN_SUITE, DNS_ADDRESS, DOMAIN, OLLAMA_PORT, PIP_CACHE_DIR, STATE_DIR, LabHost
+from lab.topology import (CACHE_DIR, CONTROL_ADDRESS, DEBIAN_SUITE, DNS_ADDRESS, DOMAIN, OLLAMA_PORT,
+                          PACKAGE_PROXY_PORT, PIP_CACHE_DIR, STATE_DIR, LabHost)
 
 BASE_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,ca-certificates,sudo,iproute2"
 SSH_KEY = STATE_DIR / "ssh" / "id_ed25519"
@@ -23,6 +26,8 @@ SSH_KEY = STATE_DIR / "ssh" / "id_ed25519"
 # the lab's ssh all check host keys against it, as an operator's known_hosts would be checked.
 KNOWN_HOSTS = STATE_DIR / "ssh" / "known_hosts"
 DOUBLE_SOURCE = Path(__file__).with_name("ollama_double.py")
+# Fleet hosts have no route out of their namespace: apt and pip go through the lab's package proxy.
+PACKAGE_PROXY = f"http://{CONTROL_ADDRESS}:{PACKAGE_PROXY_PORT}"
 
 
 class LabError(RuntimeError):
@@ -117,10 +122,12 @@ def _pem_blocks(text: str) -> list[str]:
     return re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", text, re.S)
 
 
-def trust_host_cas(root: Path, bundle: Path = Path("/etc/ssl/certs/ca-certificates.crt")) -> None:
+def trust_host_cas(root: Path, bundle: Path = Path("/etc/ssl/certs/ca-certificates.crt"),
+                   pip_proxy: str | None = None) -> None:
     """Give the host the CAs this machine trusts beyond Debian's (e.g. a TLS-inspecting proxy's).
 
-    Lab hosts reach the package registries the way this machine does, so they must trust what it
+    Lab hosts reach the package registries the way this machine does (directly or through the
+    lab's package proxy, whose CONNECT tunnels leave TLS to the host), so they must trust what it
     trusts; pip is pointed at the system bundle, as this machine's own pip is.
     """
     if not bundle.exists():
@@ -130,7 +137,8 @@ def trust_host_cas(root: Path, bundle: Path = Path("/etc/ssl/certs/ca-certificat
     extra = [block for block in _pem_blocks(bundle.read_text()) if block not in theirs]
     if extra and _write(extra_file, "\n".join(extra) + "\n"):
         run("chroot", str(root), "update-ca-certificates")
-    _write(root / "etc/pip.conf", "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
+    proxy = f"proxy = {pip_proxy}\n" if pip_proxy else ""
+    _write(root / "etc/pip.conf", f"[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n{proxy}")
 
 
 def configure_root(host: LabHost) -> bool:
@@ -147,7 +155,9 @@ def configure_root(host: LabHost) -> bool:
     )
     (root / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
     _write(root / "root/.ssh/authorized_keys", pubkey, 0o600)
-    trust_host_cas(root)
+    if host.namespace:
+        _write(root / "etc/apt/apt.conf.d/80lab-proxy", f'Acquire::http::Proxy "{PACKAGE_PROXY}";\n')
+    trust_host_cas(root, pip_proxy=PACKAGE_PROXY if host.namespace else None)
     changed = False
     if host.role == "backend":
         changed |= _write(root / "usr/local/bin/ollama-double", DOUBLE_SOURCE.read_text(), 0o755)
@@ -186,15 +196,85 @@ def ensure_address(address: str) -> None:
         run("ip", "addr", "add", f"{address}/32", "dev", "lo")
 
 
+def _ppid(value: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{value}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return None
+
+
+def _comm(value: int) -> str:
+    try:
+        return Path(f"/proc/{value}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+def namespace_pids(host: LabHost) -> list[int]:
+    """Every process in the host's network namespace (none for hosts without one)."""
+    if not host.namespace or not Path(f"/run/netns/{host.namespace}").exists():
+        return []
+    return [int(p) for p in run("ip", "netns", "pids", host.namespace, check=False).stdout.split()]
+
+
+def container_init(host: LabHost) -> int | None:
+    """The container's PID 1 (systemd), as a PID of this machine: nspawn's child, or, for a fleet
+    host whose nspawn is gone, the systemd at the top of its namespace."""
+    nspawn = pid(host)
+    if nspawn is not None:
+        candidates = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+        children = [c for c in candidates if _ppid(c) == nspawn and _comm(c) == "systemd"]
+        return children[0] if children else None
+    inside = namespace_pids(host)
+    tops = [p for p in inside if _ppid(p) not in inside and _comm(p) == "systemd"]
+    return tops[0] if tops else None
+
+
+def stop_orphans(host: LabHost, timeout: float = 20) -> None:
+    """Empty the host's namespace before a boot: after a SIGKILL of systemd-nspawn its container
+    keeps running (two systemds on one root would then fight over ports). SIGRTMIN+4 makes a
+    systemd PID 1 power off cleanly; anything else at the top of the namespace gets SIGTERM."""
+    inside = namespace_pids(host)
+    if not inside:
+        return
+    print(f"lab: {host.name}: stopping {len(inside)} leftover process(es) in {host.namespace}", flush=True)
+    for value in inside:
+        if _ppid(value) not in inside:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(value, signal.SIGRTMIN + 4 if _comm(value) == "systemd" else signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while namespace_pids(host) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for value in namespace_pids(host):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(value, signal.SIGKILL)
+    for _ in range(50):
+        if not namespace_pids(host):
+            return
+        time.sleep(0.1)
+    raise LabError(f"{host.name}: processes left in {host.namespace}: {namespace_pids(host)}")
+
+
 def boot(host: LabHost) -> None:
-    ensure_address(host.address)
+    if host.namespace:
+        from lab import network
+
+        network.ensure([host])  # gone after a reboot of this machine
+        stop_orphans(host)
+        # Both flags: the path alone leaves the container without CAP_NET_ADMIN and with a read-only
+        # /proc/sys (keepalived could not add the floating address); with --private-network it keeps
+        # the given namespace and gets both.
+        network_flags = [f"--network-namespace-path=/run/netns/{host.namespace}", "--private-network"]
+    else:
+        ensure_address(host.address)
+        network_flags = []
     PIP_CACHE_DIR.mkdir(parents=True, exist_ok=True)
     log = open(host.console_log, "ab")
     process = subprocess.Popen(
         [
             "systemd-nspawn", "-D", str(host.root), "-b", "--register=no", "--keep-unit",
             "-M", host.name, "--resolv-conf=off", "--timezone=off", "--link-journal=no",
-            "--console=read-only", f"--bind={PIP_CACHE_DIR}:/root/.cache/pip",
+            "--console=read-only", f"--bind={PIP_CACHE_DIR}:/root/.cache/pip", *network_flags,
         ],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
@@ -256,6 +336,24 @@ def stop(host: LabHost, timeout: float = 30) -> None:
     if pid(host) is not None:
         os.killpg(value, signal.SIGKILL)
         time.sleep(0.5)
+    host.pid_file.unlink(missing_ok=True)
+
+
+def crash(host: LabHost, timeout: float = 30) -> None:
+    """Kill the host outright, like a power cut: SIGKILL to the container's PID 1 (the kernel then
+    kills everything in it, nothing shuts down cleanly), then wait for systemd-nspawn to exit.
+    `ensure_host` boots it again."""
+    init = container_init(host)
+    if init is None:
+        if pid(host) is None and not namespace_pids(host):
+            return
+        raise LabError(f"{host.name}: no container PID 1 found to kill")
+    os.kill(init, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (pid(host) is not None or init in namespace_pids(host)):
+        time.sleep(0.05)
+    if pid(host) is not None:
+        raise LabError(f"{host.name}: systemd-nspawn still runs {timeout:.0f} s after its container was killed")
     host.pid_file.unlink(missing_ok=True)
 
 
