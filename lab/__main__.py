@@ -23,7 +23,8 @@ def print_status(report: dict) -> bool:
     if report["fleet"]:
         proxy = report["package_proxy"]
         healthy &= proxy["running"]
-        print(f"proxy    {proxy['address']:<15} {'running' if proxy['running'] else 'STOPPED'}")
+        address, _, port = proxy["address"].rpartition(":")
+        print(f"proxy    {address:<15} {'running' if proxy['running'] else 'STOPPED':<8} port={port}")
     for entry in report["fleet"]:
         healthy &= entry["running"] and entry["ssh"]
         print(

@@ -56,12 +56,14 @@ def render_conf(hosts: list[LabHost], extra: list[str] = ()) -> str:
 
 
 def pid() -> int | None:
+    """PID of the running dnsmasq: a live one, not a zombie nor a PID reused after a reboot."""
     try:
         value = int(PID_FILE.read_text())
-        os.kill(value, 0)
-        return value
+        stat = Path(f"/proc/{value}/stat").read_text()
     except (FileNotFoundError, ValueError, ProcessLookupError):
         return None
+    name, _, rest = stat.partition("(")[2].rpartition(")")
+    return value if name == "dnsmasq" and rest.split()[0] != "Z" else None
 
 
 def stop() -> None:
@@ -82,7 +84,7 @@ def ensure(hosts: list[LabHost], extra: list[str] = ()) -> None:
     changed = not CONF.exists() or CONF.read_text() != text
     if changed:
         CONF.write_text(text)
-    if pid() is not None and not changed:
+    if pid() is not None and not changed and port_open(DNS_ADDRESS, 53):
         return
     stop()
     ensure_address(DNS_ADDRESS)
