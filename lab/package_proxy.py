@@ -112,10 +112,15 @@ def allowed_hosts() -> list[str]:
     return sorted({*REGISTRIES, *([mirror] if mirror else [])})
 
 
+def parse_allowed(entries: list[str]) -> tuple[set[str], set[int]]:
+    """HOST or HOST:PORT entries -> (hosts, plain-HTTP ports): port 80, plus a mirror's own port."""
+    urls = [urllib.parse.urlsplit(f"http://{entry}") for entry in entries]
+    return {u.hostname for u in urls if u.hostname}, {80} | {u.port or 80 for u in urls}
+
+
 def main(argv: list[str]) -> None:
     address, port, *allow = argv
-    ports = {80} | {urllib.parse.urlsplit(f"http://{h}").port or 80 for h in allow}
-    hosts = {urllib.parse.urlsplit(f"http://{h}").hostname for h in allow}
+    hosts, ports = parse_allowed(allow)
     server = ProxyServer(address, int(port), hosts, ports)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     sys.stderr.write(f"listening on {address}:{port}, allowing {sorted(hosts)} (http ports {sorted(ports)})\n")
