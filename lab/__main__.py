@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(report, indent=2))
             return 0
         return 0 if print_status(report) else 1
-    except LabError as error:
+    except (LabError, ValueError) as error:  # ValueError: a host index outside 1..30
         print(f"lab: {error}", file=sys.stderr)
         return 1
 

@@ -84,10 +84,10 @@ def up(gateways: int | None = None, fleet: int | None = None) -> list[LabHost]:
         state["gateways"] = gateways
     if fleet is not None:
         state["fleet"] = fleet
+    every = hosts(state["gateways"]) + fleet_hosts(state["fleet"])  # ValueError before anything is kept
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     STATE_FILE.write_text(json.dumps(state) + "\n")
     master_key()
-    every = hosts(state["gateways"]) + fleet_hosts(state["fleet"])
     if state["fleet"]:
         network.ensure(fleet_hosts(state["fleet"]))
         package_proxy.ensure()
