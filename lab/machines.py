@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from lab import network
 from lab.topology import (CACHE_DIR, CONTROL_ADDRESS, DEBIAN_SUITE, DNS_ADDRESS, DOMAIN, OLLAMA_PORT,
                           PACKAGE_PROXY_PORT, PIP_CACHE_DIR, STATE_DIR, LabHost)
 
@@ -257,8 +258,6 @@ def stop_orphans(host: LabHost, timeout: float = 20) -> None:
 
 def boot(host: LabHost) -> None:
     if host.namespace:
-        from lab import network
-
         network.ensure([host])  # gone after a reboot of this machine
         stop_orphans(host)
         # Both flags: the path alone leaves the container without CAP_NET_ADMIN and with a read-only
