@@ -145,7 +145,11 @@ def status() -> dict[str, Any]:
     # The configured fleet, and any other fleet host that runs (a test's).
     fleet = {h.name: h for h in lab_fleet()}
     fleet.update({h.name: h for h in built_hosts() if h.namespace and machines.pid(h) is not None})
+    from lab.fleet import endpoint  # lab.fleet reads this module
+
     return {
+        # Where scripts send clients: the fleet's address when there is a fleet, else gw1.
+        "endpoint": endpoint(bool(fleet)),
         "dns": {"address": dns.DNS_ADDRESS, "running": dns.pid() is not None},
         "ssh_key": str(machines.SSH_KEY),
         "gateways": [host_status(h) for h in every if h.role == "gateway"],

@@ -8,7 +8,7 @@ from gateway.inventory import gateway_group
 from lab import control
 from lab.machines import KNOWN_HOSTS, SSH_KEY
 from lab.topology import (BACKENDS, DNS_ADDRESS, DOMAIN, FLEET_NAME, FLEET_PREFIX, FLEET_VIP, GATEWAY_PORT, MODELS,
-                          OLLAMA_PORT, STATE_DIR, LabHost)
+                          OLLAMA_PORT, STATE_DIR, LabHost, gateway)
 
 TEAM_KEYS_FILE = STATE_DIR / "team-keys.json"  # outside git, 0600, as an operator's would be
 
@@ -34,7 +34,9 @@ def fleet_data(**overrides: Any) -> dict[str, Any]:
     return data
 
 
-FLEET_SETTINGS = {"litellm_fleet_address": f"{FLEET_VIP}/{FLEET_PREFIX}", "litellm_fleet_name": f"{FLEET_NAME}.{DOMAIN}"}
+FLEET_CA_DIR = STATE_DIR / "fleet-ca"  # the lab fleet's own CA (outside git): clients get its ca.crt
+FLEET_SETTINGS = {"litellm_fleet_address": f"{FLEET_VIP}/{FLEET_PREFIX}", "litellm_fleet_name": f"{FLEET_NAME}.{DOMAIN}",
+                  "litellm_tls": "own-ca", "litellm_tls_ca_dir": str(FLEET_CA_DIR)}
 
 
 def host_entry(host: LabHost) -> tuple[str, dict[str, Any]]:
@@ -52,6 +54,14 @@ def lab_gateways(hosts: list[LabHost] | None = None, **overrides: Any) -> tuple[
     hosts = hosts if hosts is not None else [h for h in control.lab_hosts() if h.role == "gateway"]
     fleet = FLEET_SETTINGS if hosts and all(h.namespace for h in hosts) else {}
     return gateway_group([host_entry(h) for h in hosts], fleet_data(**{**fleet, **overrides}))
+
+
+def endpoint(fleet: bool) -> dict[str, Any]:
+    """Where clients reach the lab: the fleet's address over HTTPS (and the CA to verify it with),
+    or gw1 over plain HTTP."""
+    if fleet:
+        return {"url": f"https://{FLEET_VIP}:{GATEWAY_PORT}/v1", "ca_file": str(FLEET_CA_DIR / "ca.crt")}
+    return {"url": f"http://{gateway(1).address}:{GATEWAY_PORT}/v1", "ca_file": None}
 
 
 def write_inventory(path: Path, hosts: Sequence[LabHost], **overrides: Any) -> Path:

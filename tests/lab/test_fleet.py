@@ -1,0 +1,250 @@
+"""A fleet of three gateways at one floating address, in the lab: hosts with network namespaces of
+their own on a bridge, keepalived moving 127.1.0.100, every front spreading requests over every
+ready gateway, HTTPS verified by the official OpenAI client, host loss and rolling changes under
+steady load with every failure counted. One fleet deployment is shared by the whole module."""
+from __future__ import annotations
+
+import csv
+import io
+import ssl
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import openai
+import pytest
+
+from gateway import front
+from lab import control, machines
+from lab.load import SteadyLoad, client
+from lab.fleet import FLEET_CA_DIR
+from lab.topology import FLEET_VIP, GATEWAY_PORT, fleet_hosts
+from tests.lab.conftest import deploy
+from tests.lab.test_fabfile import fab
+
+pytestmark = pytest.mark.lab
+FLEET = fleet_hosts(3)
+URL = f"https://{FLEET_VIP}:{GATEWAY_PORT}/v1"
+MODEL = "phi3-3.8b"
+TLS: dict = {}  # the lab's fleet settings bring HTTPS from the lab's own CA (lab/fleet.py)
+
+
+def on(host, command: str, check: bool = True) -> str:
+    return machines.ssh(host, command, check=check).stdout
+
+
+def holders() -> list[str]:
+    return [h.name for h in FLEET if machines.pid(h) is not None
+            and f" {FLEET_VIP}/" in on(h, "ip -o addr show", check=False)]
+
+
+def holder():
+    [name] = holders()
+    return next(h for h in FLEET if h.name == name)
+
+
+def balancer(host=None) -> dict[str, dict[str, str]]:
+    """The holder's backend of gateways, as `show stat` gives it: {short name: row}."""
+    host = host or holder()
+    script = ("import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'show stat\\n'); "
+              "d=b''\nwhile (c:=s.recv(65536)): d+=c\nprint(d.decode())")
+    text = on(host, f"python3 -c \"{script}\" {front.ADMIN_SOCKET}").lstrip("# ")
+    return {row["svname"].split(".")[0]: row for row in csv.DictReader(io.StringIO(text))
+            if row["pxname"] == front.FLEET_BACKEND and row["svname"] not in ("FRONTEND", "BACKEND")}
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
+def all_up() -> bool:
+    try:
+        return len(holders()) == 1 and all(row["status"] == "UP" for row in balancer().values())
+    except Exception:  # noqa: BLE001 - a holder changing hands, a front reloading
+        return False
+
+
+@pytest.fixture(scope="module")
+def ca_file() -> str:
+    return str(FLEET_CA_DIR / "ca.crt")
+
+
+@pytest.fixture(scope="module")
+def fleet(deploy_dir):
+    """Three fresh fleet hosts, deployed once with HTTPS from the lab's own CA."""
+    control.ensure_fleet(len(FLEET), fresh=True)
+    result = deploy(deploy_dir, hosts=FLEET, **TLS)
+    assert result.returncode == 0, result.output[-6000:]
+    wait_for(all_up, 60, "one holder, every gateway UP")
+    return result
+
+
+@contextmanager
+def steady(ca_file: str, clients: int = 4):
+    with SteadyLoad(URL, control.master_key(), MODEL, clients=clients, ca_file=ca_file) as load:
+        time.sleep(2)
+        yield load.outcomes
+        time.sleep(2)
+    assert load.outcomes.ok > 50, load.outcomes.summary()
+
+
+def test_a_second_deploy_of_the_fleet_changes_nothing(fleet, deploy_dir):
+    again = deploy(deploy_dir, hosts=FLEET, **TLS)
+    assert again.returncode == 0, again.output[-4000:]
+    assert again.changes == 0, again.output[-4000:]
+
+
+def test_one_gateway_holds_the_address_and_every_keepalived_runs_hardened(fleet):
+    assert len(holders()) == 1
+    for host in FLEET:
+        assert on(host, "systemctl is-active litellm-fleet.service").strip() == "active"
+        assert on(host, "systemctl is-enabled keepalived.service", check=False).strip() == "masked"
+        assert "ProtectSystem=strict" in on(host, "systemctl cat litellm-fleet.service")
+
+
+def test_clients_verify_the_fleet_and_requests_spread_over_every_gateway(fleet, ca_file):
+    before = {name: int(row["stot"]) for name, row in balancer().items()}
+    sdk = client(URL, control.master_key(), ca_file=ca_file)
+    assert sorted(m.id for m in sdk.models.list().data)
+    with steady(ca_file) as outcomes:
+        time.sleep(4)
+    assert outcomes.failures == [], outcomes.summary()
+    after = {name: int(row["stot"]) for name, row in balancer().items()}
+    served = {name: after[name] - before[name] for name in after}
+    assert sorted(served) == [h.name for h in FLEET]
+    assert all(count >= outcomes.ok // 10 for count in served.values()), (served, outcomes.summary())
+
+
+def test_plain_http_and_an_unknown_ca_are_refused_at_the_fleet_address(fleet):
+    plain = openai.OpenAI(base_url=URL.replace("https", "http"), api_key="sk-canary-plain", max_retries=0, timeout=10)
+    with pytest.raises(openai.APIConnectionError):
+        plain.models.list()
+    unverified = openai.OpenAI(base_url=URL, api_key="sk-canary-ca", max_retries=0, timeout=10,
+                               http_client=openai.DefaultHttpxClient(verify=ssl.create_default_context()))
+    with pytest.raises(openai.APIConnectionError):
+        unverified.models.list()
+
+
+def test_fab_status_shows_the_fleet_and_a_drain_holds_across_a_reload_until_undrain(fleet, tmp_path, ca_file):
+    status = fab(tmp_path, "status", hosts=FLEET, **TLS)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert f"FLEET {FLEET_VIP}" in status.stdout and f"held by {holder().name}.lab.test" in status.stdout
+    target = next(h for h in FLEET if h.name != holder().name)
+    drained = fab(tmp_path, "drain", f"{target.name}.lab.test", hosts=FLEET, **TLS)
+    assert drained.returncode == 0, drained.stdout + drained.stderr
+    try:
+        on(holder(), "systemctl reload litellm-front.service")
+        assert balancer()[target.name]["status"] == "DRAIN"
+        before = int(balancer()[target.name]["stot"])
+        with steady(ca_file) as outcomes:
+            time.sleep(3)
+        assert outcomes.failures == [], outcomes.summary()
+        assert int(balancer()[target.name]["stot"]) == before  # not one request went to it
+        degraded = fab(tmp_path, "status", hosts=FLEET, **TLS)
+        assert degraded.returncode != 0 and "DRAIN" in degraded.stdout, degraded.stdout
+    finally:
+        back = fab(tmp_path, "undrain", f"{target.name}.lab.test", hosts=FLEET, **TLS)
+    assert back.returncode == 0, back.stdout + back.stderr
+    wait_for(all_up, 30, "every gateway UP again after undrain")
+
+
+def test_a_gateway_host_stopped_cleanly_under_load_costs_no_request(fleet, ca_file):
+    target = next(h for h in FLEET if h.name != holder().name)
+    with steady(ca_file) as outcomes:
+        machines.stop(target)
+        time.sleep(3)
+    assert outcomes.failures == [], outcomes.summary()
+    machines.ensure_host(target)
+    wait_for(all_up, 120, f"{target.name} back in the fleet after its boot")
+
+
+def test_a_killed_gateway_host_costs_at_most_the_requests_it_was_serving(fleet, ca_file):
+    target = next(h for h in FLEET if h.name != holder().name)
+    clients = 4
+    with steady(ca_file, clients=clients) as outcomes:
+        machines.crash(target)
+        time.sleep(6)
+    assert len(outcomes.failures) <= clients, outcomes.summary()
+    print(f"killed {target.name}: {outcomes.summary()}")
+    machines.ensure_host(target)
+    wait_for(all_up, 120, f"{target.name} back in the fleet after its boot")
+
+
+def test_when_the_holder_stops_the_address_moves_and_stays(fleet, ca_file):
+    old = holder()
+    clients = 4
+    with steady(ca_file, clients=clients) as outcomes:
+        stopped_at = time.monotonic()
+        machines.stop(old)
+        new = wait_for(lambda: [h for h in holders() if h != old.name], 10, "another gateway holds the address")
+        moved_after = time.monotonic() - stopped_at
+        time.sleep(3)
+    # Connections open on the old holder end when the address moves: at most one request per client.
+    assert len(outcomes.failures) <= clients, outcomes.summary()
+    print(f"holder {old.name} stopped: address on {new[0]} after {moved_after:.1f} s; {outcomes.summary()}")
+    machines.ensure_host(old)
+    wait_for(all_up, 120, f"{old.name} back in the fleet after its boot")
+    assert holders() == new  # no preemption: a gateway coming back does not take the address back
+
+
+def test_a_rolling_config_change_under_load_loses_no_request(fleet, deploy_dir, ca_file):
+    with steady(ca_file) as outcomes:
+        result = deploy(deploy_dir, hosts=FLEET, litellm_timeout=31, **TLS)
+    assert result.returncode == 0, result.output[-6000:]
+    assert outcomes.failures == [], outcomes.summary()
+    for host in FLEET:
+        assert "timeout: 31" in on(host, "cat /etc/litellm/config.yaml")
+    wait_for(all_up, 30, "every gateway UP after the roll")
+
+
+def test_fab_restart_rolls_through_the_fleet_under_load_without_a_failure(fleet, tmp_path, ca_file):
+    with steady(ca_file) as outcomes:
+        result = fab(tmp_path, "restart", hosts=FLEET, timeout=900, litellm_timeout=31, **TLS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert outcomes.failures == [], outcomes.summary()
+    assert [line.split(":")[0] for line in result.stdout.splitlines() if ": restart:" in line] == \
+        [f"{h.name}.lab.test" for h in FLEET]
+    wait_for(all_up, 30, "every gateway UP after the roll")
+
+
+def test_a_roll_stops_at_the_first_gateway_that_fails_and_the_fleet_keeps_serving(fleet, deploy_dir, tmp_path, ca_file):
+    broken = FLEET[1]
+    release = on(broken, "readlink -f /opt/litellm/current").strip()
+    # The release still checks configs (the deploy validates the new one with it), but no proxy starts.
+    on(broken, f"mv {release}/bin/litellm {release}/bin/litellm.real && printf '#!/bin/sh\\ncase \"$*\" in "
+               f"*--validate_config*) exec {release}/bin/litellm.real \"$@\";; esac\\nexit 1\\n' > "
+               f"{release}/bin/litellm && chmod 755 {release}/bin/litellm")
+    try:
+        with steady(ca_file) as outcomes:
+            result = deploy(deploy_dir, hosts=FLEET, litellm_timeout=32, **TLS)
+    finally:
+        on(broken, f"mv -f {release}/bin/litellm.real {release}/bin/litellm")
+    assert result.returncode != 0
+    assert outcomes.failures == [], outcomes.summary()
+    assert f"roll stopped here: {broken.fqdn} stays drained" in result.output, result.output[-6000:]
+    assert f"{FLEET[2].fqdn}: not changed: the roll stopped at {broken.fqdn}" in result.output, result.output[-6000:]
+    assert balancer()[broken.name]["status"] == "DRAIN"
+    assert "timeout: 32" in on(FLEET[0], "cat /etc/litellm/config.yaml")
+    back = fab(tmp_path, "undrain", broken.fqdn, hosts=FLEET, **TLS)
+    assert back.returncode == 0, back.stdout + back.stderr
+    again = deploy(deploy_dir, hosts=FLEET, litellm_timeout=32, **TLS)
+    assert again.returncode == 0, again.output[-6000:]
+    wait_for(all_up, 60, "every gateway UP after the fixed roll")
+
+
+def test_lab_status_gives_the_fleet_endpoint(fleet, ca_file):
+    import json
+    import sys
+
+    report = json.loads(subprocess.run([sys.executable, "-m", "lab", "status", "--json"], capture_output=True,
+                                       text=True, check=True, cwd=Path(__file__).resolve().parents[2]).stdout)
+    assert report["endpoint"]["url"].startswith(f"https://")
+    sdk = client(report["endpoint"]["url"], control.master_key(), ca_file=report["endpoint"]["ca_file"])
+    assert sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
