@@ -40,14 +40,16 @@ def client(base_url: str, key: str, timeout: float = 120, ca_file: str | None = 
 class SteadyLoad:
     """`clients` threads, each its own OpenAI client, sending completions until the block ends."""
 
-    def __init__(self, base_url: str, key: str, model: str, clients: int = 4, ca_file: str | None = None) -> None:
+    def __init__(self, base_url: str, key: str, model: str, clients: int = 4, ca_file: str | None = None,
+                 timeout: float = 120) -> None:
         self.base_url, self.key, self.model, self.clients, self.ca_file = base_url, key, model, clients, ca_file
+        self.timeout = timeout
         self.outcomes = Outcomes()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def _send(self) -> None:
-        sdk = client(self.base_url, self.key, ca_file=self.ca_file)
+        sdk = client(self.base_url, self.key, timeout=self.timeout, ca_file=self.ca_file)
         while not self._stop.is_set():
             try:
                 answer = sdk.chat.completions.create(

@@ -339,14 +339,19 @@ def stop(host: LabHost, timeout: float = 30) -> None:
 
 
 def crash(host: LabHost, timeout: float = 30) -> None:
-    """Kill the host outright, like a power cut: SIGKILL to the container's PID 1 (the kernel then
-    kills everything in it, nothing shuts down cleanly), then wait for systemd-nspawn to exit.
+    """Kill the host outright, like a power cut: its link down and SIGKILL to the container's PID 1
+    (the kernel then kills everything in it, nothing shuts down cleanly), then wait for
+    systemd-nspawn to exit.
     `ensure_host` boots it again."""
     init = container_init(host)
     if init is None:
         if pid(host) is None and not namespace_pids(host):
             return
         raise LabError(f"{host.name}: no container PID 1 found to kill")
+    if host.namespace:
+        # Its network goes with it: a dead machine answers nothing, not even a reset for its
+        # connections (its namespace would, with its address still up). `boot` brings the link back.
+        run("ip", "-n", host.namespace, "link", "set", "eth0", "down")
     os.kill(init, signal.SIGKILL)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and (pid(host) is not None or init in namespace_pids(host)):
