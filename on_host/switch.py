@@ -40,6 +40,23 @@ def systemctl(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["systemctl", *args], capture_output=True, text=True)
 
 
+CGROUP_STEP_FAILED = "219"  # systemd could not put the process into the unit's cgroup: nothing of the release ran
+
+
+def start(unit: str) -> subprocess.CompletedProcess:
+    """Start a unit; once more when systemd itself failed at its cgroup step (seen in containers:
+    "Failed to attach to cgroup ...: No such file or directory" right after the unit's last stop)."""
+    started = systemctl("start", unit)
+    if started.returncode != 0:
+        status = systemctl("show", "-p", "ExecMainStatus", "--value", unit).stdout.strip()
+        if status == CGROUP_STEP_FAILED:
+            print(f"ok   {unit}: systemd failed at its cgroup step (status 219), starting it once more")
+            time.sleep(1)
+            systemctl("reset-failed", unit)
+            started = systemctl("start", unit)
+    return started
+
+
 def active(unit: str) -> bool:
     return systemctl("is-active", "--quiet", unit).returncode == 0
 
@@ -192,7 +209,7 @@ class Switch:
         since = time.time()
         systemctl("reset-failed", idle_unit)
         try:
-            started = systemctl("start", idle_unit)
+            started = start(idle_unit)
             if started.returncode != 0:
                 raise SwitchFailed(f"{idle_unit} did not start: {started.stderr.strip()}")
             print(f"ok   {idle_unit} answers by itself: {self.prove(idle, since)}")
