@@ -12,6 +12,7 @@ from invoke.exceptions import Exit
 from fabfile.common import ONLY_HELP, gateways_of, verdicts
 from fabfile.fleet import set_everywhere
 from gateway.commands import smoke_command, switch_command, validate_command
+from gateway.files import instance_inputs, managed_files
 from gateway.front import instance_host
 from gateway.remote import Gateway, on_each
 from gateway.ssh_trust import HostKeyRefused
@@ -112,7 +113,8 @@ def _roll(c, only: str, release: str, done: str, ready_timeout: int, check_confi
                     if not ok:
                         raise Exit(f"{g.name}: config is invalid ({detail}); nothing changed, the serving instance keeps "
                                    f"serving. Roll stopped; not done: {left}", code=1)
-                result = g.run(connection, switch_command(g.settings, release, int(ready_timeout), f"fab {done}"))
+                inputs = instance_inputs(managed_files(g.settings.resolved(1), g.name, issue=False))
+                result = g.run(connection, switch_command(g.settings, release, int(ready_timeout), f"fab {done}", inputs))
                 if not result.ok:
                     raise Exit(f"{g.name}: {result.stdout.rstrip()}\nThe serving instance keeps serving. "
                                f"Roll stopped at {g.name}; not done: {left}", code=1)

@@ -78,7 +78,7 @@ def fleet_member_command(settings: Settings, server: str, state: str, wait: floa
                    "--wait", str(wait))
 
 
-def switch_command(settings: Settings, release: str, ready_timeout: int, why: str) -> str:
+def switch_command(settings: Settings, release: str, ready_timeout: int, why: str, inputs: tuple[str, ...] = ()) -> str:
     """The switch-over on the host (on_host/switch.py): start the idle instance on `release` (a
     release directory, or `same` / `previous`: what serves now / what served before), let it take
     the traffic only once it answered a completion, then drain and stop the one serving."""
@@ -86,7 +86,7 @@ def switch_command(settings: Settings, release: str, ready_timeout: int, why: st
     return on_host("switch", "--layout", front.layout(settings), "--release", release, "--why", why,
                    "--key-env-file", f"{settings.config_dir}/litellm.env", "--ready-timeout", str(ready_timeout),
                    "--drain-timeout", str(settings.drain_timeout), "--keep", str(settings.releases_keep),
-                   "--expect", *expected)
+                   "--inputs", *inputs, "--expect", *expected)
 
 
 def readiness_command(url: str, lib: str = HOST_LIB, trust: tuple[str, ...] = ()) -> str:

@@ -125,15 +125,21 @@ class Instances(FactBase):
     its unit is active and enabled and which release its slot links to; whether the unit and the
     virtualenv of a gateway deployed before the front are still there."""
 
-    def command(self, ports: tuple[int, ...], slots_dir: str, legacy_unit: str, venv_dir: str) -> str:
+    def command(self, ports: tuple[int, ...], slots_dir: str, legacy_unit: str, venv_dir: str,
+                inputs: tuple[str, ...] = ()) -> str:
         rows = "; ".join(
             f"e=$(systemctl is-enabled {front.instance_unit(port)} 2>/dev/null | head -n1); "
-            f"printf '%s %s %s %s\\n' {port} \"$(systemctl is-active {front.instance_unit(port)})\" \"${{e:-no}}\" "
-            f"\"$(readlink -e {shlex.quote(f'{slots_dir}/{port}')} || echo -)\""
+            f"printf '%s %s %s %s %s\\n' {port} \"$(systemctl is-active {front.instance_unit(port)})\" \"${{e:-no}}\" "
+            f"\"$(readlink -e {shlex.quote(f'{slots_dir}/{port}')} || echo -)\" "
+            f"\"$(cat {shlex.quote(f'{slots_dir}/{port}.inputs')} 2>/dev/null || echo -)\""
             for port in ports
         )
+        # What the files an instance reads at start are on disk now (the switch-over's own digest).
+        digest = (f"PYTHONPATH={HOST_LIB} python3 -c 'import sys; from on_host.switch import inputs_digest; "
+                  f"print(inputs_digest(sys.argv[1:]))' {' '.join(map(shlex.quote, inputs))} 2>/dev/null || echo -")
         return (f"{rows}; printf 'legacy %s %s\\n' \"$(test -e /etc/systemd/system/{legacy_unit} && echo yes || echo no)\" "
-                f"\"$(test -e {shlex.quote(venv_dir)}/pyvenv.cfg && echo yes || echo no)\"")
+                f"\"$(test -e {shlex.quote(venv_dir)}/pyvenv.cfg && echo yes || echo no)\"; "
+                f"printf 'inputs %s\\n' \"$({digest})\"")
 
     def process(self, output: list[str]) -> dict:
         found: dict = {"instances": {}}
@@ -141,14 +147,21 @@ class Instances(FactBase):
             first, *rest = line.split()
             if first == "legacy":
                 found["legacy_unit"], found["legacy_venv"] = (value == "yes" for value in rest)
+            elif first == "inputs":
+                found["inputs_on_disk"] = None if rest[0] == "-" else rest[0]
             else:
-                state, enabled, release = rest
+                state, enabled, release, inputs = rest
                 found["instances"][int(first)] = {"active": state == "active", "enabled": enabled == "enabled",
-                                                  "release": None if release == "-" else release}
+                                                  "release": None if release == "-" else release,
+                                                  "inputs": None if inputs == "-" else inputs}
         running = [p for p, i in found["instances"].items() if i["active"]]
         serving = next((p for p in running if found["instances"][p]["enabled"]), running[0] if running else None)
         found["serving"] = serving
         found["serving_release"] = found["instances"][serving]["release"] if serving else None
+        # The serving instance started with other files than those on disk now (an earlier run's
+        # switch-over was refused, or its roll stopped first): a switch is due even if nothing changes.
+        found["stale"] = bool(serving and found.get("inputs_on_disk")
+                              and found["instances"][serving]["inputs"] != found["inputs_on_disk"])
         return found
 
 

@@ -156,6 +156,11 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
     ]
 
 
+def instance_inputs(files: list[ManagedFile]) -> tuple[str, ...]:
+    """The files a proxy instance reads at start: what a switch-over records it started with."""
+    return tuple(f.path for f in files if PROXY in f.restarts)
+
+
 def by_name(files: list[ManagedFile]) -> dict[str, ManagedFile]:
     return {f.name: f for f in files}
 

@@ -30,7 +30,7 @@ def verify_gateway(settings: Settings) -> None:
     raise OperationError(f"the gateway on {host.name} failed verification: {report.splitlines()[-1] if report else 'no output'}")
 
 
-def switch_over(settings: Settings, release: str, why: str, roll: bool = False) -> None:
+def switch_over(settings: Settings, release: str, why: str, inputs: tuple[str, ...] = (), roll: bool = False) -> None:
     """Move traffic onto an instance of `release` with the files as they are now (on_host/switch.py),
     then verify through the front. A refused switch leaves traffic where it was: OperationError names why.
     With `roll` (a fleet gateway that was serving), it takes its turn in the fleet's roll."""
@@ -38,13 +38,13 @@ def switch_over(settings: Settings, release: str, why: str, roll: bool = False) 
         from gateway.rolling import turn  # pyinfra's state: only inside a deploy
 
         with turn(settings):
-            _switch_and_verify(settings, release, why)
+            _switch_and_verify(settings, release, why, inputs)
     else:
-        _switch_and_verify(settings, release, why)
+        _switch_and_verify(settings, release, why, inputs)
 
 
-def _switch_and_verify(settings: Settings, release: str, why: str) -> None:
-    ok, report = _run(switch_command(settings, release, READY_TIMEOUT, why))
+def _switch_and_verify(settings: Settings, release: str, why: str, inputs: tuple[str, ...]) -> None:
+    ok, report = _run(switch_command(settings, release, READY_TIMEOUT, why, inputs))
     if not ok:
         host.log(f"switch-over refused, nothing changed for clients:\n{report}", log_func=logger.error)
         failed = [line for line in report.splitlines() if line.startswith("FAIL")]

@@ -20,6 +20,7 @@ Prints one line per step (never the key). Exit status: 0 switched, 1 failed (tra
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -91,6 +92,26 @@ def journal(unit: str, since: float) -> str:
 
 def is_release(path: str | None) -> bool:
     return bool(path) and os.access(os.path.join(path, "bin", "litellm"), os.X_OK)
+
+
+def inputs_digest(paths: list[str]) -> str:
+    """What an instance reads at start (config, env file, hook, unit...), as one SHA-256: recorded
+    beside its slot when it takes over, so a deploy can tell files on disk it does not serve yet."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        try:
+            with open(path, "rb") as handle:
+                content = handle.read()
+        except OSError:
+            content = b"\0missing"
+        digest.update(path.encode() + b"\0" + hashlib.sha256(content).digest())
+    return digest.hexdigest()
+
+
+def record_inputs(slot: str, digest: str) -> None:
+    with open(f"{slot}.inputs.new", "w", encoding="ascii") as handle:
+        handle.write(digest + "\n")
+    os.replace(f"{slot}.inputs.new", f"{slot}.inputs")
 
 
 def serving(instances: dict) -> str | None:
@@ -207,6 +228,7 @@ class Switch:
         before = target(self.instances[idle]["slot"])
         relink(self.instances[idle]["slot"], release)
         since = time.time()
+        started_with = inputs_digest(self.args.inputs)
         systemctl("reset-failed", idle_unit)
         try:
             started = start(idle_unit)
@@ -227,6 +249,7 @@ class Switch:
             kept = f"traffic stays on {self.unit(serving)}" if serving else "nothing was serving"
             raise SwitchFailed(f"{error}; {idle_unit} stopped, {kept}") from None
         systemctl("enable", "--quiet", idle_unit)
+        record_inputs(self.instances[idle]["slot"], started_with)
         print(f"ok   the front sends new requests to {idle_unit}")
         if serving:
             print(f"ok   {self.unit(serving)} {self.drain(serving)}; stopping")
@@ -275,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-timeout", type=float, default=180)
     parser.add_argument("--drain-timeout", type=float, default=300)
     parser.add_argument("--keep", type=int, default=3)
+    parser.add_argument("--inputs", nargs="*", default=[], help="the files an instance reads at start")
     args = parser.parse_args(argv)
     try:
         Switch(json.loads(args.layout), args).run()

@@ -16,7 +16,7 @@ from pyinfra.operations.util import any_changed
 from gateway import front, vrrp
 from gateway.commands import front_trust, release_dir, validate_command
 from gateway.facts import Instances, ManagedFiles, ProxyAnswers
-from gateway.files import FLEET, FRONT, PROXY, REDIS, SENTINEL, by_name, managed_files
+from gateway.files import FLEET, FRONT, PROXY, REDIS, SENTINEL, by_name, instance_inputs, managed_files
 from gateway.lock import lock_path, read_lock
 from gateway.operations import pinned_virtualenv, secret_env_file, whole_file
 from gateway.settings import for_host
@@ -30,7 +30,7 @@ leftover = (() if s.tls else (front.TLS_PEM, front.TLS_CERT)) + (() if s.fleet e
 present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table if not f.secret) + leftover)
 answered = host.get_fact(ProxyAnswers, url=s.local_url, trust=front_trust(s))  # before this run changed anything
 instances = host.get_fact(Instances, ports=s.instance_ports, slots_dir=s.slots_dir,
-                          legacy_unit=front.LEGACY_UNIT, venv_dir=s.venv_dir)
+                          legacy_unit=front.LEGACY_UNIT, venv_dir=s.venv_dir, inputs=instance_inputs(table))
 
 lock, _ = read_lock(s.requirements)  # the preflight refused a run without it
 release = release_dir(s)
@@ -108,8 +108,8 @@ server.shell(
 )
 
 unit_read(PROXY)
-# Nothing serves, or not this release: a switch is due whatever changes this run.
-due = instances["serving"] is None or instances["serving_release"] != release
+# Nothing serves, not this release, or not the files on disk: a switch is due whatever changes this run.
+due = instances["serving"] is None or instances["serving_release"] != release or instances["stale"]
 changed = any_changed(*inputs_of(PROXY), venv)
 python.call(
     name=f"Traffic is on an instance of {release.rsplit('/', 1)[1]} with these files: switched over "
@@ -118,6 +118,7 @@ python.call(
     settings=s,
     release=release,
     why="deploy",
+    inputs=instance_inputs(table),
     # A fleet gateway that serves changes in its turn, drained from the fleet; a first start does not wait.
     roll=bool(s.fleet) and instances["serving"] is not None,
     _if=lambda: due or changed(),

@@ -85,3 +85,26 @@ def test_proxy_answers_is_true_only_while_readiness_answers():
         server.shutdown()
         server.server_close()
     assert _answers(url) is False  # nothing listens there any more
+
+
+def test_an_instance_serving_other_files_than_those_on_disk_is_stale(tmp_path):
+    """After a refused switch-over or a stopped roll the new files are on disk but not served: the
+    next deploy must switch even though it changes no file (the digest is the switch-over's own)."""
+    from gateway.facts import Instances
+    from on_host.switch import inputs_digest
+
+    config = tmp_path / "config.yaml"
+    config.write_text("timeout: 11\n")
+    served = inputs_digest([str(config)])
+    config.write_text("timeout: 12\n")
+    on_disk = inputs_digest([str(config)])
+    assert served != on_disk
+
+    def parse(serving_inputs: str):
+        return Instances().process([f"4001 active enabled /opt/litellm/releases/r1 {serving_inputs}",
+                                    "4002 inactive disabled /opt/litellm/releases/r1 -",
+                                    "legacy no no", f"inputs {on_disk}"])
+
+    assert parse(served)["stale"] is True
+    assert parse(on_disk)["stale"] is False
+    assert parse("-")["stale"] is True  # deployed before the digest was kept: switched once

@@ -160,26 +160,24 @@ def test_fab_status_shows_the_fleet_and_a_drain_holds_across_a_reload_until_undr
     wait_for(all_up, 30, "every gateway UP again after undrain")
 
 
-def test_a_gateway_host_stopped_cleanly_under_load_costs_no_request(fleet, ca_file):
-    target = next(h for h in FLEET if h.name != holder().name)
+def test_losing_gateway_hosts_under_load(fleet, ca_file):
+    """One gateway stopped cleanly costs no request; another killed outright (a power cut: its link
+    down, its processes gone) costs at most the requests it was serving; both come back by booting."""
+    clean, killed = [h for h in FLEET if h.name != holder().name]
     with steady(ca_file) as outcomes:
-        machines.stop(target)
+        machines.stop(clean)
         time.sleep(3)
-    assert outcomes.failures == [], outcomes.summary()
-    machines.ensure_host(target)
-    wait_for(all_up, 120, f"{target.name} back in the fleet after its boot")
-
-
-def test_a_killed_gateway_host_costs_at_most_the_requests_it_was_serving(fleet, ca_file):
-    target = next(h for h in FLEET if h.name != holder().name)
+    assert outcomes.failures == [], f"{clean.name} stopped cleanly: {outcomes.summary()}"
     clients = 4
     with steady(ca_file, clients=clients) as outcomes:
-        machines.crash(target)
+        machines.crash(killed)
         time.sleep(6)
-    assert len(outcomes.failures) <= clients, outcomes.summary()
-    print(f"killed {target.name}: {outcomes.summary()}")
-    machines.ensure_host(target)
-    wait_for(all_up, 120, f"{target.name} back in the fleet after its boot")
+    # Those it was serving never get an answer (the client gives up after 30 s); nothing else fails.
+    assert len(outcomes.failures) <= clients, f"{killed.name} killed: {outcomes.summary()}"
+    print(f"killed {killed.name}: {outcomes.summary()}")
+    for host in (clean, killed):
+        machines.ensure_host(host)
+    wait_for(all_up, 180, f"{clean.name} and {killed.name} back in the fleet after their boot")
 
 
 def test_when_the_holder_stops_the_address_moves_within_seconds_and_stays(fleet, ca_file):
@@ -204,36 +202,18 @@ def test_when_the_holder_stops_the_address_moves_within_seconds_and_stays(fleet,
     assert holders() == new  # no preemption: a gateway coming back does not take the address back
 
 
-def test_a_rolling_config_change_under_load_loses_no_request(fleet, deploy_dir, ca_file):
-    with steady(ca_file) as outcomes:
-        result = deploy(deploy_dir, hosts=FLEET, **{**TLS, 'litellm_timeout': 11})
-    assert result.returncode == 0, result.output[-6000:]
-    assert outcomes.failures == [], outcomes.summary()
-    for host in FLEET:
-        assert "timeout: 11" in on(host, "cat /etc/litellm/config.yaml")
-    wait_for(all_up, 30, "every gateway UP after the roll")
-
-
-def test_fab_restart_rolls_through_the_fleet_under_load_without_a_failure(fleet, tmp_path, ca_file):
-    with steady(ca_file) as outcomes:
-        result = fab(tmp_path, "restart", hosts=FLEET, timeout=900, **{**TLS, 'litellm_timeout': 11})
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert outcomes.failures == [], outcomes.summary()
-    assert [line.split(":")[0] for line in result.stdout.splitlines() if ": restart:" in line] == \
-        [f"{h.name}.lab.test" for h in FLEET]
-    wait_for(all_up, 30, "every gateway UP after the roll")
-
-
-def test_a_roll_stops_at_the_first_gateway_that_fails_and_the_fleet_keeps_serving(fleet, deploy_dir, tmp_path, ca_file):
+def test_a_roll_stops_at_the_first_gateway_that_fails_and_once_fixed_rolls_on_under_load(fleet, deploy_dir, tmp_path,
+                                                                                         ca_file):
     broken = FLEET[1]
     release = on(broken, "readlink -f /opt/litellm/current").strip()
     # The release still checks configs (the deploy validates the new one with it), but no proxy starts.
     on(broken, f"mv {release}/bin/litellm {release}/bin/litellm.real && printf '#!/bin/sh\\ncase \"$*\" in "
                f"*--validate_config*) exec {release}/bin/litellm.real \"$@\";; esac\\nexit 1\\n' > "
                f"{release}/bin/litellm && chmod 755 {release}/bin/litellm")
+    changed = {**TLS, "litellm_timeout": 12}
     try:
         with steady(ca_file) as outcomes:
-            result = deploy(deploy_dir, hosts=FLEET, **{**TLS, 'litellm_timeout': 12})
+            result = deploy(deploy_dir, hosts=FLEET, **changed)
     finally:
         on(broken, f"mv -f {release}/bin/litellm.real {release}/bin/litellm")
     assert result.returncode != 0
@@ -241,12 +221,28 @@ def test_a_roll_stops_at_the_first_gateway_that_fails_and_the_fleet_keeps_servin
     assert f"roll stopped here: {broken.fqdn} stays drained" in result.output, result.output[-6000:]
     assert f"{FLEET[2].fqdn}: not changed: the roll stopped at {broken.fqdn}" in result.output, result.output[-6000:]
     assert balancer()[broken.name]["status"] == "DRAIN"
-    assert "timeout: 12" in on(FLEET[0], "cat /etc/litellm/config.yaml")
-    back = fab(tmp_path, "undrain", broken.fqdn, hosts=FLEET, **TLS)
+    assert "timeout: 12" in on(FLEET[0], "cat /etc/litellm/config.yaml")  # the first had rolled
+    back = fab(tmp_path, "undrain", broken.fqdn, hosts=FLEET, **changed)
     assert back.returncode == 0, back.stdout + back.stderr
-    again = deploy(deploy_dir, hosts=FLEET, **{**TLS, 'litellm_timeout': 12})
+
+    with steady(ca_file) as outcomes:
+        again = deploy(deploy_dir, hosts=FLEET, **changed)
     assert again.returncode == 0, again.output[-6000:]
-    wait_for(all_up, 60, "every gateway UP after the fixed roll")
+    assert outcomes.failures == [], outcomes.summary()
+    for host in FLEET:
+        assert "timeout: 12" in on(host, "cat /etc/litellm/config.yaml")
+    wait_for(all_up, 60, "every gateway UP after the roll")
+
+
+def test_fab_restart_rolls_through_the_fleet_under_load_without_a_failure(fleet, tmp_path, ca_file):
+    two = [h.fqdn for h in FLEET[:2]]
+    with steady(ca_file) as outcomes:
+        result = fab(tmp_path, "restart", "--only", ",".join(two), hosts=FLEET, timeout=900,
+                     **{**TLS, "litellm_timeout": 12})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert outcomes.failures == [], outcomes.summary()
+    assert [line.split(":")[0] for line in result.stdout.splitlines() if ": restart:" in line] == two
+    wait_for(all_up, 30, "every gateway UP after the roll")
 
 
 def test_lab_status_gives_the_fleet_endpoint(fleet, ca_file):
