@@ -64,8 +64,8 @@ class Lab:
         inventory = self.inventory(hosts, **overrides)
         return timed(lambda: self.pyinfra(inventory))
 
-    def fab(self, hosts: list[LabHost], *args: str) -> float:
-        inventory = self.inventory(hosts)
+    def fab(self, hosts: list[LabHost], *args: str, **overrides) -> float:
+        inventory = self.inventory(hosts, **overrides)
         env = {"FABRIC_LITELLM_INVENTORY": str(inventory), "PATH": str(BIN) + ":/usr/bin:/bin"}
         return timed(lambda: run_entry_point("fab", *args, env=env))
 

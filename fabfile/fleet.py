@@ -34,6 +34,8 @@ def set_everywhere(fleet: Fleet, target: Gateway, state: str) -> list[Outcome]:
         if "error" in answer or result.exited or not answer:
             return False, answer.get("error") or result.stderr.strip()[-300:] or f"exit status {result.exited}"
         left = answer["in_flight"]
+        if state != "drain":  # back in: it may take requests at once
+            return True, f"{target.name}: {answer['status']}, {left} request(s) running"
         return left == 0, f"{target.name}: {answer['status']}, {left} request(s) still running" + (
             f" after {wait} s" if left else "")
 

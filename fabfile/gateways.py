@@ -131,8 +131,8 @@ def _roll(c, only: str, release: str, done: str, ready_timeout: int, check_confi
             back = [o for o in set_everywhere(fleet, g, "ready") if o.error or not o.value[0]]
             if back:
                 raise Exit(f"{g.name}: {done} done, but not put back in the front of "
-                           f"{', '.join(o.host for o in back)}: run `fab undrain {g.name}`. Roll stopped; not done: "
-                           f"{left}", code=1)
+                           + ", ".join(f"{o.host} ({o.error or o.value[1]})" for o in back)
+                           + f": run `fab undrain {g.name}`. Roll stopped; not done: {left}", code=1)
 
 
 @task(help={"only": ONLY_HELP, "ready_timeout": "seconds each new instance may take to answer (default 180)"})

@@ -25,7 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     layout = json.loads(args.layout)
     backend = layout["fleet"]["backend"]
     try:
-        front.set_state(layout["admin_socket"], backend, args.server, args.state)
+        for attempt in range(3):  # a front reloading answers a moment later
+            try:
+                front.set_state(layout["admin_socket"], backend, args.server, args.state)
+                break
+            except front.FrontError:
+                if attempt == 2:
+                    raise
+                time.sleep(1)
         deadline = time.monotonic() + args.wait
         while True:
             row = front.servers(layout["admin_socket"], backend)[args.server]

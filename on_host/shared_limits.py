@@ -79,6 +79,10 @@ class Resp:
         self.conn.close()
 
 
+def _pairs(flat: list) -> dict:
+    return dict(zip(flat[::2], flat[1::2]))
+
+
 def view(address: str, redis_port: int, sentinel_port: int, password: str) -> dict:
     """This gateway's Redis role and its sentinel's view of the primary, for `fab status`."""
     state: dict = {}
@@ -92,13 +96,15 @@ def view(address: str, redis_port: int, sentinel_port: int, password: str) -> di
         state["role"], state["error"] = None, f"redis: {error}"
     try:
         sentinel = Resp(address, sentinel_port, password)
-        flat = sentinel.call("SENTINEL", "MASTER", SERVICE_NAME)
+        master = _pairs(sentinel.call("SENTINEL", "MASTER", SERVICE_NAME))
+        # Those it knows but cannot reach are flagged s_down: only the others count.
+        replicas = [_pairs(r) for r in sentinel.call("SENTINEL", "REPLICAS", SERVICE_NAME)]
+        others = [_pairs(s) for s in sentinel.call("SENTINEL", "SENTINELS", SERVICE_NAME)]
         sentinel.close()
-        master = dict(zip(flat[::2], flat[1::2]))
         state["primary"] = master.get("ip")
         state["primary_flags"] = master.get("flags")
-        state["replicas"] = int(master.get("num-slaves", 0))
-        state["sentinels"] = int(master.get("num-other-sentinels", 0)) + 1
+        state["replicas"] = sum(r.get("flags") == "slave" for r in replicas)
+        state["sentinels"] = 1 + sum(s.get("flags") == "sentinel" for s in others)
     except (OSError, RuntimeError) as error:
         state["sentinel_error"] = f"sentinel: {error}"
     return state

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 import ssl
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from gateway import front
 from lab import control, machines
 from lab.load import SteadyLoad, client
 from lab.fleet import FLEET_CA_DIR
-from lab.topology import FLEET_VIP, GATEWAY_PORT, fleet_hosts
+from lab.topology import FLEET_VIP, GATEWAY_PORT, STATE_DIR, fleet_hosts
 from tests.lab.conftest import deploy
 from tests.lab.test_fabfile import fab
 
@@ -30,7 +33,7 @@ URL = f"https://{FLEET_VIP}:{GATEWAY_PORT}/v1"
 MODEL = "phi3-3.8b"
 # The lab's fleet settings bring HTTPS from the lab's own CA (lab/fleet.py). A 10 s backend timeout
 # makes the front wait 60 s (3 tries and some) on a request a killed gateway never answers.
-TLS: dict = {"litellm_timeout": 10}
+TLS: dict = {"litellm_timeout": 10, "litellm_team_keys_file": str(STATE_DIR / "fleet-team-keys.json")}
 
 
 def on(host, command: str, check: bool = True) -> str:
@@ -84,6 +87,7 @@ def ca_file() -> str:
 def fleet(deploy_dir):
     """Three fresh fleet hosts, deployed once with HTTPS from the lab's own CA."""
     control.ensure_fleet(len(FLEET), fresh=True)
+    Path(TLS["litellm_team_keys_file"]).unlink(missing_ok=True)  # team keys of an earlier run
     result = deploy(deploy_dir, hosts=FLEET, **TLS)
     assert result.returncode == 0, result.output[-6000:]
     wait_for(all_up, 60, "one holder, every gateway UP")
@@ -234,15 +238,99 @@ def test_a_roll_stops_at_the_first_gateway_that_fails_and_once_fixed_rolls_on_un
     wait_for(all_up, 60, "every gateway UP after the roll")
 
 
-def test_fab_restart_rolls_through_the_fleet_under_load_without_a_failure(fleet, tmp_path, ca_file):
-    two = [h.fqdn for h in FLEET[:2]]
+def test_fab_restart_drains_restarts_and_puts_back_a_fleet_gateway_under_load_without_a_failure(fleet, tmp_path,
+                                                                                                ca_file):
+    """The roll's order and its stop at a failure are fab's own (tests/lab/test_fabfile.py); here a
+    fleet gateway is drained from every front around its restart, and put back."""
+    target = FLEET[2]
+    served = int(balancer()[target.name]["stot"])
     with steady(ca_file) as outcomes:
-        result = fab(tmp_path, "restart", "--only", ",".join(two), hosts=FLEET, timeout=900,
+        result = fab(tmp_path, "restart", "--only", target.fqdn, hosts=FLEET, timeout=900,
                      **{**TLS, "litellm_timeout": 12})
+        wait_for(all_up, 30, f"{target.name} UP again after its restart")
+        time.sleep(2)
     assert result.returncode == 0, result.stdout + result.stderr
     assert outcomes.failures == [], outcomes.summary()
-    assert [line.split(":")[0] for line in result.stdout.splitlines() if ": restart:" in line] == two
-    wait_for(all_up, 30, "every gateway UP after the roll")
+    assert f"{target.fqdn}: restart:" in result.stdout
+    assert int(balancer()[target.name]["stot"]) > served  # back in the load balancing, taking requests
+
+
+def redis_view(host) -> dict:
+    """What `fab status` reads on a gateway: its Redis role and its sentinel's primary."""
+    script = ("import json; from on_host import shared_limits as s; "
+              "p = s.read_variable('/etc/litellm/litellm.env', 'LITELLM_REDIS_PASSWORD'); "
+              f"print(json.dumps(s.view('{host.address}', 6380, 26380, p)))")
+    return json.loads(on(host, f"PYTHONPATH=/usr/local/lib/litellm-gateway python3 -c \"{script}\""))
+
+
+def team_key(tmp_path, team: str, *flags: str) -> str:
+    made = fab(tmp_path, "keys.create", "--team", team, *flags, hosts=FLEET, **TLS)
+    assert made.returncode == 0, made.stdout + made.stderr
+    return re.search(r"sk-[0-9a-f]{64}", made.stdout).group(0)
+
+
+def rpm_outcomes(key: str, ca_file: str, requests: int = 30) -> list[str]:
+    sdk = client(URL, key, ca_file=ca_file)
+
+    def one(_):
+        try:
+            sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=3)
+            return "ok"
+        except openai.RateLimitError:
+            return "429"
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        return list(pool.map(one, range(requests)))
+
+
+def test_a_teams_rpm_holds_for_the_fleet_together(fleet, tmp_path, ca_file):
+    """rpm 10 through three gateways (six workers) is 10, not 30: the fleet counts in one Redis."""
+    key = team_key(tmp_path, "fleet-rpm", "--rpm", "10")
+    before = {name: int(row["stot"]) for name, row in balancer().items()}
+    outcomes = rpm_outcomes(key, ca_file)
+    after = {name: int(row["stot"]) for name, row in balancer().items()}
+    assert outcomes.count("ok") == 10 and outcomes.count("429") == 20, outcomes
+    assert all(after[name] > before[name] for name in after), (before, after)  # every gateway got some
+
+
+def test_a_lost_redis_primary_is_replaced_while_the_fleet_serves_and_fab_status_says_so(fleet, tmp_path, ca_file):
+    primary = next(h for h in FLEET if redis_view(h).get("role") == "master")
+    others = [h for h in FLEET if h is not primary]
+    with steady(ca_file) as outcomes:
+        on(primary, "systemctl stop litellm-redis.service")
+        promoted = wait_for(lambda: [h for h in others if redis_view(h).get("role") == "master"], 30,
+                            "a replica promoted by the sentinels")
+        time.sleep(3)
+    assert outcomes.failures == [], outcomes.summary()
+    assert all(redis_view(h)["primary"] == promoted[0].address for h in others)
+    status = fab(tmp_path, "status", hosts=FLEET, **TLS)
+    assert status.returncode != 0, status.stdout
+    assert f"RATE LIMITS (DEGRADED): Redis primary {promoted[0].address}" in status.stdout, status.stdout
+    assert re.search(rf"{primary.fqdn}\s.*\sDOWN\s*$", status.stdout, re.M), status.stdout
+    # Limits hold again on the new primary (LiteLLM asked the sentinels for it).
+    time.sleep(6)  # LiteLLM's circuit breaker, opened while the primary was gone, tries again after 5 s
+    outcomes_after = rpm_outcomes(team_key(tmp_path, "fleet-rpm-after", "--rpm", "10"), ca_file)
+    assert outcomes_after.count("ok") == 10, outcomes_after
+    on(primary, "systemctl start litellm-redis.service")
+    wait_for(lambda: redis_view(primary).get("role") == "slave", 30, f"{primary.name}'s Redis back as a replica")
+    wait_for(lambda: fab(tmp_path, "status", hosts=FLEET, **TLS).returncode == 0, 60, "fab status healthy again",
+             interval=3)
+
+
+def test_no_key_or_redis_password_reaches_the_output_or_the_journal(fleet):
+    from gateway.settings import load
+    from gateway.shared_limits import password
+    from lab.fleet import fleet_data
+
+    secret = password(load(fleet_data()))
+    for text in (fleet.output,):
+        assert secret not in text and control.master_key() not in text
+    for host in FLEET:
+        journal = on(host, "journalctl --no-pager -o cat -u litellm-redis -u litellm-sentinel -u 'litellm@*' "
+                           "-u litellm-front -u litellm-fleet")
+        assert secret not in journal and control.master_key() not in journal
+        assert on(host, "stat -c '%a %U' /run/litellm-redis/auth.conf /var/lib/litellm-sentinel/sentinel.conf").split() \
+            == ["600", "litellm", "600", "litellm"]
 
 
 def test_lab_status_gives_the_fleet_endpoint(fleet, ca_file):
@@ -254,3 +342,22 @@ def test_lab_status_gives_the_fleet_endpoint(fleet, ca_file):
     assert report["endpoint"]["url"].startswith(f"https://")
     sdk = client(report["endpoint"]["url"], control.master_key(), ca_file=report["endpoint"]["ca_file"])
     assert sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+
+
+def test_the_fleet_benchmark_smoke_run_prints_every_figure(fleet, tmp_path):
+    """`python -m bench.fleet --smoke` on this module's fleet: every figure present, no request failed."""
+    import sys
+
+    report_file = tmp_path / "fleet.json"
+    result = subprocess.run([sys.executable, "-m", "bench.fleet", "--smoke", "--timeout", "12", "--json",
+                             str(report_file)], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                            text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = json.loads(report_file.read_text())["figures"]
+    for serving in (1, 2, 3):
+        assert figures[f"requests/s through the fleet address, {serving} gateway(s), 8 clients"]["median"] > 0
+    for clients in (1, 10):
+        assert figures[f"p50 through the fleet address, {clients} client(s)"]["median"] > 0
+        assert figures[f"p95 to one gateway's own front, {clients} client(s)"]["median"] > 0
+    assert figures["failed requests: rolling restart (fab restart), 1 gateway"]["median"] == 0
+    assert "req/s, 3 gateways / 1" in result.stdout
