@@ -8,12 +8,9 @@ few requests: it proves the benchmark still works, its figures mean little.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 from bench import measure
@@ -100,16 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             value = float(row[1])
             row[2:] = [f">= {lower_bounds[row[0]]}", "met" if value >= lower_bounds[row[0]] else "NOT MET"]
     print(table(("COMPARISON", "VALUE", "GOAL", ""), goal_rows))
-    report = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "runs": runs, "requests": requests, "smoke": args.smoke,
-        "figures": {f.name: f.summary() for f in figures},
-        "comparisons": {name: {"value": value, "goal": limit} for name, value, limit in goals},
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nfigures written to {args.json}")
+    measure.write_report(args.json, runs, requests, args.smoke, figures, goals)
     return 0
 
 

@@ -10,18 +10,15 @@ one repetition, few requests, one gateway rolled, no host lost: does it still wo
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.measure import Figure, Lab, percentile
+from bench.measure import Figure, Lab, percentile, write_report
 from gateway.table import table
 from lab import control, machines
 from lab.fleet import FLEET_CA_DIR
@@ -179,16 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(("COMPARISON", "VALUE", "GOAL", ""), [
         [name, f"{value:.2f}", "-" if goal is None else f"<= {goal}",
          "-" if goal is None else ("met" if value <= goal else "NOT MET")] for name, value, goal in comparisons]))
-    report = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "runs": runs, "requests": requests, "smoke": args.smoke,
-        "figures": {f.name: f.summary() for f in figures},
-        "comparisons": {name: {"value": value, "goal": goal} for name, value, goal in comparisons},
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nfigures written to {args.json}")
+    write_report(args.json, runs, requests, args.smoke, figures, comparisons)
     return 0
 
 

@@ -347,3 +347,22 @@ def fleet_first_deploy(lab: Lab, runs: int, fleet: int) -> list[Figure]:
                 figure.samples.append(lab.deploy(BENCH_GATEWAYS[:n], **overrides))
             figures.append(figure)
     return figures
+
+
+def write_report(path: Path, runs: int, requests: int, smoke: bool, figures: list[Figure],
+                 comparisons: list[tuple[str, float, float | None]]) -> None:
+    """The figures and comparisons as JSON, with the machine they came from."""
+    import os
+    import platform
+    from datetime import datetime, timezone
+
+    report = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "runs": runs, "requests": requests, "smoke": smoke,
+        "figures": {f.name: f.summary() for f in figures},
+        "comparisons": {name: {"value": value, "goal": goal} for name, value, goal in comparisons},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nfigures written to {path}")
