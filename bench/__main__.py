@@ -3,7 +3,8 @@
 Runs in the lab on gateways of its own (gw3..gw6). Every figure is the median of N runs with min
 and max; each comparison is measured side by side in the same run, because these machines are
 noisy and absolute times do not carry from one run to the next. `--smoke` is one repetition with
-few requests: it proves the benchmark still works, its figures mean little.
+few requests and no release change or fresh fleet: it proves the benchmark still works, its figures
+mean little.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         latency = measure.gateway_latency(lab, requests, runs)
         default, tried = measure.worker_throughput(lab, requests, runs, (1,) if args.smoke else (1, 2, 4))
         context = measure.context_check_cost(lab, requests, runs)
-        changes = measure.zero_downtime(lab, runs, clients=1 if args.smoke else 4)
+        changes = measure.zero_downtime(lab, runs, clients=1 if args.smoke else 4, releases=not args.smoke)
         # Fresh hosts cost minutes: the smoke run leaves this one out (the lab tests deploy from the
         # wheels and from an index), a real run measures it.
         firsts = [] if args.smoke else measure.fleet_first_deploy(lab, runs, args.fleet)

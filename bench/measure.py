@@ -21,11 +21,10 @@ from gateway.settings import DEFAULTS, load
 from lab import control, machines
 from lab.fleet import fleet_data, write_inventory
 from lab.load import SteadyLoad
-from lab.topology import BACKENDS, GATEWAY_PORT, OLLAMA_PORT, LabHost, gateway
+from lab.topology import BACKENDS, BENCH_GATEWAYS, GATEWAY_PORT, OLLAMA_PORT, LabHost
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-BENCH_GATEWAYS = [gateway(i) for i in range(3, 7)]  # gw3..gw6: the benchmark's own hosts
 OTHER_RELEASE = "1.108.6"  # a second real LiteLLM release with its lock in locks/, for release changes
 
 
@@ -273,10 +272,11 @@ def _answers_again(host: LabHost, timeout: float = 300) -> None:
             time.sleep(0.2)
 
 
-def zero_downtime(lab: Lab, runs: int, clients: int) -> list[Figure]:
+def zero_downtime(lab: Lab, runs: int, clients: int, releases: bool = True) -> list[Figure]:
     """Failed requests under steady load during each kind of change, how long each takes, and the
     gateway host's memory, with a plain restart of the serving instance side by side (what every
-    change cost before the front)."""
+    change cost before the front). releases=False leaves out the release changes (minutes: an
+    install beside; the smoke run's, tests/lab/test_zero_downtime.py makes them under load)."""
     host = BENCH_GATEWAYS[0]
     other = release_dir(load(fleet_data(litellm_version=OTHER_RELEASE)))
     f = {key: Figure(name, unit) for key, name, unit in (
@@ -311,6 +311,8 @@ def zero_downtime(lab: Lab, runs: int, clients: int) -> list[Figure]:
             f["t_plain"].samples.append(timed(lambda: (machines.ssh(host, f"systemctl restart {_serving(host)}"),
                                                        _answers_again(host))))
         f["plain"].samples.append(len(outcomes.failures))
+        if not releases:
+            continue
         machines.ssh(host, f"rm -rf {other}")  # installed anew each run: the figure includes the install
         with under_load(host, clients) as outcomes:
             f["t_release"].samples.append(lab.deploy([host], litellm_version=OTHER_RELEASE))
@@ -330,7 +332,7 @@ def zero_downtime(lab: Lab, runs: int, clients: int) -> list[Figure]:
             machines.ssh(host, f"mv -f {other}/bin/litellm.real {other}/bin/litellm")
         f["broken"].samples.append(len(outcomes.failures))
     lab.deploy([host], litellm_timeout=DEFAULTS["litellm_timeout"])
-    return list(f.values())
+    return [figure for figure in f.values() if figure.samples]
 
 
 def fleet_first_deploy(lab: Lab, runs: int, fleet: int) -> list[Figure]:

@@ -403,7 +403,12 @@ def _build(entry: Locked, target: Target, built_dir: Path, options: list[str]) -
                 raise FetchError(f"{what} has no wheel for {target.tag} on the index, and its sdist did not build "
                                  f"here ({_failure(result, target, what)}). Fix: pin a version of {entry.name} that "
                                  "has wheels (litellm_extra_requirements) and make the lock again (python -m gateway.lock)")
-            out.rename(keep)
+            try:
+                out.rename(keep)
+            except OSError:
+                if not keep.is_dir():
+                    raise
+                # another deploy on this machine built it at the same time: theirs is kept
     [wheel] = keep.glob("*.whl")
     tags = parse_wheel_filename(wheel.name)[3]
     if not all(t.abi == "none" and t.platform == "any" for t in tags) or tags.isdisjoint(target.tags):

@@ -12,7 +12,7 @@ from typing import Any
 
 from lab import dns, machines, network, package_proxy
 from lab.topology import (BACKENDS, CONTROL_ADDRESS, GATEWAY_PORT, OLLAMA_PORT, PACKAGE_PROXY_PORT, STATE_DIR,
-                          LabHost, by_name, fleet_hosts, hosts)
+                          PLANNED_HOSTS, LabHost, by_name, fleet_hosts, hosts)
 
 STATE_FILE = STATE_DIR / "state.json"
 MASTER_KEY_FILE = STATE_DIR / "master.key"
@@ -42,18 +42,22 @@ def built_hosts() -> list[LabHost]:
     return [by_name(p.name) for p in sorted(directory.iterdir())] if directory.exists() else []
 
 
+@machines.lab_lock()
 def refresh_dns() -> None:
-    """Serve A and PTR records for the configured hosts and every other host that was built."""
-    every = {h.name: h for h in lab_hosts() + lab_fleet() + built_hosts()}
+    """Serve A and PTR records for the configured hosts, every host that was built and every host
+    the tests and benchmarks may build (PLANNED_HOSTS: building one later changes no record)."""
+    every = {h.name: h for h in lab_hosts() + lab_fleet() + built_hosts() + list(PLANNED_HOSTS)}
     dns.ensure(list(every.values()))
 
 
+@machines.lab_lock()
 def ensure_extra_host(host: LabHost, fresh: bool = False) -> None:
     """A host beyond the configured lab (tests, benchmarks), with its DNS records."""
     machines.ensure_host(host, fresh=fresh)
     refresh_dns()
 
 
+@machines.lab_lock()
 def ensure_fleet(count: int, fresh: bool = False) -> list[LabHost]:
     """Fleet hosts 1..count beyond the configured lab (tests): their network, the package proxy,
     DNS, the backends they serve, and the hosts themselves (fresh=True: from the clean base image)."""
@@ -68,6 +72,7 @@ def ensure_fleet(count: int, fresh: bool = False) -> list[LabHost]:
     return fleet
 
 
+@machines.lab_lock()
 def master_key() -> str:
     """The lab fleet's master key: made once, kept 0600 outside git, handed to the deploy."""
     if not MASTER_KEY_FILE.exists():
@@ -77,6 +82,7 @@ def master_key() -> str:
     return MASTER_KEY_FILE.read_text().strip()
 
 
+@machines.lab_lock()
 def up(gateways: int | None = None, fleet: int | None = None) -> list[LabHost]:
     """Idempotent: builds what is missing, boots what is stopped, leaves the rest alone."""
     state = read_state()
@@ -97,6 +103,7 @@ def up(gateways: int | None = None, fleet: int | None = None) -> list[LabHost]:
     return every
 
 
+@machines.lab_lock()
 def down(purge: bool = False) -> None:
     """Stop every built host, the DNS server and the package proxy; purge also deletes the hosts'
     file systems and the fleet's network."""

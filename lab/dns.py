@@ -21,6 +21,18 @@ from lab.machines import LabError, ensure_address, port_open
 from lab.topology import DNS_ADDRESS, DOMAIN, FLEET_NAME, FLEET_VIP, STATE_DIR, LabHost
 
 CONF = STATE_DIR / "dns" / "dnsmasq.conf"
+DEAD_NAMESERVER = "127.0.10.54"  # an unused loopback address: nothing answers there
+# The preflight tests' cases, one record set each (address= gives A only; host-record= A and PTR).
+# Served always, so that no test restarts the server while another one sends traffic.
+PREFLIGHT_RECORDS = (
+    "address=/noptr.lab.test/127.0.10.61",
+    "host-record=real.lab.test,127.0.10.62",
+    "address=/alias.lab.test/127.0.10.62",
+    "address=/fwd.lab.test/127.0.10.63",
+    "ptr-record=63.10.0.127.in-addr.arpa,moved.lab.test",
+    "address=/moved.lab.test/127.0.10.64",
+    f"server=/broken.lab.test/{DEAD_NAMESERVER}",
+)
 PID_FILE = STATE_DIR / "dns" / "dnsmasq.pid"
 LOG = STATE_DIR / "dns" / "dnsmasq.log"
 
@@ -51,7 +63,7 @@ def render_conf(hosts: list[LabHost], extra: list[str] = ()) -> str:
     lines += [f"server={server}" for server in upstream_servers()]
     lines += [f"host-record={host.fqdn},{host.address}" for host in hosts]
     lines.append(f"host-record={FLEET_NAME}.{DOMAIN},{FLEET_VIP}")
-    lines += list(extra)
+    lines += [*PREFLIGHT_RECORDS, *extra]
     return "\n".join(lines) + "\n"
 
 

@@ -8,12 +8,14 @@ lab/network.py) boot inside it and reach the package registries through the lab'
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +35,31 @@ PACKAGE_PROXY = f"http://{CONTROL_ADDRESS}:{PACKAGE_PROXY_PORT}"
 
 class LabError(RuntimeError):
     """Something in the lab could not be brought to the state asked for."""
+
+
+LOCK_FILE = STATE_DIR / "lab.lock"
+_thread_lock = threading.RLock()
+_held = {"depth": 0, "fd": -1}
+
+
+@contextlib.contextmanager
+def lab_lock():
+    """One process at a time builds or changes what the lab's hosts share (the base image, DNS, the
+    fleet's network, a host's file system): the tests run in two processes side by side.
+
+    Re-entrant within a process (ensure_fleet calls ensure_host, ...); usable as a decorator."""
+    with _thread_lock:
+        if _held["depth"] == 0:
+            STATE_DIR.mkdir(parents=True, exist_ok=True)
+            _held["fd"] = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(_held["fd"], fcntl.LOCK_EX)
+        _held["depth"] += 1
+        try:
+            yield
+        finally:
+            _held["depth"] -= 1
+            if _held["depth"] == 0:
+                os.close(_held["fd"])  # releases the lock
 
 
 def run(*cmd: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -361,6 +388,7 @@ def crash(host: LabHost, timeout: float = 30) -> None:
     host.pid_file.unlink(missing_ok=True)
 
 
+@lab_lock()
 def ensure_host(host: LabHost, fresh: bool = False) -> None:
     """Make the host exist and run; with fresh=True, start it again from the clean base image."""
     if fresh:
@@ -378,6 +406,7 @@ def ensure_host(host: LabHost, fresh: bool = False) -> None:
         ssh(host, "systemctl daemon-reload && systemctl restart ollama")
 
 
+@lab_lock()
 def remove(host: LabHost) -> None:
     stop(host)
     shutil.rmtree(host.root.parent, ignore_errors=True)

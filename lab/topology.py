@@ -96,6 +96,13 @@ def fleet_hosts(count: int) -> list[LabHost]:
 TRIXIE_GATEWAY = LabHost("trixie1", "gateway", "127.0.10.131", suite="trixie")
 
 
+TEST_GATEWAY = gateway(2)  # gw1 is the README's; the tests rebuild gw2 from scratch every session
+BENCH_GATEWAYS = [gateway(i) for i in range(3, 7)]  # gw3..gw6: the benchmark's own hosts
+# Every host beyond the configured lab that the tests and benchmarks build. The lab's DNS serves
+# their names from the start: building one later never restarts it under another test's traffic.
+PLANNED_HOSTS = (TEST_GATEWAY, *BENCH_GATEWAYS, TRIXIE_GATEWAY, *fleet_hosts(3))
+
+
 def hosts(gateways: int = 1) -> list[LabHost]:
     return [gateway(i) for i in range(1, gateways + 1)] + list(BACKENDS)
 

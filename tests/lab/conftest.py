@@ -15,11 +15,10 @@ import pytest
 from lab import control, machines
 from on_host import readiness
 from lab.fleet import write_inventory
-from lab.topology import GATEWAY_PORT, LabHost, gateway
+from lab.topology import GATEWAY_PORT, TEST_GATEWAY, LabHost, gateway
 
 REPO = Path(__file__).resolve().parents[2]
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
-TEST_GATEWAY = gateway(2)  # gw1 is the README's; the tests rebuild gw2 from scratch every session
 DEAD_INDEX = "http://127.0.0.1:9/simple"  # nothing listens on the discard port: gw2's pip reaches no index
 _counter = itertools.count()
 
@@ -84,16 +83,34 @@ def tree_digest(host: LabHost = TEST_GATEWAY) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
+# `./run test` runs the tests in two processes (pytest -n 2 --dist loadgroup): the modules whose
+# hosts are their own (the fleet's, the benchmark's) beside those on gw2 and the shared lab. The
+# lab's shared pieces are built under one lock (lab/machines.lab_lock).
+OWN_HOSTS = {"test_fleet.py", "test_bench.py"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("own-hosts" if item.path.name in OWN_HOSTS else "gw2"))
+
+
 @pytest.fixture(scope="session")
 def deploy_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("deploys")
 
 
 @pytest.fixture(scope="session")
-def lab_ready():
+def lab_up() -> None:
+    """The configured lab (DNS, backends, gw1) up; nothing rebuilt."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (systemd-nspawn, loopback addresses, port 53)")
     control.up()
+
+
+@pytest.fixture(scope="session")
+def lab_ready(lab_up):
+    """The lab up and gw2 built fresh (only the "gw2" group's process may ask for it)."""
     control.ensure_extra_host(TEST_GATEWAY, fresh=True)
     # gw2's pip cannot reach any index, as in a closed network: the deploy must bring the wheels.
     (TEST_GATEWAY.root / "etc/pip.conf").write_text(f"[global]\nindex-url = {DEAD_INDEX}\ntimeout = 3\nretries = 0\n")

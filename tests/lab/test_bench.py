@@ -16,7 +16,7 @@ from tests.lab.conftest import REPO
 pytestmark = pytest.mark.lab
 
 
-def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(lab_ready, tmp_path):
+def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(lab_up, tmp_path):
     report_file = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--fleet", "2", "--json", str(report_file)],
@@ -34,19 +34,20 @@ def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(
                  "requests/s through the gateway, context check off, 10 client(s)",
                  "deploy that changes a setting, until the new config serves",
                  "plain restart, until it serves again (for comparison)",
-                 "release change: install beside + switch-over",
                  "gateway host memory, steady", "gateway host memory, peak during a switch-over"):
         assert name in figures, sorted(figures)
         assert figures[name]["n"] == 1 and figures[name]["median"] > 0
         assert name in result.stdout  # the table a person reads
-    for name in ("deploy that changes a setting", "fab restart", "release change (installed beside, switched to)",
-                 "release that does not start (traffic stays)", "plain systemctl restart (for comparison)"):
+    for name in ("deploy that changes a setting", "fab restart", "plain systemctl restart (for comparison)"):
         assert figures[f"failed requests: {name}"]["n"] == 1
+    # The release changes take minutes (an install beside): a real run makes them, the smoke run
+    # leaves them to tests/lab/test_zero_downtime.py.
+    assert not any("release" in name for name in figures), sorted(figures)
     # Counted, not timed: no request may fail through any change (the plain restart is the "before").
     failed = {name: c["value"] for name, c in report["comparisons"].items() if name.startswith("failed requests")}
-    assert len(failed) == 4 and set(failed.values()) == {0}, failed
+    assert len(failed) == 2 and set(failed.values()) == {0}, failed
     assert figures["failed requests: plain systemctl restart (for comparison)"]["median"] > 0
-    assert len(report["comparisons"]) == 15  # a real run adds the first deploys of the fleet from the wheel cache
+    assert len(report["comparisons"]) == 13  # a real run adds the release changes and the fleet's first deploys
     # The deploy's default is measured as the count it resolves to on the host, marked in the table.
     assert sum("default: auto)" in name for name in figures) == 1
     for name, comparison in report["comparisons"].items():

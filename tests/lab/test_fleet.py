@@ -360,5 +360,5 @@ def test_the_fleet_benchmark_smoke_run_prints_every_figure(fleet, tmp_path):
     for clients in (1, 10):
         assert figures[f"p50 through the fleet address, {clients} client(s)"]["median"] > 0
         assert figures[f"p95 to one gateway's own front, {clients} client(s)"]["median"] > 0
-    assert figures["failed requests: rolling restart (fab restart), 1 gateway"]["median"] == 0
+    assert not any(name.startswith("failed requests") for name in figures)  # a real run's: rolls, lost hosts
     assert "req/s, 3 gateways / 1" in result.stdout

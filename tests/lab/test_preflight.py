@@ -11,30 +11,17 @@ import pytest
 from gateway.preflight import dns as dns_checks
 from gateway.preflight import EXIT_BACKENDS, EXIT_DNS, EXIT_DNS_TEMPORARY, EXIT_SETTINGS
 from lab import control
-from lab import dns as lab_dns
+from lab.dns import DEAD_NAMESERVER
 from lab.fleet import write_inventory
 from lab.topology import BACKENDS, DNS_ADDRESS, MODELS
 from tests.lab.conftest import ssh, REPO, TEST_GATEWAY, deploy, tree_digest
 
 pytestmark = pytest.mark.lab
 
-DEAD_NAMESERVER = "127.0.10.54"  # an unused loopback address: nothing answers there
-# One record set per case, in dnsmasq's syntax (address= gives A only; host-record= A and PTR).
-CASES = [
-    "address=/noptr.lab.test/127.0.10.61",
-    "host-record=real.lab.test,127.0.10.62",
-    "address=/alias.lab.test/127.0.10.62",
-    "address=/fwd.lab.test/127.0.10.63",
-    "ptr-record=63.10.0.127.in-addr.arpa,moved.lab.test",
-    "address=/moved.lab.test/127.0.10.64",
-    f"server=/broken.lab.test/{DEAD_NAMESERVER}",
-]
-
 
 @pytest.fixture(scope="module")
 def dns_cases(lab_ready):
-    lab_dns.ensure(control.lab_hosts() + control.built_hosts(), extra=CASES)
-    yield
+    """The lab's DNS serves the cases (lab/dns.py: PREFLIGHT_RECORDS) once it is up."""
     control.refresh_dns()
 
 
