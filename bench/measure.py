@@ -21,7 +21,7 @@ from gateway.settings import DEFAULTS, load
 from lab import control, machines
 from lab.fleet import fleet_data, write_inventory
 from lab.load import SteadyLoad
-from lab.topology import BACKENDS, BENCH_GATEWAYS, GATEWAY_PORT, OLLAMA_PORT, LabHost
+from lab.topology import BENCH_GATEWAYS, GATEWAY_PORT, OLLAMA_PORT, LabHost, backends_of
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -161,7 +161,7 @@ def gateway_latency(lab: Lab, requests: int, runs: int) -> list[Figure]:
     """Latency added by the proxy over calling the double directly, at 1 and 10 concurrent clients."""
     host = BENCH_GATEWAYS[0]
     key = control.master_key()
-    backend = BACKENDS[1]  # llm2 serves mistral-7b alone: every gateway call lands on it
+    backend = backends_of(BENCH_GATEWAYS)[1]  # serves mistral-7b alone: every gateway call lands on it
     direct = lambda: _post(f"http://{backend.address}:{OLLAMA_PORT}/api/chat",  # noqa: E731
                            {"model": "mistral:7b", "messages": [{"role": "user", "content": "hi"}], "stream": False})
     through = lambda: _post(f"http://{host.address}:{GATEWAY_PORT}/v1/chat/completions",  # noqa: E731

@@ -12,7 +12,7 @@ from typing import Any
 
 from lab import dns, machines, network, package_proxy
 from lab.topology import (BACKENDS, CONTROL_ADDRESS, GATEWAY_PORT, OLLAMA_PORT, PACKAGE_PROXY_PORT, STATE_DIR,
-                          PLANNED_HOSTS, LabHost, by_name, fleet_hosts, hosts)
+                          PLANNED_HOSTS, SIDE_BACKENDS, LabHost, backends_of, by_name, fleet_hosts, hosts)
 
 STATE_FILE = STATE_DIR / "state.json"
 MASTER_KEY_FILE = STATE_DIR / "master.key"
@@ -55,6 +55,8 @@ def ensure_extra_host(host: LabHost, fresh: bool = False) -> None:
     """A host beyond the configured lab (tests, benchmarks), with its DNS records."""
     machines.ensure_host(host, fresh=fresh)
     refresh_dns()
+    for backend in backends_of([host]):
+        machines.ensure_host(backend)
 
 
 @machines.lab_lock()
@@ -67,7 +69,7 @@ def ensure_fleet(count: int, fresh: bool = False) -> list[LabHost]:
     for host in fleet:  # built first, so refresh_dns finds them
         machines.ensure_host(host, fresh=fresh)
     refresh_dns()
-    for backend in BACKENDS:
+    for backend in SIDE_BACKENDS:
         machines.ensure_host(backend)
     return fleet
 
@@ -90,12 +92,13 @@ def up(gateways: int | None = None, fleet: int | None = None) -> list[LabHost]:
         state["gateways"] = gateways
     if fleet is not None:
         state["fleet"] = fleet
-    every = hosts(state["gateways"]) + fleet_hosts(state["fleet"])  # ValueError before anything is kept
+    fleet_gateways = fleet_hosts(state["fleet"])  # ValueError before anything is kept
+    every = hosts(state["gateways"]) + fleet_gateways + (list(SIDE_BACKENDS) if fleet_gateways else [])
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     STATE_FILE.write_text(json.dumps(state) + "\n")
     master_key()
-    if state["fleet"]:
-        network.ensure(fleet_hosts(state["fleet"]))
+    if fleet_gateways:
+        network.ensure(fleet_gateways)
         package_proxy.ensure()
     refresh_dns()
     for host in every:
@@ -160,7 +163,7 @@ def status() -> dict[str, Any]:
         "dns": {"address": dns.DNS_ADDRESS, "running": dns.pid() is not None},
         "ssh_key": str(machines.SSH_KEY),
         "gateways": [host_status(h) for h in every if h.role == "gateway"],
-        "backends": [host_status(h) for h in BACKENDS],
+        "backends": [host_status(h) for h in (*BACKENDS, *(h for h in SIDE_BACKENDS if h in built_hosts()))],
         "fleet": [fleet_status(h) for h in sorted(fleet.values(), key=lambda h: int(h.name[5:]))],
         "package_proxy": {"address": f"{CONTROL_ADDRESS}:{PACKAGE_PROXY_PORT}", "running": package_proxy.pid() is not None},
     }

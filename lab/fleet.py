@@ -8,17 +8,17 @@ from gateway.inventory import gateway_group
 from lab import control
 from lab.machines import KNOWN_HOSTS, SSH_KEY
 from lab.topology import (BACKENDS, DNS_ADDRESS, DOMAIN, FLEET_NAME, FLEET_PREFIX, FLEET_VIP, GATEWAY_PORT, MODELS,
-                          OLLAMA_PORT, STATE_DIR, LabHost, gateway)
+                          OLLAMA_PORT, STATE_DIR, LabHost, backends_of, gateway)
 
 TEAM_KEYS_FILE = STATE_DIR / "team-keys.json"  # outside git, 0600, as an operator's would be
 
 
-def fleet_data(**overrides: Any) -> dict[str, Any]:
-    """Group data for lab gateways: the lab's models and backends, its master key, SSH access."""
+def fleet_data(backends: Sequence[LabHost] = BACKENDS, **overrides: Any) -> dict[str, Any]:
+    """Group data for lab gateways: the lab's models, these backends, its master key, SSH access."""
     data: dict[str, Any] = {
         "litellm_models": {name: dict(spec) for name, spec in MODELS.items()},
         "litellm_backends": {
-            b.name: {"address": b.fqdn, "port": OLLAMA_PORT, "models": list(b.models)} for b in BACKENDS
+            b.name: {"address": b.fqdn, "port": OLLAMA_PORT, "models": list(b.models)} for b in backends
         },
         "litellm_master_key": control.master_key(),
         "litellm_port": GATEWAY_PORT,
@@ -53,7 +53,7 @@ def lab_gateways(hosts: list[LabHost] | None = None, **overrides: Any) -> tuple[
     at the lab's floating address."""
     hosts = hosts if hosts is not None else [h for h in control.lab_hosts() if h.role == "gateway"]
     fleet = FLEET_SETTINGS if hosts and all(h.namespace for h in hosts) else {}
-    return gateway_group([host_entry(h) for h in hosts], fleet_data(**{**fleet, **overrides}))
+    return gateway_group([host_entry(h) for h in hosts], fleet_data(backends_of(hosts), **{**fleet, **overrides}))
 
 
 def endpoint(fleet: bool) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 STATE_DIR = Path("/var/lib/litellm-lab")
 CACHE_DIR = Path("/var/cache/litellm-lab")
@@ -71,6 +72,12 @@ BACKENDS = (
     LabHost("llm1", "backend", "127.0.10.21", ("phi3-3.8b", "llama3-8b", "llama3.1-8b")),
     LabHost("llm2", "backend", "127.0.10.22", ("phi3-3.8b", "mistral-7b", "gemma2-9b")),
 )
+# The same two backends again for the gateways whose tests run beside the others (the fleet's, the
+# benchmark's): the faults those tests put into llm1 and llm2, and the calls they count there, stay theirs.
+SIDE_BACKENDS = (
+    LabHost("llm3", "backend", "127.0.10.23", BACKENDS[0].models),
+    LabHost("llm4", "backend", "127.0.10.24", BACKENDS[1].models),
+)
 
 
 def gateway(index: int) -> LabHost:
@@ -100,7 +107,15 @@ TEST_GATEWAY = gateway(2)  # gw1 is the README's; the tests rebuild gw2 from scr
 BENCH_GATEWAYS = [gateway(i) for i in range(3, 7)]  # gw3..gw6: the benchmark's own hosts
 # Every host beyond the configured lab that the tests and benchmarks build. The lab's DNS serves
 # their names from the start: building one later never restarts it under another test's traffic.
-PLANNED_HOSTS = (TEST_GATEWAY, *BENCH_GATEWAYS, TRIXIE_GATEWAY, *fleet_hosts(3))
+PLANNED_HOSTS = (TEST_GATEWAY, *BENCH_GATEWAYS, TRIXIE_GATEWAY, *fleet_hosts(3), *SIDE_BACKENDS)
+
+
+def backends_of(gateways: Sequence[LabHost]) -> tuple[LabHost, ...]:
+    """The backends these gateways are deployed with: SIDE_BACKENDS for fleet and benchmark gateways."""
+    side = {bool(h.namespace) or h in BENCH_GATEWAYS for h in gateways}
+    if len(side) > 1:
+        raise ValueError("fleet or benchmark gateways and other gateways serve different lab backends: deploy them apart")
+    return SIDE_BACKENDS if side == {True} else BACKENDS
 
 
 def hosts(gateways: int = 1) -> list[LabHost]:
@@ -112,7 +127,7 @@ def by_name(name: str) -> LabHost:
         return gateway(int(name[2:]))
     if name.startswith("fleet") and name[5:].isdigit():
         return fleet_gateway(int(name[5:]))
-    for host in (*BACKENDS, TRIXIE_GATEWAY):
+    for host in (*BACKENDS, *SIDE_BACKENDS, TRIXIE_GATEWAY):
         if host.name == name:
             return host
     raise KeyError(f"no lab host named {name!r}")
