@@ -96,6 +96,7 @@ def measure(lab: Lab, runs: int, requests: int, smoke: bool) -> list[Figure]:
         figures.setdefault(name, Figure(name, unit)).samples.append(value)
 
     control.ensure_fleet(len(FLEET))
+    base_timeout = SETTINGS["litellm_timeout"]
     lab.deploy(FLEET, **SETTINGS)
     wait_all_up(lab)
     concurrency = 8
@@ -125,8 +126,11 @@ def measure(lab: Lab, runs: int, requests: int, smoke: bool) -> list[Figure]:
         add("failed requests: a gateway host stopped cleanly", "requests", failures_during(lambda: machines.stop(lost)))
         machines.ensure_host(lost)
         wait_all_up(lab)
+        changed = {**SETTINGS, "litellm_timeout": base_timeout + 1 if SETTINGS["litellm_timeout"] == base_timeout
+                   else base_timeout}
         add("failed requests: rolling config change (deploy)", "requests",
-            failures_during(lambda: lab.deploy(FLEET, **{**SETTINGS, "litellm_timeout": SETTINGS["litellm_timeout"] + 1})))
+            failures_during(lambda: lab.deploy(FLEET, **changed)))
+        SETTINGS.update(changed)  # what the fleet runs now: fab status finds no drift against it
         lost = next(h for h in FLEET if h.name != holder())
         add(f"failed requests: a gateway host killed ({CLIENTS} clients)", "requests",
             failures_during(lambda: machines.crash(lost)))
@@ -137,6 +141,7 @@ def measure(lab: Lab, runs: int, requests: int, smoke: bool) -> list[Figure]:
             failures_during(lambda: machines.stop(old)))
         machines.ensure_host(old)
         wait_all_up(lab)
+    SETTINGS["litellm_timeout"] = base_timeout
     lab.deploy(FLEET, **SETTINGS)
     return list(figures.values())
 
