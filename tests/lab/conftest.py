@@ -83,18 +83,6 @@ def tree_digest(host: LabHost = TEST_GATEWAY) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
-# `./run test` runs the tests in two processes (pytest -n 2 --dist loadgroup): the modules whose
-# hosts are their own (the fleet's, the benchmark's) beside those on gw2 and the shared lab. The
-# lab's shared pieces are built under one lock (lab/machines.lab_lock).
-OWN_HOSTS = {"test_fleet.py", "test_bench.py"}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("own-hosts" if item.path.name in OWN_HOSTS else "gw2"))
-
-
 @pytest.fixture(scope="session")
 def deploy_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("deploys")

@@ -1,0 +1,33 @@
+"""How `./run test` splits the tests over its two processes (pytest-xdist, -n 2).
+
+The lab modules whose hosts are their own, the fleet's (fleet1..3) and the benchmark's (gw3..gw6),
+run in one process; every other lab module (gw2, gw1, trixie1) in the other, each group in its
+file order; the fast tests fill in wherever a process is free. What the two groups share is built
+under one lock (lab/machines.lab_lock). pytest-xdist's own --dist loadgroup does not group with
+this pytest (the marks are ignored), so the split is a scheduler of our own.
+"""
+from __future__ import annotations
+
+OWN_HOSTS = ("tests/lab/test_bench.py", "tests/lab/test_fleet.py")
+
+
+def group_of(nodeid: str) -> str:
+    """The unit of work a test belongs to: a lab group, or the test alone."""
+    path = nodeid.split("::", 1)[0]
+    if path in OWN_HOSTS:
+        return "lab: own hosts"
+    if path.startswith("tests/lab/"):
+        return "lab: gw2"
+    return nodeid
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LabGroups(LoadScopeScheduling):
+        """The biggest units go out first, one to each process: the two lab groups."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return LabGroups(config, log)
