@@ -1,4 +1,4 @@
-"""What lets the lab tests run in two processes side by side (./run test): one lock for the lab's
+"""What lets the lab tests run in two processes side by side (./run test -n 2): one lock for the lab's
 shared pieces, DNS records that never change under traffic, and backends of their own for the
 fleet's and the benchmark's gateways."""
 from __future__ import annotations
