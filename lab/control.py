@@ -69,7 +69,7 @@ def ensure_fleet(count: int, fresh: bool = False) -> list[LabHost]:
     for host in fleet:  # built first, so refresh_dns finds them
         machines.ensure_host(host, fresh=fresh)
     refresh_dns()
-    for backend in SIDE_BACKENDS:
+    for backend in backends_of(fleet):
         machines.ensure_host(backend)
     return fleet
 
@@ -93,7 +93,7 @@ def up(gateways: int | None = None, fleet: int | None = None) -> list[LabHost]:
     if fleet is not None:
         state["fleet"] = fleet
     fleet_gateways = fleet_hosts(state["fleet"])  # ValueError before anything is kept
-    every = hosts(state["gateways"]) + fleet_gateways + (list(SIDE_BACKENDS) if fleet_gateways else [])
+    every = hosts(state["gateways"]) + fleet_gateways + (list(backends_of(fleet_gateways)) if fleet_gateways else [])
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     STATE_FILE.write_text(json.dumps(state) + "\n")
     master_key()
@@ -152,9 +152,10 @@ def status() -> dict[str, Any]:
         }
 
     every = lab_hosts()
+    built = built_hosts()
     # The configured fleet, and any other fleet host that runs (a test's).
     fleet = {h.name: h for h in lab_fleet()}
-    fleet.update({h.name: h for h in built_hosts() if h.namespace and machines.pid(h) is not None})
+    fleet.update({h.name: h for h in built if h.namespace and machines.pid(h) is not None})
     from lab.fleet import endpoint  # lab.fleet reads this module
 
     return {
@@ -163,7 +164,7 @@ def status() -> dict[str, Any]:
         "dns": {"address": dns.DNS_ADDRESS, "running": dns.pid() is not None},
         "ssh_key": str(machines.SSH_KEY),
         "gateways": [host_status(h) for h in every if h.role == "gateway"],
-        "backends": [host_status(h) for h in (*BACKENDS, *(h for h in SIDE_BACKENDS if h in built_hosts()))],
+        "backends": [host_status(h) for h in (*BACKENDS, *(h for h in SIDE_BACKENDS if h in built))],
         "fleet": [fleet_status(h) for h in sorted(fleet.values(), key=lambda h: int(h.name[5:]))],
         "package_proxy": {"address": f"{CONTROL_ADDRESS}:{PACKAGE_PROXY_PORT}", "running": package_proxy.pid() is not None},
     }

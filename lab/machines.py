@@ -45,7 +45,8 @@ _held = {"depth": 0, "fd": -1}
 @contextlib.contextmanager
 def lab_lock():
     """One process at a time builds or changes what the lab's hosts share (the base image, DNS, the
-    fleet's network, a host's file system): the tests run in two processes side by side.
+    fleet's network, a host's file system): for tests run in two processes (`./run test -n 2`),
+    a benchmark beside a lab command, two operators.
 
     Re-entrant within a process (ensure_fleet calls ensure_host, ...); usable as a decorator."""
     with _thread_lock:

@@ -1,4 +1,4 @@
-"""How `./run test` splits the tests over its two processes (pytest-xdist, -n 2).
+"""How `./run test -n 2` splits the tests over two processes (pytest-xdist; one is the default here).
 
 The lab modules whose hosts are their own, the fleet's (fleet1..3) and the benchmark's (gw3..gw6),
 run in one process; every other lab module (gw2, gw1, trixie1) in the other, each group in its
