@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway import commands, front, render, shared_limits, tls, vrrp
+from gateway import commands, front, metrics, render, shared_limits, tls, vrrp
 from gateway.settings import Settings
 from gateway.team_keys import KeyStore, host_file
 
@@ -95,6 +95,13 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
             system(front.TLS_CERT, "litellm_tls (certificate chain)", served.chain.decode(),
                    f"holds the front's certificate chain ({until}), which the host's own checks pin"),
         ]
+    if s.metrics:
+        token = metrics.ensure_token(s) if issue else metrics.read_token(s)
+        if token:
+            # Before the front's config, whose check reads it.
+            secured.append(system(metrics.TOKEN_MAP, "litellm_metrics_token_file (its SHA-256)", metrics.token_map(token),
+                                  f"lets scrapes with the metrics token in on port {s.metrics.port} (holds its "
+                                  "SHA-256 only)", restarts=(FRONT,)))
     fleet = []
     if s.fleet:
         if served and front.Front(s).fleet_ca == front.FLEET_CA:

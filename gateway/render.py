@@ -11,6 +11,7 @@ import jinja2
 
 from gateway.commands import HOOK, TEAM_KEYS
 from gateway.front import Front
+from gateway.metrics import MetricsView
 from gateway.settings import Settings
 from gateway.shared_limits import Limits
 from gateway.vrrp import Vrrp
@@ -28,7 +29,7 @@ _env = jinja2.Environment(
 def render(template: str, settings: Settings, host_name: str) -> str:
     return _env.get_template(template).render(s=settings, host_name=host_name, hook=HOOK, team_keys=TEAM_KEYS,
                                               front=Front(settings), vrrp=Vrrp(),
-                                              limits=Limits(settings))
+                                              limits=Limits(settings), metrics=MetricsView())
 
 
 def config_yaml(settings: Settings, host_name: str) -> str:

@@ -59,6 +59,15 @@ DEFAULTS: dict[str, Any] = {
     # The gateways of the fleet as [inventory name, litellm_bind_address], in inventory order (the
     # first is preferred for the address). gateway_group() fills it from the group's own hosts.
     "litellm_fleet_members": [],
+    # Metrics: LiteLLM's Prometheus callback on every instance (requests, errors, latency and
+    # tokens per model, per deployment and per team; no key or key hash among the labels), served
+    # by the front on litellm_metrics_port to a scrape that brings the token in
+    # litellm_metrics_token_file (made once on the control machine, 0600; the hosts hold only its
+    # SHA-256). The master key opens nothing there, and the public port serves no metrics. False: no
+    # callback, no port.
+    "litellm_metrics": True,
+    "litellm_metrics_port": 9400,
+    "litellm_metrics_token_file": "~/.local/share/litellm-gateway/metrics.token",  # on the control machine
     # The address the instances listen on: loopback, so only the front (and the host) reach them.
     "litellm_instance_address": "127.0.0.1",
     # Seconds a switch-over waits for the requests still running on the old instance (long
@@ -246,6 +255,19 @@ class Fleet:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    """Where the front serves the instances' and its own metrics, and the scrape token's file."""
+
+    port: int
+    token_file: str  # on the control machine
+
+
+# The Prometheus client LiteLLM's callback needs (its [proxy] extra leaves it out): in every lock,
+# so that turning metrics on or off changes no release.
+PROMETHEUS_CLIENT = "prometheus-client==0.23.1"
+
+
+@dataclass(frozen=True)
 class Settings:
     version: str
     extra_requirements: tuple[str, ...]
@@ -283,6 +305,7 @@ class Settings:
     releases_keep: int = 3
     tls: TLS | None = None
     fleet: Fleet | None = None
+    metrics: Metrics | None = None
 
     def resolved(self, cpus: int) -> Settings:
         """These settings on a host with `cpus` CPUs: "auto" workers become a number."""
@@ -312,7 +335,7 @@ class Settings:
     @property
     def requirements(self) -> str:
         """The pip requirements file of the virtualenv: exact pins only."""
-        return "\n".join([f"litellm[proxy]=={self.version}", *self.extra_requirements]) + "\n"
+        return "\n".join([f"litellm[proxy]=={self.version}", *self.extra_requirements, PROMETHEUS_CLIENT]) + "\n"
 
     @property
     def deployments(self) -> list[tuple[Model, Backend]]:
@@ -609,6 +632,16 @@ def _tls(check: _Checker) -> TLS | None:
     return None
 
 
+def _metrics(check: _Checker, taken: set[int]) -> Metrics | None:
+    enabled = check.boolean("litellm_metrics")
+    port = check.integer("litellm_metrics_port", 1024, 65535)
+    token_file = _control_path(check, "litellm_metrics_token_file", check.data["litellm_metrics_token_file"])
+    if port in taken:
+        check.problem("litellm_metrics_port", f"{port} is taken by another of the gateway's ports "
+                                              f"({', '.join(str(p) for p in sorted(taken))}); choose another, e.g. 9400")
+    return Metrics(port, token_file or "") if enabled else None
+
+
 def _fleet(check: _Checker, bind: str, key: Any) -> Fleet | None:
     raw = check.data["litellm_fleet_address"]
     members_raw = check.data["litellm_fleet_members"]
@@ -795,6 +828,10 @@ def load(data: Mapping[str, Any]) -> Settings:
         releases_keep=check.integer("litellm_releases_keep", 2, 50),
         tls=_tls(check),
         fleet=_fleet(check, bind, key),
+        metrics=_metrics(check, {p for p in (port, *instance_ports, *((merged["litellm_fleet_redis_port"],
+                                                                      merged["litellm_fleet_sentinel_port"])
+                                                                     if merged["litellm_fleet_address"] is not None else ()))
+                                 if isinstance(p, int)}),
     )
     if check.problems:
         raise SettingsError(check.problems)

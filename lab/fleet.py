@@ -11,6 +11,7 @@ from lab.topology import (BACKENDS, DNS_ADDRESS, DOMAIN, FLEET_NAME, FLEET_PREFI
                           OLLAMA_PORT, STATE_DIR, LabHost, backends_of, gateway)
 
 TEAM_KEYS_FILE = STATE_DIR / "team-keys.json"  # outside git, 0600, as an operator's would be
+METRICS_TOKEN_FILE = STATE_DIR / "metrics.token"  # the lab's scrape token, made by the first deploy
 
 
 def fleet_data(backends: Sequence[LabHost] = BACKENDS, **overrides: Any) -> dict[str, Any]:
@@ -24,6 +25,7 @@ def fleet_data(backends: Sequence[LabHost] = BACKENDS, **overrides: Any) -> dict
         "litellm_port": GATEWAY_PORT,
         "litellm_dns_nameservers": [DNS_ADDRESS],
         "litellm_team_keys_file": str(TEAM_KEYS_FILE),
+        "litellm_metrics_token_file": str(METRICS_TOKEN_FILE),
         "ssh_user": "root",
         "ssh_key": str(SSH_KEY),
         # Host keys are checked, by pyinfra and fab alike, against the keys the lab recorded.

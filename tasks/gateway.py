@@ -13,7 +13,7 @@ from pyinfra.facts.hardware import Cpus
 from pyinfra.operations import files, python, server, systemd
 from pyinfra.operations.util import any_changed
 
-from gateway import front, vrrp
+from gateway import front, metrics, vrrp
 from gateway.commands import front_trust, release_dir, validate_command
 from gateway.facts import Instances, ManagedFiles, ProxyAnswers
 from gateway.files import FLEET, FRONT, PROXY, REDIS, SENTINEL, by_name, instance_inputs, managed_files
@@ -25,8 +25,10 @@ from gateway.verify import switch_over, verify_gateway
 s = for_host(host).resolved(host.get_fact(Cpus) or 1)
 table = managed_files(s, host.name)
 # Files of a feature turned off since an earlier deploy are looked for too (removed below): the
-# certificate and key with TLS off, the fleet's address outside a fleet.
-leftover = (() if s.tls else (front.TLS_PEM, front.TLS_CERT)) + (() if s.fleet else (vrrp.CONFIG, front.FLEET_CA))
+# certificate and key with TLS off, the fleet's address outside a fleet, the scrape token's digest
+# with metrics off.
+leftover = ((() if s.tls else (front.TLS_PEM, front.TLS_CERT)) + (() if s.fleet else (vrrp.CONFIG, front.FLEET_CA))
+            + (() if s.metrics else (metrics.TOKEN_MAP,)))
 present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table if not f.secret) + leftover)
 answered = host.get_fact(ProxyAnswers, url=s.local_url, trust=front_trust(s))  # before this run changed anything
 instances = host.get_fact(Instances, ports=s.instance_ports, slots_dir=s.slots_dir,
@@ -99,6 +101,9 @@ gone_tls = [path for path in (front.TLS_PEM, front.TLS_CERT) if path in leftover
 if gone_tls:
     server.shell(name="The certificate and key of the front are gone: litellm_tls is off",
                  commands=[f"rm -f {' '.join(gone_tls)}"])
+if metrics.TOKEN_MAP in leftover and present.get(metrics.TOKEN_MAP):
+    server.shell(name="The metrics token's digest is gone: litellm_metrics is off",
+                 commands=[f"rm -f {metrics.TOKEN_MAP}"])
 
 server.shell(
     name=f"The new release accepts {s.config_dir}/config.yaml (--validate_config)",

@@ -1,4 +1,5 @@
-"""How `./run test -n 2` splits the tests over two processes (pytest-xdist; one is the default here).
+"""For every test: the metrics token is made in the test's own directory, never in the home of whoever
+runs the tests. And how `./run test -n 2` splits the tests over two processes (pytest-xdist; one is the default here).
 
 The lab modules whose hosts are their own, the fleet's (fleet1..3) and the benchmark's (gw3..gw6),
 run in one process; every other lab module (gw2, gw1, trixie1) in the other, each group in its
@@ -7,6 +8,10 @@ under one lock (lab/machines.lab_lock). pytest-xdist's own --dist loadgroup does
 this pytest (the marks are ignored), so the split is a scheduler of our own.
 """
 from __future__ import annotations
+
+import pytest
+
+from gateway import settings
 
 OWN_HOSTS = ("tests/lab/test_bench.py", "tests/lab/test_fleet.py")
 
@@ -31,3 +36,11 @@ def pytest_xdist_make_scheduler(config, log):
             return group_of(nodeid)
 
     return LabGroups(config, log)
+
+
+@pytest.fixture(autouse=True)
+def _metrics_token_of_the_test(tmp_path_factory, monkeypatch):
+    """The default litellm_metrics_token_file, for this test: a file of its own (the lab's gateways
+    use the lab's, lab/fleet.py)."""
+    path = tmp_path_factory.mktemp("metrics") / "metrics.token"
+    monkeypatch.setitem(settings.DEFAULTS, "litellm_metrics_token_file", str(path))

@@ -78,7 +78,7 @@ def test_every_front_listens_on_the_fleet_address_and_sends_to_every_gateways_fr
     cfg = render.render("litellm-front.cfg.j2", fleet_settings(2), "gw-c.example.org")
     assert "bind 10.1.2.13:4000\n" in cfg  # its own address, as before
     assert "bind 10.1.2.100:4000 transparent\n" in cfg
-    fleet_backend = cfg.split("backend gateways", 1)[1]
+    fleet_backend = cfg.split("backend gateways", 1)[1].split("\nfrontend ", 1)[0]
     assert "option httpchk GET /health/readiness" in fleet_backend
     assert [line.split()[1:3] for line in fleet_backend.splitlines() if line.strip().startswith("server ")] == [
         [name, f"{data['litellm_bind_address']}:4000"] for name, data in GATEWAYS]

@@ -24,7 +24,9 @@ HOST = "hx-api-server.dev-test.hana-x.ai"
 # Where LiteLLM 1.108.7 reads each key (shared/reference/litellm.md).
 ROUTER_KEYS = {"routing_strategy", "num_retries", "timeout", "stream_timeout", "allowed_fails", "cooldown_time",
                "retry_policy", "fallbacks", "enable_pre_call_checks"}
-LITELLM_KEYS = {"request_timeout", "num_retries", "drop_params", "cache", "cache_params", "callbacks", "json_logs"}
+LITELLM_KEYS = {"request_timeout", "num_retries", "drop_params", "cache", "cache_params", "callbacks", "json_logs",
+                # litellm/__init__.py module settings, which litellm_settings sets (1.108.7)
+                "require_auth_for_metrics_endpoint", "prometheus_exclude_labels"}
 GENERAL_KEYS = {"master_key", "custom_auth", "background_health_checks", "health_check_interval",
                 "max_parallel_requests", "global_max_parallel_requests", "database_url", "coordination_redis"}
 PARAM_KEYS = {"model", "api_base", "api_key", "timeout", "stream_timeout", "max_tokens", "rpm", "tpm", "keep_alive",
@@ -64,7 +66,7 @@ def test_every_key_is_in_the_section_litellm_reads_it_from(seed):
     assert config["router_settings"]["routing_strategy"] == "least-busy"
     # Nothing the gateway depends on went missing either: the hook's two entry points, the shared counters.
     assert config["general_settings"]["custom_auth"] == "gateway_auth.user_api_key_auth"
-    assert config["litellm_settings"]["callbacks"] == ["gateway_auth.request_limits"]
+    assert config["litellm_settings"]["callbacks"] == ["gateway_auth.request_limits", "prometheus"]
     assert "coordination_redis" in config["general_settings"]
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
 
@@ -125,7 +127,8 @@ def test_unit_runs_the_slots_release_on_the_instance_port_of_loopback_only(seed)
 def test_the_front_owns_the_gateway_port_and_checks_readiness_of_both_instances(seed):
     cfg = render.render("litellm-front.cfg.j2", seed, HOST)
     assert "    bind 0.0.0.0:4000\n" in cfg
-    assert "server i4001 127.0.0.1:4001\n" in cfg and cfg.endswith("server i4002 127.0.0.1:4002\n")
+    instances = cfg.split("\nbackend instances", 1)[1].split("\n\n", 1)[0]
+    assert instances.endswith("    server i4001 127.0.0.1:4001\n    server i4002 127.0.0.1:4002")
     assert "option httpchk GET /health/readiness" in cfg and "expose-fd listeners" in cfg
     assert "retries 3" in cfg and "option redispatch 1" in cfg and "option http-server-close" in cfg
     unit = render.render("litellm-front.service.j2", seed, HOST)

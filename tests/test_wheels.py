@@ -18,10 +18,13 @@ from pathlib import Path
 import pytest
 
 import gateway.wheels as wheels
-from gateway.lock import LOCKS
+import inventory
+from gateway.lock import LOCKS, read_lock
+from gateway.settings import DEFAULTS, load
 from gateway.wheels import FetchError, Target, bundle, fetch, install_commands, needed, parse_probe, probe_command
 
-REAL_LOCK = (LOCKS / "litellm-1.108.7-ff8cdfc5e3.txt").read_text()
+REAL_LOCK = read_lock(load({**DEFAULTS, "litellm_models": inventory.MODELS, "litellm_backends": inventory.BACKENDS})
+                      .requirements)[0]  # the lock the deploy installs by default
 HERE = parse_probe(subprocess.run(probe_command(sys.executable), shell=True, capture_output=True, text=True).stdout)
 DEAD_INDEX = "http://127.0.0.1:9/"
 

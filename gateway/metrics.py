@@ -1,0 +1,92 @@
+"""The gateway's metrics: what the front serves on the metrics port, and the scrape token.
+
+Each proxy instance runs LiteLLM's Prometheus callback; with several workers LiteLLM gathers every
+worker's samples for one scrape itself (PROMETHEUS_MULTIPROC_DIR, in the instance's private /tmp).
+The front serves each instance's metrics at a path of its own (an instance's counters start at 0
+with it, which Prometheus takes as a counter reset; a slot with no instance running answers an
+empty scrape) and its own at FRONT_PATH, only to a request carrying the scrape token. The token is
+made once on the control machine (0600) and given to Prometheus; a gateway holds only the SHA-256
+of its Authorization header, in TOKEN_MAP, which the front reads at every (re)load.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.settings import Settings
+
+TOKEN_MAP = "/etc/haproxy/litellm-metrics.map"
+FRONT_PATH = "/metrics/front"
+# Labels LiteLLM would put on its metrics that name a key, a person or a client: never exported
+# (a key's hash identifies the key as well as the key does in a log).
+EXCLUDED_LABELS = ("hashed_api_key", "api_key_alias", "user", "user_email", "user_alias", "end_user", "client_ip",
+                   "user_agent")
+
+
+def instance_path(port: int) -> str:
+    return f"/metrics/instance/{port}"
+
+
+def backend(port: int) -> str:
+    return f"metrics_{port}"
+
+
+@dataclass(frozen=True)
+class MetricsView:
+    """What the templates read."""
+
+    token_map: str = TOKEN_MAP
+    front_path: str = FRONT_PATH
+    excluded_labels: tuple[str, ...] = EXCLUDED_LABELS
+
+    @staticmethod
+    def instance_path(port: int) -> str:
+        return instance_path(port)
+
+    @staticmethod
+    def backend(port: int) -> str:
+        return backend(port)
+
+
+def token_path(s: Settings) -> Path:
+    assert s.metrics is not None
+    return Path(s.metrics.token_file).expanduser()
+
+
+def read_token(s: Settings) -> str | None:
+    """The scrape token, or None when none was made yet."""
+    try:
+        return token_path(s).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def ensure_token(s: Settings) -> str:
+    """The scrape token, made once (0600, its directory 0700); a concurrent maker's token wins."""
+    path = token_path(s)
+    token = read_token(s)
+    if token:
+        return token
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return ensure_token(s)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_urlsafe(32) + "\n")
+    return ensure_token(s)
+
+
+def header_digest(token: str) -> str:
+    """What the front compares: the SHA-256 of the whole Authorization header a scrape sends."""
+    return hashlib.sha256(f"Bearer {token}".encode()).hexdigest()
+
+
+def token_map(token: str) -> str:
+    """The front's map file: the one header digest it lets in."""
+    return ("# The SHA-256 of the Authorization header Prometheus sends to the metrics port (managed by the\n"
+            "# gateway deploy: edits here are overwritten). The token itself is never on this host.\n"
+            f"{header_digest(token)} prometheus\n")
