@@ -58,7 +58,9 @@ def total(body: str, metric: str, **labels: str) -> float:
 
 @pytest.fixture(scope="module")
 def team_key(first_deploy, tmp_path_factory) -> str:
-    result = fab(tmp_path_factory.mktemp("metrics"), "keys.create", "--team", TEAM, "--rpm", "1000")
+    tmp = tmp_path_factory.mktemp("metrics")
+    fab(tmp, "keys.revoke", "--team", TEAM)  # an earlier run's key, if any (the lab's keys file persists)
+    result = fab(tmp, "keys.create", "--team", TEAM, "--rpm", "1000")
     assert result.returncode == 0, result.stdout + result.stderr
     return re.search(r"sk-[0-9a-f]{64}", result.stdout).group(0)
 
@@ -83,8 +85,8 @@ def sent(team_key) -> dict:
 def test_one_scrape_counts_every_workers_requests_per_team_model_and_deployment(sent):
     body, before = sent["body"], sent["before"]
     assert total(body, "litellm_proxy_total_requests_metric_total", team=TEAM) == before + SENT
-    assert total(body, "litellm_input_tokens_metric_total", team=TEAM, model="phi3-3.8b") > 0
-    assert total(body, "litellm_output_tokens_metric_total", team=TEAM, model="phi3-3.8b") > 0
+    assert total(body, "litellm_input_tokens_metric_total", team=TEAM, requested_model="phi3-3.8b") > 0
+    assert total(body, "litellm_output_tokens_metric_total", team=TEAM, requested_model="phi3-3.8b") > 0
     # Per deployment: phi3-3.8b is served by both backends; every request landed on one of them.
     per_backend = {backend: total(body, "litellm_deployment_success_responses_total", model_id=f"phi3-3.8b@{backend}")
                    for backend in ("llm1", "llm2")}
