@@ -5,9 +5,20 @@ connects to any host.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+from gateway.monitoring import load_monitoring
 from gateway.settings import SettingsError, host_problems, load, shown
+
+
+def is_gateway(data: Mapping[str, Any]) -> bool:
+    """A gateway host: one with gateway settings (gateway_group's hosts; models are required there)."""
+    return "litellm_models" in data or "litellm_backends" in data
+
+
+def is_monitoring(data: Mapping[str, Any]) -> bool:
+    """A monitoring host: one with monitoring settings (monitoring_group's hosts; a receiver is required there)."""
+    return "monitoring_receiver" in data
 
 
 def _entries(hosts: Sequence[Any]) -> list[tuple[Any, dict[str, Any]]]:
@@ -39,3 +50,25 @@ def gateway_group(hosts: Sequence[Any], data: dict[str, Any]) -> tuple[list[Any]
         if problems:
             raise SystemExit(f"inventory: gateway {shown(name)}: {SettingsError(problems)}\nNothing was changed on any host.")
     return list(hosts), data
+
+
+def monitoring_group(hosts: Sequence[Any], data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """(hosts, group data) for pyinfra: the hosts running Prometheus, Alertmanager and the blackbox
+    exporter for every gateway of the inventory (a monitoring host may also be a gateway)."""
+    data = {"monitoring_receiver": None, **data}
+    for name, host_data in _entries(hosts):
+        merged = {**data, **host_data}
+        problems = host_problems(name, merged)
+        try:
+            load_monitoring(merged)
+        except SettingsError as error:
+            problems += error.problems
+        if problems:
+            raise SystemExit(f"inventory: monitoring host {shown(name)}: {SettingsError(problems)}\n"
+                             "Nothing was changed on any host.")
+    return list(hosts), data
+
+
+def monitored(hosts_data: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether the inventory (every host's data) has a monitoring host: then every host runs a node exporter."""
+    return any(is_monitoring(data) for data in hosts_data)

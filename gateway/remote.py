@@ -14,6 +14,7 @@ import paramiko
 from fabric import Connection
 
 from gateway.fleet import host_data
+from gateway.inventory import is_gateway
 from gateway.preflight.dns import resolver_function
 from gateway.settings import Backend, Settings, load
 from gateway.ssh_trust import HostKeyRefused, HostKeyTrust
@@ -106,8 +107,8 @@ class Fleet:
 def load_fleet(inventory: str) -> Fleet:
     gateways = []
     for name, data in host_data(inventory).items():
-        if "litellm_models" not in data and "litellm_backends" not in data:
-            continue  # not a gateway host
+        if not is_gateway(data):
+            continue  # a monitoring host
         gateways.append(Gateway(
             name=name,
             settings=load(data),

@@ -60,3 +60,8 @@ def logrotate(settings: Settings, host_name: str) -> str:
 def env_settings(settings: Settings, host_name: str) -> str:
     """The environment file without its master key line (the key is added on the host side)."""
     return render("litellm.env.j2", settings, host_name)
+
+
+def render_with(template: str, host_name: str, **context) -> str:
+    """A template of the monitoring host (or any other not rendered from one gateway's settings)."""
+    return _env.get_template(template).render(host_name=host_name, metrics=MetricsView(), **context)

@@ -31,6 +31,16 @@ def print_status(report: dict) -> bool:
             f"{entry['name']:<8} {entry['address']:<15} {'running' if entry['running'] else 'STOPPED':<8}"
             f" ssh={'up' if entry['ssh'] else 'DOWN':<5} netns={entry['namespace']}"
         )
+    monitoring = report["monitoring"]
+    if monitoring:
+        healthy &= monitoring["running"] and monitoring["ssh"] and monitoring["alert_sink"]["running"]
+        print(
+            f"{monitoring['name']:<8} {monitoring['address']:<15} {'running' if monitoring['running'] else 'STOPPED':<8}"
+            f" ssh={'up' if monitoring['ssh'] else 'DOWN':<5} prometheus={'up' if monitoring['prometheus_listening'] else 'down':<5}"
+            f" {monitoring['prometheus_url']}  alertmanager {monitoring['alertmanager_url']}"
+        )
+        sink = monitoring["alert_sink"]
+        print(f"alerts   {sink['url']:<40} {'running' if sink['running'] else 'STOPPED'}  (received: {sink['received_file']})")
     return healthy
 
 
@@ -41,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--gateways", type=int, help="how many gateway hosts (default: as before, 1)")
     up.add_argument("--fleet", type=int, help="how many fleet gateways, each in a network namespace of its own "
                                               "(default: as before, 0)")
+    up.add_argument("--monitoring", action=argparse.BooleanOptionalAction,
+                    help="the monitoring host (Prometheus, Alertmanager; default: as before, on)")
     down = sub.add_parser("down", help="stop every lab host, the DNS server and the package proxy")
     down.add_argument("--purge", action="store_true",
                       help="also delete the hosts' file systems and the fleet's network")
@@ -49,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            control.up(args.gateways, args.fleet)
+            control.up(args.gateways, args.fleet, args.monitoring)
             return 0 if print_status(control.status()) else 1
         if args.command == "down":
             control.down(purge=args.purge)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import secrets
+import urllib.parse
 from typing import Any
 
-from lab import dns, machines, network, package_proxy
-from lab.topology import (BACKENDS, CONTROL_ADDRESS, GATEWAY_PORT, OLLAMA_PORT, PACKAGE_PROXY_PORT, STATE_DIR,
-                          PLANNED_HOSTS, SIDE_BACKENDS, LabHost, backends_of, by_name, fleet_hosts, hosts)
+from lab import alert_sink, dns, machines, network, package_proxy
+from lab.topology import (BACKENDS, CONTROL_ADDRESS, GATEWAY_PORT, MONITORING_HOST, OLLAMA_PORT, PACKAGE_PROXY_PORT,
+                          STATE_DIR, PLANNED_HOSTS, SIDE_BACKENDS, LabHost, backends_of, by_name, fleet_hosts, hosts)
 
 STATE_FILE = STATE_DIR / "state.json"
 MASTER_KEY_FILE = STATE_DIR / "master.key"
@@ -24,11 +25,17 @@ def read_state() -> dict[str, Any]:
     except FileNotFoundError:
         state = {"gateways": 1}
     state.setdefault("fleet", 0)
+    state.setdefault("monitoring", True)
     return state
 
 
 def lab_hosts() -> list[LabHost]:
     return hosts(read_state()["gateways"])
+
+
+def lab_monitoring() -> bool:
+    """Whether the configured lab has its monitoring host (`up --no-monitoring` leaves it out)."""
+    return read_state()["monitoring"]
 
 
 def lab_fleet() -> list[LabHost]:
@@ -75,6 +82,15 @@ def ensure_fleet(count: int, fresh: bool = False) -> list[LabHost]:
 
 
 @machines.lab_lock()
+def ensure_monitoring(fresh: bool = False) -> LabHost:
+    """The monitoring host and the alert sink its Alertmanager posts to."""
+    machines.ensure_host(MONITORING_HOST, fresh=fresh)
+    refresh_dns()
+    alert_sink.ensure()
+    return MONITORING_HOST
+
+
+@machines.lab_lock()
 def master_key() -> str:
     """The lab fleet's master key: made once, kept 0600 outside git, handed to the deploy."""
     if not MASTER_KEY_FILE.exists():
@@ -85,13 +101,15 @@ def master_key() -> str:
 
 
 @machines.lab_lock()
-def up(gateways: int | None = None, fleet: int | None = None) -> list[LabHost]:
+def up(gateways: int | None = None, fleet: int | None = None, monitoring: bool | None = None) -> list[LabHost]:
     """Idempotent: builds what is missing, boots what is stopped, leaves the rest alone."""
     state = read_state()
     if gateways is not None:
         state["gateways"] = gateways
     if fleet is not None:
         state["fleet"] = fleet
+    if monitoring is not None:
+        state["monitoring"] = monitoring
     fleet_gateways = fleet_hosts(state["fleet"])  # ValueError before anything is kept
     every = hosts(state["gateways"]) + fleet_gateways + (list(backends_of(fleet_gateways)) if fleet_gateways else [])
     STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -103,6 +121,8 @@ def up(gateways: int | None = None, fleet: int | None = None) -> list[LabHost]:
     refresh_dns()
     for host in every:
         machines.ensure_host(host)
+    if state["monitoring"]:
+        every.append(ensure_monitoring())
     return every
 
 
@@ -116,6 +136,7 @@ def down(purge: bool = False) -> None:
             machines.stop_orphans(host)
     dns.stop()
     package_proxy.stop()
+    alert_sink.DAEMON.stop()
     if purge:
         network.teardown()
 
@@ -156,7 +177,18 @@ def status() -> dict[str, Any]:
     # The configured fleet, and any other fleet host that runs (a test's).
     fleet = {h.name: h for h in lab_fleet()}
     fleet.update({h.name: h for h in built if h.namespace and machines.pid(h) is not None})
-    from lab.fleet import endpoint  # lab.fleet reads this module
+    from lab.fleet import endpoint, monitoring_urls  # lab.fleet reads this module
+
+    monitoring = None
+    if MONITORING_HOST in built:
+        running = machines.pid(MONITORING_HOST) is not None
+        urls = monitoring_urls()
+        prometheus = urllib.parse.urlsplit(urls["prometheus_url"])
+        monitoring = {**urls, "name": MONITORING_HOST.name, "address": MONITORING_HOST.address,
+                      "running": running, "ssh": running and machines.port_open(MONITORING_HOST.address, 22),
+                      "prometheus_listening": running and machines.port_open(prometheus.hostname, prometheus.port),
+                      "alert_sink": {"url": alert_sink.URL, "running": alert_sink.DAEMON.pid() is not None,
+                                     "received_file": str(alert_sink.RECEIVED)}}
 
     return {
         # Where scripts send clients: the fleet's address when there is a fleet, else gw1.
@@ -167,4 +199,6 @@ def status() -> dict[str, Any]:
         "backends": [host_status(h) for h in (*BACKENDS, *(h for h in SIDE_BACKENDS if h in built))],
         "fleet": [fleet_status(h) for h in sorted(fleet.values(), key=lambda h: int(h.name[5:]))],
         "package_proxy": {"address": f"{CONTROL_ADDRESS}:{PACKAGE_PROXY_PORT}", "running": package_proxy.pid() is not None},
+        # Where scripts find the monitoring host's Prometheus and Alertmanager (None: not built).
+        "monitoring": monitoring,
     }

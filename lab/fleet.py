@@ -4,14 +4,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from gateway.inventory import gateway_group
+from gateway.inventory import gateway_group, monitoring_group
+from gateway.monitoring import load_monitoring
 from lab import control
 from lab.machines import KNOWN_HOSTS, SSH_KEY
 from lab.topology import (BACKENDS, DNS_ADDRESS, DOMAIN, FLEET_NAME, FLEET_PREFIX, FLEET_VIP, GATEWAY_PORT, MODELS,
-                          OLLAMA_PORT, STATE_DIR, LabHost, backends_of, gateway)
+                          MONITORING_HOST, OLLAMA_PORT, STATE_DIR, LabHost, backends_of, gateway)
 
 TEAM_KEYS_FILE = STATE_DIR / "team-keys.json"  # outside git, 0600, as an operator's would be
 METRICS_TOKEN_FILE = STATE_DIR / "metrics.token"  # the lab's scrape token, made by the first deploy
+
+
+def ssh_data() -> dict[str, Any]:
+    """How pyinfra and fab reach every lab host."""
+    return {
+        "ssh_user": "root",
+        "ssh_key": str(SSH_KEY),
+        # Host keys are checked, by pyinfra and fab alike, against the keys the lab recorded.
+        "ssh_known_hosts_file": str(KNOWN_HOSTS),
+        "ssh_strict_host_key_checking": "yes",
+    }
 
 
 def fleet_data(backends: Sequence[LabHost] = BACKENDS, **overrides: Any) -> dict[str, Any]:
@@ -26,11 +38,7 @@ def fleet_data(backends: Sequence[LabHost] = BACKENDS, **overrides: Any) -> dict
         "litellm_dns_nameservers": [DNS_ADDRESS],
         "litellm_team_keys_file": str(TEAM_KEYS_FILE),
         "litellm_metrics_token_file": str(METRICS_TOKEN_FILE),
-        "ssh_user": "root",
-        "ssh_key": str(SSH_KEY),
-        # Host keys are checked, by pyinfra and fab alike, against the keys the lab recorded.
-        "ssh_known_hosts_file": str(KNOWN_HOSTS),
-        "ssh_strict_host_key_checking": "yes",
+        **ssh_data(),
     }
     data.update(overrides)
     return data
@@ -56,6 +64,24 @@ def lab_gateways(hosts: list[LabHost] | None = None, **overrides: Any) -> tuple[
     hosts = hosts if hosts is not None else [h for h in control.lab_hosts() if h.role == "gateway"]
     fleet = FLEET_SETTINGS if hosts and all(h.namespace for h in hosts) else {}
     return gateway_group([host_entry(h) for h in hosts], fleet_data(backends_of(hosts), **{**fleet, **overrides}))
+
+
+def lab_monitoring(**overrides: Any) -> tuple[list, dict[str, Any]]:
+    """The lab's monitoring host as an inventory group: its services on its own address, its alerts
+    to the lab's alert sink."""
+    from lab import alert_sink
+
+    host = MONITORING_HOST
+    data = {"monitoring_bind_address": host.address, "monitoring_receiver": {"webhook_url": alert_sink.URL},
+            **ssh_data(), **overrides}
+    return monitoring_group([(host.fqdn, {"ssh_hostname": host.address})], data)
+
+
+def monitoring_urls() -> dict[str, str]:
+    """Where scripts reach the lab's Prometheus and Alertmanager (`lab status --json`)."""
+    hosts, data = lab_monitoring()
+    name, own = hosts[0]
+    return load_monitoring({**data, **own}).urls(name)
 
 
 def endpoint(fleet: bool) -> dict[str, Any]:

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import http.client
 import http.server
-import os
 import select
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.parse
-from pathlib import Path
 
 REGISTRIES = ("deb.debian.org", "security.debian.org", "pypi.org", "files.pythonhosted.org")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer",
@@ -130,35 +127,18 @@ def main(argv: list[str]) -> None:
 
 # ---- the lab's daemon: run by `python -m lab up` in the root namespace, like lab/dns.py's dnsmasq
 
+def _daemon():
+    from lab.daemon import Daemon
 
-def _paths() -> tuple[Path, Path]:
-    from lab.topology import STATE_DIR
-
-    directory = STATE_DIR / "package-proxy"
-    return directory / "proxy.pid", directory / "proxy.log"
+    return Daemon("lab.package_proxy", "package-proxy", "proxy")
 
 
 def pid() -> int | None:
-    """PID of the running proxy daemon (checked to be this program, not a reused PID)."""
-    pid_file, _ = _paths()
-    try:
-        value = int(pid_file.read_text())
-        cmdline = Path(f"/proc/{value}/cmdline").read_bytes().split(b"\0")
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        return None
-    return value if b"lab.package_proxy" in cmdline else None
+    return _daemon().pid()
 
 
 def stop() -> None:
-    pid_file, _ = _paths()
-    value = pid()
-    if value is not None:
-        os.kill(value, signal.SIGTERM)
-        for _ in range(50):
-            if pid() is None:
-                break
-            time.sleep(0.1)
-    pid_file.unlink(missing_ok=True)
+    _daemon().stop()
 
 
 def ensure() -> None:
@@ -170,23 +150,14 @@ def ensure() -> None:
     network.ensure([])
     if pid() is not None and port_open(CONTROL_ADDRESS, PACKAGE_PROXY_PORT):
         return
-    stop()
-    pid_file, log = _paths()
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lab.package_proxy", CONTROL_ADDRESS, str(PACKAGE_PROXY_PORT), *allowed_hosts()],
-            cwd=Path(__file__).resolve().parent.parent, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    pid_file.write_text(f"{process.pid}\n")
+    process = _daemon().start(CONTROL_ADDRESS, str(PACKAGE_PROXY_PORT), *allowed_hosts())
     for _ in range(50):
         if port_open(CONTROL_ADDRESS, PACKAGE_PROXY_PORT):
             return
         if process.poll() is not None:
             break
         time.sleep(0.1)
-    raise LabError(f"the package proxy is not answering on {CONTROL_ADDRESS}:{PACKAGE_PROXY_PORT} (log: {log})")
+    raise LabError(f"the package proxy is not answering on {CONTROL_ADDRESS}:{PACKAGE_PROXY_PORT} (log: {_daemon().log})")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ MODELS: dict[str, dict] = {
 @dataclass(frozen=True)
 class LabHost:
     name: str
-    role: str  # "gateway" or "backend"
+    role: str  # "gateway", "backend" or "monitoring"
     address: str
     models: tuple[str, ...] = field(default=())  # public model names a backend serves
     suite: str = DEBIAN_SUITE  # the Debian release its root file system is built from
@@ -103,11 +103,18 @@ def fleet_hosts(count: int) -> list[LabHost]:
 TRIXIE_GATEWAY = LabHost("trixie1", "gateway", "127.0.10.131", suite="trixie")
 
 
+# The monitoring host (Prometheus, Alertmanager, blackbox exporter), in the root namespace: it reaches
+# the classic hosts on loopback and the fleet through lab-root. Its alerts go to the lab's alert sink,
+# a webhook receiver on the control machine (lab/alert_sink.py).
+MONITORING_HOST = LabHost("mon1", "monitoring", "127.0.10.90")
+ALERT_SINK_ADDRESS = "127.0.10.91"
+ALERT_SINK_PORT = 9099
+
 TEST_GATEWAY = gateway(2)  # gw1 is the README's; the tests rebuild gw2 from scratch every session
 BENCH_GATEWAYS = [gateway(i) for i in range(3, 7)]  # gw3..gw6: the benchmark's own hosts
 # Every host beyond the configured lab that the tests and benchmarks build. The lab's DNS serves
 # their names from the start: building one later never restarts it under another test's traffic.
-PLANNED_HOSTS = (TEST_GATEWAY, *BENCH_GATEWAYS, TRIXIE_GATEWAY, *fleet_hosts(3), *SIDE_BACKENDS)
+PLANNED_HOSTS = (TEST_GATEWAY, *BENCH_GATEWAYS, TRIXIE_GATEWAY, *fleet_hosts(3), *SIDE_BACKENDS, MONITORING_HOST)
 
 
 def backends_of(gateways: Sequence[LabHost]) -> tuple[LabHost, ...]:
@@ -127,7 +134,7 @@ def by_name(name: str) -> LabHost:
         return gateway(int(name[2:]))
     if name.startswith("fleet") and name[5:].isdigit():
         return fleet_gateway(int(name[5:]))
-    for host in (*BACKENDS, *SIDE_BACKENDS, TRIXIE_GATEWAY):
+    for host in (*BACKENDS, *SIDE_BACKENDS, TRIXIE_GATEWAY, MONITORING_HOST):
         if host.name == name:
             return host
     raise KeyError(f"no lab host named {name!r}")

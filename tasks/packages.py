@@ -1,28 +1,41 @@
-"""OS packages the gateway needs: an interpreter able to create virtualenvs, CA certificates, Redis,
-HAProxy (the front), logrotate; keepalived for a fleet's address."""
-from pyinfra import host
+"""OS packages of each host's roles, in one install: for a gateway an interpreter able to create
+virtualenvs, CA certificates, Redis, HAProxy (the front), logrotate, and keepalived for a fleet's
+address; the node exporter on every host once the inventory has a monitoring host; Prometheus,
+Alertmanager and the blackbox exporter on a monitoring host."""
+from pyinfra import host, state
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files
 
+from gateway import monitoring
+from gateway.inventory import is_gateway, is_monitoring, monitored
 from gateway.settings import for_host
 
-PACKAGES = ["python3", "python3-venv", "python3-pip", "ca-certificates", "redis-server", "haproxy",
-            "logrotate", *(["keepalived", "redis-sentinel"] if for_host(host).fleet else [])]
+data = host.data.dict()
+PACKAGES = []
+if is_gateway(data):
+    PACKAGES += ["python3", "python3-venv", "python3-pip", "ca-certificates", "redis-server", "haproxy", "logrotate",
+                 *(["keepalived", "redis-sentinel"] if for_host(host).fleet else [])]
+if monitored(h.data.dict() for h in state.inventory):
+    PACKAGES += list(monitoring.NODE_PACKAGE)
+if is_monitoring(data):
+    PACKAGES += list(monitoring.PACKAGES)
 # Debian's own service of a package we run under a unit of our own: masked before the package
-# arrives, so its default instance never starts. One installed before us may serve something else
-# and is left alone.
+# arrives, so its default instance (on every address, with its own config) never starts. One
+# installed before us may serve something else and is left alone.
 OWN_INSTANCE_INSTEAD = {
     "redis-server": "no default Redis on TCP (the gateway's own is litellm-redis.service, a Unix socket only)",
     "haproxy": "no default HAProxy (the gateway's front is litellm-front.service)",
     "keepalived": "no default keepalived (the fleet's address is litellm-fleet.service)",
     "redis-sentinel": "no default Sentinel (the fleet's is litellm-sentinel.service)",
+    **{package: f"no default {package} (ours is {unit})"
+       for package, unit in {**monitoring.NODE_PACKAGE, **monitoring.PACKAGES}.items()},
 }
 
 installed = host.get_fact(DebPackages)
 missing = [name for name in PACKAGES if name not in installed]
 
 for package, why in OWN_INSTANCE_INSTEAD.items():
-    if package in missing and package in PACKAGES:
+    if package in missing:
         files.link(
             name=f"{package}.service is masked before installing: {why}",
             path=f"/etc/systemd/system/{package}.service",

@@ -173,25 +173,30 @@ def test_pip_conf_keeps_the_cert_line_and_adds_the_proxy(tmp_path: Path):
     assert (tmp_path / "etc/pip.conf").read_text() == "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n"
 
 
-def test_state_without_a_fleet_means_none(tmp_path: Path, monkeypatch):
+def test_state_without_a_fleet_means_none_and_monitoring_is_on(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(control, "STATE_FILE", tmp_path / "state.json")
-    assert control.read_state() == {"gateways": 1, "fleet": 0}
+    assert control.read_state() == {"gateways": 1, "fleet": 0, "monitoring": True}
     (tmp_path / "state.json").write_text('{"gateways": 2}\n')
-    assert control.read_state() == {"gateways": 2, "fleet": 0} and control.lab_fleet() == []
+    assert control.read_state() == {"gateways": 2, "fleet": 0, "monitoring": True} and control.lab_fleet() == []
+    (tmp_path / "state.json").write_text('{"gateways": 2, "monitoring": false}\n')
+    assert not control.lab_monitoring()
     (tmp_path / "state.json").write_text('{"gateways": 2, "fleet": 3}\n')
     assert [h.name for h in control.lab_fleet()] == ["fleet1", "fleet2", "fleet3"]
 
 
 def test_up_takes_a_fleet_size_and_status_prints_the_fleet(monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(control, "up", lambda gateways=None, fleet=None: calls.append((gateways, fleet)))
+    monkeypatch.setattr(control, "up", lambda gateways=None, fleet=None, monitoring=None:
+                        calls.append((gateways, fleet, monitoring)))
     fleet_entry = {"name": "fleet1", "fqdn": "fleet1.lab.test", "address": "127.1.0.1", "namespace": "lab-fleet1",
                    "running": True, "ssh": True}
     report = {"dns": {"address": "127.0.10.53", "running": True}, "gateways": [], "backends": [],
-              "fleet": [fleet_entry], "package_proxy": {"address": "127.1.0.254:3128", "running": True}}
+              "fleet": [fleet_entry], "package_proxy": {"address": "127.1.0.254:3128", "running": True},
+              "monitoring": None}
     monkeypatch.setattr(control, "status", lambda: report)
     assert cli.main(["up", "--fleet", "3"]) == 0
-    assert calls == [(None, 3)]
+    assert cli.main(["up", "--no-monitoring"]) == 0
+    assert calls == [(None, 3, None), (None, None, False)]
     out = capsys.readouterr().out
     assert "fleet1" in out and "netns=lab-fleet1" in out and "127.1.0.254" in out
     fleet_entry["ssh"] = False

@@ -1,0 +1,142 @@
+"""Every file the deploy puts on a monitoring host, and the node exporter's unit on every managed host.
+
+The same rows as the gateway's (gateway.files.ManagedFile): installed staged and checked by the
+service's own tool (promtool, amtool, the blackbox exporter's --config.check) before they replace
+the live file; a changed config reloads its service, a changed unit restarts it.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from gateway import render
+from gateway.files import UNIT_DIR, ManagedFile
+from gateway.monitoring import (ALERTMANAGER, BLACKBOX, CONFIG_DIR, NODE_EXPORTER, NODE_EXPORTER_PORT, PROMETHEUS,
+                                READINESS, SERVICE_USER, STATE_DIR, MonitoringSettings, Watch)
+
+
+@dataclass(frozen=True)
+class Paths:
+    config: str = f"{CONFIG_DIR}/prometheus.yml"
+    rules: str = f"{CONFIG_DIR}/alert-rules.yml"
+    alertmanager: str = f"{CONFIG_DIR}/alertmanager.yml"
+    blackbox: str = f"{CONFIG_DIR}/blackbox.yml"
+    token: str = f"{CONFIG_DIR}/metrics.token"
+    ca_bundle: str = f"{CONFIG_DIR}/gateways-ca.crt"
+
+
+PATHS = Paths()
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One service the monitoring units template renders."""
+
+    name: str
+    description: str
+    documentation: str
+    exec_start: str
+    user: str = SERVICE_USER
+    reloads: bool = True  # SIGHUP re-reads its config
+    state_directory: str | None = None
+    reads_host: bool = False  # sees the host's /proc and file systems (the node exporter)
+
+
+def units(m: MonitoringSettings, host_name: str) -> list[Unit]:
+    """Prometheus, Alertmanager and the blackbox exporter, each on the monitoring bind address."""
+    bind = m.bind_address
+    address = host_name if bind == "0.0.0.0" else bind
+    return [
+        Unit(PROMETHEUS, f"Prometheus of the LiteLLM gateways (port {m.prometheus_port})", "man:prometheus(1)",
+             f"/usr/bin/prometheus --config.file={PATHS.config} --storage.tsdb.path=/var/lib/{STATE_DIR}/prometheus "
+             f"--storage.tsdb.retention.time={m.retention} --web.listen-address={bind}:{m.prometheus_port} "
+             f"--web.external-url=http://{address}:{m.prometheus_port}/",
+             state_directory=f"{STATE_DIR}/prometheus"),
+        Unit(ALERTMANAGER, f"Alertmanager of the LiteLLM gateways (port {m.alertmanager_port})",
+             "man:prometheus-alertmanager(1)",
+             f"/usr/bin/prometheus-alertmanager --config.file={PATHS.alertmanager} "
+             f"--storage.path=/var/lib/{STATE_DIR}/alertmanager --web.listen-address={bind}:{m.alertmanager_port} "
+             f"--web.external-url=http://{address}:{m.alertmanager_port}/ --cluster.listen-address=",
+             state_directory=f"{STATE_DIR}/alertmanager"),
+        Unit(BLACKBOX, f"Blackbox exporter probing the LiteLLM gateways and backends (port {m.blackbox_port})",
+             "man:prometheus-blackbox-exporter(1)",
+             f"/usr/bin/prometheus-blackbox-exporter --config.file={PATHS.blackbox} "
+             f"--web.listen-address={m.local_address}:{m.blackbox_port}"),
+    ]
+
+
+def node_exporter_unit(address: str) -> Unit:
+    """The node exporter of a managed host, on `address` (0.0.0.0: every interface)."""
+    return Unit(NODE_EXPORTER, f"Node exporter for the LiteLLM gateways' monitoring (port {NODE_EXPORTER_PORT})",
+                "man:prometheus-node-exporter(1)",
+                f"/usr/bin/prometheus-node-exporter --web.listen-address={address}:{NODE_EXPORTER_PORT} "
+                "--collector.systemd --collector.systemd.unit-include=(litellm.*|ollama)\\.service",
+                reloads=False, reads_host=True)
+
+
+def _unit_file(unit: Unit, host_name: str) -> ManagedFile:
+    return ManagedFile(f"{UNIT_DIR}/{unit.name}", "templates/monitoring.service.j2", "root", "root", "644",
+                       "is installed, hardened", render.render_with("monitoring.service.j2", host_name, unit=unit).encode(),
+                       restarts=(unit.name,))
+
+
+def node_exporter_files(address: str, host_name: str) -> list[ManagedFile]:
+    return [_unit_file(node_exporter_unit(address), host_name)]
+
+
+def monitoring_files(m: MonitoringSettings, w: Watch, host_name: str) -> list[ManagedFile]:
+    """The monitoring host's table, in the order the deploy installs it: what a config reads first."""
+
+    def config(path: str, template: str, wanted: str, service: str, validate: str, mode: str = "640") -> ManagedFile:
+        content = render.render_with(template, host_name, m=m, w=w, paths=PATHS, node_port=NODE_EXPORTER_PORT,
+                                     readiness=READINESS)
+        # Read by the services' user, changed by root only; a change is a reload (SIGHUP), not a restart.
+        return ManagedFile(path, f"templates/{template}", "root", SERVICE_USER, mode, wanted, content.encode(),
+                           validate=validate, restarts=(service,))
+
+    rows = []
+    if w.token:
+        rows.append(ManagedFile(PATHS.token, "litellm_metrics_token_file", "root", SERVICE_USER, "640",
+                                "holds the gateways' scrape token, for Prometheus only", (w.token + "\n").encode(),
+                                restarts=(PROMETHEUS,)))
+    if w.ca_bundle:
+        rows.append(ManagedFile(PATHS.ca_bundle, "litellm_tls (the CAs of the gateways' certificates)", "root", "root",
+                                "644", "holds the CAs the gateways' certificates are verified with",
+                                w.ca_bundle.encode(), restarts=(PROMETHEUS, BLACKBOX)))
+    rows += [
+        config(PATHS.rules, "alert-rules.yml.j2", "holds the alert rules, checked by promtool", PROMETHEUS,
+               "/usr/bin/promtool check rules {path}"),
+        config(PATHS.config, "prometheus.yml.j2",
+               f"scrapes {len(w.gateways)} gateway(s), probes {len(w.backends)} backend(s), checked by promtool",
+               PROMETHEUS, "/usr/bin/promtool check config {path}"),
+        config(PATHS.blackbox, "blackbox.yml.j2", "holds the probes' modules, checked by the blackbox exporter",
+               BLACKBOX, "/usr/bin/prometheus-blackbox-exporter --config.check --config.file={path}"),
+        config(PATHS.alertmanager, "alertmanager.yml.j2", "sends every alert to the operators' receiver, checked by amtool",
+               ALERTMANAGER, "/usr/bin/amtool check-config {path}"),
+        *(_unit_file(unit, host_name) for unit in units(m, host_name)),
+    ]
+    return rows
+
+
+def ready_urls(m: MonitoringSettings) -> list[str]:
+    """What answers 200 once the monitoring host's services are up and have read their configs."""
+    base = f"http://{m.local_address}"
+    return [f"{base}:{m.prometheus_port}/-/ready", f"{base}:{m.alertmanager_port}/-/ready",
+            f"{base}:{m.blackbox_port}/-/healthy"]
+
+
+def ready_command(m: MonitoringSettings, timeout: int = 60) -> str:
+    """Waits (with the host's python3) until every ready_urls() answers 200; fails naming the one that does not."""
+    script = (
+        "import sys, time, urllib.request\n"
+        f"deadline = time.monotonic() + {timeout}\n"
+        "for url in sys.argv[1:]:\n"
+        "    while True:\n"
+        "        try:\n"
+        "            urllib.request.urlopen(url, timeout=3).read(); break\n"
+        "        except OSError as error:\n"
+        "            if time.monotonic() > deadline:\n"
+        f"                sys.exit(f'{{url}} does not answer after {timeout} s: {{error}}')\n"
+        "            time.sleep(1)\n"
+    )
+    return " ".join(["python3", "-c", shlex.quote(script), *ready_urls(m)])
