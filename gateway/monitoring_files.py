@@ -70,7 +70,8 @@ def node_exporter_unit(address: str) -> Unit:
     return Unit(NODE_EXPORTER, f"Node exporter for the LiteLLM gateways' monitoring (port {NODE_EXPORTER_PORT})",
                 "man:prometheus-node-exporter(1)",
                 f"/usr/bin/prometheus-node-exporter --web.listen-address={address}:{NODE_EXPORTER_PORT} "
-                "--collector.systemd --collector.systemd.unit-include=(litellm.*|ollama)\\.service",
+                # No timex collector: it needs adjtimex, which the unit's system call filter refuses.
+                "--no-collector.timex --collector.systemd --collector.systemd.unit-include=(litellm.*|ollama)\\.service",
                 reloads=False, reads_host=True)
 
 

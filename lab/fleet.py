@@ -92,10 +92,13 @@ def endpoint(fleet: bool) -> dict[str, Any]:
     return {"url": f"http://{gateway(1).address}:{GATEWAY_PORT}/v1", "ca_file": None}
 
 
-def write_inventory(path: Path, hosts: Sequence[LabHost], **overrides: Any) -> Path:
-    """An inventory file for `pyinfra`, `fab` or `python -m checks`: these lab gateways, these overrides."""
-    path.write_text(
-        "from lab.fleet import lab_gateways\nfrom lab.topology import by_name\n"
-        f"gateways = lab_gateways([by_name(n) for n in {[h.name for h in hosts]!r}], **{overrides!r})\n"
-    )
+def write_inventory(path: Path, hosts: Sequence[LabHost], monitoring: dict[str, Any] | None = None,
+                    **overrides: Any) -> Path:
+    """An inventory file for `pyinfra`, `fab` or `python -m checks`: these lab gateways, these overrides;
+    with `monitoring` (its settings' overrides), the lab's monitoring host too."""
+    text = ("from lab.fleet import lab_gateways, lab_monitoring\nfrom lab.topology import by_name\n"
+            f"gateways = lab_gateways([by_name(n) for n in {[h.name for h in hosts]!r}], **{overrides!r})\n")
+    if monitoring is not None:
+        text += f"monitoring = lab_monitoring(**{monitoring!r})\n"
+    path.write_text(text)
     return path
