@@ -4,9 +4,9 @@ and its monitoring hosts into their watchers.
 Only dispatches, by each host's roles; each step lives in tasks/. Preflight runs first and raises
 before any operation exists, so a refused run changes nothing on any host.
 """
-from pyinfra import host, local, state
+from pyinfra import host, local
 
-from gateway.inventory import is_gateway, is_monitoring, monitored
+from gateway.inventory import is_gateway, is_monitoring
 
 data = host.data.dict()
 if is_gateway(data):
@@ -15,7 +15,6 @@ if is_gateway(data):
 local.include("tasks/packages.py")
 if is_gateway(data):
     local.include("tasks/gateway.py")
-if monitored(h.data.dict() for h in state.inventory):
-    local.include("tasks/node_exporter.py")
+local.include("tasks/node_exporter.py")
 if is_monitoring(data):
     local.include("tasks/monitoring.py")

@@ -13,6 +13,7 @@ from gateway.facts import EnvFileState, ManagedFiles
 from gateway.files import ManagedFile, managed_files
 from gateway.lock import read_lock
 from gateway.preflight.backends import check_backends
+from gateway.prometheus import PrometheusError, Watcher, watchers
 from gateway.remote import Gateway, Outcome, on_each
 from gateway.table import table
 
@@ -135,6 +136,24 @@ def _rate_limit_store(views: list[dict], members: int) -> tuple[bool, str]:
                 f"{best.get('replicas')} of {members - 1} replicas, {best.get('sentinels')} of {members} sentinels")
 
 
+def print_monitoring(watcher: Watcher) -> bool:
+    """The monitoring host's line and the alerts firing now; False when it does not answer or a
+    critical alert fires."""
+    print()
+    try:
+        alerts = watcher.alerts()
+    except PrometheusError as error:
+        print(f"MONITORING {watcher.name}: Prometheus DOWN ({error}): nothing is watching the gateways")
+        return False
+    print(f"MONITORING {watcher.name}: Prometheus up at {watcher.prometheus_url}, Alertmanager {watcher.alertmanager_url}; "
+          f"{len(alerts)} alert(s) firing")
+    rows = [[a["labels"]["alertname"], a["labels"].get("severity", "-"), a["annotations"].get("summary", ""), a["activeAt"][:19]]
+            for a in sorted(alerts, key=lambda a: a["activeAt"])]
+    if rows:
+        print(table(("ALERT", "SEVERITY", "SUMMARY", "SINCE"), rows))
+    return not any(a["labels"].get("severity") == "critical" for a in alerts)
+
+
 @task(help={"only": ONLY_HELP})
 def status(c, only=""):
     """One table of the fleet: gateways (serving instance, memory, port, front, readiness, version, lock, release, shared limits, drift), then backends."""
@@ -165,5 +184,7 @@ def status(c, only=""):
         healthy &= bool(reachable and models and models.ok)
         backend_rows.append([backend.name, f"{backend.address}:{backend.port}", "yes" if reachable else "NO", version, detail])
     print(table(("BACKEND", "ADDRESS", "REACHABLE", "VERSION", "MODELS"), backend_rows))
+    for watcher in watchers(c.config.litellm.inventory):
+        healthy &= print_monitoring(watcher)
     if not healthy:
         raise Exit("fleet is NOT healthy (see the rows above)", code=1)

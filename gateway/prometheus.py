@@ -1,0 +1,63 @@
+"""Reading the monitoring host's Prometheus and Alertmanager from the control machine (fab usage,
+fab status): which monitoring hosts the inventory has, their URLs, and their HTTP APIs."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.fleet import host_data
+from gateway.inventory import is_monitoring
+from gateway.monitoring import load_monitoring
+
+
+class PrometheusError(RuntimeError):
+    """Prometheus or Alertmanager could not answer; the message names the URL."""
+
+
+@dataclass(frozen=True)
+class Watcher:
+    """One monitoring host, as the control machine reaches it."""
+
+    name: str
+    prometheus_url: str
+    alertmanager_url: str
+    timeout: float = 10
+
+    def _get(self, url: str) -> Any:
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as answer:
+                return json.load(answer)
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise PrometheusError(f"{url.split('?')[0]}: {getattr(error, 'reason', None) or error}") from None
+
+    def query(self, promql: str, at: float | None = None) -> list[dict]:
+        """An instant query's result (a list of {metric, value} or {metric, values}), now or `at` (Unix time)."""
+        params = {"query": promql, **({"time": f"{at:.3f}"} if at is not None else {})}
+        body = self._get(f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode(params))
+        if body.get("status") != "success":
+            raise PrometheusError(f"{self.prometheus_url}: {body.get('error', body)}")
+        return body["data"]["result"]
+
+    def alerts(self) -> list[dict]:
+        """The alerts firing now, as Prometheus sees them (pending ones left out)."""
+        body = self._get(f"{self.prometheus_url}/api/v1/alerts")
+        return [a for a in body["data"]["alerts"] if a["state"] == "firing"]
+
+    def graph_url(self, promql: str, window: str) -> str:
+        """A link to Prometheus' graph of `promql` over the last `window`."""
+        return f"{self.prometheus_url}/graph?" + urllib.parse.urlencode(
+            {"g0.expr": promql, "g0.range_input": window, "g0.tab": "0"})
+
+
+def watchers(inventory: str) -> list[Watcher]:
+    """The inventory's monitoring hosts (none: the inventory has no monitoring group)."""
+    found = []
+    for name, data in host_data(inventory).items():
+        if is_monitoring(data):
+            urls = load_monitoring(data).urls(name)
+            found.append(Watcher(name, urls["prometheus_url"], urls["alertmanager_url"]))
+    return found

@@ -1,0 +1,194 @@
+"""The monitoring host for real: Prometheus, Alertmanager, the blackbox and node exporters from Debian's
+packages on mon1, watching gw2 and its backends; alerts fire and resolve, and reach the lab's webhook."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+
+from lab import alert_sink, control, machines
+from lab.fleet import METRICS_TOKEN_FILE, monitoring_urls
+from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, MONITORING_HOST, TEST_GATEWAY
+from tests.lab.conftest import REPO, deploy, ssh
+from tests.lab.test_fabfile import fab
+
+pytestmark = pytest.mark.lab
+INTERVAL, DOWN_FOR = 5, 20  # the lab's: seconds between scrapes (and rule evaluations), and `for:` of the down alerts
+FAST = {"monitoring_scrape_interval": INTERVAL, "monitoring_thresholds": {"down_for": DOWN_FOR}}
+PROMETHEUS = monitoring_urls()["prometheus_url"]
+TEAM = "monitored-team"
+SENT = 20
+
+
+def api(path: str, **params: str) -> dict:
+    url = f"{PROMETHEUS}/api/v1/{path}" + ("?" + urllib.parse.urlencode(params) if params else "")
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        body = json.load(answer)
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def value(query: str) -> float:
+    result = api("query", query=query)["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def wait_for(what: str, check, timeout: float = 90, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(every)
+
+
+@pytest.fixture(scope="module")
+def monitored(first_deploy, deploy_dir):
+    """mon1 deployed watching gw2 (the lab's fast scrape and alert delays), gw2 with its node exporter."""
+    control.ensure_monitoring()
+    result = deploy(deploy_dir, monitoring=FAST)
+    assert result.returncode == 0, result.output[-6000:]
+    return result
+
+
+def test_the_deploy_shows_no_token_and_a_second_one_changes_nothing(monitored, deploy_dir):
+    token = METRICS_TOKEN_FILE.read_text().strip()
+    assert token not in monitored.output
+    again = deploy(deploy_dir, monitoring=FAST)
+    assert again.returncode == 0 and again.changes == 0, again.output[-4000:]
+    # Only Prometheus reads the token there.
+    assert machines.ssh(MONITORING_HOST, "stat -c '%U %G %a' /etc/litellm-monitoring/metrics.token").stdout.split() == \
+        ["root", "prometheus", "640"]
+
+
+def test_lab_status_names_the_monitoring_urls(monitored):
+    report = json.loads(subprocess.run([sys.executable, "-m", "lab", "status", "--json"], cwd=REPO, check=True,
+                                       capture_output=True, text=True).stdout)
+    urls = report["monitoring"]
+    with urllib.request.urlopen(urls["prometheus_url"] + "/-/ready", timeout=5) as answer:
+        assert answer.status == 200
+    with urllib.request.urlopen(urls["alertmanager_url"] + "/api/v2/status", timeout=5) as answer:
+        assert json.load(answer)["config"]["original"].count(alert_sink.URL) == 1
+
+
+def test_every_instance_front_host_backend_model_and_readiness_is_scraped(monitored):
+    expected = {"litellm": 2, "litellm-front": 1, "node": 2, "gateway-readiness": 1, "ollama-version": len(BACKENDS),
+                "ollama-models": sum(len(b.models) for b in BACKENDS)}
+
+    def all_up():
+        targets = api("targets")["activeTargets"]
+        jobs = {}
+        for target in targets:
+            jobs[target["labels"]["job"]] = jobs.get(target["labels"]["job"], 0) + 1
+        healthy = all(t["health"] == "up" for t in targets) and value("min(probe_success)") == 1
+        return jobs if healthy and jobs == expected else None
+
+    wait_for("every target up and every probe succeeding", all_up, timeout=60)
+    models = {r["metric"]["model"] for r in api("query", query='probe_success{job="ollama-models"}')["result"]}
+    assert models == {MODELS[m]["tag"] for b in BACKENDS for m in b.models}
+
+
+@pytest.fixture(scope="module")
+def team_key(monitored, tmp_path_factory) -> str:
+    tmp = tmp_path_factory.mktemp("monitoring")
+    fab(tmp, "keys.revoke", "--team", TEAM)  # an earlier run's key, if any
+    made = fab(tmp, "keys.create", "--team", TEAM, "--rpm", "1000")
+    assert made.returncode == 0, made.stdout + made.stderr
+    return re.search(r"sk-[0-9a-f]{64}", made.stdout).group(0)
+
+
+def test_prometheus_counts_every_request_of_every_worker_per_team(team_key):
+    query = f'sum(litellm_proxy_total_requests_metric_total{{team="{TEAM}"}})'
+    before = value(query)
+    sdk = openai.OpenAI(base_url=f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1", api_key=team_key, max_retries=0)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: sdk.chat.completions.create(
+            model="phi3-3.8b", messages=[{"role": "user", "content": "hi"}], max_tokens=8), range(SENT)))
+    wait_for(f"{SENT} more requests of {TEAM} in Prometheus", lambda: value(query) >= before + SENT, timeout=30)
+    time.sleep(2 * INTERVAL)  # and not more, a few scrapes later
+    assert value(query) == before + SENT
+    assert value(f'sum(litellm_output_tokens_metric_total{{team="{TEAM}"}})') > 0
+
+
+def test_no_key_nor_token_is_in_any_label(team_key):
+    labels = set(api("labels"))
+    assert not labels & {"hashed_api_key", "api_key_alias", "user", "user_email", "end_user", "client_ip"}
+    assert "team" in labels
+    secrets = [team_key, control.master_key(), METRICS_TOKEN_FILE.read_text().strip()]
+    secrets += [hashlib.sha256(s.encode()).hexdigest() for s in secrets]
+    for name in labels:
+        values = "\n".join(api(f"label/{name}/values"))
+        assert not [s for s in secrets if s in values], name
+
+
+def firing(name: str, **labels: str) -> dict | None:
+    for alert in api("alerts")["alerts"]:
+        if (alert["labels"]["alertname"] == name and alert["state"] == "firing"
+                and all(alert["labels"].get(k) == v for k, v in labels.items())):
+            return alert
+    return None
+
+
+def notified(name: str, status: str, since: float) -> dict | None:
+    for notification in alert_sink.received():
+        if notification["at"] < since:
+            continue
+        for alert in notification["alerts"]:
+            if alert["labels"]["alertname"] == name and alert["status"] == status:
+                return notification
+    return None
+
+
+def test_a_stopped_backend_a_lost_model_and_a_stopped_front_fire_and_resolve(monitored):
+    """Three faults at once: llm2's Ollama stopped, a model gone from llm1's tags, gw2's front stopped.
+    Each alert fires in Prometheus within `for:` and a few scrape intervals, reaches the webhook, and
+    resolves (in Prometheus and at the webhook) once the fault is mended."""
+    llm1, llm2 = BACKENDS
+    lost = MODELS[llm1.models[1]]["tag"]
+    behaviour = llm1.root / "etc/ollama-double.json"
+    original = behaviour.read_text()
+    expected = {"BackendDown": {"backend": llm2.name}, "ModelMissing": {"backend": llm1.name, "model": lost},
+                "GatewayNotReady": {"gateway": TEST_GATEWAY.fqdn}}
+    wait_for("no alert firing before the faults", lambda: not any(firing(n, **l) for n, l in expected.items()), timeout=60)
+    started = time.time()
+    t0 = time.monotonic()
+    try:
+        machines.ssh(llm2, "systemctl stop ollama")
+        behaviour.write_text(json.dumps({**json.loads(original), "models": [t for t in json.loads(original)["models"] if t != lost]}))
+        ssh("systemctl stop litellm-front")
+        fired = first_seen(lambda name, labels: firing(name, **labels), expected, DOWN_FOR + 10 * INTERVAL)
+        for name in expected:
+            wait_for(f"{name} at the webhook", lambda: notified(name, "firing", started), timeout=30)
+    finally:
+        ssh("systemctl start litellm-front")
+        behaviour.write_text(original)
+        machines.ssh(llm2, "systemctl start ollama")
+    resolved = first_seen(lambda name, labels: not firing(name, **labels), expected, 10 * INTERVAL)
+    for name in expected:
+        wait_for(f"{name} resolved at the webhook", lambda: notified(name, "resolved", started), timeout=90)
+    print(f"\nfiring after (s): {fired}; resolved after (s): {resolved} (for: {DOWN_FOR} s, scrape interval {INTERVAL} s)")
+    # What a fault costs before someone is told: the rule's `for:` plus the scrape and evaluation that see it.
+    assert max(fired.values()) <= DOWN_FOR + 3 * INTERVAL, fired
+
+
+def first_seen(check, expected: dict, timeout: float) -> dict[str, float]:
+    """Seconds until check(name, labels) first held, for every expected alert, watched together."""
+    start = time.monotonic()
+    seen: dict[str, float] = {}
+    while len(seen) < len(expected):
+        for name, labels in expected.items():
+            if name not in seen and check(name, labels):
+                seen[name] = round(time.monotonic() - start, 1)
+        assert time.monotonic() - start < timeout, f"within {timeout} s only {seen} of {list(expected)}"
+        time.sleep(0.5)
+    return seen

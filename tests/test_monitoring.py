@@ -1,0 +1,148 @@
+"""The monitoring host's settings, what it watches, and its rendered files, checked by Prometheus' own
+promtool (unpacked from Debian's package by ./run setup): the alert rules against their unit tests in
+tests/alerts/, the Prometheus config as Prometheus reads it."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway.inventory import is_gateway, is_monitoring, monitored, monitoring_group
+from gateway.monitoring import READINESS, READY, THRESHOLDS, load_monitoring, watch
+from gateway.monitoring_files import PATHS, monitoring_files, node_exporter_files
+from gateway.settings import SettingsError, load
+from lab.fleet import FLEET_SETTINGS, fleet_data
+from lab.ollama_double import model_entry
+from lab.topology import fleet_hosts
+from on_host import readiness
+
+REPO = Path(__file__).resolve().parent.parent
+PROMTOOL = shutil.which("promtool", path=str(REPO / ".venv/bin")) or shutil.which("promtool")
+WEBHOOK = {"monitoring_receiver": {"webhook_url": "http://127.0.10.91:9099/alerts"}}
+KEY = "sk-" + "0123456789abcdef" * 3
+
+
+def gateway(tmp_path: Path, name: str = "gw2.lab.test", **overrides):
+    data = {**fleet_data(), "litellm_master_key": KEY, "litellm_bind_address": "127.0.10.102",
+            "litellm_metrics_token_file": str(tmp_path / "metrics.token"), **overrides}
+    return name, load(data)
+
+
+def files(tmp_path: Path, monitoring: dict | None = None, gateways: list | None = None) -> dict[str, str]:
+    m = load_monitoring({**WEBHOOK, "monitoring_bind_address": "127.0.10.90", **(monitoring or {})})
+    w = watch(gateways or [gateway(tmp_path)], [("mon1.lab.test", "127.0.10.90")])
+    return {Path(f.path).name: f.content.decode() for f in monitoring_files(m, w, "mon1.lab.test")}
+
+
+def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    assert PROMTOOL, "promtool is missing: ./run setup unpacks it into .venv/bin"
+    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_ready_means_what_the_hosts_own_probe_means():
+    assert (READINESS, READY) == (readiness.PATH, readiness.READY)
+
+
+def test_alert_rules_pass_their_promtool_unit_tests(tmp_path):
+    (tmp_path / "alert-rules.yml").write_text(files(tmp_path)["alert-rules.yml"])
+    shutil.copy(REPO / "tests/alerts/alert-rules.test.yml", tmp_path)
+    result = promtool("test", "rules", "alert-rules.test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_thresholds_reach_the_rules(tmp_path):
+    rules = yaml.safe_load(files(tmp_path, {"monitoring_thresholds": {"down_for": 45, "error_ratio": 0.2}})["alert-rules.yml"])
+    by_name = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    assert by_name["BackendDown"]["for"] == "45s" and by_name["ModelErrorRatioHigh"]["expr"].endswith("> 0.2")
+    defaults = yaml.safe_load(files(tmp_path)["alert-rules.yml"])
+    assert {r["alert"]: r for g in defaults["groups"] for r in g["rules"]}["BackendDown"]["for"] == f"{THRESHOLDS['down_for']}s"
+
+
+def test_prometheus_reads_the_config_it_is_given(tmp_path):
+    """Every gateway slot, front, host, backend, model and readiness is a target; promtool accepts it all."""
+    fleet = [gateway(tmp_path, h.fqdn, **{**FLEET_SETTINGS, "litellm_tls_ca_dir": str(tmp_path / "ca")},
+                     litellm_bind_address=h.address,
+                     litellm_fleet_members=[[f.fqdn, f.address] for f in fleet_hosts(2)]) for h in fleet_hosts(2)]
+    rendered = files(tmp_path, gateways=[gateway(tmp_path), *fleet])
+    for name, text in rendered.items():
+        (tmp_path / name).write_text(text.replace("/etc/litellm-monitoring", str(tmp_path)))
+    result = promtool("check", "config", "prometheus.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load(rendered["prometheus.yml"])
+    jobs = {job["job_name"]: [t for c in job["static_configs"] for t in [c] * len(c["targets"])]
+            for job in config["scrape_configs"]}
+    assert len(jobs["litellm"]) == 6 and len(jobs["litellm-front"]) == 3 and len(jobs["node"]) == 4
+    assert {c["labels"]["__scheme__"] for c in jobs["litellm"]} == {"http", "https"}
+    assert [c["targets"][0] for c in jobs["gateway-readiness"]][-1] == "https://gateway.lab.test:4000/health/readiness"
+    assert len(jobs["ollama-models"]) == 6  # each model of each backend (the fleet's llm3/llm4 are not in fleet_data())
+    assert rendered["gateways-ca.crt"].startswith("-----BEGIN CERTIFICATE-----")
+    assert rendered["metrics.token"].strip() == (tmp_path / "metrics.token").read_text().strip()
+
+
+def test_a_model_probe_matches_the_tags_ollama_lists_and_no_other(tmp_path):
+    blackbox = yaml.safe_load(files(tmp_path)["blackbox.yml"])["modules"]
+    tags = json.dumps({"models": [model_entry("phi3:3.8b-mini-128k-instruct-q8_0"), model_entry("llama3:8b")]})
+    pattern = lambda tag: blackbox[f"ollama_has_{re.sub(r'[^A-Za-z0-9_]', '_', tag)}"]["http"]["fail_if_body_not_matches_regexp"][0]
+    assert re.search(pattern("llama3:8b"), tags) and re.search(pattern("phi3:3.8b-mini-128k-instruct-q8_0"), tags)
+    assert not re.search(pattern("llama3.1:8b"), tags) and not re.search(pattern("gemma2:9b"), tags)
+    ready = blackbox["gateway_ready"]["http"]["fail_if_body_not_matches_regexp"][0]
+    assert re.search(ready, '{"status":"healthy","db":"Not connected"}') and not re.search(ready, '{"status":"unhealthy"}')
+
+
+def test_the_scrape_token_is_given_to_prometheus_only(tmp_path):
+    rows = {f.name: f for f in monitoring_files(load_monitoring({**WEBHOOK}), watch([gateway(tmp_path)], []), "mon1")}
+    token = rows["metrics.token"]
+    assert (token.user, token.group, token.mode) == ("root", "prometheus", "640")
+    assert (tmp_path / "metrics.token").read_text().strip() not in repr(token)
+    assert all(row.path != PATHS.token for name, row in rows.items() if name != "metrics.token")
+
+
+def test_gateways_with_different_scrape_tokens_are_refused(tmp_path):
+    with pytest.raises(SettingsError, match="one token"):
+        watch([gateway(tmp_path), gateway(tmp_path, "gw3.lab.test", litellm_metrics_token_file=str(tmp_path / "other"))], [])
+
+
+def test_the_receiver_is_an_email_or_a_webhook(tmp_path):
+    email = {"monitoring_receiver": {"email": "oncall@example.org", "smarthost": "mail.example.org:587",
+                                     "from": "am@example.org"}}
+    config = yaml.safe_load(files(tmp_path, email)["alertmanager.yml"])
+    assert config["receivers"][0]["email_configs"][0]["to"] == "oncall@example.org"
+    assert config["global"]["smtp_smarthost"] == "mail.example.org:587"
+    hook = yaml.safe_load(files(tmp_path)["alertmanager.yml"])
+    assert hook["receivers"][0]["webhook_configs"][0] == {"url": WEBHOOK["monitoring_receiver"]["webhook_url"],
+                                                          "send_resolved": True}
+
+
+@pytest.mark.parametrize("data, named", [
+    ({}, "monitoring_receiver: None: nobody would be woken"),
+    ({"monitoring_receiver": {"webhook_url": "ftp://x"}}, "monitoring_receiver.webhook_url"),
+    ({"monitoring_receiver": {"email": "x"}}, "monitoring_receiver.email"),
+    ({**WEBHOOK, "monitoring_retention": "forever"}, "monitoring_retention"),
+    ({**WEBHOOK, "monitoring_prometheus_port": 9100}, "must all differ"),
+    ({**WEBHOOK, "monitoring_thresholds": {"error_ratio": 5}}, "monitoring_thresholds.error_ratio"),
+    ({**WEBHOOK, "monitoring_thresholds": {"down_fro": 5}}, "unknown keys ['down_fro']"),
+    ({**WEBHOOK, "monitoring_bind_address": "mon1"}, "monitoring_bind_address"),
+    ({**WEBHOOK, "monitoring_scrape_intervall": 5}, "monitoring_scrape_intervall: unknown setting"),
+])
+def test_bad_monitoring_settings_are_named_before_any_host_is_touched(data, named):
+    with pytest.raises(SystemExit) as refused:
+        monitoring_group(["mon1.example.org"], data)
+    assert named in str(refused.value) and "Nothing was changed on any host" in str(refused.value)
+
+
+def test_roles_come_from_the_hosts_settings(tmp_path):
+    assert is_gateway(fleet_data()) and not is_monitoring(fleet_data())
+    _, data = monitoring_group(["mon1.example.org"], {**WEBHOOK})
+    assert is_monitoring(data) and not is_gateway(data)
+    assert monitored([fleet_data(), data]) and not monitored([fleet_data()])
+
+
+def test_the_node_exporter_listens_where_its_host_serves():
+    unit = node_exporter_files("127.0.10.102", "gw2")[0].content.decode()
+    assert "--web.listen-address=127.0.10.102:9100" in unit and "User=prometheus" in unit
+    assert "ProtectSystem=strict" in unit and "ProtectHome=read-only" in unit and "ProcSubset" not in unit
