@@ -204,9 +204,10 @@ def worker_throughput(lab: Lab, requests: int, runs: int, workers: tuple[int, ..
     return figures[default_count], list(figures.values())
 
 
-def context_check_cost(lab: Lab, requests: int, runs: int) -> list[Figure]:
-    """p50 at 1 client and requests/s at 10 with the context-window check on (the default) and off,
-    side by side: the check counts every prompt's tokens before any backend is called."""
+def on_off_cost(lab: Lab, requests: int, runs: int, setting: str, what: str) -> list[Figure]:
+    """p50 at 1 client and requests/s at 10 with a boolean setting on (the default) and off, side by
+    side: the context-window check counts every prompt's tokens before any backend is called, the
+    metrics callback counts every request for Prometheus."""
     host = BENCH_GATEWAYS[0]
     key = control.master_key()
     prompt = " ".join(["the gateway reads every word of this prompt"] * 60)  # ~480 words, well within 2048
@@ -214,10 +215,10 @@ def context_check_cost(lab: Lab, requests: int, runs: int) -> list[Figure]:
                          {"model": "mistral-7b", "messages": [{"role": "user", "content": prompt}], "max_tokens": 16}, key)
     figures = []
     for state, on in (("on", True), ("off", False)):
-        lab.deploy([host], litellm_context_check=on)
+        lab.deploy([host], **{setting: on})
         _latencies(call, 20, 10)  # warm up
-        p50 = Figure(f"p50 through the gateway, context check {state}, 1 client(s)", "ms")
-        rate = Figure(f"requests/s through the gateway, context check {state}, 10 client(s)", "req/s")
+        p50 = Figure(f"p50 through the gateway, {what} {state}, 1 client(s)", "ms")
+        rate = Figure(f"requests/s through the gateway, {what} {state}, 10 client(s)", "req/s")
         for _ in range(runs):
             p50.samples.append(percentile(_latencies(call, requests, 1), 50))
             rate.samples.append(requests / timed(lambda: _latencies(call, requests, 10)))

@@ -32,6 +32,8 @@ def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(
                  "p50 through the gateway, 10 client(s)", "requests/s through the gateway, 1 worker(s) (seed)",
                  "p50 through the gateway, context check on, 1 client(s)",
                  "requests/s through the gateway, context check off, 10 client(s)",
+                 "p50 through the gateway, metrics callback on, 1 client(s)",
+                 "requests/s through the gateway, metrics callback off, 10 client(s)",
                  "deploy that changes a setting, until the new config serves",
                  "plain restart, until it serves again (for comparison)",
                  "gateway host memory, steady", "gateway host memory, peak during a switch-over"):
@@ -47,7 +49,7 @@ def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(
     failed = {name: c["value"] for name, c in report["comparisons"].items() if name.startswith("failed requests")}
     assert len(failed) == 2 and set(failed.values()) == {0}, failed
     assert figures["failed requests: plain systemctl restart (for comparison)"]["median"] > 0
-    assert len(report["comparisons"]) == 13  # a real run adds the release changes and the fleet's first deploys
+    assert len(report["comparisons"]) == 15  # a real run adds the release changes and the fleet's first deploys
     # The deploy's default is measured as the count it resolves to on the host, marked in the table.
     assert sum("default: auto)" in name for name in figures) == 1
     for name, comparison in report["comparisons"].items():

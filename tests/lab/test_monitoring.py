@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.lab
 INTERVAL, DOWN_FOR = 5, 20  # the lab's: seconds between scrapes (and rule evaluations), and `for:` of the down alerts
 FAST = {"monitoring_scrape_interval": INTERVAL, "monitoring_thresholds": {"down_for": DOWN_FOR}}
 PROMETHEUS = monitoring_urls()["prometheus_url"]
-TEAM = "monitored-team"
+TEAM = f"monitored-{secrets.token_hex(3)}"  # a team of this run's own: Prometheus keeps earlier runs' samples
 SENT = 20
 
 
@@ -101,10 +102,10 @@ def test_every_instance_front_host_backend_model_and_readiness_is_scraped(monito
 @pytest.fixture(scope="module")
 def team_key(monitored, tmp_path_factory) -> str:
     tmp = tmp_path_factory.mktemp("monitoring")
-    fab(tmp, "keys.revoke", "--team", TEAM)  # an earlier run's key, if any
     made = fab(tmp, "keys.create", "--team", TEAM, "--rpm", "1000")
     assert made.returncode == 0, made.stdout + made.stderr
-    return re.search(r"sk-[0-9a-f]{64}", made.stdout).group(0)
+    yield re.search(r"sk-[0-9a-f]{64}", made.stdout).group(0)
+    fab(tmp, "keys.revoke", "--team", TEAM)
 
 
 def test_prometheus_counts_every_request_of_every_worker_per_team(team_key):
@@ -120,15 +121,32 @@ def test_prometheus_counts_every_request_of_every_worker_per_team(team_key):
     assert value(f'sum(litellm_output_tokens_metric_total{{team="{TEAM}"}})') > 0
 
 
+def test_fab_usage_shows_what_each_team_sent(team_key, tmp_path):
+    """The team is new: within the last hour it sent exactly SENT requests, which `fab usage` counts from
+    the samples (increase() would miss its counters' first scrape)."""
+    result = fab(tmp_path, "usage", "--since", "1h", "--json", monitoring=FAST)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    mine = report["teams"][TEAM]
+    assert mine["requests"] == SENT and mine["errors"] == 0 and mine["limited_429"] == 0, mine
+    assert mine["tokens_out"] > 0 and mine["graph"].startswith(PROMETHEUS + "/graph?")
+    table = fab(tmp_path, "usage", monitoring=FAST)
+    assert table.returncode == 0 and TEAM in table.stdout and "TOKENS IN" in table.stdout
+    refused = fab(tmp_path, "usage", "--since", "yesterday", monitoring=FAST)
+    assert refused.returncode == 2 and "--since 'yesterday' is not a duration" in refused.stderr
+    alone = fab(tmp_path, "usage")  # an inventory without a monitoring host
+    assert alone.returncode == 2 and "no monitoring host" in alone.stderr
+
+
 def test_no_key_nor_token_is_in_any_label(team_key):
     labels = set(api("labels"))
     assert not labels & {"hashed_api_key", "api_key_alias", "user", "user_email", "end_user", "client_ip"}
     assert "team" in labels
-    secrets = [team_key, control.master_key(), METRICS_TOKEN_FILE.read_text().strip()]
-    secrets += [hashlib.sha256(s.encode()).hexdigest() for s in secrets]
+    hidden = [team_key, control.master_key(), METRICS_TOKEN_FILE.read_text().strip()]
+    hidden += [hashlib.sha256(h.encode()).hexdigest() for h in hidden]
     for name in labels:
         values = "\n".join(api(f"label/{name}/values"))
-        assert not [s for s in secrets if s in values], name
+        assert not [h for h in hidden if h in values], name
 
 
 def firing(name: str, **labels: str) -> dict | None:
@@ -149,8 +167,9 @@ def notified(name: str, status: str, since: float) -> dict | None:
     return None
 
 
-def test_a_stopped_backend_a_lost_model_and_a_stopped_front_fire_and_resolve(monitored):
-    """Three faults at once: llm2's Ollama stopped, a model gone from llm1's tags, gw2's front stopped.
+def test_a_stopped_backend_a_lost_model_a_stopped_front_and_rate_limit_store_fire_and_resolve(monitored, tmp_path):
+    """Four faults at once: llm2's Ollama stopped, a model gone from llm1's tags, gw2's front and its
+    rate-limit Redis stopped (GatewayMetricsDown fires too: the front serves the scrapes).
     Each alert fires in Prometheus within `for:` and a few scrape intervals, reaches the webhook, and
     resolves (in Prometheus and at the webhook) once the fault is mended."""
     llm1, llm2 = BACKENDS
@@ -158,19 +177,21 @@ def test_a_stopped_backend_a_lost_model_and_a_stopped_front_fire_and_resolve(mon
     behaviour = llm1.root / "etc/ollama-double.json"
     original = behaviour.read_text()
     expected = {"BackendDown": {"backend": llm2.name}, "ModelMissing": {"backend": llm1.name, "model": lost},
-                "GatewayNotReady": {"gateway": TEST_GATEWAY.fqdn}}
+                "GatewayNotReady": {"gateway": TEST_GATEWAY.fqdn}, "RateLimitStoreDown": {"host": TEST_GATEWAY.fqdn}}
     wait_for("no alert firing before the faults", lambda: not any(firing(n, **l) for n, l in expected.items()), timeout=60)
     started = time.time()
     t0 = time.monotonic()
     try:
         machines.ssh(llm2, "systemctl stop ollama")
         behaviour.write_text(json.dumps({**json.loads(original), "models": [t for t in json.loads(original)["models"] if t != lost]}))
-        ssh("systemctl stop litellm-front")
+        ssh("systemctl stop litellm-front litellm-redis")
         fired = first_seen(lambda name, labels: firing(name, **labels), expected, DOWN_FOR + 10 * INTERVAL)
         for name in expected:
             wait_for(f"{name} at the webhook", lambda: notified(name, "firing", started), timeout=30)
+        status = fab(tmp_path, "status", monitoring=FAST)
+        assert status.returncode == 1 and all(name in status.stdout for name in expected), status.stdout[-3000:]
     finally:
-        ssh("systemctl start litellm-front")
+        ssh("systemctl start litellm-redis litellm-front")
         behaviour.write_text(original)
         machines.ssh(llm2, "systemctl start ollama")
     resolved = first_seen(lambda name, labels: not firing(name, **labels), expected, 10 * INTERVAL)
@@ -192,3 +213,16 @@ def first_seen(check, expected: dict, timeout: float) -> dict[str, float]:
         assert time.monotonic() - start < timeout, f"within {timeout} s only {seen} of {list(expected)}"
         time.sleep(0.5)
     return seen
+
+
+def test_without_a_monitoring_group_no_node_exporter_is_left(monitored, deploy_dir):
+    """Last: gw2 deployed from an inventory without the monitoring host (as the other modules deploy it)."""
+    result = deploy(deploy_dir)
+    assert result.returncode == 0, result.output[-4000:]
+    assert "litellm-node-exporter.service is gone" in result.output
+    # Debian's package stays installed, its own unit masked: nothing listens on 9100.
+    assert ssh("systemctl is-active litellm-node-exporter prometheus-node-exporter", check=False).split() == ["inactive"] * 2
+    assert not ssh("ls /etc/systemd/system/litellm-node-exporter.service", check=False)
+    assert not machines.port_open(TEST_GATEWAY.address, 9100)
+    again = deploy(deploy_dir)
+    assert again.changes == 0, again.output[-3000:]
