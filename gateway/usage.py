@@ -48,13 +48,21 @@ def counted(values: list[tuple[float, str]], start: float, step: float) -> float
     return total
 
 
+def _key(metric: dict[str, str]) -> frozenset:
+    return frozenset((k, v) for k, v in metric.items() if k != "__name__")
+
+
 def usage(watcher: Watcher, window: str, now: float) -> dict[str, dict[str, int]]:
     """team -> {column: count} over the last `window`, teams sorted by name."""
     span = seconds(window)
     step = max(15, span // 1440)
     teams: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0.0))
     for column, counter in COUNTERS.items():
-        for series in watcher.query(f"{counter}[{span}s:{step}s]", at=now):
-            team = series["metric"].get("team", NO_TEAM)
-            teams[team][column] += counted(series["values"], now - span, step)
+        # The samples every `step` (aligned to its multiples), and each series' value now: a counter
+        # born since the last aligned point has none of the former.
+        series = {_key(s["metric"]): s["values"] for s in watcher.query(f"{counter}[{span}s:{step}s]", at=now)}
+        for latest in watcher.query(counter, at=now):
+            series.setdefault(_key(latest["metric"]), []).append(latest["value"])
+        for labels, values in series.items():
+            teams[dict(labels).get("team", NO_TEAM)][column] += counted(values, now - span, step)
     return {team: {k: int(round(v)) for k, v in teams[team].items()} for team in sorted(teams)}

@@ -146,3 +146,14 @@ def test_the_node_exporter_listens_where_its_host_serves():
     unit = node_exporter_files("127.0.10.102", "gw2")[0].content.decode()
     assert "--web.listen-address=127.0.10.102:9100" in unit and "User=prometheus" in unit
     assert "ProtectSystem=strict" in unit and "ProtectHome=read-only" in unit and "ProcSubset" not in unit
+
+
+def test_usage_counts_every_request_of_a_series_born_reset_or_old():
+    from gateway.usage import counted, seconds
+    start, step = 1000.0, 15
+    assert counted([(1005.0, "7"), (1020.0, "9")], start, step) == 2  # there at the start: only what came after
+    assert counted([(1100.0, "5"), (1115.0, "9")], start, step) == 9  # born inside: from 0
+    assert counted([(1005.0, "7"), (1020.0, "10"), (1035.0, "3"), (1050.0, "4")], start, step) == 3 + 3 + 1  # a restart
+    assert seconds("24h") == 86400 and seconds("30m") == 1800
+    with pytest.raises(ValueError, match="not a duration"):
+        seconds("1 day")
