@@ -5,7 +5,7 @@ connects to any host.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from gateway.monitoring import load_monitoring
 from gateway.settings import SettingsError, host_problems, load, shown
@@ -37,18 +37,23 @@ def with_fleet_members(hosts: Sequence[Any], data: dict[str, Any]) -> dict[str, 
     return {**data, "litellm_fleet_members": members}
 
 
-def gateway_group(hosts: Sequence[Any], data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    """(hosts, group data) for pyinfra; hosts are names or (name, host data) pairs."""
-    data = with_fleet_members(hosts, data)
+def _checked(kind: str, hosts: Sequence[Any], data: dict[str, Any], load_settings: Callable[[dict], Any]) -> None:
+    """Each host's SSH settings and `load_settings` of its merged data; SystemExit naming the host otherwise."""
     for name, host_data in _entries(hosts):
         merged = {**data, **host_data}
         problems = host_problems(name, merged)
         try:
-            load(merged)
+            load_settings(merged)
         except SettingsError as error:
             problems += error.problems
         if problems:
-            raise SystemExit(f"inventory: gateway {shown(name)}: {SettingsError(problems)}\nNothing was changed on any host.")
+            raise SystemExit(f"inventory: {kind} {shown(name)}: {SettingsError(problems)}\nNothing was changed on any host.")
+
+
+def gateway_group(hosts: Sequence[Any], data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """(hosts, group data) for pyinfra; hosts are names or (name, host data) pairs."""
+    data = with_fleet_members(hosts, data)
+    _checked("gateway", hosts, data, load)
     return list(hosts), data
 
 
@@ -56,16 +61,7 @@ def monitoring_group(hosts: Sequence[Any], data: dict[str, Any]) -> tuple[list[A
     """(hosts, group data) for pyinfra: the hosts running Prometheus, Alertmanager and the blackbox
     exporter for every gateway of the inventory (a monitoring host may also be a gateway)."""
     data = {"monitoring_receiver": None, **data}
-    for name, host_data in _entries(hosts):
-        merged = {**data, **host_data}
-        problems = host_problems(name, merged)
-        try:
-            load_monitoring(merged)
-        except SettingsError as error:
-            problems += error.problems
-        if problems:
-            raise SystemExit(f"inventory: monitoring host {shown(name)}: {SettingsError(problems)}\n"
-                             "Nothing was changed on any host.")
+    _checked("monitoring host", hosts, data, load_monitoring)
     return list(hosts), data
 
 

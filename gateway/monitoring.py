@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from gateway import metrics, tls
-from gateway.settings import HOSTNAME, Settings, SettingsError, _Checker, plain_ip, shown
+from gateway.settings import HOSTNAME, Settings, SettingsError, _Checker, merged_checker, plain_ip, shown
 
 CONFIG_DIR = "/etc/litellm-monitoring"
 STATE_DIR = "litellm-monitoring"  # under /var/lib (the units' StateDirectory=)
@@ -163,11 +163,8 @@ def _thresholds(check: _Checker) -> Thresholds:
 
 def load_monitoring(data: Mapping[str, Any]) -> MonitoringSettings:
     """Merge `data` over DEFAULTS and check every value; raise SettingsError listing all problems."""
-    unknown = sorted(k for k in data if k.startswith("monitoring_") and k not in DEFAULTS)
-    merged = {key: data.get(key, default) for key, default in DEFAULTS.items()}
-    check = _Checker(merged)
-    for key in unknown:
-        check.problem(key, f"unknown setting; the settings are: {', '.join(DEFAULTS)}")
+    check = merged_checker(data, DEFAULTS, "monitoring_")
+    merged = check.data
     bind = merged["monitoring_bind_address"]
     if not plain_ip(bind):
         check.problem("monitoring_bind_address", f"{shown(bind)} is not an IP address; use 0.0.0.0 or one of the host's addresses")
@@ -233,7 +230,7 @@ class Watch:
     token: str | None  # the gateways' scrape token
     ca_bundle: str | None  # the CAs the gateways' certificates are verified with
 
-    ready_pattern: str = '"status":\\s*"(' + "|".join(READY) + ')"'  # the same "ready" as the host's own probe
+    ready_pattern: ClassVar[str] = '"status":\\s*"(' + "|".join(READY) + ')"'  # the same "ready" as the host's own probe
 
     @staticmethod
     def model_module(tag: str) -> str:

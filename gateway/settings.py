@@ -698,13 +698,18 @@ def _fleet(check: _Checker, bind: str, key: Any) -> Fleet | None:
                  name=name, redis_port=redis_port, sentinel_port=sentinel_port)
 
 
+def merged_checker(data: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str) -> _Checker:
+    """`data` over `defaults`, in a checker that already names every unknown `prefix` setting (a typo)."""
+    check = _Checker({key: data.get(key, default) for key, default in defaults.items()})
+    for key in sorted(k for k in data if k.startswith(prefix) and k not in defaults):
+        check.problem(key, f"unknown setting; the settings are: {', '.join(defaults)}")
+    return check
+
+
 def load(data: Mapping[str, Any]) -> Settings:
     """Merge `data` over DEFAULTS and check every value; raise SettingsError listing all problems."""
-    unknown = sorted(k for k in data if k.startswith("litellm_") and k not in DEFAULTS)
-    merged = {key: data.get(key, default) for key, default in DEFAULTS.items()}
-    check = _Checker(merged)
-    for key in unknown:
-        check.problem(key, f"unknown setting; the settings are: {', '.join(DEFAULTS)}")
+    check = merged_checker(data, DEFAULTS, "litellm_")
+    merged = check.data
 
     version = check.text("litellm_version", VERSION, "give an exact release such as '1.108.7'")
     extra = merged["litellm_extra_requirements"]

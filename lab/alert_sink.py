@@ -58,19 +58,10 @@ def received() -> list[dict[str, Any]]:
 
 def ensure() -> None:
     """Run the sink on its lab address (made first if missing); leave a listening one alone."""
-    from lab.machines import LabError, ensure_address, port_open
+    from lab.machines import ensure_address
 
-    if DAEMON.pid() is not None and port_open(ALERT_SINK_ADDRESS, ALERT_SINK_PORT):
-        return
     ensure_address(ALERT_SINK_ADDRESS)
-    process = DAEMON.start(ALERT_SINK_ADDRESS, str(ALERT_SINK_PORT), str(RECEIVED))
-    for _ in range(50):
-        if port_open(ALERT_SINK_ADDRESS, ALERT_SINK_PORT):
-            return
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise LabError(f"the alert sink is not answering on {ALERT_SINK_ADDRESS}:{ALERT_SINK_PORT} (log: {DAEMON.log})")
+    DAEMON.ensure(ALERT_SINK_ADDRESS, ALERT_SINK_PORT, ALERT_SINK_ADDRESS, str(ALERT_SINK_PORT), str(RECEIVED))
 
 
 def main(argv: list[str]) -> None:

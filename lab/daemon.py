@@ -58,3 +58,18 @@ class Daemon:
                                        stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.pid_file.write_text(f"{process.pid}\n")
         return process
+
+    def ensure(self, address: str, port: int, *args: str) -> None:
+        """Running and listening on address:port; one that already is stays as it is."""
+        from lab.machines import LabError, port_open
+
+        if self.pid() is not None and port_open(address, port):
+            return
+        process = self.start(*args)
+        for _ in range(50):
+            if port_open(address, port):
+                return
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise LabError(f"{self.module} is not answering on {address}:{port} (log: {self.log})")

@@ -16,7 +16,6 @@ import select
 import signal
 import socket
 import sys
-import time
 import urllib.parse
 
 REGISTRIES = ("deb.debian.org", "security.debian.org", "pypi.org", "files.pythonhosted.org")
@@ -144,20 +143,10 @@ def stop() -> None:
 def ensure() -> None:
     """Run the proxy on the control address (made first if missing); leave a listening one alone."""
     from lab import network
-    from lab.machines import LabError, port_open
     from lab.topology import CONTROL_ADDRESS, PACKAGE_PROXY_PORT
 
     network.ensure([])
-    if pid() is not None and port_open(CONTROL_ADDRESS, PACKAGE_PROXY_PORT):
-        return
-    process = _daemon().start(CONTROL_ADDRESS, str(PACKAGE_PROXY_PORT), *allowed_hosts())
-    for _ in range(50):
-        if port_open(CONTROL_ADDRESS, PACKAGE_PROXY_PORT):
-            return
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise LabError(f"the package proxy is not answering on {CONTROL_ADDRESS}:{PACKAGE_PROXY_PORT} (log: {_daemon().log})")
+    _daemon().ensure(CONTROL_ADDRESS, PACKAGE_PROXY_PORT, CONTROL_ADDRESS, str(PACKAGE_PROXY_PORT), *allowed_hosts())
 
 
 if __name__ == "__main__":
