@@ -25,6 +25,15 @@ FRONT_PATH = "/metrics/front"
 EXCLUDED_LABELS = ("hashed_api_key", "api_key_alias", "user", "user_email", "user_alias", "end_user", "client_ip",
                    "user_agent")
 
+# The series LiteLLM writes (its names without _total/_bucket): requests, failures (with their status,
+# 429s included), latency through the gateway and of the backend call, tokens, per deployment, and the
+# deployments' state. Budgets, spend, caches and the like are left out.
+KEPT_METRICS = ("litellm_proxy_total_requests_metric", "litellm_proxy_failed_requests_metric",
+                "litellm_request_total_latency_metric", "litellm_llm_api_latency_metric",
+                "litellm_input_tokens_metric", "litellm_output_tokens_metric",
+                "litellm_deployment_success_responses", "litellm_deployment_failure_responses",
+                "litellm_deployment_total_requests", "litellm_deployment_state", "litellm_deployment_cooled_down")
+
 
 def instance_path(port: int) -> str:
     return f"/metrics/instance/{port}"
@@ -41,6 +50,7 @@ class MetricsView:
     token_map: str = TOKEN_MAP
     front_path: str = FRONT_PATH
     excluded_labels: tuple[str, ...] = EXCLUDED_LABELS
+    kept: tuple[str, ...] = KEPT_METRICS
 
     @staticmethod
     def instance_path(port: int) -> str:
