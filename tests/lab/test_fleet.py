@@ -372,3 +372,28 @@ def test_the_fleet_benchmark_smoke_run_prints_every_figure(fleet, tmp_path):
         assert figures[f"p95 to one gateway's own front, {clients} client(s)"]["median"] > 0
     assert not any(name.startswith("failed requests") for name in figures)  # a real run's: rolls, lost hosts
     assert "req/s, 3 gateways / 1" in result.stdout
+
+
+def test_the_monitoring_host_watches_the_fleet_over_https(fleet, deploy_dir):
+    """Last (it adds a node exporter to each fleet host): mon1, in the root namespace, scrapes every
+    fleet gateway's instances and front over HTTPS (the fleet's CA), each host's node exporter, and
+    probes each gateway's and the fleet address' readiness and the fleet's backends."""
+    from tests.lab.test_monitoring import FAST, api, value
+
+    control.ensure_monitoring()
+    result = deploy(deploy_dir, hosts=FLEET, monitoring=FAST, **TLS)
+    assert result.returncode == 0, result.output[-6000:]
+    expected = {"litellm": 2 * len(FLEET), "litellm-front": len(FLEET), "node": len(FLEET) + 1,
+                "gateway-readiness": len(FLEET) + 1, "ollama-version": 2, "ollama-models": 6}
+
+    def healthy():
+        targets = api("targets")["activeTargets"]
+        jobs: dict[str, int] = {}
+        for target in targets:
+            jobs[target["labels"]["job"]] = jobs.get(target["labels"]["job"], 0) + 1
+        return jobs == expected and all(t["health"] == "up" for t in targets) and value("min(probe_success)") == 1
+
+    wait_for(healthy, 90, f"every fleet target up: {expected}", interval=2)
+    schemes = {t["scrapeUrl"].split(":")[0] for t in api("targets")["activeTargets"] if t["labels"]["job"] == "litellm"}
+    assert schemes == {"https"}
+    assert value('probe_ssl_earliest_cert_expiry{gateway="fleet"}') > time.time() + 30 * 86400
