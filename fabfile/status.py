@@ -156,7 +156,7 @@ def print_monitoring(watcher: Watcher) -> bool:
 
 @task(help={"only": ONLY_HELP})
 def status(c, only=""):
-    """One table of the fleet: gateways (serving instance, memory, port, front, readiness, version, lock, release, shared limits, drift), then backends."""
+    """One table of the fleet: gateways (serving instance, memory, port, front, readiness, version, lock, release, shared limits, drift), then backends, then the monitoring host's alerts."""
     fleet, gateways = gateways_of(c, only)
 
     outcomes = on_each(gateways, _status_of)

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,17 @@ def deploy(tmp_dir: Path, *flags: str, hosts: list[LabHost] | None = None, **ove
 
 def ssh(command: str, host: LabHost = TEST_GATEWAY, check: bool = True) -> str:
     return machines.ssh(host, command, check=check).stdout
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.5):
+    """condition()'s first true value within `timeout` seconds; AssertionError naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
 
 
 def wait_until_ready(host: LabHost = TEST_GATEWAY, timeout: float = 120) -> None:

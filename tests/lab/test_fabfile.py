@@ -43,7 +43,7 @@ def row(output: str, name: str) -> str:
 
 def test_list_and_help_describe_every_task():
     listing = subprocess.run([FAB, "--list"], cwd=REPO, capture_output=True, text=True).stdout
-    for name in ("status", "logs", "restart", "rollback", "health", "validate", "trial"):
+    for name in ("status", "logs", "restart", "rollback", "health", "validate", "trial", "usage"):
         assert f"  {name} " in listing
     help_text = subprocess.run([FAB, "--help", "logs"], cwd=REPO, capture_output=True, text=True).stdout
     for flag in ("--lines", "--follow", "--since", "--grep", "--file", "--only"):

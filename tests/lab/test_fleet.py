@@ -24,7 +24,7 @@ from lab import control, machines
 from lab.load import SteadyLoad, client
 from lab.fleet import FLEET_CA_DIR
 from lab.topology import FLEET_VIP, GATEWAY_PORT, STATE_DIR, fleet_hosts
-from tests.lab.conftest import deploy
+from tests.lab.conftest import deploy, wait_for
 from tests.lab.test_fabfile import fab
 
 pytestmark = pytest.mark.lab
@@ -59,16 +59,6 @@ def balancer(host=None) -> dict[str, dict[str, str]]:
     text = on(host, f"python3 -c \"{script}\" {front.ADMIN_SOCKET}").lstrip("# ")
     return {row["svname"].split(".")[0]: row for row in csv.DictReader(io.StringIO(text))
             if row["pxname"] == front.FLEET_BACKEND and row["svname"] not in ("FRONTEND", "BACKEND")}
-
-
-def wait_for(condition, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
 
 
 def all_up() -> bool:

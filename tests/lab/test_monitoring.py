@@ -19,7 +19,7 @@ import pytest
 from lab import alert_sink, control, machines
 from lab.fleet import METRICS_TOKEN_FILE, monitoring_urls
 from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, MONITORING_HOST, TEST_GATEWAY
-from tests.lab.conftest import REPO, deploy, ssh
+from tests.lab.conftest import REPO, deploy, ssh, wait_for
 from tests.lab.test_fabfile import fab
 
 pytestmark = pytest.mark.lab
@@ -41,16 +41,6 @@ def api(path: str, **params: str) -> dict:
 def value(query: str) -> float:
     result = api("query", query=query)["result"]
     return float(result[0]["value"][1]) if result else 0.0
-
-
-def wait_for(what: str, check, timeout: float = 90, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(every)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +84,7 @@ def test_every_instance_front_host_backend_model_and_readiness_is_scraped(monito
         healthy = all(t["health"] == "up" for t in targets) and value("min(probe_success)") == 1
         return jobs if healthy and jobs == expected else None
 
-    wait_for("every target up and every probe succeeding", all_up, timeout=60)
+    wait_for(all_up, 60, "every target up and every probe succeeding", interval=1)
     models = {r["metric"]["model"] for r in api("query", query='probe_success{job="ollama-models"}')["result"]}
     assert models == {MODELS[m]["tag"] for b in BACKENDS for m in b.models}
 
@@ -115,7 +105,7 @@ def test_prometheus_counts_every_request_of_every_worker_per_team(team_key):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: sdk.chat.completions.create(
             model="phi3-3.8b", messages=[{"role": "user", "content": "hi"}], max_tokens=8), range(SENT)))
-    wait_for(f"{SENT} more requests of {TEAM} in Prometheus", lambda: value(query) >= before + SENT, timeout=30)
+    wait_for(lambda: value(query) >= before + SENT, 30, f"{SENT} more requests of {TEAM} in Prometheus", interval=1)
     time.sleep(2 * INTERVAL)  # and not more, a few scrapes later
     assert value(query) == before + SENT
     assert value(f'sum(litellm_output_tokens_metric_total{{team="{TEAM}"}})') > 0
@@ -178,16 +168,16 @@ def test_a_stopped_backend_a_lost_model_a_stopped_front_and_rate_limit_store_fir
     original = behaviour.read_text()
     expected = {"BackendDown": {"backend": llm2.name}, "ModelMissing": {"backend": llm1.name, "model": lost},
                 "GatewayNotReady": {"gateway": TEST_GATEWAY.fqdn}, "RateLimitStoreDown": {"host": TEST_GATEWAY.fqdn}}
-    wait_for("no alert firing before the faults", lambda: not any(firing(n, **l) for n, l in expected.items()), timeout=60)
+    wait_for(lambda: not any(firing(n, **l) for n, l in expected.items()), 60, "no alert firing before the faults", interval=1)
     started = time.time()
     t0 = time.monotonic()
     try:
         machines.ssh(llm2, "systemctl stop ollama")
         behaviour.write_text(json.dumps({**json.loads(original), "models": [t for t in json.loads(original)["models"] if t != lost]}))
         ssh("systemctl stop litellm-front litellm-redis")
-        fired = first_seen(lambda name, labels: firing(name, **labels), expected, DOWN_FOR + 10 * INTERVAL)
+        fired = first_seen(lambda name, labels: firing(name, **labels), expected, DOWN_FOR + 10 * INTERVAL, since=t0)
         for name in expected:
-            wait_for(f"{name} at the webhook", lambda: notified(name, "firing", started), timeout=30)
+            wait_for(lambda: notified(name, "firing", started), 30, f"{name} at the webhook", interval=1)
         status = fab(tmp_path, "status", monitoring=FAST)
         assert status.returncode == 1 and all(name in status.stdout for name in expected), status.stdout[-3000:]
     finally:
@@ -196,15 +186,16 @@ def test_a_stopped_backend_a_lost_model_a_stopped_front_and_rate_limit_store_fir
         machines.ssh(llm2, "systemctl start ollama")
     resolved = first_seen(lambda name, labels: not firing(name, **labels), expected, 10 * INTERVAL)
     for name in expected:
-        wait_for(f"{name} resolved at the webhook", lambda: notified(name, "resolved", started), timeout=90)
+        wait_for(lambda: notified(name, "resolved", started), 90, f"{name} resolved at the webhook", interval=1)
     print(f"\nfiring after (s): {fired}; resolved after (s): {resolved} (for: {DOWN_FOR} s, scrape interval {INTERVAL} s)")
     # What a fault costs before someone is told: the rule's `for:` plus the scrape and evaluation that see it.
     assert max(fired.values()) <= DOWN_FOR + 3 * INTERVAL, fired
 
 
-def first_seen(check, expected: dict, timeout: float) -> dict[str, float]:
-    """Seconds until check(name, labels) first held, for every expected alert, watched together."""
-    start = time.monotonic()
+def first_seen(check, expected: dict, timeout: float, since: float | None = None) -> dict[str, float]:
+    """Seconds (from `since`, a time.monotonic(); default now) until check(name, labels) first held, for
+    every expected alert, watched together."""
+    start = time.monotonic() if since is None else since
     seen: dict[str, float] = {}
     while len(seen) < len(expected):
         for name, labels in expected.items():
