@@ -37,6 +37,12 @@ READINESS_PATH = "/health/readiness"  # on_host/readiness.py asks the same (test
 LEGACY_UNIT = "litellm.service"
 
 
+def unit_command(module: str, *arguments: str) -> str:
+    """on_host.MODULE as a unit's Exec line or keepalived's script: no shell, so env sets the path.
+    (`gateway.commands.on_host` is the same for a shell, over SSH.)"""
+    return " ".join([f"/usr/bin/env PYTHONPATH={HOST_LIB} /usr/bin/python3 -m on_host.{module}", *arguments])
+
+
 def instance_unit(port: int) -> str:
     return INSTANCE_TEMPLATE.replace("@", f"@{port}")
 
@@ -84,7 +90,7 @@ class Front:
     @property
     def save_state(self) -> str:
         """The unit's reload step that keeps the servers' states (drained, stopped) across it."""
-        return f"/usr/bin/env PYTHONPATH={HOST_LIB} /usr/bin/python3 -m on_host.front_state {ADMIN_SOCKET} {STATE_FILE}"
+        return unit_command("front_state", ADMIN_SOCKET, STATE_FILE)
 
     @property
     def fleet_ca(self) -> str:

@@ -73,6 +73,5 @@ class Limits:
         """The unit's ExecStartPre (as root): the password from the env file into its runtime file."""
         target = self.redis_auth if kind == "redis" else self.sentinel_conf
         seed = ["--seed", self.sentinel_seed] if kind == "sentinel" else []
-        return " ".join([f"/usr/bin/env PYTHONPATH={front.HOST_LIB} /usr/bin/python3 -m on_host.shared_limits", kind,
-                         "--env-file", self.env_file, "--variable", PASSWORD_VAR, "--out", target, *seed,
-                         "--owner", f"{self.s.user}:{self.s.group}"])
+        return front.unit_command("shared_limits", kind, "--env-file", self.env_file, "--variable", PASSWORD_VAR,
+                                  "--out", target, *seed, "--owner", f"{self.s.user}:{self.s.group}")

@@ -1,7 +1,8 @@
 """OS packages of each host's roles, in one install: for a gateway an interpreter able to create
-virtualenvs, CA certificates, Redis, HAProxy (the front), logrotate, and keepalived for a fleet's
-address; the node exporter on every host once the inventory has a monitoring host; Prometheus,
-Alertmanager and the blackbox exporter on a monitoring host."""
+virtualenvs, CA certificates, Redis, HAProxy (the front), logrotate, and for a fleet's address
+keepalived and nftables (its handover, on_host/handover.py); the node exporter on every host once
+the inventory has a monitoring host; Prometheus, Alertmanager and the blackbox exporter on a
+monitoring host."""
 from pyinfra import host, state
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files
@@ -14,7 +15,7 @@ data = host.data.dict()
 PACKAGES = []
 if is_gateway(data):
     PACKAGES += ["python3", "python3-venv", "python3-pip", "ca-certificates", "redis-server", "haproxy", "logrotate",
-                 *(["keepalived", "redis-sentinel"] if for_host(host).fleet else [])]
+                 *(["keepalived", "redis-sentinel", "nftables"] if for_host(host).fleet else [])]
 if monitored(h.data.dict() for h in state.inventory):
     PACKAGES += list(monitoring.NODE_PACKAGE)
 if is_monitoring(data):
