@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
            by_name[f"{label} through the fleet address, {c} client(s)"] - by_name[f"{label} to one gateway's own front, {c} client(s)"],
            None) for c in (1, 10) for label in ("p50", "p95")],
         *[(name, by_name[name], 0.0) for name in by_name
-          if name.startswith("failed requests") and "killed" not in name and "holder" not in name],
+          if name.startswith("failed requests") and "killed" not in name],
     ]
     rows = [[f.name, f"{s['median']:.2f}", f"{s['min']:.2f}", f"{s['max']:.2f}", f"{s['n']}", f.unit]
             for f in figures for s in [f.summary()]]

@@ -1,0 +1,118 @@
+"""The fleet address's handover, host side (on_host/handover.py, on_host/fleet_check.py) and its units.
+
+What the kernel and keepalived do with it runs in the lab (tests/lab/test_fleet.py: the holder
+stopped cleanly under load, no request failed); here, the parts on their own with real sockets.
+"""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import pytest
+
+from gateway import render, vrrp
+from gateway.settings import load
+from on_host import fleet_check, handover
+from tests.test_fleet import fleet_settings
+from tests.test_settings import GOOD_KEY, seed_data
+
+
+def wait(condition, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_connections_the_front_still_serves_are_counted_and_those_it_closed_are_not():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        accepted = [server.accept()[0] for _ in clients]
+        try:
+            assert handover.open_connections("127.0.0.1", port) == 3
+            # The client closed: the front still owes its answer (CLOSE_WAIT), still counted.
+            clients[0].close()
+            assert accepted[0].recv(1) == b""  # its FIN arrived
+            assert handover.open_connections("127.0.0.1", port) == 3
+            # The front closed its side: done with it.
+            accepted[1].close()
+            accepted[0].close()
+            assert wait(lambda: handover.open_connections("127.0.0.1", port) == 1)
+            assert handover.open_connections("127.0.0.2", port) == 0  # another address, another port
+            assert handover.open_connections("127.0.0.1", port + 1 if port < 65535 else port - 1) == 0
+        finally:
+            for sock in clients + accepted:
+                sock.close()
+
+
+def test_the_drop_keeps_only_new_connections_to_the_fleets_address_and_port_waiting():
+    rules = handover.ruleset("10.1.2.100", 4000)
+    [rule] = [line.strip() for line in rules.splitlines() if line.strip().endswith(" drop")]
+    assert rule == ("ip daddr 10.1.2.100 tcp dport 4000 tcp flags & (syn | ack) == syn "
+                    f"counter name {handover.COUNTER} drop")
+    assert f"table inet {handover.TABLE} " in rules and "hook input" in rules
+
+
+def test_nft_accepts_the_drop():
+    """nft from Debian's nftables (./run setup installs it here; the deploy on a fleet's gateways)."""
+    done = subprocess.run(["nft", "-c", "-f", "-"], input=handover.ruleset("10.1.2.100", 4000), text=True,
+                          capture_output=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_keepalived_keeps_the_address_while_a_stopping_front_hands_it_over_and_not_a_moment_longer(tmp_path):
+    gone = str(tmp_path / "admin.sock")  # no front answers here
+    marker = str(tmp_path / "handover")
+    assert fleet_check.main([gone, marker]) == 1
+    handover.write_handover(marker, 30)
+    assert fleet_check.main([gone, marker]) == 0
+    handover.write_handover(marker, -1)  # its time is up (a stop that never finished)
+    assert fleet_check.main([gone, marker]) == 1
+    (tmp_path / "handover").write_text("garbage\n")
+    assert fleet_check.main([gone, marker]) == 1
+
+
+def test_a_front_answering_keeps_the_address(tmp_path):
+    path = str(tmp_path / "admin.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+
+        def answer():
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(100)
+                conn.sendall(b"Name: HAProxy\nVersion: 2.6.12\n")
+
+        import threading
+        thread = threading.Thread(target=answer)
+        thread.start()
+        assert fleet_check.main([path, str(tmp_path / "none")]) == 0
+        thread.join()
+
+
+def test_a_front_that_is_not_running_is_left_alone(capsys):
+    assert handover.main(["stop", "10.1.2.100", "4000", "300", "/nonexistent/handover", ""]) == 0
+    assert "not running: nothing to hand over" in capsys.readouterr().out
+    assert handover.main(["stop", "10.1.2.100"]) == 2
+
+
+def test_the_front_hands_over_before_keepalived_lets_the_address_go():
+    s = fleet_settings(0)
+    unit = render.render("litellm-front.service.j2", s, "gw-a.example.org")
+    stop = f"ExecStop=+{vrrp.Vrrp().handover} stop 10.1.2.100 4000 {s.drain_timeout} {vrrp.HANDOVER_FILE} ${{MAINPID}}"
+    assert stop in unit.splitlines()
+    assert f"ExecStartPost=+{vrrp.Vrrp().handover} start" in unit.splitlines()
+    keepalived = render.render("litellm-fleet.service.j2", s, "gw-a.example.org")
+    assert "Before=litellm-front.service" in keepalived.splitlines()  # stopped after the front
+    assert "litellm-front.service" not in [word for line in keepalived.splitlines() if line.startswith("After=")
+                                           for word in line.split("=", 1)[1].split()]
+    assert f"{vrrp.HANDOVER_FILE}\"" in render.render("litellm-fleet.conf.j2", s, "gw-a.example.org")
+    config = render.render("litellm-front.cfg.j2", s, "gw-a.example.org")
+    assert "option idle-close-on-response" in config.split("frontend fleet", 1)[1].split("backend ", 1)[0]
+    single = load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2)
+    assert "handover" not in render.render("litellm-front.service.j2", single, "gw")
