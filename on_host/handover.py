@@ -29,9 +29,11 @@ TABLE = "litellm_handover"  # nft table inet TABLE: only the stopping front's dr
 COUNTER = "waiting"  # new connections dropped so far
 PATIENCE = 2.0  # seconds a new client may wait: SYNs go again at 1 s and 3 s, the SDK connects for 5 s
 SETTLE = 0.2  # connections the kernel completed before the drop are accepted by HAProxy meanwhile
-# TCP states of a connection the front still serves or owes bytes to (not TIME_WAIT, FIN_WAIT2,
-# CLOSE, LISTEN): ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT1, CLOSE_WAIT, LAST_ACK, CLOSING.
-OPEN_STATES = {"01", "02", "03", "04", "08", "09", "0B"}
+# TCP states of a connection whose client still waits on the front: ESTABLISHED, SYN_RECV, and
+# FIN_WAIT1/CLOSING (the front closed it, its last bytes not yet acknowledged). Not CLOSE_WAIT or
+# LAST_ACK: that client has closed its side, it waits for nothing (one that gave up on a request
+# to a gateway that died, which the front would otherwise wait on until its server timeout).
+OPEN_STATES = {"01", "03", "04", "0B"}
 
 
 def ruleset(address: str, port: int) -> str:
