@@ -41,10 +41,12 @@ def release_of(host=TEST_GATEWAY) -> str:
 
 @pytest.fixture
 def slow_llm2():
-    """llm2 streams 400 words at 20 per second: a completion that runs for many seconds."""
+    """llm2 streams 400 words at about 7 per second: a completion of 300 tokens runs for 45 s, longer
+    than the new instance takes to start and answer on a busy 2-core machine (at 20 per second, 15 s,
+    a CI run once saw the stream end before the drain began)."""
     behaviour = BACKENDS[1].root / "etc/ollama-double.json"
     original = behaviour.read_text()
-    behaviour.write_text(json.dumps({**json.loads(original), "token_delay": 0.05,
+    behaviour.write_text(json.dumps({**json.loads(original), "token_delay": 0.15,
                                      "reply": " ".join(f"word{i}" for i in range(400))}))
     yield
     behaviour.write_text(original)
