@@ -1,15 +1,15 @@
 """The fleet's address leaves a stopping front without a failed request: the front's stop and start.
 
 `python3 -m on_host.handover stop ADDRESS PORT LIMIT HANDOVER_FILE [PID]` (litellm-front.service's
-ExecStop, as root): when this gateway holds the fleet's address, HANDOVER_FILE tells keepalived's
-check (on_host/fleet_check.py) to keep the address while the front no longer answers it, new connections to it are dropped in the
-kernel (not refused: the client's TCP sends its SYN again after 1 s and 3 s, by then to the gateway
-that took the address), HAProxy is told to stop softly (it finishes the requests it is serving and
-closes each client's connection after its response), and this waits until no client connection to
-the address is left. Only then does the address move (keepalived is stopped after the front, or its
-check fails): no established connection is cut by the move. The wait ends early, the front's
-remaining connections closed, once a new client has been kept waiting PATIENCE seconds (the
-official client gives up connecting after 5 s) or after LIMIT seconds.
+ExecStop, as root), when this gateway holds the fleet's address: HANDOVER_FILE tells keepalived's
+check (on_host/fleet_check.py) to keep the address though the front no longer answers; new
+connections to it are dropped in the kernel (not refused: the client's TCP sends its SYN again
+after 1 s and 3 s, by then to the gateway that took the address); HAProxy is told to stop softly
+(it finishes the requests it is serving and closes each client's connection after its answer);
+and this waits until no client connection to the address is left. Only then does the address move
+(keepalived is stopped after the front, or its check fails): the move cuts no connection. The wait
+ends early, the front's remaining connections closed, once a new client has been kept waiting
+PATIENCE seconds (the official client gives up connecting after 5 s), or after LIMIT seconds.
 
 `python3 -m on_host.handover start` (ExecStartPost, once the new front listens): the drop is
 removed, whatever an earlier stop left.
