@@ -50,6 +50,14 @@ class SteadyLoad:
 
     def _send(self) -> None:
         sdk = client(self.base_url, self.key, timeout=self.timeout, ca_file=self.ca_file)
+        try:
+            self._loop(sdk)
+        finally:
+            # Its keep-alive connection closed now, as a client that is done does: left to the
+            # garbage collector, it would linger idle at the gateway (and keep a handover waiting).
+            sdk.close()
+
+    def _loop(self, sdk: openai.OpenAI) -> None:
         while not self._stop.is_set():
             try:
                 answer = sdk.chat.completions.create(
