@@ -128,12 +128,9 @@ def stop(address: str, port: int, pid: int, limit: float, handover_file: str) ->
     if not pid or not alive(pid):
         return "the front is not running: nothing to hand over"
     if not holds(address):
-        os.kill(pid, signal.SIGUSR1)
-        return f"this gateway does not hold {address}: the front stops softly"
-    try:
+        return f"this gateway does not hold {address}: the front stops softly (systemd's SIGUSR1)"
+    with contextlib.suppress(OSError):  # keepalived is not running: nothing moves the address meanwhile
         write_handover(handover_file, limit + 5)
-    except OSError:
-        pass  # keepalived is not running: nothing moves the address meanwhile
     try:
         return _drain(address, port, pid, limit)
     finally:
@@ -149,7 +146,6 @@ def _drain(address: str, port: int, pid: int, limit: float) -> str:
     first_wait = None
     while True:
         left = open_connections(address, port)
-        waited = time.monotonic() - started
         if left == 0:
             reason = "every client connection ended"
             break
@@ -158,7 +154,7 @@ def _drain(address: str, port: int, pid: int, limit: float) -> str:
         if first_wait is not None and time.monotonic() - first_wait >= PATIENCE:
             reason = f"a new client waited {PATIENCE:.0f} s"
             break
-        if waited >= limit:
+        if time.monotonic() - started >= limit:
             reason = f"the limit of {limit:.0f} s"
             break
         time.sleep(0.05)

@@ -7,24 +7,14 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
-
-import pytest
+import threading
 
 from gateway import render, vrrp
 from gateway.settings import load
 from on_host import fleet_check, handover
+from tests.lab.conftest import wait_for
 from tests.test_fleet import fleet_settings
 from tests.test_settings import GOOD_KEY, seed_data
-
-
-def wait(condition, timeout: float = 5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_connections_the_front_still_serves_are_counted_and_those_it_closed_are_not():
@@ -41,7 +31,8 @@ def test_connections_the_front_still_serves_are_counted_and_those_it_closed_are_
             assert handover.open_connections("127.0.0.1", port) == 2
             # The front closed its side of another: done with it once the client acknowledged.
             accepted[1].close()
-            assert wait(lambda: handover.open_connections("127.0.0.1", port) == 1)
+            wait_for(lambda: handover.open_connections("127.0.0.1", port) == 1, 5, "the closed one no longer counted",
+                     interval=0.02)
             assert handover.open_connections("127.0.0.2", port) == 0  # another address, another port
             assert handover.open_connections("127.0.0.1", port + 1 if port < 65535 else port - 1) == 0
         finally:
@@ -88,7 +79,6 @@ def test_a_front_answering_keeps_the_address(tmp_path):
                 conn.recv(100)
                 conn.sendall(b"Name: HAProxy\nVersion: 2.6.12\n")
 
-        import threading
         thread = threading.Thread(target=answer)
         thread.start()
         assert fleet_check.main([path, str(tmp_path / "none")]) == 0

@@ -204,9 +204,9 @@ def test_when_the_holder_stops_cleanly_it_hands_the_address_over_without_a_faile
     # Its journal (the boot before this one) says how: the connections open ended before the move,
     # and new ones were kept waiting, not refused.
     said = on(old, "journalctl -b -1 -u litellm-front.service -o cat | grep 'handed' | tail -1")
-    handed = re.search(r"after ([0-9.]+) s \(every client connection ended\): 0 connection\(s\) left, "
-                       r"([0-9]+) new connection\(s\) kept waiting", said)
-    assert handed and int(handed[2]) > 0, said
+    handed = re.search(r"\(every client connection ended\): 0 connection\(s\) left, ([0-9]+) new connection\(s\) "
+                       r"kept waiting", said)
+    assert handed and int(handed[1]) > 0, said
     print(f"holder {old.name} stopped: address on {new[0]} after {moved_after:.1f} s; {said.strip()}; "
           f"{outcomes.summary()}")
     assert holders() == new  # no preemption: a gateway coming back does not take the address back
