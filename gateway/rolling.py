@@ -22,11 +22,16 @@ from gateway.commands import fleet_member_command
 from gateway.settings import Settings
 
 
-GATHER = 1.0  # seconds the first gateway waits for the others to line up, so the roll keeps inventory order
+GATHER = 1.0  # seconds from the first arrival in which every gateway lines up, so the roll keeps inventory order
 
 
 class Roll:
-    """The roll of one deploy run, shared by its hosts' switch-overs (greenlets of one process)."""
+    """The roll of one deploy run, shared by its hosts' switch-overs (greenlets of one process).
+
+    Which gateways take part is known only when the operation runs (its `_if` says whether a gateway
+    changes), so each lines up on arrival and the first turn is given GATHER seconds after the first
+    arrival: by then every gateway of the operation has lined up (they arrive together) and the
+    turns go in inventory order, `batch` at a time."""
 
     def __init__(self, order: list[str], batch: int) -> None:
         self.order, self.batch = order, batch
@@ -34,10 +39,36 @@ class Roll:
         self.waiting: list[str] = []
         self.running = 0
         self.stopped_at: str | None = None
-        self.gathered = False
+        self.opened: float | None = None
 
     def next_in_line(self, name: str) -> bool:
         return self.running < self.batch and name == min(self.waiting, key=self.order.index)
+
+    def wait_for_turn(self, name: str) -> str | None:
+        """Block until `name` may change; the gateway the roll stopped at, if it stopped before."""
+        with self.turns:
+            self.waiting.append(name)
+            if self.opened is None:
+                self.opened = time.monotonic()
+            while time.monotonic() < self.opened + GATHER or not self.next_in_line(name):
+                self.turns.wait(0.1)
+            self.waiting.remove(name)
+            stopped = self.stopped_at
+            if not stopped:
+                self.running += 1
+            self.turns.notify_all()
+        return stopped
+
+    def stop_here(self, name: str) -> list[str]:
+        """The roll stops at `name`; the gateways still waiting, which will not change."""
+        with self.turns:
+            self.stopped_at = name
+            return sorted(self.waiting, key=self.order.index)
+
+    def turn_done(self) -> None:
+        with self.turns:
+            self.running -= 1
+            self.turns.notify_all()
 
 
 def current_roll(settings: Settings, batch: int) -> Roll:
@@ -58,7 +89,7 @@ def set_in_every_front(settings: Settings, gateway: str, wanted: str) -> list[st
         arguments = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in ("_sudo", "_sudo_user")}
         try:
             ok, output = member.run_shell_command(fleet_member_command(settings, gateway, wanted, wait), **arguments)
-            answer = "\n".join(line.line for line in output.stdout_lines)
+            answer = output.stdout
         except Exception as error:  # noqa: BLE001 - a member that cannot be reached serves nobody
             ok, answer = False, f"{type(error).__name__}: {error}"
         if not ok:
@@ -75,17 +106,7 @@ def turn(settings: Settings, batch: int = 1) -> Iterator[None]:
     """This host's turn in the roll (inventory order, `batch` at a time): drained everywhere around
     the block, put back after it."""
     roll = current_roll(settings, batch)
-    if not roll.gathered:
-        roll.gathered = True
-        time.sleep(GATHER)
-    with roll.turns:
-        roll.waiting.append(host.name)
-        roll.turns.wait_for(lambda: roll.next_in_line(host.name))
-        roll.waiting.remove(host.name)
-        stopped = roll.stopped_at
-        if not stopped:
-            roll.running += 1
-        roll.turns.notify_all()
+    stopped = roll.wait_for_turn(host.name)
     if stopped:
         raise OperationError(f"{host.name}: not changed: the roll stopped at {stopped}")
     try:
@@ -94,15 +115,11 @@ def turn(settings: Settings, batch: int = 1) -> Iterator[None]:
         try:
             yield
         except Exception:
-            with roll.turns:
-                roll.stopped_at = host.name
-                waiting = list(roll.waiting)
+            waiting = roll.stop_here(host.name)
             host.log(f"roll stopped here: {host.name} stays drained (the others carry the traffic; `fab undrain "
                      f"{host.name}` once it is fixed); not changed: {', '.join(waiting) or 'none'}", log_func=logger.error)
             raise
         for missed in set_in_every_front(settings, host.name, "ready"):
             logger.warning(f"{host.name}: not put back in the front of {missed}: run `fab undrain {host.name}`")
     finally:
-        with roll.turns:
-            roll.running -= 1
-            roll.turns.notify_all()
+        roll.turn_done()

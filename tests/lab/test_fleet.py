@@ -230,6 +230,8 @@ def test_a_roll_stops_at_the_first_gateway_that_fails_and_once_fixed_rolls_on_un
     assert outcomes.failures == [], outcomes.summary()
     assert f"roll stopped here: {broken.fqdn} stays drained" in result.output, result.output[-6000:]
     assert f"{FLEET[2].fqdn}: not changed: the roll stopped at {broken.fqdn}" in result.output, result.output[-6000:]
+    assert "not drained in the front" not in result.output, result.output[-6000:]  # every front was told
+    assert "not put back in the front" not in result.output, result.output[-6000:]
     assert balancer()[broken.name]["status"] == "DRAIN"
     assert "timeout: 12" in on(FLEET[0], "cat /etc/litellm/config.yaml")  # the first had rolled
     back = fab(tmp_path, "undrain", broken.fqdn, hosts=FLEET, **changed)
@@ -239,6 +241,7 @@ def test_a_roll_stops_at_the_first_gateway_that_fails_and_once_fixed_rolls_on_un
         again = deploy(deploy_dir, hosts=FLEET, **changed)
     assert again.returncode == 0, again.output[-6000:]
     assert outcomes.failures == [], outcomes.summary()
+    assert "not drained in the front" not in again.output and "not put back" not in again.output, again.output[-6000:]
     for host in FLEET:
         assert "timeout: 12" in on(host, "cat /etc/litellm/config.yaml")
     wait_for(all_up, 60, "every gateway UP after the roll")

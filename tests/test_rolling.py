@@ -1,0 +1,68 @@
+"""The roll's turns: inventory order whatever order the gateways arrive in, a batch at a time, and a
+failure stops it for those still waiting (gateway/rolling.py; the lab's fleet test rolls real hosts)."""
+from __future__ import annotations
+
+import threading
+import time
+
+from gateway.rolling import GATHER, Roll
+
+ORDER = ["fleet1", "fleet2", "fleet3"]
+
+
+def run_roll(roll: Roll, arrivals: list[tuple[str, float]], fails: str | None = None) -> tuple[list, dict]:
+    """Each gateway arrives after its delay, takes its turn (0.2 s of work), and records what it saw."""
+    turns, outcomes, lock = [], {}, threading.Lock()
+
+    def gateway(name: str, delay: float) -> None:
+        time.sleep(delay)
+        stopped = roll.wait_for_turn(name)
+        if stopped:
+            outcomes[name] = f"not changed: stopped at {stopped}"
+            return
+        with lock:
+            turns.append((name, "start", roll.running))
+        time.sleep(0.2)
+        if name == fails:
+            outcomes[name] = f"failed; not changed: {roll.stop_here(name)}"
+        else:
+            outcomes[name] = "changed"
+        roll.turn_done()
+
+    threads = [threading.Thread(target=gateway, args=arrival) for arrival in arrivals]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return turns, outcomes
+
+
+def test_turns_go_in_inventory_order_though_the_last_gateway_arrives_first():
+    started = time.monotonic()
+    turns, outcomes = run_roll(Roll(ORDER, 1), [("fleet3", 0.0), ("fleet2", 0.1), ("fleet1", 0.3)])
+    assert [name for name, _, _ in turns] == ORDER
+    assert all(running == 1 for _, _, running in turns)  # one at a time
+    assert outcomes == dict.fromkeys(ORDER, "changed")
+    assert time.monotonic() - started >= GATHER  # the first turn waited for the line to form
+
+
+def test_a_batch_of_two_changes_two_at_once_in_order():
+    turns, _ = run_roll(Roll(ORDER, 2), [("fleet2", 0.0), ("fleet3", 0.0), ("fleet1", 0.2)])
+    assert [name for name, _, _ in turns] == ORDER
+    assert max(running for _, _, running in turns) == 2
+
+
+def test_the_first_failure_stops_the_roll_and_names_those_not_changed():
+    _, outcomes = run_roll(Roll(ORDER, 1), [("fleet3", 0.0), ("fleet1", 0.0), ("fleet2", 0.0)], fails="fleet2")
+    assert outcomes == {
+        "fleet1": "changed",
+        "fleet2": "failed; not changed: ['fleet3']",
+        "fleet3": "not changed: stopped at fleet2",
+    }
+
+
+def test_a_gateway_that_is_not_changed_does_not_hold_up_the_others():
+    """fleet1 has nothing to change (its operation's `_if` is false): it never lines up."""
+    turns, outcomes = run_roll(Roll(ORDER, 1), [("fleet3", 0.0), ("fleet2", 0.0)])
+    assert [name for name, _, _ in turns] == ["fleet2", "fleet3"]
+    assert outcomes == {"fleet2": "changed", "fleet3": "changed"}
