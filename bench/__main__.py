@@ -12,13 +12,24 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from bench import measure
 from lab import control
 from gateway.table import table
 
 RESULTS = measure.REPO / "bench-results"
+T = TypeVar("T")
+
+
+def stage(name: str, measurement: Callable[..., T], *args, **kwargs) -> T:
+    """Run one measurement and say on stderr how long it took: where a run's minutes go."""
+    started = time.perf_counter()
+    result = measurement(*args, **kwargs)
+    print(f"bench: {name} took {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return result
 
 
 def median(figure: measure.Figure) -> float:
@@ -45,19 +56,23 @@ def main(argv: list[str] | None = None) -> int:
     control.up()
     with tempfile.TemporaryDirectory() as work:
         lab = measure.Lab(Path(work))
-        first, first_floor = measure.first_deploy(lab, runs)
-        rerun, rerun_floor = measure.rerun_no_change(lab, runs)
-        scaling = measure.fleet_scaling(lab, runs, args.fleet)
-        status_one, status_all = measure.fab_status(lab, runs, args.fleet)
-        dns_fleet, dns_single = measure.dns_dead_nameserver(runs)
-        latency = measure.gateway_latency(lab, requests, runs)
-        default, tried = measure.worker_throughput(lab, requests, runs, (1,) if args.smoke else (1, 2, 4))
-        context = measure.on_off_cost(lab, requests, runs, "litellm_context_check", "context check")
-        metrics = measure.on_off_cost(lab, requests, runs, "litellm_metrics", "metrics callback")
-        changes = measure.zero_downtime(lab, runs, clients=1 if args.smoke else 4, releases=not args.smoke)
+        first, first_floor = stage("first deploy", measure.first_deploy, lab, runs)
+        rerun, rerun_floor = stage("no-change re-run", measure.rerun_no_change, lab, runs)
+        scaling = stage("fleet scaling", measure.fleet_scaling, lab, runs, args.fleet)
+        status_one, status_all = stage("fab status", measure.fab_status, lab, runs, args.fleet)
+        dns_fleet, dns_single = stage("DNS preflight", measure.dns_dead_nameserver, runs)
+        latency = stage("latency", measure.gateway_latency, lab, requests, runs)
+        default, tried = stage("workers", measure.worker_throughput, lab, requests, runs,
+                               (1,) if args.smoke else (1, 2, 4))
+        context = stage("context check", measure.on_off_cost, lab, requests, runs, "litellm_context_check",
+                        "context check")
+        metrics = stage("metrics callback", measure.on_off_cost, lab, requests, runs, "litellm_metrics",
+                        "metrics callback")
+        changes = stage("changes under load", measure.zero_downtime, lab, runs, clients=1 if args.smoke else 4,
+                        releases=not args.smoke)
         # Fresh hosts cost minutes: the smoke run leaves this one out (the lab tests deploy from the
         # wheels and from an index), a real run measures it.
-        firsts = [] if args.smoke else measure.fleet_first_deploy(lab, runs, args.fleet)
+        firsts = [] if args.smoke else stage("fleet first deploys", measure.fleet_first_deploy, lab, runs, args.fleet)
     by_name = {f.name: f for f in latency}
     p50_overhead = {c: median(by_name[f"p50 through the gateway, {c} client(s)"])
                     - median(by_name[f"p50 direct to Ollama double, {c} client(s)"]) for c in (1, 10)}
