@@ -293,7 +293,7 @@ def rpm_outcomes(key: str, ca_file: str, requests: int = 30) -> list[str]:
 
 
 def test_a_teams_rpm_holds_for_the_fleet_together(fleet, tmp_path, ca_file):
-    """rpm 10 through three gateways (six workers) is 10, not 30: the fleet counts in one Redis."""
+    """rpm 10 through three gateways is 10, not 30: the fleet counts in one Redis."""
     key = team_key(tmp_path, "fleet-rpm", "--rpm", "10")
     before = {name: int(row["stot"]) for name, row in balancer().items()}
     outcomes = rpm_outcomes(key, ca_file)
