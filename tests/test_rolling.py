@@ -66,3 +66,39 @@ def test_a_gateway_that_is_not_changed_does_not_hold_up_the_others():
     turns, outcomes = run_roll(Roll(ORDER, 1), [("fleet3", 0.0), ("fleet2", 0.0)])
     assert [name for name, _, _ in turns] == ["fleet2", "fleet3"]
     assert outcomes == {"fleet2": "changed", "fleet3": "changed"}
+
+
+class Member:
+    """A fleet member as pyinfra's inventory gives it: run_shell_command answers with pyinfra's own
+    CommandOutput, here what on_host/fleet_member.py prints."""
+
+    def __init__(self, name: str, answer: str | Exception, ok: bool = True) -> None:
+        self.name, self.answer, self.ok, self.commands = name, answer, ok, []
+
+    def run_shell_command(self, command: str, **_arguments):
+        from pyinfra.connectors.util import CommandOutput, OutputLine
+
+        self.commands.append(command)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.ok, CommandOutput([OutputLine("stderr", "a warning on stderr"), OutputLine("stdout", self.answer)])
+
+
+def test_every_front_is_told_and_those_that_could_not_be_are_named(monkeypatch):
+    from types import SimpleNamespace
+
+    from gateway import rolling
+    from tests.test_fleet import fleet_settings
+
+    settings = fleet_settings()
+    members = {"gw-a.example.org": Member("gw-a.example.org", '{"in_flight": 0}'),
+               "gw-b.example.org": Member("gw-b.example.org", "not running", ok=False),
+               "gw-c.example.org": Member("gw-c.example.org", OSError("connection lost"))}
+    monkeypatch.setattr(rolling, "state", SimpleNamespace(inventory=SimpleNamespace(get_host=members.__getitem__)))
+    monkeypatch.setattr(rolling, "host", SimpleNamespace(current_op_global_arguments={"_sudo": True, "_timeout": 5}))
+    missed = rolling.set_in_every_front(settings, "gw-b.example.org", "drain")
+    assert missed == ["gw-b.example.org (a warning on stderr\nnot running)",
+                      "gw-c.example.org (OSError: connection lost)"]
+    command = members["gw-a.example.org"].commands[0]
+    assert "on_host.fleet_member" in command and "--server gw-b.example.org --state drain" in command
+    assert f"--wait {settings.drain_timeout}" in command
