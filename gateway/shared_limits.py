@@ -56,9 +56,14 @@ class Limits:
 
     @property
     def sentinel_nodes(self) -> str:
-        """coordination_redis.sentinel_nodes: every gateway's sentinel, as YAML (JSON) reads it."""
+        """coordination_redis.sentinel_nodes: every gateway's sentinel, as YAML (JSON) reads it, this
+        gateway's own first. LiteLLM's Redis client asks them in turn for the primary, and a sentinel
+        on a host killed outright costs it ~15 s (ten retries of a connect that times out); its own
+        sentinel runs whenever this gateway serves, so a lost host's sentinel is never asked first."""
         assert self.s.fleet
-        return json.dumps([[address, self.s.fleet.sentinel_port] for _, address in self.s.fleet.members])
+        addresses = [address for _, address in self.s.fleet.members]
+        own = [a for a in addresses if a == self.s.bind_address]
+        return json.dumps([[address, self.s.fleet.sentinel_port] for address in own + [a for a in addresses if a not in own]])
 
     @property
     def env_file(self) -> str:

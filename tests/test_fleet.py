@@ -135,7 +135,10 @@ def test_the_fleets_limits_live_in_redis_behind_sentinel_with_a_password_that_is
     first, second = fleet_settings(0), fleet_settings(1)
     assert password(first) == password(second) != GOOD_KEY and GOOD_KEY not in password(first)
     config = render.render("config.yaml.j2", second, "gw-b.example.org")
-    assert 'sentinel_nodes: [["10.1.2.11", 26380], ["10.1.2.12", 26380], ["10.1.2.13", 26380]]' in config
+    # Its own sentinel first: one on a host killed outright is never the first asked.
+    assert 'sentinel_nodes: [["10.1.2.12", 26380], ["10.1.2.11", 26380], ["10.1.2.13", 26380]]' in config
+    assert 'sentinel_nodes: [["10.1.2.11", 26380], ["10.1.2.12", 26380], ["10.1.2.13", 26380]]' in \
+        render.render("config.yaml.j2", first, "gw-a.example.org")
     assert "url:" not in config.split("coordination_redis:")[1].split("\n\n")[0]  # a url would win over Sentinel
     assert password(first) not in config and "os.environ/LITELLM_REDIS_PASSWORD" in config
     redis = render.render("redis.conf.j2", second, "gw-b.example.org")
