@@ -61,9 +61,8 @@ class Limits:
         on a host killed outright costs it ~15 s (ten retries of a connect that times out); its own
         sentinel runs whenever this gateway serves, so a lost host's sentinel is never asked first."""
         assert self.s.fleet
-        addresses = [address for _, address in self.s.fleet.members]
-        own = [a for a in addresses if a == self.s.bind_address]
-        return json.dumps([[address, self.s.fleet.sentinel_port] for address in own + [a for a in addresses if a not in own]])
+        addresses = sorted((address for _, address in self.s.fleet.members), key=lambda a: a != self.s.bind_address)
+        return json.dumps([[address, self.s.fleet.sentinel_port] for address in addresses])
 
     @property
     def env_file(self) -> str:

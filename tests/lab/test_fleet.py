@@ -19,7 +19,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from gateway import front
+from gateway import front, shared_limits
 from lab import control, machines
 from lab.load import SteadyLoad, client
 from lab.fleet import FLEET_CA_DIR
@@ -163,10 +163,8 @@ def test_losing_gateway_hosts_under_load(fleet, ca_file):
     others = [h for h in FLEET if h.name != holder().name]
     if not any(redis_view(h).get("role") == "master" for h in others):
         # The primary is on the holder: the sentinels hand it to a replica (one of the others).
-        secret = ("PYTHONPATH=/usr/local/lib/litellm-gateway python3 -c \"from on_host import shared_limits as s; "
-                  "print(s.read_variable('/etc/litellm/litellm.env', 'LITELLM_REDIS_PASSWORD'))\"")
-        on(others[0], f"REDISCLI_AUTH=$({secret}) redis-cli --no-auth-warning -h {others[0].address} -p 26380 "
-                      "SENTINEL FAILOVER litellm-fleet")
+        on(others[0], f"REDISCLI_AUTH=$({with_redis_password('print(p)')}) redis-cli --no-auth-warning "
+                      f"-h {others[0].address} -p 26380 SENTINEL FAILOVER {shared_limits.SERVICE_NAME}")
         wait_for(lambda: any(redis_view(h).get("role") == "master" for h in others), 30, "the primary on a replica")
     clean = next(h for h in others if redis_view(h).get("role") != "master")
     clients = 4
@@ -276,12 +274,17 @@ def test_fab_restart_drains_restarts_and_puts_back_a_fleet_gateway_under_load_wi
     assert int(balancer()[target.name]["stot"]) > served  # back in the load balancing, taking requests
 
 
+def with_redis_password(code: str) -> str:
+    """A command running `code` on a gateway with on_host.shared_limits as `s` and the fleet's Redis
+    password (read there, never sent here) as `p`."""
+    script = (f"import json; from on_host import shared_limits as s; "
+              f"p = s.read_variable('/etc/litellm/litellm.env', '{shared_limits.PASSWORD_VAR}'); {code}")
+    return f"PYTHONPATH=/usr/local/lib/litellm-gateway python3 -c \"{script}\""
+
+
 def redis_view(host) -> dict:
     """What `fab status` reads on a gateway: its Redis role and its sentinel's primary."""
-    script = ("import json; from on_host import shared_limits as s; "
-              "p = s.read_variable('/etc/litellm/litellm.env', 'LITELLM_REDIS_PASSWORD'); "
-              f"print(json.dumps(s.view('{host.address}', 6380, 26380, p)))")
-    return json.loads(on(host, f"PYTHONPATH=/usr/local/lib/litellm-gateway python3 -c \"{script}\""))
+    return json.loads(on(host, with_redis_password(f"print(json.dumps(s.view('{host.address}', 6380, 26380, p)))")))
 
 
 def team_key(tmp_path, team: str, *flags: str) -> str:
