@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -15,7 +16,9 @@ from typing import Callable
 import threading
 from contextlib import contextmanager
 
+from gateway import wheels
 from gateway.commands import release_dir
+from gateway.lock import read_lock
 from gateway.preflight import dns as dns_checks
 from gateway.settings import DEFAULTS, load
 from lab import control, machines
@@ -77,20 +80,38 @@ def run_entry_point(program: str, *args: str, env: dict[str, str] | None = None)
         raise RuntimeError(f"{program} {' '.join(args)} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
 
 
+def floor_install(host: LabHost, venv: str) -> str:
+    """The shell commands that install into `venv` exactly what the deploy installed on `host`: its
+    lock's wheel set (already unpacked there by the deploy), hash-checked, no index, no resolving.
+    Sends the requirements file first, so the commands time only the install."""
+    settings = load(fleet_data())
+    lock, problem = read_lock(settings.requirements)
+    if lock is None:
+        raise RuntimeError(problem)
+    target = wheels.parse_probe(machines.ssh(host, wheels.probe_command()).stdout)
+    wanted = wheels.fetch(lock, target, Path(settings.wheel_cache))  # the deploy just filled the cache
+    requirements = f"{venv}.requirements"  # the lock, too long for a command line: sent on stdin
+    subprocess.run(machines.ssh_command(host, f"cat > {shlex.quote(requirements)}"), input=wanted.requirements,
+                   text=True, check=True, capture_output=True, timeout=60)
+    return f"python3 -m venv {venv} && {wheels.pip_install_command(wanted, venv, requirements)}"
+
+
 def first_deploy(lab: Lab, runs: int) -> tuple[Figure, Figure]:
-    """A deploy to a fresh host, against pip install into a fresh venv plus proxy start, on that host."""
+    """A deploy to a fresh host, against pip install of the same wheels into a fresh venv plus proxy
+    start, on that host."""
     deploy, floor = Figure("first deploy to a fresh host", "s"), Figure("floor: pip install + start to readiness", "s")
     host = BENCH_GATEWAYS[0]
     for _ in range(runs):
         control.ensure_extra_host(host, fresh=True)
         deploy.samples.append(lab.deploy([host]))
+        install = floor_install(host, "/root/floor")
         script = (
             "set -e; rm -rf /root/floor; "
-            "s=$(date +%s.%N); python3 -m venv /root/floor && /root/floor/bin/pip install -q -r /opt/litellm/current/requirements.txt; "
+            f"s=$(date +%s.%N); {install}; "
             "systemd-run --unit=bench-floor --collect --quiet -p EnvironmentFile=/etc/litellm/litellm.env "
             f"/root/floor/bin/litellm --config /etc/litellm/config.yaml --host {host.address} --port {GATEWAY_PORT + 20}; "
             f"until python3 -c 'import urllib.request; urllib.request.urlopen(\"http://{host.address}:{GATEWAY_PORT + 20}/health/readiness\")' 2>/dev/null; do sleep 0.2; done; "
-            "e=$(date +%s.%N); systemctl stop bench-floor; rm -rf /root/floor; python3 -c \"print($e - $s)\""
+            "e=$(date +%s.%N); systemctl stop bench-floor; rm -rf /root/floor /root/floor.requirements; python3 -c \"print($e - $s)\""
         )
         floor.samples.append(float(machines.ssh(host, script, timeout=1800).stdout.strip().splitlines()[-1]))
     return deploy, floor

@@ -144,6 +144,9 @@ def pinned_virtualenv(path: str, requirements: str, wheel_cache: str, index_url:
         yield remove_archive
         yield install
         yield prune
+    # Installed without resolving: pip check then proves the lock holds every requirement of every
+    # package (extras included) at a version that meets it, before the release can ever serve.
+    yield f"{venv}/bin/python -m pip check --disable-pip-version-check"
     # pip byte-compiles on one core, a third of an install this size; compileall uses every core.
     # Compiled now because the service cannot write .pyc files into its read-only venv.
     # Like pip, a module that does not compile (e.g. a stray test file) is no reason to fail.

@@ -277,10 +277,17 @@ def install_commands(wheels: WheelSet, venv: str, requirements: str) -> list[str
         f"tar -xf {archive} -C {new} --no-same-owner && chmod 0644 {new}/* && "
         f"(cd {new} && sha256sum --quiet --strict -c {MANIFEST}) && mv {new} {d}; }}",
         f"rm -f {archive}",
-        f"{shlex.quote(venv)}/bin/pip install --quiet --no-input --disable-pip-version-check --no-compile "
-        f"--no-index --find-links {d} --require-hashes --no-deps -r {req}",
+        pip_install_command(wheels, venv, requirements),
         f"find {HOST_WHEELS} -mindepth 1 -maxdepth 1 ! -name {shlex.quote(wheels.digest)} -exec rm -rf {{}} +",
     ]
+
+
+def pip_install_command(wheels: WheelSet, venv: str, requirements: str) -> str:
+    """The host's pip install of the unpacked set into `venv`: only the files the lock names, no index, no
+    resolving (--no-deps), so no release on any registry can change what a host gets."""
+    return (f"{shlex.quote(venv)}/bin/pip install --quiet --no-input --disable-pip-version-check --no-compile "
+            f"--no-index --find-links {shlex.quote(f'{HOST_WHEELS}/{wheels.digest}')} --require-hashes --no-deps "
+            f"-r {shlex.quote(requirements)}")
 
 
 def _sha256(path: Path) -> str:
@@ -401,8 +408,10 @@ def _build(entry: Locked, target: Target, built_dir: Path, options: list[str]) -
                                      "(pip found no file of it at all). Fix: check the index pip uses on this machine "
                                      "(`pip config list`, PIP_INDEX_URL) and that it reaches PyPI, then deploy again")
                 raise FetchError(f"{what} has no wheel for {target.tag} on the index, and its sdist did not build "
-                                 f"here ({_failure(result, target, what)}). Fix: pin a version of {entry.name} that "
-                                 "has wheels (litellm_extra_requirements) and make the lock again (python -m gateway.lock)")
+                                 f"here ({_failure(result, target, what)}). Its build tools (build-system.requires) "
+                                 "come from the index at their newest release, so a new release of one of them may "
+                                 f"be what changed. Fix: pin a version of {entry.name} that has wheels "
+                                 "(litellm_extra_requirements) and make the lock again (python -m gateway.lock)")
             try:
                 out.rename(keep)
             except OSError:

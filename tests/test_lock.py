@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from gateway.lock import lock_path, pins_of, read_lock
+from packaging.utils import canonicalize_name
+
+from gateway.lock import LOCKS, REPO, lock_path, pins_of, read_lock
 from gateway.preflight import EXIT_SETTINGS, run_for_data
 from gateway.settings import load
 from tests.test_settings import GOOD_KEY, seed_data
@@ -32,3 +38,42 @@ def test_a_lock_is_named_by_its_release_and_all_its_pins():
     one = lock_path("litellm[proxy]==1.108.7\nprisma==0.15.0\n")
     assert one.name.startswith("litellm-1.108.7-") and one == lock_path("litellm[proxy]==1.108.7\nprisma==0.15.0\n")
     assert lock_path("litellm[proxy]==1.108.7\nprisma==0.15.1\n") != one
+
+
+def pip_dry_run(lock: Path) -> subprocess.CompletedProcess[str]:
+    """pip's own reading of a lock, as the hosts install it: every entry pinned, every file's hash named,
+    nothing resolved (--no-deps), so a release appearing on the registry cannot change the outcome."""
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed", "--no-input",
+         "--disable-pip-version-check", "--require-hashes", "--no-deps", "-r", str(lock)],
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_every_lock_in_the_repository_installs_hash_checked_without_resolving():
+    locks = sorted(LOCKS.glob("*.txt"))
+    assert len(locks) >= 2  # the default release and the older one a rollback goes back to
+    with ThreadPoolExecutor(len(locks)) as pool:
+        results = dict(zip(locks, pool.map(pip_dry_run, locks)))
+    failed = {lock.name: result.stderr[-1500:] for lock, result in results.items() if result.returncode != 0}
+    assert not failed, failed
+
+
+def test_pip_refuses_a_lock_entry_without_its_hash_or_exact_version(tmp_path):
+    """What the check above would say of a lock that lost a hash or a pin (pip's words, offline)."""
+    loose = tmp_path / "loose.txt"
+    loose.write_text("six>=1.16\n")
+    result = pip_dry_run(loose)
+    assert result.returncode != 0 and "must have their versions pinned with ==" in result.stderr
+
+
+def test_the_control_machines_packages_are_exactly_the_pins_and_meet_each_others_requirements():
+    """`./run setup` installs requirements.txt with --no-deps, then pip check: this is what it left."""
+    check = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True,
+                            text=True, check=True).stdout
+    installed = {canonicalize_name(line.split("==")[0]): line.split("==")[1] for line in frozen.split() if "==" in line}
+    pinned = {canonicalize_name(line.split("==")[0]): line.split("==")[1]
+              for line in (REPO / "requirements.txt").read_text().split() if "==" in line}
+    assert installed == pinned

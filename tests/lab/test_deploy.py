@@ -217,6 +217,15 @@ def test_two_gateways_deployed_apart_hold_exactly_the_packages_of_the_lock(first
     assert ssh("cat /opt/litellm/current/requirements.txt") == lock  # what fab status compares
 
 
+def test_the_installed_releases_packages_meet_each_others_requirements(first_deploy, readme_gateway):
+    """Installed with --no-deps from the lock: pip check proves every requirement (extras too, like
+    litellm's httpx[http2]) is met by a locked version. The deploy runs the same check before a release
+    can serve; this reads it on both gateways."""
+    for host in (TEST_GATEWAY, readme_gateway):
+        result = ssh("/opt/litellm/current/bin/python -m pip check --disable-pip-version-check 2>&1", host, check=False)
+        assert result.strip() == "No broken requirements found.", (host.name, result)
+
+
 def test_virtualenv_is_byte_compiled_for_the_read_only_service(first_deploy):
     # pip runs with --no-compile and compileall does it on every core: nothing may be left out,
     # because the service cannot write .pyc files into its read-only venv.
