@@ -33,6 +33,15 @@ PEM_VARIABLE = "LITELLM_FRONT_PEM"  # the config's crt: SERVED_PEM (presetenv), 
 FLEET_CA = "/etc/haproxy/litellm-fleet-ca.crt"
 FLEET_BACKEND = "gateways"  # every gateway's front, in each front: where the fleet's address sends requests
 READINESS_PATH = "/health/readiness"  # on_host/readiness.py asks the same (tests/test_front.py holds them equal)
+# The paths a client may send through the front, exactly as spelled: the OpenAI API's model routes
+# and the two health checks. Any other path, or another spelling of one of these (percent-encoded,
+# doubled slashes, dot segments, other case), gets 404 from the front before an instance reads it.
+# The master key needs no other route: team keys live in a file (gateway/team_keys.py), not in LiteLLM.
+CLIENT_ROUTES = (
+    "/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions",
+    "/v1/embeddings", "/embeddings", "/v1/models", "/models",
+    "/health/liveliness", READINESS_PATH,
+)
 # The unit every gateway ran before the front existed: stopped and removed when the front takes its port.
 LEGACY_UNIT = "litellm.service"
 
@@ -70,6 +79,7 @@ class Front:
     pem_variable: str = PEM_VARIABLE
     fleet_backend: str = FLEET_BACKEND
     state_file: str = STATE_FILE
+    client_routes: tuple[str, ...] = CLIENT_ROUTES
 
     @property
     def request_timeout(self) -> int:

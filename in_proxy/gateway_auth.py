@@ -12,9 +12,12 @@ fix for the pinned LiteLLM (`cache_ollama_cost_map_names`, applied on import).
     the requested max_tokens exceed the window is refused with OpenAI's own 400
     `context_length_exceeded`, where Ollama would cut it short in silence; a client's own
     `num_ctx` is dropped (the deployment's applies); an answer may not run past the window;
+  - max_tokens / max_completion_tokens must be whole numbers from 1 (else 400);
   - a team key's limits: a request asking for more than the key's max_tokens is refused with
     400, naming the limit (silently cutting an answer short would look like a model fault); a
-    request that asks for no limit gets the key's; the call's timeout is at most the key's.
+    request that asks for no limit gets the key's; the call's timeout is at most the key's;
+    Ollama's own fields (num_predict, keep_alive, options, ...) are dropped, so none of them can
+    lift a limit or a deployment's setting.
 
 Without a database LiteLLM answers a wrong `sk-...` key with 400 "No connected db."; clients and
 the OpenAI SDK expect 401, which this gives. Runs inside the proxy: standard library and LiteLLM.
@@ -139,19 +142,51 @@ async def _prompt_tokens(data: dict) -> int:
     return math.ceil(counted * (100 + margin) / 100)
 
 
+# Ollama's own request fields and options. LiteLLM passes every top-level field it does not know
+# into the backend's `options` (where it beats the mapped max_tokens), and `keep_alive` to Ollama's
+# top level: a team key's request loses all of them, so its limits and the deployment's settings hold.
+OLLAMA_FIELDS = frozenset({
+    "options", "keep_alive", "format", "think", "raw", "template", "system", "context", "images",
+    "num_keep", "num_predict", "num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread", "num_gqa",
+    "numa", "low_vram", "vocab_only", "use_mmap", "use_mlock", "top_k", "min_p", "typical_p",
+    "repeat_last_n", "repeat_penalty", "penalize_newline", "mirostat", "mirostat_tau", "mirostat_eta",
+    "tfs_z",
+})
+ANSWER_FIELDS = ("max_tokens", "max_completion_tokens")
+
+
+def _bad_request(message: str) -> HTTPException:
+    return HTTPException(status_code=400, detail=message)
+
+
+def asked_tokens(data: dict, limit: int | None) -> int | None:
+    """The answer length the request asks for (None: not said); 400 unless each field given is a whole
+    number from 1 to the key's limit (a float, -1 or 0 would reach Ollama as no limit at all)."""
+    asked = None
+    for field in ANSWER_FIELDS:
+        value = data.get(field)
+        if value is None:
+            continue
+        whole = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        if limit is not None and not (whole and value <= limit):
+            raise _bad_request(f"{field}={value!r} is not allowed: this key's limit of {limit} tokens per request "
+                               f"takes a whole number from 1 to {limit}; ask for {limit} or fewer.")
+        if not whole:
+            raise _bad_request(f"{field}={value!r} is not allowed: ask for a whole number of tokens from 1.")
+        asked = value if asked is None else min(asked, value)
+    return asked
+
+
 class RequestLimits(CustomLogger):
     """Before any backend is called: the model's context window, then the team key's limits."""
 
     async def async_pre_call_hook(self, user_api_key_dict: UserAPIKeyAuth, cache: Any, data: dict, call_type: str):
         metadata = user_api_key_dict.metadata or {}
         limit = metadata.get("gateway_max_tokens")  # None for the master key: no per-key limits
-        asked = next((data[f] for f in ("max_tokens", "max_completion_tokens") if isinstance(data.get(f), int)), None)
-        if limit is not None and asked is not None and asked > limit:
-            field = "max_tokens" if data.get("max_tokens") == asked else "max_completion_tokens"
-            raise HTTPException(
-                status_code=400,
-                detail=f"{field}={asked} is more than this key's limit of {limit} tokens per request; ask for {limit} or fewer.",
-            )
+        asked = asked_tokens(data, limit)
+        if limit is not None:
+            for field in OLLAMA_FIELDS & data.keys():
+                del data[field]
         # The window is the deployment's (num_ctx in config.yaml): a client cannot make a backend
         # load the model with another one.
         data.pop("num_ctx", None)

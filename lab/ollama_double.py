@@ -19,7 +19,8 @@ the truncated length. Tokens are counted by `tokenize` below: a word or a sign i
 a chat template marker such as <|user|> one more.
 
 `GET /_double/stats` counts the requests served (load distribution) and lists the last model
-calls (model, num_ctx as sent, prompt tokens before and after truncation); `POST /_double/reset`
+calls (model, num_ctx as sent, prompt tokens before and after truncation, the options and
+keep_alive as sent); `POST /_double/reset`
 clears both. Neither path exists in Ollama, so no client can mistake them for its API.
 """
 from __future__ import annotations
@@ -330,7 +331,8 @@ class OllamaHandler(BaseHTTPRequestHandler):
         with self.stats_lock:
             self.server.calls.append({"model": tag, "num_ctx": sent_ctx, "prompt_tokens": len(whole),  # type: ignore[attr-defined]
                                       "prompt_eval_count": len(read), "num_predict": options.get("num_predict"),
-                                      "stream": bool(body.get("stream", True))})
+                                      "stream": bool(body.get("stream", True)), "options": options,
+                                      "keep_alive": body.get("keep_alive")})
         limit = options.get("num_predict")
         words = str(behaviour.get("reply", DEFAULT_REPLY)).split()
         done_reason = "stop"

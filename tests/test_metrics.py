@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from gateway import metrics, render
+from gateway.front import CLIENT_ROUTES
 from gateway.files import managed_files
 from gateway.settings import REPO, SettingsError, load
 from tests.test_settings import GOOD_KEY, seed_data
@@ -65,7 +66,9 @@ def test_the_front_serves_metrics_on_their_own_port_to_the_token_only(tmp_path):
     s = settings(litellm_metrics_token_file=str(tmp_path / "t"))
     cfg = render.render("litellm-front.cfg.j2", s, HOST)
     public, metrics_part = cfg.split("\nfrontend metrics\n")
-    assert "http-request deny deny_status 404 if { path_beg /metrics }" in public  # the public port serves none
+    # the public port lets through the client routes only, exactly as spelled: no metrics there
+    assert f"http-request deny deny_status 404 unless {{ path {' '.join(CLIENT_ROUTES)} }}" in public
+    assert not any("metrics" in route for route in CLIENT_ROUTES)
     assert "    bind 0.0.0.0:9400\n" in metrics_part
     assert ("http-request deny deny_status 401 unless { req.hdr(authorization),sha2(256),hex,lower,"
             "map(/etc/haproxy/litellm-metrics.map) -m found }") in metrics_part

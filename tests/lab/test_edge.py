@@ -1,0 +1,156 @@
+"""The gateway's edge probed from outside, as a security review would: without a key and with a team key.
+
+Every path that is not a client route is refused by the front (HAProxy's own 404 page: no instance
+read it), however it is spelled; a team key cannot lift its answer length with Ollama's own fields
+or with values Ollama reads as "no limit". What the backend was asked is read from the Ollama
+double's record of each call (/_double/stats).
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import ssl
+import urllib.request
+
+import openai
+import pytest
+
+from gateway.front import CLIENT_ROUTES
+from lab.topology import BACKENDS, GATEWAY_PORT, OLLAMA_PORT
+from tests.lab.conftest import TEST_GATEWAY
+from tests.lab.test_fabfile import fab
+
+pytestmark = pytest.mark.lab
+TEAM = "edge-review"
+LIMIT = 64
+FRONT_404 = b"The resource could not be found."  # HAProxy's page; LiteLLM's own 404 is JSON
+# Internals, and the client routes spelled another way: percent-encoding, case, "//", dot segments.
+REFUSED = [
+    ("GET", "/metrics"), ("GET", "/metrics/"), ("GET", "/%6detrics/"), ("GET", "/%6Detrics/"),
+    ("GET", "/METRICS"), ("GET", "//metrics"), ("GET", "/v1/../metrics"), ("GET", "/./metrics/"),
+    ("GET", "/%2e%2e/metrics"), ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/redoc"),
+    ("GET", "/sso/key/generate"), ("POST", "/login"), ("POST", "/v2/login"), ("GET", "/ui/"),
+    ("POST", "/key/generate"), ("GET", "/key/info"), ("GET", "/team/list"), ("GET", "/model/info"),
+    ("GET", "/config/yaml"), ("GET", "/routes"), ("GET", "/health"), ("GET", "/spend/logs"),
+    ("POST", "/v1/chat%2fcompletions"), ("POST", "/V1/chat/completions"), ("POST", "/v1//chat/completions"),
+    ("POST", "/v1/chat/completions/"), ("POST", "/v1/./chat/completions"), ("GET", "/mcp/"),
+]
+
+
+def request(address: str, method: str, path: str, key: str | None = None, body: bytes | None = None,
+            port: int = GATEWAY_PORT, ca_file: str | None = None) -> tuple[int, bytes]:
+    """One request with the path exactly as given (http.client sends it unnormalised)."""
+    if ca_file:
+        conn = http.client.HTTPSConnection(address, port, timeout=30, context=ssl.create_default_context(cafile=ca_file))
+    else:
+        conn = http.client.HTTPConnection(address, port, timeout=30)
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    try:
+        conn.request(method, path, body=body if body is not None else (b"{}" if method == "POST" else None),
+                     headers=headers)
+        answer = conn.getresponse()
+        return answer.status, answer.read()
+    finally:
+        conn.close()
+
+
+def refused_by_the_front(address: str, key: str | None, **tls) -> dict[str, tuple[int, bytes]]:
+    """Each REFUSED probe the front did not answer with its own 404, with what came back instead."""
+    let_through = {}
+    for method, path in REFUSED:
+        status, body = request(address, method, path, key, **tls)
+        if status != 404 or FRONT_404 not in body:
+            let_through[f"{method} {path}"] = (status, body[:120])
+    return let_through
+
+
+def clients_routes_answer(address: str, key: str, **tls) -> None:
+    """The routes clients need still reach the proxy: the health checks without a key, models with one."""
+    assert request(address, "GET", "/health/liveliness", **tls)[0] == 200
+    assert request(address, "GET", "/health/readiness", **tls)[0] == 200
+    status, body = request(address, "GET", "/v1/models", key, **tls)
+    assert status == 200 and json.loads(body)["data"], body[:300]
+
+
+@pytest.fixture(scope="module")
+def team_key(first_deploy, tmp_path_factory) -> str:
+    """A team key limited to LIMIT tokens per request, on the lab's own keys file (revoked afterwards)."""
+    tmp = tmp_path_factory.mktemp("edge")
+    fab(tmp, "keys.revoke", "--team", TEAM)  # an earlier run's key, if any (the lab's keys file persists)
+    made = fab(tmp, "keys.create", "--team", TEAM, "--max-tokens", str(LIMIT), "--rpm", "1000")
+    assert made.returncode == 0, made.stdout + made.stderr
+    yield re.search(r"sk-[0-9a-f]{64}", made.stdout).group(0)
+    fab(tmp, "keys.revoke", "--team", TEAM)
+
+
+def test_only_the_client_routes_reach_the_proxy_without_a_key(first_deploy):
+    assert refused_by_the_front(TEST_GATEWAY.address, None) == {}
+    assert request(TEST_GATEWAY.address, "GET", "/health/readiness")[0] == 200
+    assert set(CLIENT_ROUTES) >= {"/v1/chat/completions", "/v1/models", "/health/readiness"}
+
+
+def test_only_the_client_routes_reach_the_proxy_with_a_team_key(team_key):
+    assert refused_by_the_front(TEST_GATEWAY.address, team_key) == {}
+    clients_routes_answer(TEST_GATEWAY.address, team_key)
+
+
+def double(backend, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    with urllib.request.urlopen(urllib.request.Request(f"http://{backend.address}:{OLLAMA_PORT}{path}", data=data)) as r:
+        return json.loads(r.read())
+
+
+def backend_calls() -> list[dict]:
+    return [call for backend in BACKENDS for call in double(backend, "/_double/stats")["calls"]]
+
+
+def completion(key: str, body: dict) -> tuple[int, dict]:
+    status, answer = request(TEST_GATEWAY.address, "POST", "/v1/chat/completions", key, json.dumps(
+        {"model": "phi3-3.8b", "messages": [{"role": "user", "content": "hi"}], **body}).encode())
+    return status, json.loads(answer)
+
+
+@pytest.mark.parametrize("fields", [
+    {"max_tokens": -1}, {"max_tokens": 0}, {"max_tokens": LIMIT + 1}, {"max_tokens": 32.5},
+    {"max_completion_tokens": 1000000.0}, {"max_completion_tokens": -2}, {"max_tokens": True},
+    {"max_tokens": "64"},
+])
+def test_a_team_key_asking_for_no_limit_or_more_than_its_own_is_refused_naming_the_limit(team_key, fields):
+    for backend in BACKENDS:
+        double(backend, "/_double/reset", {})
+    status, answer = completion(team_key, fields)
+    assert status == 400, answer
+    assert f"limit of {LIMIT} tokens" in json.dumps(answer), answer
+    assert backend_calls() == []  # refused before any backend was asked
+
+
+@pytest.mark.parametrize("fields", [
+    {"max_tokens": 32, "num_predict": 99999},
+    {"num_predict": -1},
+    {"max_tokens": 32, "options": {"num_predict": 99999, "num_ctx": 131072}},
+    {"max_tokens": 32, "keep_alive": 0},
+    {"max_tokens": 32, "num_ctx": 131072, "num_keep": 99999, "use_mlock": True, "num_gpu": 0},
+])
+def test_ollamas_own_fields_never_reach_a_backend_from_a_team_key(team_key, fields):
+    for backend in BACKENDS:
+        double(backend, "/_double/reset", {})
+    status, answer = completion(team_key, fields)
+    assert status == 200, answer
+    [call] = backend_calls()
+    asked = fields.get("max_tokens", LIMIT)
+    assert call["num_predict"] == asked, call  # the key's limit (or less), never what the fields said
+    assert call["keep_alive"] != 0 and "options" not in call["options"], call
+    sent = set(fields) - {"max_tokens"}
+    assert not sent & set(call["options"]) - {"num_predict", "num_ctx"}, call
+    assert call["num_ctx"] != 131072, call
+
+
+def test_the_official_client_works_within_the_keys_limit(team_key):
+    sdk = openai.OpenAI(base_url=f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1", api_key=team_key, max_retries=0)
+    answer = sdk.chat.completions.create(model="phi3-3.8b", messages=[{"role": "user", "content": "hi"}],
+                                         max_tokens=LIMIT)
+    assert answer.choices[0].message.content
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="phi3-3.8b", messages=[{"role": "user", "content": "hi"}], max_tokens=-1)
+    assert f"limit of {LIMIT} tokens" in str(refused.value)
