@@ -40,6 +40,8 @@ class Unit:
     reloads: bool = True  # SIGHUP re-reads its config
     state_directory: str | None = None
     reads_host: bool = False  # sees the host's /proc and file systems (the node exporter)
+    memory_max: str = "256M"  # systemd's cap: a runaway is restarted, the host is not starved
+    tasks_max: int = 64
 
 
 def units(m: MonitoringSettings, host_name: str) -> list[Unit]:
@@ -51,7 +53,7 @@ def units(m: MonitoringSettings, host_name: str) -> list[Unit]:
              f"/usr/bin/prometheus --config.file={PATHS.config} --storage.tsdb.path=/var/lib/{STATE_DIR}/prometheus "
              f"--storage.tsdb.retention.time={m.retention} --web.listen-address={bind}:{m.prometheus_port} "
              f"--web.external-url=http://{address}:{m.prometheus_port}/",
-             state_directory=f"{STATE_DIR}/prometheus"),
+             state_directory=f"{STATE_DIR}/prometheus", memory_max="2G", tasks_max=256),
         Unit(ALERTMANAGER, f"Alertmanager of the LiteLLM gateways (port {m.alertmanager_port})",
              "man:prometheus-alertmanager(1)",
              f"/usr/bin/prometheus-alertmanager --config.file={PATHS.alertmanager} "

@@ -10,10 +10,13 @@ the password changed, and otherwise left as Sentinel keeps it.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import grp
 import hashlib
 import os
-import shutil
+import pwd
 import socket
+import stat
 import sys
 
 SERVICE_NAME = "litellm-fleet"
@@ -28,13 +31,32 @@ def read_variable(env_file: str, name: str) -> str:
 
 
 def write_private(path: str, text: str, owner: str) -> None:
+    """Write `path` (0600, `owner`'s) as root in a directory the service user owns: never through a
+    link or into a file that user planted (a planted `.new` is removed, the new one is made with
+    O_EXCL|O_NOFOLLOW and owned through its descriptor), then renamed over `path` (a link there is
+    replaced, not followed)."""
     partial = f"{path}.new"
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(partial)  # unlink never follows a link
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        user, _, group = owner.partition(":")
+        os.fchown(handle.fileno(), pwd.getpwnam(user).pw_uid, grp.getgrnam(group or user).gr_gid)
         handle.write(text)
-    user, _, group = owner.partition(":")
-    shutil.chown(partial, user, group or None)
     os.replace(partial, path)
+
+
+def read_own(path: str) -> str | None:
+    """`path` if it is a regular file (None when missing, a link or anything else): root reads only
+    what the service itself wrote there, never a file a planted link points at, never a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # missing, or a link (ELOOP)
+        return None
+    with os.fdopen(fd, encoding="utf-8") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        return handle.read()
 
 
 def sentinel_file(seed: str, password: str, existing: str | None) -> str | None:
@@ -125,12 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with open(args.seed, encoding="utf-8") as handle:
         seed = handle.read()
-    try:
-        with open(args.out, encoding="utf-8") as handle:
-            existing: str | None = handle.read()
-    except FileNotFoundError:
-        existing = None
-    text = sentinel_file(seed, password, existing)
+    text = sentinel_file(seed, password, read_own(args.out))
     if text is not None:
         write_private(args.out, text, args.owner)
     return 0

@@ -1,6 +1,9 @@
 """A fleet's settings and files, control side: one floating address, every gateway a peer of the others."""
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,6 +14,7 @@ from gateway import render, tls, vrrp
 from gateway.files import managed_files
 from gateway.inventory import gateway_group, with_fleet_members
 from gateway.settings import SettingsError, load
+from on_host import shared_limits as on_host_limits
 from tests.test_settings import GOOD_KEY, seed_data
 
 GATEWAYS = [("gw-a.example.org", {"litellm_bind_address": "10.1.2.11"}),
@@ -168,3 +172,32 @@ def test_sentinels_own_file_is_made_anew_only_for_a_new_seed_or_password():
     assert sentinel_file("sentinel monitor litellm-fleet 10.1.2.11 6380 2\n", "pw1", learned) is None
     assert sentinel_file("sentinel monitor litellm-fleet 10.1.2.11 6380 2\n", "pw2", learned) is not None
     assert sentinel_file("sentinel monitor litellm-fleet 10.1.2.12 6380 2\n", "pw1", learned) is not None
+
+
+def test_the_root_run_password_write_never_follows_a_link_the_service_user_planted(tmp_path):
+    """litellm-redis/-sentinel's ExecStartPre runs as root in a directory the service user owns."""
+    victim = tmp_path / "victim"
+    victim.write_text("root's own file\n")
+    owner = f"{pwd.getpwuid(os.getuid()).pw_name}:{grp.getgrgid(os.getgid()).gr_name}"
+    out = tmp_path / "redis-auth.conf"
+    (tmp_path / "redis-auth.conf.new").symlink_to(victim)  # planted where the new file is made
+    on_host_limits.write_private(str(out), "requirepass x\n", owner)
+    assert victim.read_text() == "root's own file\n"
+    assert out.read_text() == "requirepass x\n" and not out.is_symlink() and (out.stat().st_mode & 0o777) == 0o600
+    out.unlink()
+    out.symlink_to(victim)  # planted where the file itself goes: replaced, not written through
+    on_host_limits.write_private(str(out), "requirepass y\n", owner)
+    assert victim.read_text() == "root's own file\n" and not out.is_symlink()
+
+
+def test_sentinels_own_file_is_read_only_when_it_is_a_regular_file(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("sentinel monitor stolen\n")
+    link = tmp_path / "sentinel.conf"
+    link.symlink_to(secret)
+    assert on_host_limits.read_own(str(link)) is None  # a planted link is not read as root
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert on_host_limits.read_own(str(fifo)) is None  # and a FIFO does not hang the start
+    assert on_host_limits.read_own(str(secret)) == "sentinel monitor stolen\n"
+    assert on_host_limits.read_own(str(tmp_path / "missing")) is None
