@@ -162,7 +162,7 @@ def test_a_prompt_over_the_window_is_cut_keeping_its_end_with_ollamas_warning(do
     assert 'msg="truncating input prompt" limit=2048 prompt=6003 keep=4 new=2048' in capfd.readouterr().err
     calls = json.loads(call(base, "/_double/stats")[2])["calls"]
     assert calls[-1] == {"model": PHI3, "num_ctx": 2048, "prompt_tokens": 6003, "prompt_eval_count": 2048,
-                         "num_predict": None, "stream": False}
+                         "num_predict": None, "stream": False, "options": {"num_ctx": 2048}, "keep_alive": None}
 
 
 def test_without_num_ctx_the_default_window_applies_and_ps_shows_it(double):
