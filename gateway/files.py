@@ -104,12 +104,19 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
                                   "SHA-256 only)", restarts=(FRONT,)))
     fleet = []
     if s.fleet:
+        limits = shared_limits.Limits(s)
         if served and front.Front(s).fleet_ca == front.FLEET_CA:
             # Before the front's config, whose check reads it.
             secured.append(system(front.FLEET_CA, "litellm_tls (the CA clients are given)",
                                   Path(served.ca_file).read_text(),
                                   "holds the CA the fronts verify each other's certificates with", restarts=(FRONT,)))
         fleet = [
+            # Loaded by Sentinel's and Redis' units at start: a change is applied by restarting
+            # Sentinel (Redis keeps its counters; the table is the same for both).
+            system(limits.store_rules, *template("litellm-fleet-store.nft.j2"),
+                   f"lets only the fleet's gateways reach Redis ({s.fleet.redis_port}) and Sentinel "
+                   f"({s.fleet.sentinel_port}), checked by nft -c", validate="/usr/sbin/nft -c -f {path}",
+                   restarts=(SENTINEL,)),
             readable("sentinel.conf", *template("sentinel.conf.j2"),
                      f"seeds Sentinel, which names the fleet's Redis primary (quorum {s.fleet.quorum} of "
                      f"{len(s.fleet.members)})", restarts=(SENTINEL,)),

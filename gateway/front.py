@@ -81,6 +81,27 @@ class Front:
     state_file: str = STATE_FILE
     client_routes: tuple[str, ...] = CLIENT_ROUTES
 
+    # Connection slots of the global maxconn (4096): each client frontend may take this many, so a
+    # flood on one leaves the other and the metrics port theirs.
+    client_maxconn: int = 2000
+    metrics_maxconn: int = 50
+    buffered_body: str = "16k"  # HAProxy's buffer (tune.bufsize): the body's start it waits for
+    body_wait: int = 10  # seconds; the head has as long (timeout http-request)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.s.max_body_mib * 1024 * 1024
+
+    @property
+    def instance_maxconn(self) -> int:
+        """Requests one instance is given at a time: 128 per worker (the rest queue in the front)."""
+        return 128 * int(self.s.workers)
+
+    @property
+    def fleet_peers(self) -> tuple[str, ...]:
+        """The fleet's gateways' addresses (exempt from the per-client bounds between them)."""
+        return tuple(address for _, address in self.s.fleet.members) if self.s.fleet else ()
+
     @property
     def request_timeout(self) -> int:
         """Seconds the front waits on either side: every try of the router, and some."""

@@ -73,6 +73,12 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a switch-over waits for the requests still running on the old instance (long
     # streaming completions included) before it stops it anyway.
     "litellm_drain_timeout": 300,
+    # What one client may make the front take, per source address (a fleet's gateways are exempt
+    # between themselves): request bodies up to this many MiB (larger: 413, before an instance
+    # reads a byte), this many open connections, this many requests per second (10-s average).
+    "litellm_max_body_mib": 16,
+    "litellm_client_max_connections": 128,
+    "litellm_client_max_rate": 200,
     # Where the hosts get the lock's packages. None: from the control machine, which downloads the
     # lock's wheels once into `litellm_wheel_cache` and sends them to each host; the hosts' pip
     # uses no index at all. A URL: the hosts' pip installs from this PyPI mirror or proxy instead
@@ -300,6 +306,9 @@ class Settings:
     context_check: bool = True
     context_margin: int = 25  # percent
     drain_timeout: int = 300
+    max_body_mib: int = 16
+    client_max_connections: int = 128
+    client_max_rate: int = 200
     pip_index_url: str | None = None
     wheel_cache: str = "~/.cache/litellm-gateway/wheels"
     releases_keep: int = 3
@@ -828,6 +837,9 @@ def load(data: Mapping[str, Any]) -> Settings:
         context_check=check.boolean("litellm_context_check"),
         context_margin=check.integer("litellm_context_margin", 0, 300),
         drain_timeout=check.integer("litellm_drain_timeout", 1, 86400),
+        max_body_mib=check.integer("litellm_max_body_mib", 1, 1024),
+        client_max_connections=check.integer("litellm_client_max_connections", 1, 100000),
+        client_max_rate=check.integer("litellm_client_max_rate", 1, 100000),
         pip_index_url=index_url,
         wheel_cache=wheel_cache,
         releases_keep=check.integer("litellm_releases_keep", 2, 50),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 from dataclasses import dataclass
 
@@ -25,6 +26,9 @@ PASSWORD_VAR = "LITELLM_REDIS_PASSWORD"  # in litellm.env (root only), beside th
 REDIS_AUTH = "/run/litellm-redis/auth.conf"  # written at each start by the unit (on_host/shared_limits.py)
 SENTINEL_DIR = "/var/lib/litellm-sentinel"  # StateDirectory=: Sentinel rewrites its own file there
 SENTINEL_CONF = f"{SENTINEL_DIR}/sentinel.conf"
+# The nftables table that lets only the fleet's gateways reach Redis and Sentinel (loaded by both units).
+STORE_TABLE = "litellm_fleet_store"
+STORE_RULES = "fleet-store.nft"  # in the config directory
 
 
 def password(s: Settings) -> str:
@@ -43,6 +47,7 @@ class Limits:
     redis_auth: str = REDIS_AUTH
     sentinel_conf: str = SENTINEL_CONF
     sentinel_dir: str = SENTINEL_DIR
+    store_table: str = STORE_TABLE
 
     @property
     def password(self) -> str:
@@ -63,6 +68,20 @@ class Limits:
         assert self.s.fleet
         addresses = sorted((address for _, address in self.s.fleet.members), key=lambda a: a != self.s.bind_address)
         return json.dumps([[address, self.s.fleet.sentinel_port] for address in addresses])
+
+    def member_addresses(self, version: int) -> list[str]:
+        """The fleet's gateways' addresses of one IP version: the only sources Redis and Sentinel answer."""
+        assert self.s.fleet
+        return [a for _, a in self.s.fleet.members if ipaddress.ip_address(a).version == version]
+
+    @property
+    def store_rules(self) -> str:
+        return f"{self.s.config_dir}/{STORE_RULES}"
+
+    @property
+    def load_store_rules(self) -> str:
+        """Both units' ExecStartPre (as root): the table replaced whole, before the port opens."""
+        return f"/usr/sbin/nft -f {self.store_rules}"
 
     @property
     def env_file(self) -> str:

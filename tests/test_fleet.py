@@ -201,3 +201,22 @@ def test_sentinels_own_file_is_read_only_when_it_is_a_regular_file(tmp_path):
     assert on_host_limits.read_own(str(fifo)) is None  # and a FIFO does not hang the start
     assert on_host_limits.read_own(str(secret)) == "sentinel monitor stolen\n"
     assert on_host_limits.read_own(str(tmp_path / "missing")) is None
+
+
+def test_redis_and_sentinel_answer_the_fleets_gateways_only(tmp_path):
+    s = fleet_settings(1)
+    rows = {f.path: f for f in managed_files(s, "gw-b.example.org", "{}")}
+    rules = rows["/etc/litellm/fleet-store.nft"]
+    text = rules.content.decode()
+    assert "tcp dport { 6380, 26380 } ip saddr { 10.1.2.11, 10.1.2.12, 10.1.2.13 } accept" in text
+    assert text.rstrip().splitlines()[-3].strip() == "tcp dport { 6380, 26380 } drop"
+    assert rules.restarts == ("litellm-sentinel.service",) and rules.validate.startswith("/usr/sbin/nft -c -f")
+    for unit in ("litellm-redis.service", "litellm-sentinel.service"):
+        assert "ExecStartPre=+/usr/sbin/nft -f /etc/litellm/fleet-store.nft\n" in rows[f"/etc/systemd/system/{unit}"].content.decode()
+    if shutil.which("nft") and os.geteuid() == 0:
+        (tmp_path / "rules.nft").write_text(text)
+        checked = subprocess.run(["nft", "-c", "-f", str(tmp_path / "rules.nft")], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+    standalone = managed_files(load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2), "gw", "{}")
+    assert not any("nft" in f.path for f in standalone)
+    assert "nft" not in next(f for f in standalone if f.path.endswith("litellm-redis.service")).content.decode()

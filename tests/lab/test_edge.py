@@ -7,16 +7,21 @@ double's record of each call (/_double/stats).
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
+import socket
 import ssl
+import time
 import urllib.request
 
 import openai
 import pytest
 
 from gateway.front import CLIENT_ROUTES
+from gateway.settings import load
+from lab.fleet import fleet_data
 from lab.topology import BACKENDS, GATEWAY_PORT, OLLAMA_PORT
 from tests.lab.conftest import TEST_GATEWAY
 from tests.lab.test_fabfile import fab
@@ -154,3 +159,74 @@ def test_the_official_client_works_within_the_keys_limit(team_key):
     with pytest.raises(openai.BadRequestError) as refused:
         sdk.chat.completions.create(model="phi3-3.8b", messages=[{"role": "user", "content": "hi"}], max_tokens=-1)
     assert f"limit of {LIMIT} tokens" in str(refused.value)
+
+
+def raw(source: str, head: bytes, address: str = TEST_GATEWAY.address, timeout: float = 20) -> socket.socket:
+    """A connection from `source` (a loopback address of this machine: another client) with `head` sent."""
+    conn = socket.create_connection((address, GATEWAY_PORT), timeout=timeout, source_address=(source, 0))
+    conn.sendall(head)
+    return conn
+
+
+def answer_of(conn: socket.socket) -> bytes:
+    data = b""
+    with contextlib.suppress(OSError):
+        while chunk := conn.recv(65536):
+            data += chunk
+            if b"\r\n\r\n" in data:
+                break
+    conn.close()
+    return data
+
+
+def head(path: str = "/v1/chat/completions", **headers: str) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", f"Host: {TEST_GATEWAY.address}", "Content-Type: application/json",
+             *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_a_body_over_the_limit_is_refused_before_an_instance_reads_a_byte(first_deploy):
+    started = time.monotonic()
+    conn = raw("127.0.20.1", head(Content_Length=str(64 << 20)) + b'{"model": "phi3-3.8b", "messages": [')
+    assert answer_of(conn).startswith(b"HTTP/1.1 413"), "a 64 MiB body was not refused by its length"
+    assert time.monotonic() - started < 5  # at the headers, not after reading 64 MiB
+    chunked = answer_of(raw("127.0.20.1", head(Transfer_Encoding="chunked") + b"5\r\n{\"a\":\r\n"))
+    assert chunked.startswith(b"HTTP/1.1 411"), chunked[:200]
+
+
+def test_a_slow_sender_is_cut_off_at_the_request_timeout(first_deploy):
+    conn = raw("127.0.20.2", b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n", timeout=30)
+    started = time.monotonic()
+    answered = answer_of(conn)
+    assert answered.startswith(b"HTTP/1.1 408") or answered == b"", answered[:200]
+    assert 8 < time.monotonic() - started < 15  # timeout http-request 10s, not the 120-s client timeout
+
+
+def test_one_source_holds_at_most_its_connections_and_its_request_rate(first_deploy, team_key):
+    s = load(fleet_data())
+    flood = [socket.create_connection((TEST_GATEWAY.address, GATEWAY_PORT), timeout=5, source_address=("127.0.20.3", 0))
+             for _ in range(s.client_max_connections + 40)]
+    time.sleep(1)
+    refused = 0
+    for conn in flood:
+        conn.setblocking(False)
+        try:
+            refused += conn.recv(1) == b""  # closed by the front at once
+        except BlockingIOError:
+            pass  # still open: waiting for a request
+        except OSError:
+            refused += 1  # reset
+        conn.close()
+    assert refused == 40, f"{refused} of {len(flood)} connections from one source were refused"
+    # Requests: the front's own 404s are fast enough to pass the rate within its 10-s window.
+    statuses = []
+    conn = http.client.HTTPConnection(TEST_GATEWAY.address, GATEWAY_PORT, timeout=10, source_address=("127.0.20.4", 0))
+    for _ in range(s.client_max_rate * 10 + 50):
+        conn.request("GET", "/nothing-here")
+        answer = conn.getresponse()
+        answer.read()
+        statuses.append(answer.status)
+        if answer.will_close:
+            conn.close()
+    assert statuses.count(429) >= 40 and set(statuses) == {404, 429}, {c: statuses.count(c) for c in set(statuses)}
+    assert completion(team_key, {"max_tokens": 8})[0] == 200  # another source is not held up

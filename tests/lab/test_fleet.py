@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+import socket
 import ssl
 import subprocess
 import threading
@@ -25,6 +26,7 @@ from lab.load import SteadyLoad, client
 from lab.fleet import FLEET_CA_DIR
 from lab.topology import FLEET_VIP, GATEWAY_PORT, STATE_DIR, fleet_hosts
 from tests.lab.conftest import deploy, wait_for
+from tests.lab.test_edge import clients_routes_answer, refused_by_the_front, request
 from tests.lab.test_fabfile import fab
 
 pytestmark = pytest.mark.lab
@@ -130,6 +132,28 @@ def test_plain_http_and_an_unknown_ca_are_refused_at_the_fleet_address(fleet):
                                http_client=openai.DefaultHttpxClient(verify=ssl.create_default_context()))
     with pytest.raises(openai.APIConnectionError):
         unverified.models.list()
+
+
+def test_the_fleet_address_lets_through_the_client_routes_only_without_a_key_and_with_a_team_key(fleet, tmp_path,
+                                                                                               ca_file):
+    key = team_key(tmp_path, "fleet-edge", "--max-tokens", "64")
+    for presented in (None, key):
+        assert refused_by_the_front(FLEET_VIP, presented, ca_file=ca_file) == {}
+    clients_routes_answer(FLEET_VIP, key, ca_file=ca_file)
+    status, body = request(FLEET_VIP, "POST", "/v1/chat/completions", key, json.dumps(
+        {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": -1}).encode(), ca_file=ca_file)
+    assert status == 400 and b"limit of 64 tokens" in body, body
+
+
+def test_redis_and_sentinel_answer_the_fleets_gateways_and_nobody_else(fleet):
+    """From outside the fleet (this machine, on the fleet's bridge) the ports are silent: packets dropped."""
+    for host in FLEET:
+        for port in (6380, 26380):
+            with pytest.raises(OSError):  # timed out: dropped, not refused
+                socket.create_connection((host.address, port), timeout=2).close()
+    for host in FLEET:  # while every gateway still reaches every other's Redis and Sentinel
+        view = redis_view(host)
+        assert view["sentinels"] == len(FLEET) and view["replicas"] == len(FLEET) - 1 and view["primary"], view
 
 
 def test_fab_status_shows_the_fleet_and_a_drain_holds_across_a_reload_until_undrain(fleet, tmp_path, ca_file):
