@@ -135,7 +135,7 @@ async def _prompt_tokens(data: dict) -> int:
 
     if "messages" in data:
         counted = await asyncio.to_thread(litellm.token_counter, messages=data.get("messages") or [],
-                                          tools=data.get("tools"))
+                                          tools=data.get("tools"), use_default_image_token_count=True)
     else:
         counted = await asyncio.to_thread(litellm.token_counter, text=str(data.get("prompt") or ""))
     margin = int(os.environ.get(CONTEXT_MARGIN_VAR, "25"))
@@ -157,6 +157,18 @@ ANSWER_FIELDS = ("max_tokens", "max_completion_tokens")
 
 def _bad_request(message: str) -> HTTPException:
     return HTTPException(status_code=400, detail=message)
+
+
+def no_image_fetches(messages: Any) -> None:
+    """LiteLLM sizes an image whose `detail` is "high" by downloading it from its URL (a request from the
+    gateway to an address the client picked), whenever it counts a prompt's tokens. Ollama ignores
+    `detail`: it is dropped, so no count ever fetches (the router's context check counts too)."""
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else ():
+            image = part.get("image_url") if isinstance(part, dict) else None
+            if isinstance(image, dict):
+                image.pop("detail", None)
 
 
 def asked_tokens(data: dict, limit: int | None) -> int | None:
@@ -184,6 +196,7 @@ class RequestLimits(CustomLogger):
         metadata = user_api_key_dict.metadata or {}
         limit = metadata.get("gateway_max_tokens")  # None for the master key: no per-key limits
         asked = asked_tokens(data, limit)
+        no_image_fetches(data.get("messages"))
         if limit is not None:
             for field in OLLAMA_FIELDS & data.keys():
                 del data[field]

@@ -23,7 +23,7 @@ from gateway.front import CLIENT_ROUTES
 from gateway.settings import load
 from lab.fleet import fleet_data
 from lab.topology import BACKENDS, GATEWAY_PORT, OLLAMA_PORT
-from tests.lab.conftest import TEST_GATEWAY
+from tests.lab.conftest import TEST_GATEWAY, ssh
 from tests.lab.test_fabfile import fab
 
 pytestmark = pytest.mark.lab
@@ -230,3 +230,28 @@ def test_one_source_holds_at_most_its_connections_and_its_request_rate(first_dep
             conn.close()
     assert statuses.count(429) >= 40 and set(statuses) == {404, 429}, {c: statuses.count(c) for c in set(statuses)}
     assert completion(team_key, {"max_tokens": 8})[0] == 200  # another source is not held up
+
+
+COUNT_WITH_IMAGE = '''
+import json, sys
+sys.path.insert(0, "/etc/litellm")
+import litellm
+from litellm.litellm_core_utils import token_counter
+fetched = []
+token_counter.get_image_dimensions = lambda data: (fetched.append(data), (1024, 1024))[1]
+import gateway_auth
+messages = [{"role": "user", "content": [{"type": "text", "text": "what is this?"}, {"type": "image_url",
+             "image_url": {"url": "https://images.example/cat.png", "detail": "high"}}]}]
+litellm.token_counter(messages=json.loads(json.dumps(messages)))  # as the router's context check counts
+before = len(fetched)
+gateway_auth.no_image_fetches(messages)  # what the pre-call hook does first
+litellm.token_counter(messages=messages)
+print(json.dumps({"as_sent": before, "after_the_hook": len(fetched) - before}))
+'''
+
+
+def test_counting_a_prompts_tokens_never_fetches_an_image_the_client_named(first_deploy):
+    """In the pinned release, a token count downloads an image with detail "high" to size it; the hook
+    drops `detail` (Ollama ignores it) before any count. Run with the installed release and hook."""
+    counted = json.loads(ssh(f"/opt/litellm/current/bin/python - <<'EOF'\n{COUNT_WITH_IMAGE}\nEOF").strip().splitlines()[-1])
+    assert counted == {"as_sent": 1, "after_the_hook": 0}, counted
