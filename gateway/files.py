@@ -132,6 +132,11 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
     on_host = [
         system(f"{commands.HOST_LIB}/{source}", *shipped(source), "is installed for the deploy's checks and fab status")
         for source in sorted(p.relative_to(REPO).as_posix() for p in (REPO / "on_host").glob("*.py"))
+    ] + [
+        # Imported by the proxy's logging setup (logging.json), beside on_host/ on its PYTHONPATH.
+        system(f"{commands.HOST_LIB}/{source}", *shipped(source), "is installed for the proxy's logging",
+               restarts=(PROXY,))
+        for source in ("in_proxy/__init__.py", "in_proxy/log_limits.py")
     ]
     return [
         *on_host,

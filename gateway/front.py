@@ -80,6 +80,7 @@ class Front:
     fleet_backend: str = FLEET_BACKEND
     state_file: str = STATE_FILE
     client_routes: tuple[str, ...] = CLIENT_ROUTES
+    host_lib: str = HOST_LIB
 
     # Connection slots of the global maxconn (4096): each client frontend may take this many, so a
     # flood on one leaves the other and the metrics port theirs.

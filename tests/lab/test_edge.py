@@ -15,6 +15,7 @@ import socket
 import ssl
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
@@ -22,6 +23,7 @@ import pytest
 from gateway.front import CLIENT_ROUTES
 from gateway.settings import load
 from lab.fleet import fleet_data
+from lab.load import SteadyLoad
 from lab.topology import BACKENDS, GATEWAY_PORT, OLLAMA_PORT
 from tests.lab.conftest import TEST_GATEWAY, ssh
 from tests.lab.test_fabfile import fab
@@ -255,3 +257,72 @@ def test_counting_a_prompts_tokens_never_fetches_an_image_the_client_named(first
     drops `detail` (Ollama ignores it) before any count. Run with the installed release and hook."""
     counted = json.loads(ssh(f"/opt/litellm/current/bin/python - <<'EOF'\n{COUNT_WITH_IMAGE}\nEOF").strip().splitlines()[-1])
     assert counted == {"as_sent": 1, "after_the_hook": 0}, counted
+
+
+def instances_memory() -> int:
+    """Bytes held by the proxy instances' cgroups (parent and workers) on the gateway."""
+    shown = ssh("systemctl show -p MemoryCurrent 'litellm@*.service' --state=active")
+    return sum(int(v) for v in re.findall(r"MemoryCurrent=(\d+)", shown))
+
+
+def big_body(_: int) -> bytes:
+    """A 64 MiB body from one more source, pushed as fast as the front takes it: what came back."""
+    conn = raw("127.0.20.6", head(Content_Length=str(64 << 20)))
+    chunk = b" " * (1 << 20)
+    with contextlib.suppress(OSError):
+        for _ in range(64):
+            conn.sendall(chunk)
+    return answer_of(conn)[:12]
+
+
+def is_open(conn: socket.socket) -> bool:
+    """Whether the front still holds the connection (no end of stream yet); closes it."""
+    conn.setblocking(False)
+    try:
+        while conn.recv(65536):  # a 408 page, then the end
+            pass
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # reset
+    finally:
+        conn.close()
+
+
+def test_a_flood_from_other_sources_costs_ordinary_clients_nothing(team_key):
+    """500 idle connections from one source and 20 concurrent 64 MiB bodies from another, while 4
+    clients send completions: every completion succeeds, every body is refused at its headers, and
+    the instances' memory does not grow with the flood."""
+    before = instances_memory()
+    with SteadyLoad(f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1", team_key, "phi3-3.8b", clients=4) as load:
+        time.sleep(2)
+        idle = []
+        for _ in range(500):
+            with contextlib.suppress(OSError):  # refused at once past the source's connections
+                idle.append(socket.create_connection((TEST_GATEWAY.address, GATEWAY_PORT), timeout=5,
+                                                     source_address=("127.0.20.5", 0)))
+        with ThreadPoolExecutor(20) as pool:
+            bodies = list(pool.map(big_body, range(20)))
+        peak = instances_memory()
+        time.sleep(12)  # past the request timeout: the idle connections are cut by the front
+        still_open = sum(is_open(conn) for conn in idle)
+    print(f"\ninstances' memory: {before / 2**20:.0f} MiB before, {peak / 2**20:.0f} MiB during the flood; "
+          f"{load.outcomes.summary()}")
+    assert load.outcomes.failures == [] and load.outcomes.ok >= 20, load.outcomes.summary()
+    assert bodies == [b"HTTP/1.1 413"] * 20, bodies
+    assert still_open == 0
+    assert peak - before < 256 << 20, (before, peak)  # nothing of the flood reached an instance
+
+
+def test_a_loop_of_refused_keys_costs_a_line_per_worker_and_interval_not_a_line_per_key(first_deploy):
+    since = ssh("date +%s").strip()
+    workers = load(fleet_data()).resolved(int(ssh("nproc"))).workers
+    for attempt in range(200):
+        assert request(TEST_GATEWAY.address, "GET", "/v1/models", f"sk-wrong-{attempt:04d}")[0] == 401
+    time.sleep(2)  # the journal catches up
+    journal = ssh(f"journalctl --no-pager -o cat --since @{since} -u 'litellm@*'")
+    refused = [line for line in journal.splitlines() if "API key refused" in line or "user_api_key_auth" in line]
+    denied = [line for line in journal.splitlines() if '/v1/models HTTP/1.1" 401' in line]
+    assert 1 <= len(refused) <= workers and 1 <= len(denied) <= workers, (len(refused), len(denied), journal[-2000:])
+    assert "Traceback" not in journal and "sk-wrong" not in journal
