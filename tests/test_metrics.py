@@ -105,3 +105,12 @@ def test_bad_metrics_settings_are_named_with_the_fix(overrides, problem):
     with pytest.raises(SettingsError) as refused:
         load(seed_data(litellm_master_key=GOOD_KEY, **overrides))
     assert problem in str(refused.value)
+
+
+def test_every_route_a_team_key_may_call_passes_the_front():
+    """in_proxy cannot import the control side: its list of team routes is read from its source."""
+    import ast
+    tree = ast.parse((REPO / "in_proxy" / "gateway_auth.py").read_text())
+    [routes] = [ast.literal_eval(node.value) for node in ast.walk(tree)
+                if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "TEAM_ROUTES" for t in node.targets)]
+    assert routes and routes <= set(CLIENT_ROUTES), sorted(routes - set(CLIENT_ROUTES))
