@@ -185,7 +185,8 @@ def asked_tokens(data: dict, limit: int | None) -> int | None:
                                f"takes a whole number from 1 to {limit}; ask for {limit} or fewer.")
         if not whole:
             raise _bad_request(f"{field}={value!r} is not allowed: ask for a whole number of tokens from 1.")
-        asked = value if asked is None else min(asked, value)
+        # Both given: LiteLLM sends Ollama one of them; the window must hold the longer.
+        asked = value if asked is None else max(asked, value)
     return asked
 
 

@@ -14,7 +14,6 @@ import re
 import socket
 import ssl
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
@@ -26,8 +25,9 @@ from bench.measure import MemorySampler
 from lab import control
 from lab.fleet import fleet_data
 from lab.load import SteadyLoad
-from lab.topology import BACKENDS, GATEWAY_PORT, OLLAMA_PORT
+from lab.topology import GATEWAY_PORT
 from tests.lab.conftest import TEST_GATEWAY, ssh
+from tests.lab.test_context_window import WINDOW, calls, reset_doubles
 from tests.lab.test_fabfile import fab
 
 pytestmark = pytest.mark.lab
@@ -104,16 +104,6 @@ def test_only_the_client_routes_reach_the_proxy_with_a_team_key(team_key):
     clients_routes_answer(TEST_GATEWAY.address, team_key)
 
 
-def double(backend, path: str, body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    with urllib.request.urlopen(urllib.request.Request(f"http://{backend.address}:{OLLAMA_PORT}{path}", data=data)) as r:
-        return json.loads(r.read())
-
-
-def backend_calls() -> list[dict]:
-    return [call for backend in BACKENDS for call in double(backend, "/_double/stats")["calls"]]
-
-
 def completion(key: str, body: dict) -> tuple[int, dict]:
     status, answer = request(TEST_GATEWAY.address, "POST", "/v1/chat/completions", key, json.dumps(
         {"model": "phi3-3.8b", "messages": [{"role": "user", "content": "hi"}], **body}).encode())
@@ -126,12 +116,11 @@ def completion(key: str, body: dict) -> tuple[int, dict]:
     {"max_tokens": "64"},
 ])
 def test_a_team_key_asking_for_no_limit_or_more_than_its_own_is_refused_naming_the_limit(team_key, fields):
-    for backend in BACKENDS:
-        double(backend, "/_double/reset", {})
+    reset_doubles()
     status, answer = completion(team_key, fields)
     assert status == 400, answer
     assert f"limit of {LIMIT} tokens" in json.dumps(answer), answer
-    assert backend_calls() == []  # refused before any backend was asked
+    assert calls() == []  # refused before any backend was asked
 
 
 @pytest.mark.parametrize("fields", [
@@ -142,17 +131,25 @@ def test_a_team_key_asking_for_no_limit_or_more_than_its_own_is_refused_naming_t
     {"max_tokens": 32, "num_ctx": 131072, "num_keep": 99999, "use_mlock": True, "num_gpu": 0},
 ])
 def test_ollamas_own_fields_never_reach_a_backend_from_a_team_key(team_key, fields):
-    for backend in BACKENDS:
-        double(backend, "/_double/reset", {})
+    reset_doubles()
     status, answer = completion(team_key, fields)
     assert status == 200, answer
-    [call] = backend_calls()
+    [call] = calls()
     asked = fields.get("max_tokens", LIMIT)
     assert call["num_predict"] == asked, call  # the key's limit (or less), never what the fields said
     assert call["keep_alive"] != 0 and "options" not in call["options"], call
     sent = set(fields) - {"max_tokens"}
     assert not sent & set(call["options"]) - {"num_predict", "num_ctx"}, call
     assert call["num_ctx"] != 131072, call
+
+
+def test_with_both_answer_fields_the_window_must_hold_the_longer(first_deploy):
+    """LiteLLM sends Ollama one of max_tokens / max_completion_tokens: the context check takes the
+    longer, so a short one beside it cannot carry a request past the window."""
+    reset_doubles()
+    status, answer = completion(control.master_key(), {"max_tokens": 1, "max_completion_tokens": 2 * WINDOW})
+    assert status == 400 and "context_length_exceeded" in json.dumps(answer), answer
+    assert calls() == []
 
 
 def test_the_official_client_works_within_the_keys_limit(team_key):
