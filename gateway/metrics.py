@@ -11,11 +11,10 @@ of its Authorization header, in TOKEN_MAP, which the front reads at every (re)lo
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway import control_secrets
 from gateway.settings import Settings
 
 TOKEN_MAP = "/etc/haproxy/litellm-metrics.map"
@@ -68,26 +67,12 @@ def token_path(s: Settings) -> Path:
 
 def read_token(s: Settings) -> str | None:
     """The scrape token, or None when none was made yet."""
-    try:
-        return token_path(s).read_text().strip() or None
-    except FileNotFoundError:
-        return None
+    return control_secrets.read(token_path(s))
 
 
 def ensure_token(s: Settings) -> str:
-    """The scrape token, made once (0600, its directory 0700); a concurrent maker's token wins."""
-    path = token_path(s)
-    token = read_token(s)
-    if token:
-        return token
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return ensure_token(s)
-    with os.fdopen(fd, "w") as out:
-        out.write(secrets.token_urlsafe(32) + "\n")
-    return ensure_token(s)
+    """The scrape token, made once on the control machine."""
+    return control_secrets.ensure(token_path(s))
 
 
 def header_digest(token: str) -> str:

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 from urllib.parse import urlsplit
 
-from gateway import metrics, tls
-from gateway.settings import HOSTNAME, Settings, SettingsError, _Checker, merged_checker, plain_ip, shown
+from gateway import control_secrets, metrics, tls
+from gateway.settings import (HOSTNAME, Settings, SettingsError, _Checker, _control_path, merged_checker, plain_ip,
+                              shown)
 
 CONFIG_DIR = "/etc/litellm-monitoring"
 STATE_DIR = "litellm-monitoring"  # under /var/lib (the units' StateDirectory=)
@@ -32,8 +33,11 @@ SERVICE_USER = "prometheus"  # made by the packages; every one of these services
 
 DEFAULTS: dict[str, Any] = {
     # Where Prometheus, Alertmanager and the blackbox exporter listen: every interface, or one of
-    # the host's addresses. Prometheus' UI and API are read-only; reach them through a VPN or SSH.
+    # the host's addresses. Each asks for a login (user "operator", the password file below).
     "monitoring_bind_address": "0.0.0.0",
+    # The operators' password for Prometheus and Alertmanager (made once on the control machine,
+    # 0600; the hosts hold only bcrypt hashes of it and of Prometheus' own password derived from it).
+    "monitoring_password_file": "~/.local/share/litellm-gateway/monitoring.password",
     "monitoring_prometheus_port": 9090,
     "monitoring_alertmanager_port": 9093,
     "monitoring_blackbox_port": 9115,
@@ -93,6 +97,11 @@ class MonitoringSettings:
     retention: str
     receiver: Receiver
     thresholds: Thresholds
+    password_file: str
+
+    def password(self, issue: bool = True) -> str | None:
+        """The operators' password, made on first use when `issue` (None: not made yet)."""
+        return read_password(self.password_file, issue)
 
     def urls(self, host_name: str) -> dict[str, str]:
         """Where people and the fab tasks reach Prometheus and Alertmanager on this host."""
@@ -185,6 +194,7 @@ def load_monitoring(data: Mapping[str, Any]) -> MonitoringSettings:
         retention=retention if isinstance(retention, str) else "",
         receiver=_receiver(check),
         thresholds=_thresholds(check),
+        password_file=_control_path(check, "monitoring_password_file", merged["monitoring_password_file"]) or "",
     )
     if check.problems:
         raise SettingsError(check.problems)
@@ -280,3 +290,9 @@ def watch(gateways: Iterable[tuple[str, Settings]], monitors: Iterable[tuple[str
                  tuple(Probe(name, url, tuple(sorted(tags))) for url, (name, tags) in sorted(backends.items())),
                  tuple(hosts), next(iter(tokens), None), bundle)
 
+
+
+def read_password(file: str, issue: bool = True) -> str | None:
+    """The password in `file` on the control machine, made on first use when `issue` (None: not made yet)."""
+    path = Path(file).expanduser()
+    return control_secrets.ensure(path) if issue else control_secrets.read(path)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from gateway import render
+from gateway import monitoring_auth, render
 from gateway.files import UNIT_DIR, ManagedFile
 from gateway.monitoring import (ALERTMANAGER, BLACKBOX, CONFIG_DIR, NODE_EXPORTER, NODE_EXPORTER_PORT, PROMETHEUS,
                                 READINESS, SERVICE_USER, STATE_DIR, MonitoringSettings, Watch)
+from gateway.monitoring_auth import OPERATOR, SCRAPER, scraper_password
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class Paths:
     blackbox: str = f"{CONFIG_DIR}/blackbox.yml"
     token: str = f"{CONFIG_DIR}/metrics.token"
     ca_bundle: str = f"{CONFIG_DIR}/gateways-ca.crt"
+    web_config: str = f"{CONFIG_DIR}/web.yml"  # who may log in to the three services
+    scraper_password: str = f"{CONFIG_DIR}/prometheus.password"  # Prometheus' own login
+    node_web_config: str = "/etc/litellm-node-exporter/web.yml"  # on every managed host: Prometheus only
 
 
 PATHS = Paths()
@@ -52,18 +56,19 @@ def units(m: MonitoringSettings, host_name: str) -> list[Unit]:
         Unit(PROMETHEUS, f"Prometheus of the LiteLLM gateways (port {m.prometheus_port})", "man:prometheus(1)",
              f"/usr/bin/prometheus --config.file={PATHS.config} --storage.tsdb.path=/var/lib/{STATE_DIR}/prometheus "
              f"--storage.tsdb.retention.time={m.retention} --web.listen-address={bind}:{m.prometheus_port} "
-             f"--web.external-url=http://{address}:{m.prometheus_port}/",
+             f"--web.external-url=http://{address}:{m.prometheus_port}/ --web.config.file={PATHS.web_config}",
              state_directory=f"{STATE_DIR}/prometheus", memory_max="2G", tasks_max=256),
         Unit(ALERTMANAGER, f"Alertmanager of the LiteLLM gateways (port {m.alertmanager_port})",
              "man:prometheus-alertmanager(1)",
              f"/usr/bin/prometheus-alertmanager --config.file={PATHS.alertmanager} "
              f"--storage.path=/var/lib/{STATE_DIR}/alertmanager --web.listen-address={bind}:{m.alertmanager_port} "
-             f"--web.external-url=http://{address}:{m.alertmanager_port}/ --cluster.listen-address=",
+             f"--web.external-url=http://{address}:{m.alertmanager_port}/ --cluster.listen-address= "
+             f"--web.config.file={PATHS.web_config}",
              state_directory=f"{STATE_DIR}/alertmanager"),
         Unit(BLACKBOX, f"Blackbox exporter probing the LiteLLM gateways and backends (port {m.blackbox_port})",
              "man:prometheus-blackbox-exporter(1)",
              f"/usr/bin/prometheus-blackbox-exporter --config.file={PATHS.blackbox} "
-             f"--web.listen-address={m.local_address}:{m.blackbox_port}"),
+             f"--web.listen-address={m.local_address}:{m.blackbox_port} --web.config.file={PATHS.web_config}"),
     ]
 
 
@@ -72,6 +77,7 @@ def node_exporter_unit(address: str) -> Unit:
     return Unit(NODE_EXPORTER, f"Node exporter for the LiteLLM gateways' monitoring (port {NODE_EXPORTER_PORT})",
                 "man:prometheus-node-exporter(1)",
                 f"/usr/bin/prometheus-node-exporter --web.listen-address={address}:{NODE_EXPORTER_PORT} "
+                f"--web.config.file={PATHS.node_web_config} "
                 # No timex collector: it needs adjtimex, which the unit's system call filter refuses.
                 "--no-collector.timex --collector.systemd --collector.systemd.unit-include=(litellm.*|ollama)\\.service",
                 reloads=False, reads_host=True)
@@ -83,21 +89,37 @@ def _unit_file(unit: Unit, host_name: str) -> ManagedFile:
                        restarts=(unit.name,))
 
 
-def node_exporter_files(address: str, host_name: str) -> list[ManagedFile]:
-    return [_unit_file(node_exporter_unit(address), host_name)]
+def _web_config(path: str, users: dict[str, str], restarts: tuple[str, ...], validate: str | None) -> ManagedFile:
+    """Who may log in (the services read it at every request)."""
+    return ManagedFile(path, "gateway/monitoring_auth.py", "root", SERVICE_USER, "640",
+                       f"lets only {' and '.join(sorted(users))} in (basic auth, bcrypt)",
+                       monitoring_auth.web_config(users).encode(), validate=validate, restarts=restarts)
 
 
-def monitoring_files(m: MonitoringSettings, w: Watch, host_name: str) -> list[ManagedFile]:
-    """The monitoring host's table, in the order the deploy installs it: what a config reads first."""
+def node_exporter_files(address: str, host_name: str, password: str) -> list[ManagedFile]:
+    """The node exporter's login (Prometheus only, from the monitoring `password`) and its unit."""
+    return [_web_config(PATHS.node_web_config, {SCRAPER: scraper_password(password)}, (NODE_EXPORTER,),
+                        None),  # promtool is on the monitoring host only
+            _unit_file(node_exporter_unit(address), host_name)]
+
+
+def monitoring_files(m: MonitoringSettings, w: Watch, host_name: str, password: str) -> list[ManagedFile]:
+    """The monitoring host's table, in the order the deploy installs it: what a config reads first.
+    `password`: the operators' (MonitoringSettings.password())."""
 
     def config(path: str, template: str, wanted: str, service: str, validate: str, mode: str = "640") -> ManagedFile:
         content = render.render_with(template, host_name, m=m, w=w, paths=PATHS, node_port=NODE_EXPORTER_PORT,
-                                     readiness=READINESS)
+                                     readiness=READINESS, scraper=SCRAPER)
         # Read by the services' user, changed by root only; a change is a reload (SIGHUP), not a restart.
         return ManagedFile(path, f"templates/{template}", "root", SERVICE_USER, mode, wanted, content.encode(),
                            validate=validate, restarts=(service,))
 
-    rows = []
+    scraper = scraper_password(password)
+    rows = [_web_config(PATHS.web_config, {OPERATOR: password, SCRAPER: scraper},
+                        (PROMETHEUS, ALERTMANAGER, BLACKBOX), "/usr/bin/promtool check web-config {path}"),
+            ManagedFile(PATHS.scraper_password, "monitoring_password_file (Prometheus' own, derived)", "root",
+                        SERVICE_USER, "640", "holds Prometheus' login to the exporters and Alertmanager",
+                        (scraper + "\n").encode(), restarts=(PROMETHEUS,))]
     if w.token:
         rows.append(ManagedFile(PATHS.token, "litellm_metrics_token_file", "root", SERVICE_USER, "640",
                                 "holds the gateways' scrape token, for Prometheus only", (w.token + "\n").encode(),
@@ -129,14 +151,17 @@ def ready_urls(m: MonitoringSettings) -> list[str]:
 
 
 def ready_command(m: MonitoringSettings, timeout: int = 60) -> str:
-    """Waits (with the host's python3) until every ready_urls() answers 200; fails naming the one that does not."""
+    """Waits (with the host's python3, as root, logged in as Prometheus) until every ready_urls() answers 200;
+    fails naming the one that does not."""
     script = (
-        "import sys, time, urllib.request\n"
+        "import base64, sys, time, urllib.request\n"
+        f"login = '{SCRAPER}:' + open('{PATHS.scraper_password}').read().strip()\n"
+        "auth = {'Authorization': 'Basic ' + base64.b64encode(login.encode()).decode()}\n"
         f"deadline = time.monotonic() + {timeout}\n"
         "for url in sys.argv[1:]:\n"
         "    while True:\n"
         "        try:\n"
-        "            urllib.request.urlopen(url, timeout=3).read(); break\n"
+        "            urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=3).read(); break\n"
         "        except OSError as error:\n"
         "            if time.monotonic() > deadline:\n"
         f"                sys.exit(f'{{url}} does not answer after {timeout} s: {{error}}')\n"

@@ -12,6 +12,7 @@ from typing import Any
 from gateway.fleet import host_data
 from gateway.inventory import is_monitoring
 from gateway.monitoring import load_monitoring
+from gateway.monitoring_auth import OPERATOR, authorization
 
 
 class PrometheusError(RuntimeError):
@@ -25,11 +26,13 @@ class Watcher:
     name: str
     prometheus_url: str
     alertmanager_url: str
+    password: str | None = None  # the operators' (monitoring_password_file); None: not made yet
     timeout: float = 10
 
     def _get(self, url: str) -> Any:
+        headers = {"Authorization": authorization(OPERATOR, self.password)} if self.password else {}
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as answer:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=self.timeout) as answer:
                 return json.load(answer)
         except (urllib.error.URLError, OSError, ValueError) as error:
             raise PrometheusError(f"{url.split('?')[0]}: {getattr(error, 'reason', None) or error}") from None
@@ -48,7 +51,7 @@ class Watcher:
         return [a for a in body["data"]["alerts"] if a["state"] == "firing"]
 
     def graph_url(self, promql: str, window: str) -> str:
-        """A link to Prometheus' graph of `promql` over the last `window`."""
+        """A link to Prometheus' graph of `promql` over the last `window` (the browser asks for the login)."""
         return f"{self.prometheus_url}/graph?" + urllib.parse.urlencode(
             {"g0.expr": promql, "g0.range_input": window, "g0.tab": "0"})
 
@@ -58,6 +61,7 @@ def watchers(inventory: str) -> list[Watcher]:
     found = []
     for name, data in host_data(inventory).items():
         if is_monitoring(data):
-            urls = load_monitoring(data).urls(name)
-            found.append(Watcher(name, urls["prometheus_url"], urls["alertmanager_url"]))
+            m = load_monitoring(data)
+            urls = m.urls(name)
+            found.append(Watcher(name, urls["prometheus_url"], urls["alertmanager_url"], m.password(issue=False)))
     return found

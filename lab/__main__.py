@@ -15,7 +15,7 @@ def print_status(report: dict) -> bool:
     for entry in report["gateways"] + report["backends"]:
         service = entry.get("gateway_listening", entry.get("ollama_listening"))
         state = "running" if entry["running"] else "STOPPED"
-        healthy &= entry["running"] and entry["ssh"]
+        healthy &= entry.get("optional", False) or (entry["running"] and entry["ssh"])
         print(
             f"{entry['name']:<8} {entry['address']:<15} {state:<8} ssh={'up' if entry['ssh'] else 'DOWN':<5}"
             f" service={'up' if service else 'down':<5} {entry['url']}"
@@ -26,7 +26,7 @@ def print_status(report: dict) -> bool:
         address, _, port = proxy["address"].rpartition(":")
         print(f"proxy    {address:<15} {'running' if proxy['running'] else 'STOPPED':<8} port={port}")
     for entry in report["fleet"]:
-        healthy &= entry["running"] and entry["ssh"]
+        healthy &= entry.get("optional", False) or (entry["running"] and entry["ssh"])
         print(
             f"{entry['name']:<8} {entry['address']:<15} {'running' if entry['running'] else 'STOPPED':<8}"
             f" ssh={'up' if entry['ssh'] else 'DOWN':<5} netns={entry['namespace']}"

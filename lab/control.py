@@ -196,7 +196,9 @@ def status() -> dict[str, Any]:
         "dns": {"address": dns.DNS_ADDRESS, "running": dns.pid() is not None},
         "ssh_key": str(machines.SSH_KEY),
         "gateways": [host_status(h) for h in every if h.role == "gateway"],
-        "backends": [host_status(h) for h in (*BACKENDS, *(h for h in SIDE_BACKENDS if h in built))],
+        # A test's own backends (llm3, llm4) are shown when built; stopped, they are not a fault.
+        "backends": [host_status(h) for h in BACKENDS]
+                    + [{**host_status(h), "optional": True} for h in SIDE_BACKENDS if h in built],
         "fleet": [fleet_status(h) for h in sorted(fleet.values(), key=lambda h: int(h.name[5:]))],
         "package_proxy": {"address": f"{CONTROL_ADDRESS}:{PACKAGE_PROXY_PORT}", "running": package_proxy.pid() is not None},
         # Where scripts find the monitoring host's Prometheus and Alertmanager (None: not built).

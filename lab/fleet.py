@@ -13,6 +13,7 @@ from lab.topology import (BACKENDS, DNS_ADDRESS, DOMAIN, FLEET_NAME, FLEET_PREFI
 
 TEAM_KEYS_FILE = STATE_DIR / "team-keys.json"  # outside git, 0600, as an operator's would be
 METRICS_TOKEN_FILE = STATE_DIR / "metrics.token"  # the lab's scrape token, made by the first deploy
+MONITORING_PASSWORD_FILE = STATE_DIR / "monitoring.password"  # the lab's login to mon1, made by its first deploy
 
 
 def ssh_data() -> dict[str, Any]:
@@ -76,7 +77,7 @@ def lab_monitoring(**overrides: Any) -> tuple[list, dict[str, Any]]:
 
     host = MONITORING_HOST
     data = {"monitoring_bind_address": host.address, "monitoring_receiver": {"webhook_url": alert_sink.URL},
-            **ssh_data(), **overrides}
+            "monitoring_password_file": str(MONITORING_PASSWORD_FILE), **ssh_data(), **overrides}
     return monitoring_group([(host.fqdn, {"ssh_hostname": host.address})], data)
 
 

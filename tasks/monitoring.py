@@ -23,7 +23,7 @@ everyone = {h.name: h.data.dict() for h in state.inventory}
 w = watch([(name, load(data)) for name, data in everyone.items() if is_gateway(data)],
           [(name, reach_address(name, load_monitoring(data).bind_address)) for name, data in everyone.items()
            if is_monitoring(data)])
-table = monitoring_files(m, w, host.name)
+table = monitoring_files(m, w, host.name, m.password())
 present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table))
 installed = {f.path: whole_file(name=f"{f.path} {f.wanted}", file=f, present=present[f.path]) for f in table}
 

@@ -6,18 +6,21 @@ from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
 from gateway.facts import ManagedFiles
-from gateway.inventory import is_gateway, monitored
+from gateway.inventory import is_gateway
 from gateway.monitoring import NODE_EXPORTER, load_monitoring
+from gateway.monitoring_auth import monitoring_password
 from gateway.monitoring_files import node_exporter_files
 from gateway.operations import whole_file
 from gateway.settings import for_host
 
 data = host.data.dict()
 address = for_host(host).bind_address if is_gateway(data) else load_monitoring(data).bind_address
-table = node_exporter_files(address, host.name)
+everyone = [h.data.dict() for h in state.inventory]
+password = monitoring_password(everyone)
+table = node_exporter_files(address, host.name, password or "")
 present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table))
 
-if monitored(h.data.dict() for h in state.inventory):
+if password:
     changed = [whole_file(name=f"{f.path} {f.wanted}", file=f, present=present[f.path]) for f in table]
     systemd.daemon_reload(name=f"systemd has read the changed {NODE_EXPORTER} unit", _if=any_changed(*changed))
     systemd.service(name=f"{NODE_EXPORTER} is restarted onto its changed unit", service=NODE_EXPORTER,

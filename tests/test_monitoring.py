@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 PROMTOOL = shutil.which("promtool", path=str(REPO / ".venv/bin")) or shutil.which("promtool")
 WEBHOOK = {"monitoring_receiver": {"webhook_url": "http://127.0.10.91:9099/alerts"}}
 KEY = "sk-" + "0123456789abcdef" * 3
+PASSWORD = "monitoring-canary-" + "5" * 20
 
 
 def gateway(tmp_path: Path, name: str = "gw2.lab.test", **overrides):
@@ -36,7 +37,7 @@ def gateway(tmp_path: Path, name: str = "gw2.lab.test", **overrides):
 def files(tmp_path: Path, monitoring: dict | None = None, gateways: list | None = None) -> dict[str, str]:
     m = load_monitoring({**WEBHOOK, "monitoring_bind_address": "127.0.10.90", **(monitoring or {})})
     w = watch(gateways or [gateway(tmp_path)], [("mon1.lab.test", "127.0.10.90")])
-    return {Path(f.path).name: f.content.decode() for f in monitoring_files(m, w, "mon1.lab.test")}
+    return {Path(f.path).name: f.content.decode() for f in monitoring_files(m, w, "mon1.lab.test", PASSWORD)}
 
 
 def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -95,7 +96,7 @@ def test_a_model_probe_matches_the_tags_ollama_lists_and_no_other(tmp_path):
 
 
 def test_the_scrape_token_is_given_to_prometheus_only(tmp_path):
-    rows = {f.name: f for f in monitoring_files(load_monitoring({**WEBHOOK}), watch([gateway(tmp_path)], []), "mon1")}
+    rows = {f.name: f for f in monitoring_files(load_monitoring({**WEBHOOK}), watch([gateway(tmp_path)], []), "mon1", PASSWORD)}
     token = rows["metrics.token"]
     assert (token.user, token.group, token.mode) == ("root", "prometheus", "640")
     assert (tmp_path / "metrics.token").read_text().strip() not in repr(token)
@@ -143,7 +144,7 @@ def test_roles_come_from_the_hosts_settings(tmp_path):
 
 
 def test_the_node_exporter_listens_where_its_host_serves():
-    unit = node_exporter_files("127.0.10.102", "gw2")[0].content.decode()
+    unit = node_exporter_files("127.0.10.102", "gw2", PASSWORD)[1].content.decode()
     assert "--web.listen-address=127.0.10.102:9100" in unit and "User=prometheus" in unit
     assert "ProtectSystem=strict" in unit and "ProtectHome=read-only" in unit and "ProcSubset" not in unit
 
@@ -157,3 +158,50 @@ def test_usage_counts_every_request_of_a_series_born_reset_or_old():
     assert seconds("24h") == 86400 and seconds("30m") == 1800
     with pytest.raises(ValueError, match="not a duration"):
         seconds("1 day")
+
+
+def test_every_service_asks_for_a_login_and_only_hashes_of_the_password_reach_a_host(tmp_path):
+    import bcrypt
+
+    from gateway.monitoring_auth import scraper_password
+    m = load_monitoring({**WEBHOOK, "monitoring_bind_address": "127.0.10.90"})
+    rows = {f.path: f for f in monitoring_files(m, watch([gateway(tmp_path)], []), "mon1", PASSWORD)}
+    rows.update({f.path: f for f in node_exporter_files("127.0.10.102", "gw2", PASSWORD)})
+    assert all(PASSWORD.encode() not in row.content for row in rows.values())
+    for unit in ("litellm-prometheus.service", "litellm-alertmanager.service", "litellm-blackbox.service"):
+        assert f"--web.config.file={PATHS.web_config}" in rows[f"/etc/systemd/system/{unit}"].content.decode()
+    assert f"--web.config.file={PATHS.node_web_config}" in rows["/etc/systemd/system/litellm-node-exporter.service"].content.decode()
+    users = yaml.safe_load(rows[PATHS.web_config].content)["basic_auth_users"]
+    assert bcrypt.checkpw(PASSWORD.encode(), users["operator"].encode())
+    assert bcrypt.checkpw(scraper_password(PASSWORD).encode(), users["prometheus"].encode())
+    nodes = yaml.safe_load(rows[PATHS.node_web_config].content)["basic_auth_users"]
+    assert list(nodes) == ["prometheus"]  # the operators' password opens no node exporter
+    assert rows[PATHS.scraper_password].content.decode().strip() == scraper_password(PASSWORD)
+    assert (rows[PATHS.web_config].user, rows[PATHS.web_config].group, rows[PATHS.web_config].mode) == \
+        ("root", "prometheus", "640")
+    # Prometheus logs in to Alertmanager and every exporter it scrapes, but not to the gateways (their token).
+    config = yaml.safe_load(rows[PATHS.config].content)
+    login = {"username": "prometheus", "password_file": PATHS.scraper_password}
+    assert config["alerting"]["alertmanagers"][0]["basic_auth"] == login
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert all(jobs[name].get("basic_auth") == login for name in
+               ("node", "gateway-readiness", "ollama-version", "ollama-models")), jobs
+    assert "basic_auth" not in jobs["litellm"] and "basic_auth" not in jobs["litellm-front"]
+    # The same password renders the same files: a second deploy changes nothing.
+    again = {f.path: f.sha256 for f in monitoring_files(m, watch([gateway(tmp_path)], []), "mon1", PASSWORD)}
+    assert all(rows[path].sha256 == digest for path, digest in again.items())
+    (tmp_path / "web.yml").write_bytes(rows[PATHS.web_config].content)
+    result = promtool("check", "web-config", "web.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_monitoring_hosts_with_different_password_files_are_refused(tmp_path):
+    from gateway.monitoring_auth import monitoring_password
+    _, one = monitoring_group(["mon1.example.org"], {**WEBHOOK, "monitoring_password_file": str(tmp_path / "a")})
+    _, two = monitoring_group(["mon2.example.org"], {**WEBHOOK, "monitoring_password_file": str(tmp_path / "b")})
+    assert monitoring_password([fleet_data()]) is None
+    assert monitoring_password([one, fleet_data()], issue=False) is None  # not made yet, and not made by a read
+    made = monitoring_password([one, fleet_data()])
+    assert made == (tmp_path / "a").read_text().strip() and oct((tmp_path / "a").stat().st_mode)[-3:] == "600"
+    with pytest.raises(SettingsError, match="the same file"):
+        monitoring_password([one, two])

@@ -326,3 +326,28 @@ def test_a_loop_of_refused_keys_costs_a_line_per_worker_and_interval_not_a_line_
     denied = [line for line in journal.splitlines() if '/v1/models HTTP/1.1" 401' in line]
     assert 1 <= len(refused) <= workers and 1 <= len(denied) <= workers, (len(refused), len(denied), journal[-2000:])
     assert "Traceback" not in journal and "sk-wrong" not in journal
+
+
+def test_refused_keys_and_unknown_models_are_counted_under_bounded_labels(team_key):
+    """A refused key is one increment of LiteLLM's failed-requests counter (status 401), and a model name a
+    client makes up never becomes a label: the labels name configured models, or "other"."""
+    from tests.lab.test_metrics import scrape, total
+    port = int(serving().split("@")[1].split(".")[0])
+    metric = "litellm_proxy_failed_requests_metric_total"
+    before = total(scrape(port), metric, exception_status="401")
+    for attempt in range(7):
+        assert request(TEST_GATEWAY.address, "GET", "/v1/models", f"sk-refused-{attempt}")[0] == 401
+    made_up = [f"made-up-{attempt}-{time.monotonic_ns()}" for attempt in range(5)]
+    for model in made_up:
+        status, _ = request(TEST_GATEWAY.address, "POST", "/v1/chat/completions", team_key, json.dumps(
+            {"model": model, "messages": [{"role": "user", "content": "hi"}]}).encode())
+        assert status in (400, 401, 404), status
+        status, _ = request(TEST_GATEWAY.address, "POST", "/v1/chat/completions", f"sk-refused-{model}", json.dumps(
+            {"model": model, "messages": [{"role": "user", "content": "hi"}]}).encode())
+        assert status == 401
+    assert completion(team_key, {"max_tokens": 8})[0] == 200
+    body = scrape(port)
+    assert total(body, metric, exception_status="401") - before == 7 + len(made_up), body[-2000:]
+    assert "made-up" not in body and "sk-refused" not in body
+    requested = set(re.findall(r'requested_model="([^"]*)"', body))
+    assert requested and requested <= {m.name for m in load(fleet_data()).models} | {"other", ""}, requested

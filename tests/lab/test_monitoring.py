@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +18,9 @@ import openai
 import pytest
 
 from lab import alert_sink, control, machines
-from lab.fleet import METRICS_TOKEN_FILE, monitoring_urls
-from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, MONITORING_HOST, TEST_GATEWAY
+from gateway.monitoring_auth import OPERATOR, SCRAPER, authorization, scraper_password
+from lab.fleet import METRICS_TOKEN_FILE, MONITORING_PASSWORD_FILE, monitoring_urls
+from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, MONITORING_HOST, OLLAMA_PORT, TEST_GATEWAY
 from tests.lab.conftest import REPO, deploy, ssh, wait_for
 from tests.lab.test_fabfile import fab
 
@@ -30,9 +32,23 @@ TEAM = f"monitored-{secrets.token_hex(3)}"  # a team of this run's own: Promethe
 SENT = 20
 
 
+def get(url: str, user: str | None = OPERATOR, data: bytes | None = None):
+    """The answer to a request logged in as `user` (None: no login; "guess": a wrong password); an HTTP
+    error's status is the answer's too. Callers name the user, never a password: none reaches a report."""
+    password = MONITORING_PASSWORD_FILE.read_text().strip()
+    passwords = {OPERATOR: password, SCRAPER: scraper_password(password), "guess": "guessed"}
+    headers = {"Content-Type": "application/json"}
+    if user:
+        headers["Authorization"] = authorization(OPERATOR if user == "guess" else user, passwords[user])
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers, data=data), timeout=10)
+    except urllib.error.HTTPError as error:
+        return error
+
+
 def api(path: str, **params: str) -> dict:
     url = f"{PROMETHEUS}/api/v1/{path}" + ("?" + urllib.parse.urlencode(params) if params else "")
-    with urllib.request.urlopen(url, timeout=10) as answer:
+    with get(url) as answer:
         body = json.load(answer)
     assert body["status"] == "success", body
     return body["data"]
@@ -54,7 +70,9 @@ def monitored(first_deploy, deploy_dir):
 
 def test_the_deploy_shows_no_token_and_a_second_one_changes_nothing(monitored, deploy_dir):
     token = METRICS_TOKEN_FILE.read_text().strip()
-    assert token not in monitored.output
+    password = MONITORING_PASSWORD_FILE.read_text().strip()
+    assert token not in monitored.output and password not in monitored.output
+    assert scraper_password(password) not in monitored.output
     again = deploy(deploy_dir, monitoring=FAST)
     assert again.returncode == 0 and again.changes == 0, again.output[-4000:]
     # Only Prometheus reads the token there.
@@ -66,9 +84,9 @@ def test_lab_status_names_the_monitoring_urls(monitored):
     report = json.loads(subprocess.run([sys.executable, "-m", "lab", "status", "--json"], cwd=REPO, check=True,
                                        capture_output=True, text=True).stdout)
     urls = report["monitoring"]
-    with urllib.request.urlopen(urls["prometheus_url"] + "/-/ready", timeout=5) as answer:
+    with get(urls["prometheus_url"] + "/-/ready") as answer:
         assert answer.status == 200
-    with urllib.request.urlopen(urls["alertmanager_url"] + "/api/v2/status", timeout=5) as answer:
+    with get(urls["alertmanager_url"] + "/api/v2/status") as answer:
         assert json.load(answer)["config"]["original"].count(alert_sink.URL) == 1
 
 
@@ -87,6 +105,32 @@ def test_every_instance_front_host_backend_model_and_readiness_is_scraped(monito
     wait_for(all_up, 60, "every target up and every probe succeeding", interval=1)
     models = {r["metric"]["model"] for r in api("query", query='probe_success{job="ollama-models"}')["result"]}
     assert models == {MODELS[m]["tag"] for b in BACKENDS for m in b.models}
+
+
+def test_prometheus_alertmanager_and_node_exporters_let_in_only_their_logins(monitored):
+    """From outside (the control machine): without a login, with a wrong one, with the operators' and Prometheus'."""
+    urls = monitoring_urls()
+    node = f"http://{TEST_GATEWAY.address}:9100/metrics"
+    silence = json.dumps({"matchers": [{"name": "alertname", "value": "GatewayNotReady", "isRegex": False}],
+                          "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2026-01-01T00:01:00Z",
+                          "createdBy": "outsider", "comment": "probe"}).encode()
+    # The blackbox exporter fetches any URL it is given.
+    probe = (f"http://{MONITORING_HOST.address}:9115/probe?module=ollama_version&target="
+             + urllib.parse.quote(f"http://{BACKENDS[0].address}:{OLLAMA_PORT}/api/version"))
+    for user in (None, "guess"):
+        assert get(f"{urls['prometheus_url']}/api/v1/query?query=up", user).status == 401
+        assert get(f"{urls['prometheus_url']}/graph", user).status == 401
+        assert get(f"{urls['alertmanager_url']}/api/v2/silences", user, data=silence).status == 401
+        assert get(node, user).status == 401
+        assert get(probe, user).status == 401
+    # The operators read Prometheus and Alertmanager; the node exporters let only Prometheus in.
+    assert get(f"{urls['prometheus_url']}/api/v1/query?query=up").status == 200
+    assert get(f"{urls['alertmanager_url']}/api/v2/alerts").status == 200
+    assert get(node).status == 401
+    with get(node, SCRAPER) as answer:
+        assert answer.status == 200 and b"node_memory_MemAvailable_bytes" in answer.read()
+    with get(probe, SCRAPER) as answer:
+        assert answer.status == 200 and b"probe_success 1" in answer.read()
 
 
 @pytest.fixture(scope="module")
