@@ -85,13 +85,14 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
 
     secured = []
     served = tls.material(s, host_name, issue) if s.tls else None
+    store = (REDIS, SENTINEL) if s.fleet and s.tls else ()  # they serve the same certificate, verified by the same CA
     if served:
         until = f"valid until {served.not_after:%Y-%m-%d}"
         secured = [
             ManagedFile(front.TLS_PEM, "litellm_tls (certificate chain and key)", "root", "root", "600",
                         f"holds the front's certificate for {', '.join(served.names)} and its key, root only",
                         served.pem, validate=f"{front.PEM_VARIABLE}={{path}} /usr/sbin/haproxy -c -q -f {front.CONFIG}",
-                        restarts=(FRONT,)),
+                        restarts=(FRONT, *store)),
             system(front.TLS_CERT, "litellm_tls (certificate chain)", served.chain.decode(),
                    f"holds the front's certificate chain ({until}), which the host's own checks pin"),
         ]
@@ -109,7 +110,8 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
             # Before the front's config, whose check reads it.
             secured.append(system(front.FLEET_CA, "litellm_tls (the CA clients are given)",
                                   Path(served.ca_file).read_text(),
-                                  "holds the CA the fronts verify each other's certificates with", restarts=(FRONT,)))
+                                  "holds the CA the fronts verify each other's certificates with",
+                                  restarts=(FRONT, *store)))
         fleet = [
             # Loaded by Sentinel's and Redis' units at start: a change is applied by restarting
             # Sentinel (Redis keeps its counters; the table is the same for both).

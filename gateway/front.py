@@ -150,7 +150,7 @@ def layout(s: Settings) -> str:
 
 def fleet_layout(s: Settings) -> dict | None:
     """A fleet's part of the layout: its address, the fronts' backend of gateways, keepalived's unit."""
-    from gateway.shared_limits import PASSWORD_VAR  # both read this module's names
+    from gateway.shared_limits import PASSWORD_VAR, Limits  # both read this module's names
     from gateway.vrrp import UNIT as FLEET_UNIT
 
     if not s.fleet:
@@ -159,4 +159,5 @@ def fleet_layout(s: Settings) -> dict | None:
             "servers": [name for name, _ in s.fleet.members],
             # The fleet's rate-limit store, asked on this gateway's own address (password from the env file).
             "redis_port": s.fleet.redis_port, "sentinel_port": s.fleet.sentinel_port,
-            "env_file": f"{s.config_dir}/litellm.env", "password_variable": PASSWORD_VAR}
+            "env_file": f"{s.config_dir}/litellm.env", "password_variable": PASSWORD_VAR,
+            "redis_ca": Limits(s).tls_ca}

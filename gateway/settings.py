@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     # first) and unencrypted key, files on the control machine outside git:
     # {"cert_file": "~/tls/gw.crt", "key_file": "~/tls/gw.key", "ca_file": "~/tls/ca.crt"}.
     # Plain HTTP on the port is then refused (the TLS handshake fails before any request is read).
+    # A fleet is "own-ca" unless set: its gateways send client keys and the rate-limit store's
+    # password between them; "none-i-accept-cleartext" keeps a fleet on plain HTTP and plain Redis.
     "litellm_tls": None,
     "litellm_tls_ca_dir": "~/.local/share/litellm-gateway/ca",  # on the control machine; back it up
     # Names and addresses clients reach the gateway by, besides its inventory name (and
@@ -609,6 +611,9 @@ def _control_path(check: _Checker, where: str, value: Any) -> str | None:
     return value
 
 
+CLEARTEXT = "none-i-accept-cleartext"  # litellm_tls: a fleet without TLS, said in words
+
+
 def _tls(check: _Checker) -> TLS | None:
     raw = check.data["litellm_tls"]
     ca_dir = _control_path(check, "litellm_tls_ca_dir", check.data["litellm_tls_ca_dir"]) or ""
@@ -618,7 +623,9 @@ def _tls(check: _Checker) -> TLS | None:
         check.problem("litellm_tls_names", f"{shown(names)}: list the host names and IP addresses clients use, "
                                            "like ['llm-api.example.org', '10.1.2.3']")
         names = []
-    if raw is None:
+    if raw is None and check.data["litellm_fleet_address"] is not None:
+        raw = "own-ca"  # a fleet's gateways talk to each other: encrypted unless the inventory says otherwise
+    if raw is None or raw == CLEARTEXT:
         if names:
             check.problem("litellm_tls_names", "names a certificate, but litellm_tls is None (plain HTTP); set "
                                                "litellm_tls too, or remove the names")
@@ -636,8 +643,8 @@ def _tls(check: _Checker) -> TLS | None:
         key = _control_path(check, "litellm_tls.key_file", raw["key_file"])
         ca = _control_path(check, "litellm_tls.ca_file", raw["ca_file"]) if raw.get("ca_file") is not None else None
         return TLS(own_ca=False, ca_dir=ca_dir, cert_file=cert, key_file=key, ca_file=ca, names=tuple(names))
-    check.problem("litellm_tls", f"{shown(raw)} is none of: None (plain HTTP), 'own-ca', or "
-                                 "{'cert_file': PATH, 'key_file': PATH, 'ca_file': PATH}")
+    check.problem("litellm_tls", f"{shown(raw)} is none of: None (plain HTTP; a fleet: own-ca), 'own-ca', "
+                                 f"{CLEARTEXT!r}, or {{'cert_file': PATH, 'key_file': PATH, 'ca_file': PATH}}")
     return None
 
 

@@ -29,6 +29,11 @@ SENTINEL_CONF = f"{SENTINEL_DIR}/sentinel.conf"
 # The nftables table that lets only the fleet's gateways reach Redis and Sentinel (loaded by both units).
 STORE_TABLE = "litellm_fleet_store"
 STORE_RULES = "fleet-store.nft"  # in the config directory
+# With TLS (a fleet's default), Redis and Sentinel serve the front's certificate, each from a copy of
+# its own made at start (the front's file is root's), and verify each other with the fleet's CA.
+REDIS_TLS_PEM = "/run/litellm-redis/tls.pem"
+SENTINEL_TLS_PEM = f"{SENTINEL_DIR}/tls.pem"
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # a certificate from a public CA, without ca_file
 
 
 def password(s: Settings) -> str:
@@ -48,6 +53,16 @@ class Limits:
     sentinel_conf: str = SENTINEL_CONF
     sentinel_dir: str = SENTINEL_DIR
     store_table: str = STORE_TABLE
+    redis_tls_pem: str = REDIS_TLS_PEM
+    sentinel_tls_pem: str = SENTINEL_TLS_PEM
+
+    @property
+    def tls_ca(self) -> str | None:
+        """What Redis, Sentinel and LiteLLM verify each other's certificates with (None: no TLS)."""
+        if not self.s.tls:
+            return None
+        ca = front.Front(self.s).fleet_ca
+        return SYSTEM_CA_BUNDLE if ca.startswith("@") else ca
 
     @property
     def password(self) -> str:
@@ -93,8 +108,11 @@ class Limits:
         return f"{self.s.config_dir}/sentinel.conf"
 
     def write_auth(self, kind: str) -> str:
-        """The unit's ExecStartPre (as root): the password from the env file into its runtime file."""
+        """The unit's ExecStartPre (as root): the password from the env file into its runtime file, and
+        with TLS the front's certificate and key into the service's own copy."""
         target = self.redis_auth if kind == "redis" else self.sentinel_conf
         seed = ["--seed", self.sentinel_seed] if kind == "sentinel" else []
+        if self.tls_ca:
+            seed += ["--tls-pem", front.TLS_PEM, "--tls-out", self.redis_tls_pem if kind == "redis" else self.sentinel_tls_pem]
         return front.unit_command("shared_limits", kind, "--env-file", self.env_file, "--variable", PASSWORD_VAR,
                                   "--out", target, *seed, "--owner", f"{self.s.user}:{self.s.group}")

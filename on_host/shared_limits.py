@@ -16,6 +16,7 @@ import hashlib
 import os
 import pwd
 import socket
+import ssl
 import stat
 import sys
 
@@ -74,8 +75,12 @@ def sentinel_file(seed: str, password: str, existing: str | None) -> str | None:
 class Resp:
     """Just enough of Redis's protocol to ask a node or a sentinel how it is."""
 
-    def __init__(self, host: str, port: int, password: str, timeout: float = 2.0) -> None:
+    def __init__(self, host: str, port: int, password: str, timeout: float = 2.0, ca_file: str | None = None) -> None:
         self.conn = socket.create_connection((host, port), timeout=timeout)
+        if ca_file:  # verified by the fleet's CA, as Redis and LiteLLM verify it
+            context = ssl.create_default_context(cafile=ca_file)
+            context.check_hostname = False
+            self.conn = context.wrap_socket(self.conn)
         self.file = self.conn.makefile("rb")
         self.call("AUTH", password)
 
@@ -105,11 +110,12 @@ def _pairs(flat: list) -> dict:
     return dict(zip(flat[::2], flat[1::2]))
 
 
-def view(address: str, redis_port: int, sentinel_port: int, password: str) -> dict:
-    """This gateway's Redis role and its sentinel's view of the primary, for `fab status`."""
+def view(address: str, redis_port: int, sentinel_port: int, password: str, ca_file: str | None = None) -> dict:
+    """This gateway's Redis role and its sentinel's view of the primary, for `fab status` (over TLS
+    verified with `ca_file` when the fleet has TLS)."""
     state: dict = {}
     try:
-        node = Resp(address, redis_port, password)
+        node = Resp(address, redis_port, password, ca_file=ca_file)
         info = dict(line.split(":", 1) for line in node.call("INFO", "replication").splitlines() if ":" in line)
         node.close()
         state["role"] = info.get("role")
@@ -117,7 +123,7 @@ def view(address: str, redis_port: int, sentinel_port: int, password: str) -> di
     except (OSError, RuntimeError) as error:
         state["role"], state["error"] = None, f"redis: {error}"
     try:
-        sentinel = Resp(address, sentinel_port, password)
+        sentinel = Resp(address, sentinel_port, password, ca_file=ca_file)
         master = _pairs(sentinel.call("SENTINEL", "MASTER", SERVICE_NAME))
         # Those it knows but cannot reach are flagged s_down: only the others count.
         replicas = [_pairs(r) for r in sentinel.call("SENTINEL", "REPLICAS", SERVICE_NAME)]
@@ -140,8 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--owner", required=True)
     parser.add_argument("--seed")
+    parser.add_argument("--tls-pem", help="root's certificate and key (the front's), copied for the service to --tls-out")
+    parser.add_argument("--tls-out")
     args = parser.parse_args(argv)
     password = read_variable(args.env_file, args.variable)
+    if args.tls_pem:
+        with open(args.tls_pem, encoding="ascii") as handle:
+            write_private(args.tls_out, handle.read(), args.owner)
     if args.kind == "redis":
         write_private(args.out, f"requirepass {password}\nmasterauth {password}\n", args.owner)
         return 0

@@ -82,7 +82,8 @@ def fleet_view(layout: dict, own_address: str) -> dict | None:
         gateways = {}
     try:
         password = shared_limits.read_variable(fleet["env_file"], fleet["password_variable"])
-        redis = shared_limits.view(own_address, fleet["redis_port"], fleet["sentinel_port"], password)
+        redis = shared_limits.view(own_address, fleet["redis_port"], fleet["sentinel_port"], password,
+                                    fleet.get("redis_ca"))
     except (OSError, SystemExit) as error:
         redis = {"error": f"no password to ask Redis with: {error}"}
     return {"unit": systemd(fleet["unit"]).get("ActiveState"), "holder": holds(fleet["address"]),

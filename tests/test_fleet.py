@@ -20,8 +20,9 @@ from tests.test_settings import GOOD_KEY, seed_data
 GATEWAYS = [("gw-a.example.org", {"litellm_bind_address": "10.1.2.11"}),
             ("gw-b.example.org", {"litellm_bind_address": "10.1.2.12"}),
             ("gw-c.example.org", {"litellm_bind_address": "10.1.2.13"})]
+# Cleartext, said in words: most tests here look at the fleet's plain parts; TLS has tests of its own.
 FLEET = {"litellm_master_key": GOOD_KEY, "litellm_fleet_address": "10.1.2.100/24",
-         "litellm_fleet_name": "llm-api.example.org"}
+         "litellm_fleet_name": "llm-api.example.org", "litellm_tls": "none-i-accept-cleartext"}
 
 
 def fleet_settings(host: int = 0, **extra):
@@ -146,7 +147,7 @@ def test_the_fleets_limits_live_in_redis_behind_sentinel_with_a_password_that_is
     assert "url:" not in config.split("coordination_redis:")[1].split("\n\n")[0]  # a url would win over Sentinel
     assert password(first) not in config and "os.environ/LITELLM_REDIS_PASSWORD" in config
     redis = render.render("redis.conf.j2", second, "gw-b.example.org")
-    assert "bind 10.1.2.12\nport 6380\n" in redis and "replicaof 10.1.2.11 6380" in redis
+    assert "bind 10.1.2.12\n" in redis and "\nport 6380\n" in redis and "replicaof 10.1.2.11 6380" in redis
     assert password(first) not in redis
     assert "replicaof" not in render.render("redis.conf.j2", first, "gw-a.example.org")
     sentinel = render.render("sentinel.conf.j2", second, "gw-b.example.org")
@@ -220,3 +221,49 @@ def test_redis_and_sentinel_answer_the_fleets_gateways_only(tmp_path):
     standalone = managed_files(load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2), "gw", "{}")
     assert not any("nft" in f.path for f in standalone)
     assert "nft" not in next(f for f in standalone if f.path.endswith("litellm-redis.service")).content.decode()
+
+
+def test_a_fleet_is_tls_unless_its_inventory_says_cleartext_in_words(tmp_path):
+    """Redis, Sentinel and LiteLLM's client speak TLS only, with the front's certificate and the fleet's CA."""
+    from gateway import front, shared_limits
+
+    s = fleet_settings(1, litellm_tls=None, litellm_tls_ca_dir=str(tmp_path / "ca"))
+    assert s.tls and s.tls.own_ca and s.scheme == "https"
+    limits = shared_limits.Limits(s)
+    assert limits.tls_ca == front.FLEET_CA
+    redis = render.render("redis.conf.j2", s, "gw-b.example.org")
+    assert "\nport 0\n" in redis and "\ntls-port 6380\n" in redis and "tls-replication yes" in redis
+    assert f"tls-cert-file {shared_limits.REDIS_TLS_PEM}\n" in redis and f"tls-ca-cert-file {front.FLEET_CA}\n" in redis
+    sentinel = render.render("sentinel.conf.j2", s, "gw-b.example.org")
+    assert "\nport 0\n" in sentinel and "\ntls-port 26380\n" in sentinel and "tls-replication yes" in sentinel
+    assert f"tls-key-file {shared_limits.SENTINEL_TLS_PEM}\n" in sentinel
+    store = render.render("config.yaml.j2", s, "gw-b.example.org").split("coordination_redis:")[1]
+    assert "ssl: true" in store and f'ssl_ca_certs: "{front.FLEET_CA}"' in store and "ssl_cert_reqs: required" in store
+    for kind, copy in (("redis", shared_limits.REDIS_TLS_PEM), ("sentinel", shared_limits.SENTINEL_TLS_PEM)):
+        assert f"--tls-pem {front.TLS_PEM} --tls-out {copy}" in limits.write_auth(kind)
+    rows = {f.path: f for f in managed_files(s, "gw-b.example.org", '{"version": 1, "keys": {}}\n')}
+    assert set(rows[front.TLS_PEM].restarts) == {"litellm-front.service", "litellm-redis.service", "litellm-sentinel.service"}
+    assert set(rows[front.FLEET_CA].restarts) == set(rows[front.TLS_PEM].restarts)
+    # Said in words, a fleet stays cleartext; the words mean plain HTTP on a single gateway too.
+    plain = fleet_settings(1)
+    assert plain.tls is None and shared_limits.Limits(plain).tls_ca is None
+    assert "tls-port" not in render.render("redis.conf.j2", plain, "gw-b.example.org")
+    assert "ssl" not in render.render("config.yaml.j2", plain, "gw-b.example.org").split("coordination_redis:")[1]
+    assert load(seed_data(litellm_master_key=GOOD_KEY, litellm_tls="none-i-accept-cleartext")).tls is None
+    with pytest.raises(SettingsError, match="none-i-accept-cleartext"):
+        fleet_settings(1, litellm_tls="none")
+
+
+def test_the_store_gets_its_own_copy_of_the_certificate_never_through_a_planted_link(tmp_path):
+    pem, env = tmp_path / "front.pem", tmp_path / "litellm.env"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
+    env.write_text("LITELLM_REDIS_PASSWORD=p\n")
+    me = f"{pwd.getpwuid(os.getuid()).pw_name}:{grp.getgrgid(os.getgid()).gr_name}"
+    target, elsewhere = tmp_path / "tls.pem", tmp_path / "elsewhere"
+    elsewhere.write_text("untouched")
+    (tmp_path / "tls.pem.new").symlink_to(elsewhere)
+    assert on_host_limits.main(["redis", "--env-file", str(env), "--variable", "LITELLM_REDIS_PASSWORD",
+                                "--out", str(tmp_path / "auth.conf"), "--owner", me,
+                                "--tls-pem", str(pem), "--tls-out", str(target)]) == 0
+    assert target.read_text() == pem.read_text() and oct(target.stat().st_mode)[-3:] == "600"
+    assert elsewhere.read_text() == "untouched"

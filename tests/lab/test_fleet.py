@@ -29,6 +29,8 @@ from tests.lab.conftest import deploy, wait_for
 from tests.lab.test_edge import clients_routes_answer, refused_by_the_front, request
 from tests.lab.test_fabfile import fab
 
+FLEET_CA = front.FLEET_CA  # on each gateway: the CA Redis, Sentinel and LiteLLM verify each other with
+
 pytestmark = pytest.mark.lab
 FLEET = fleet_hosts(3)
 URL = f"https://{FLEET_VIP}:{GATEWAY_PORT}/v1"
@@ -154,6 +156,13 @@ def test_redis_and_sentinel_answer_the_fleets_gateways_and_nobody_else(fleet):
     for host in FLEET:  # while every gateway still reaches every other's Redis and Sentinel
         view = redis_view(host)
         assert view["sentinels"] == len(FLEET) and view["replicas"] == len(FLEET) - 1 and view["primary"], view
+    # Between the gateways, TLS only: a cleartext client gets no answer, one that verifies the fleet's CA does.
+    first, second = FLEET[0], FLEET[1]
+    for port in (6380, 26380):
+        ask = f"REDISCLI_AUTH=$({with_redis_password('print(p)')}) redis-cli --no-auth-warning -h {second.address} -p {port}"
+        assert "PONG" not in on(first, f"timeout 5 {ask} PING 2>&1 || true")
+        assert on(first, f"{ask} --tls --cacert {FLEET_CA} PING").strip() == "PONG"
+        assert "certificate verify failed" in on(first, f"{ask} --tls --cacert /etc/ssl/certs/ca-certificates.crt PING 2>&1 || true")
 
 
 def test_fab_status_shows_the_fleet_and_a_drain_holds_across_a_reload_until_undrain(fleet, tmp_path, ca_file):
@@ -188,7 +197,8 @@ def test_losing_gateway_hosts_under_load(fleet, ca_file):
     if not any(redis_view(h).get("role") == "master" for h in others):
         # The primary is on the holder: the sentinels hand it to a replica (one of the others).
         on(others[0], f"REDISCLI_AUTH=$({with_redis_password('print(p)')}) redis-cli --no-auth-warning "
-                      f"-h {others[0].address} -p 26380 SENTINEL FAILOVER {shared_limits.SERVICE_NAME}")
+                      f"--tls --cacert {FLEET_CA} -h {others[0].address} -p 26380 "
+                      f"SENTINEL FAILOVER {shared_limits.SERVICE_NAME}")
         wait_for(lambda: any(redis_view(h).get("role") == "master" for h in others), 30, "the primary on a replica")
     clean = next(h for h in others if redis_view(h).get("role") != "master")
     clients = 4
@@ -308,7 +318,8 @@ def with_redis_password(code: str) -> str:
 
 def redis_view(host) -> dict:
     """What `fab status` reads on a gateway: its Redis role and its sentinel's primary."""
-    return json.loads(on(host, with_redis_password(f"print(json.dumps(s.view('{host.address}', 6380, 26380, p)))")))
+    return json.loads(on(host, with_redis_password(
+        f"print(json.dumps(s.view('{host.address}', 6380, 26380, p, '{FLEET_CA}')))")))
 
 
 def team_key(tmp_path, team: str, *flags: str) -> str:
