@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     # The operators' password for Prometheus and Alertmanager (made once on the control machine,
     # 0600; the hosts hold only bcrypt hashes of it and of Prometheus' own password derived from it).
     "monitoring_password_file": "~/.local/share/litellm-gateway/monitoring.password",
+    # None: Prometheus and Alertmanager over plain HTTP (reach them over a management network).
+    # "own-ca": HTTPS, with a certificate from the own CA the watched gateways use (litellm_tls own-ca).
+    "monitoring_tls": None,
     "monitoring_prometheus_port": 9090,
     "monitoring_alertmanager_port": 9093,
     "monitoring_blackbox_port": 9115,
@@ -98,6 +101,7 @@ class MonitoringSettings:
     receiver: Receiver
     thresholds: Thresholds
     password_file: str
+    tls: bool = False  # HTTPS from the gateways' own CA
 
     def password(self, issue: bool = True) -> str | None:
         """The operators' password, made on first use when `issue` (None: not made yet)."""
@@ -107,8 +111,16 @@ class MonitoringSettings:
         """Where people and the fab tasks reach Prometheus and Alertmanager on this host."""
         address = reach_address(host_name, self.bind_address)
         host = f"[{address}]" if ":" in address else address
-        return {"prometheus_url": f"http://{host}:{self.prometheus_port}",
-                "alertmanager_url": f"http://{host}:{self.alertmanager_port}"}
+        return {"prometheus_url": f"{self.scheme}://{host}:{self.prometheus_port}",
+                "alertmanager_url": f"{self.scheme}://{host}:{self.alertmanager_port}"}
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    def names(self, host_name: str) -> tuple[str, ...]:
+        """What its certificate names: its inventory name, its address, and where its services reach each other."""
+        return tls.gateway_names(host_name, self.bind_address, (self.local_address,))
 
     @property
     def local_address(self) -> str:
@@ -195,7 +207,11 @@ def load_monitoring(data: Mapping[str, Any]) -> MonitoringSettings:
         receiver=_receiver(check),
         thresholds=_thresholds(check),
         password_file=_control_path(check, "monitoring_password_file", merged["monitoring_password_file"]) or "",
+        tls=merged["monitoring_tls"] == "own-ca",
     )
+    if merged["monitoring_tls"] not in (None, "own-ca"):
+        check.problem("monitoring_tls", f"{shown(merged['monitoring_tls'])} is neither None (plain HTTP) nor 'own-ca' "
+                                        "(HTTPS from the gateways' own CA)")
     if check.problems:
         raise SettingsError(check.problems)
     return settings
@@ -239,6 +255,16 @@ class Watch:
     hosts: tuple[tuple[str, str], ...]  # (inventory name, address) of every host with a node exporter
     token: str | None  # the gateways' scrape token
     ca_bundle: str | None  # the CAs the gateways' certificates are verified with
+    own_ca_dirs: tuple[str, ...] = ()  # the own CAs (litellm_tls_ca_dir) of the gateways that use one
+
+    def own_ca(self) -> tls.OwnCA:
+        """The gateways' own CA, which issues the monitoring host's certificate (monitoring_tls: own-ca)."""
+        if len(self.own_ca_dirs) != 1:
+            found = ", ".join(self.own_ca_dirs) or "none"
+            raise SettingsError([f"monitoring_tls: 'own-ca' takes the certificate from the own CA of the gateways it "
+                                 f"watches; they use {found}: give the gateways litellm_tls 'own-ca' with one "
+                                 "litellm_tls_ca_dir, or set monitoring_tls to None"])
+        return tls.OwnCA(self.own_ca_dirs[0])
 
     ready_pattern: ClassVar[str] = '"status":\\s*"(' + "|".join(READY) + ')"'  # the same "ready" as the host's own probe
 
@@ -260,7 +286,7 @@ def watch(gateways: Iterable[tuple[str, Settings]], monitors: Iterable[tuple[str
     """What the monitoring host watches: these (name, settings) gateways, their backends, and every host
     (gateways and monitoring hosts, (name, address)) with a node exporter."""
     gateways = list(gateways)
-    targets, fleets, backends, cas, tokens = [], [], {}, [], set()
+    targets, fleets, backends, cas, tokens, own = [], [], {}, [], set(), []
     for name, s in gateways:
         fleet = s.fleet.name or s.fleet.address if s.fleet else None
         targets.append(Target(name, reach_address(name, s.bind_address), s.scheme, s.port,
@@ -273,6 +299,8 @@ def watch(gateways: Iterable[tuple[str, Settings]], monitors: Iterable[tuple[str
             known = backends.setdefault(backend.api_base, (backend.name, set()))
             known[1].update(m.tag for m in s.models if m.name in backend.models)
         if s.tls:
+            if s.tls.own_ca and s.tls.ca_dir not in own:
+                own.append(s.tls.ca_dir)
             served = tls.material(s, name, issue)
             if served and served.ca_file not in cas:
                 cas.append(served.ca_file)
@@ -288,7 +316,7 @@ def watch(gateways: Iterable[tuple[str, Settings]], monitors: Iterable[tuple[str
     hosts += [h for h in monitors if h[0] not in {n for n, _ in hosts}]
     return Watch(tuple(targets), tuple(fleets),
                  tuple(Probe(name, url, tuple(sorted(tags))) for url, (name, tags) in sorted(backends.items())),
-                 tuple(hosts), next(iter(tokens), None), bundle)
+                 tuple(hosts), next(iter(tokens), None), bundle, tuple(own))
 
 
 

@@ -42,12 +42,15 @@ def bcrypt_hash(password: str, user: str) -> str:
     return bcrypt.hashpw(password.encode(), b"$2b$%02d$" % COST + salt).decode()
 
 
-def web_config(users: Mapping[str, str]) -> str:
-    """The exporter toolkit's web config: these users (name: password) and nobody else."""
+def web_config(users: Mapping[str, str], cert_file: str | None = None, key_file: str | None = None) -> str:
+    """The exporter toolkit's web config: these users (name: password) and nobody else; HTTPS only
+    with this certificate and key when given."""
     lines = ["# Who may read this service: basic auth, bcrypt (managed by the gateway deploy: edits here are",
              "# overwritten). The passwords themselves are never on this host's disk except Prometheus' own.",
              "basic_auth_users:"]
     lines += [f"  {user}: '{bcrypt_hash(password, user)}'" for user, password in sorted(users.items())]
+    if cert_file and key_file:
+        lines += ["tls_server_config:", f"  cert_file: {cert_file}", f"  key_file: {key_file}"]
     return "\n".join(lines) + "\n"
 
 

@@ -6,6 +6,7 @@ the live file; a changed config reloads its service, a changed unit restarts it.
 """
 from __future__ import annotations
 
+import hashlib
 import shlex
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ class Paths:
     web_config: str = f"{CONFIG_DIR}/web.yml"  # who may log in to the three services
     scraper_password: str = f"{CONFIG_DIR}/prometheus.password"  # Prometheus' own login
     node_web_config: str = "/etc/litellm-node-exporter/web.yml"  # on every managed host: Prometheus only
+    tls_cert: str = f"{CONFIG_DIR}/tls.crt"  # monitoring_tls: the services' certificate chain
+    tls_key: str = f"{CONFIG_DIR}/tls.key"
 
 
 PATHS = Paths()
@@ -46,29 +49,34 @@ class Unit:
     reads_host: bool = False  # sees the host's /proc and file systems (the node exporter)
     memory_max: str = "256M"  # systemd's cap: a runaway is restarted, the host is not starved
     tasks_max: int = 64
+    # HTTPS: a fingerprint of the certificate served. The services set up TLS when they start, so a
+    # new certificate, or TLS turned on or off, changes the unit and restarts them.
+    certificate: str | None = None
 
 
-def units(m: MonitoringSettings, host_name: str) -> list[Unit]:
-    """Prometheus, Alertmanager and the blackbox exporter, each on the monitoring bind address."""
+def units(m: MonitoringSettings, host_name: str, certificate: str | None = None) -> list[Unit]:
+    """Prometheus, Alertmanager and the blackbox exporter, each on the monitoring bind address
+    (`certificate`: the fingerprint of the one they serve with monitoring_tls)."""
     bind = m.bind_address
     address = host_name if bind == "0.0.0.0" else bind
     return [
         Unit(PROMETHEUS, f"Prometheus of the LiteLLM gateways (port {m.prometheus_port})", "man:prometheus(1)",
              f"/usr/bin/prometheus --config.file={PATHS.config} --storage.tsdb.path=/var/lib/{STATE_DIR}/prometheus "
              f"--storage.tsdb.retention.time={m.retention} --web.listen-address={bind}:{m.prometheus_port} "
-             f"--web.external-url=http://{address}:{m.prometheus_port}/ --web.config.file={PATHS.web_config}",
-             state_directory=f"{STATE_DIR}/prometheus", memory_max="2G", tasks_max=256),
+             f"--web.external-url={m.scheme}://{address}:{m.prometheus_port}/ --web.config.file={PATHS.web_config}",
+             state_directory=f"{STATE_DIR}/prometheus", memory_max="2G", tasks_max=256, certificate=certificate),
         Unit(ALERTMANAGER, f"Alertmanager of the LiteLLM gateways (port {m.alertmanager_port})",
              "man:prometheus-alertmanager(1)",
              f"/usr/bin/prometheus-alertmanager --config.file={PATHS.alertmanager} "
              f"--storage.path=/var/lib/{STATE_DIR}/alertmanager --web.listen-address={bind}:{m.alertmanager_port} "
-             f"--web.external-url=http://{address}:{m.alertmanager_port}/ --cluster.listen-address= "
+             f"--web.external-url={m.scheme}://{address}:{m.alertmanager_port}/ --cluster.listen-address= "
              f"--web.config.file={PATHS.web_config}",
-             state_directory=f"{STATE_DIR}/alertmanager"),
+             state_directory=f"{STATE_DIR}/alertmanager", certificate=certificate),
         Unit(BLACKBOX, f"Blackbox exporter probing the LiteLLM gateways and backends (port {m.blackbox_port})",
              "man:prometheus-blackbox-exporter(1)",
              f"/usr/bin/prometheus-blackbox-exporter --config.file={PATHS.blackbox} "
-             f"--web.listen-address={m.local_address}:{m.blackbox_port} --web.config.file={PATHS.web_config}"),
+             f"--web.listen-address={m.local_address}:{m.blackbox_port} --web.config.file={PATHS.web_config}",
+             certificate=certificate),
     ]
 
 
@@ -89,11 +97,13 @@ def _unit_file(unit: Unit, host_name: str) -> ManagedFile:
                        restarts=(unit.name,))
 
 
-def _web_config(path: str, users: dict[str, str], restarts: tuple[str, ...], validate: str | None) -> ManagedFile:
-    """Who may log in (the services read it at every request)."""
+def _web_config(path: str, users: dict[str, str], restarts: tuple[str, ...], validate: str | None,
+                https: bool = False) -> ManagedFile:
+    """Who may log in, and with `https` the certificate served (the services read it at every request)."""
+    tls_files = (PATHS.tls_cert, PATHS.tls_key) if https else ()
     return ManagedFile(path, "gateway/monitoring_auth.py", "root", SERVICE_USER, "640",
-                       f"lets only {' and '.join(sorted(users))} in (basic auth, bcrypt)",
-                       monitoring_auth.web_config(users).encode(), validate=validate, restarts=restarts)
+                       f"lets only {' and '.join(sorted(users))} in (basic auth, bcrypt{', HTTPS' if https else ''})",
+                       monitoring_auth.web_config(users, *tls_files).encode(), validate=validate, restarts=restarts)
 
 
 def node_exporter_files(address: str, host_name: str, password: str) -> list[ManagedFile]:
@@ -115,8 +125,17 @@ def monitoring_files(m: MonitoringSettings, w: Watch, host_name: str, password: 
                            validate=validate, restarts=(service,))
 
     scraper = scraper_password(password)
-    rows = [_web_config(PATHS.web_config, {OPERATOR: password, SCRAPER: scraper},
-                        (PROMETHEUS, ALERTMANAGER, BLACKBOX), "/usr/bin/promtool check web-config {path}"),
+    rows, certificate = [], None
+    if m.tls:  # before the web config, whose check reads them
+        served = w.own_ca().material(host_name, m.names(host_name))
+        certificate = hashlib.sha256(served.chain).hexdigest()[:12]
+        rows += [ManagedFile(PATHS.tls_cert, "monitoring_tls (the gateways' own CA)", "root", SERVICE_USER, "640",
+                             f"holds the certificate for {', '.join(served.names)}", served.chain,
+                             restarts=(PROMETHEUS, ALERTMANAGER, BLACKBOX)),
+                 ManagedFile(PATHS.tls_key, "monitoring_tls (the certificate's key)", "root", SERVICE_USER, "640",
+                             "holds the certificate's key", served.key, restarts=(PROMETHEUS, ALERTMANAGER, BLACKBOX))]
+    rows += [_web_config(PATHS.web_config, {OPERATOR: password, SCRAPER: scraper},
+                         (PROMETHEUS, ALERTMANAGER, BLACKBOX), "/usr/bin/promtool check web-config {path}", m.tls),
             ManagedFile(PATHS.scraper_password, "monitoring_password_file (Prometheus' own, derived)", "root",
                         SERVICE_USER, "640", "holds Prometheus' login to the exporters and Alertmanager",
                         (scraper + "\n").encode(), restarts=(PROMETHEUS,))]
@@ -138,14 +157,14 @@ def monitoring_files(m: MonitoringSettings, w: Watch, host_name: str, password: 
                BLACKBOX, "/usr/bin/prometheus-blackbox-exporter --config.check --config.file={path}"),
         config(PATHS.alertmanager, "alertmanager.yml.j2", "sends every alert to the operators' receiver, checked by amtool",
                ALERTMANAGER, "/usr/bin/amtool check-config {path}"),
-        *(_unit_file(unit, host_name) for unit in units(m, host_name)),
+        *(_unit_file(unit, host_name) for unit in units(m, host_name, certificate)),
     ]
     return rows
 
 
 def ready_urls(m: MonitoringSettings) -> list[str]:
     """What answers 200 once the monitoring host's services are up and have read their configs."""
-    base = f"http://{m.local_address}"
+    base = f"{m.scheme}://{m.local_address}"
     return [f"{base}:{m.prometheus_port}/-/ready", f"{base}:{m.alertmanager_port}/-/ready",
             f"{base}:{m.blackbox_port}/-/healthy"]
 
@@ -154,14 +173,15 @@ def ready_command(m: MonitoringSettings, timeout: int = 60) -> str:
     """Waits (with the host's python3, as root, logged in as Prometheus) until every ready_urls() answers 200;
     fails naming the one that does not."""
     script = (
-        "import base64, sys, time, urllib.request\n"
+        "import base64, ssl, sys, time, urllib.request\n"
         f"login = '{SCRAPER}:' + open('{PATHS.scraper_password}').read().strip()\n"
+        f"context = ssl.create_default_context(cafile='{PATHS.ca_bundle}') if {m.tls} else None\n"
         "auth = {'Authorization': 'Basic ' + base64.b64encode(login.encode()).decode()}\n"
         f"deadline = time.monotonic() + {timeout}\n"
         "for url in sys.argv[1:]:\n"
         "    while True:\n"
         "        try:\n"
-        "            urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=3).read(); break\n"
+        "            urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=3, context=context).read(); break\n"
         "        except OSError as error:\n"
         "            if time.monotonic() > deadline:\n"
         f"                sys.exit(f'{{url}} does not answer after {timeout} s: {{error}}')\n"

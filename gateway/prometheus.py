@@ -3,6 +3,7 @@ fab status): which monitoring hosts the inventory has, their URLs, and their HTT
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -10,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.fleet import host_data
-from gateway.inventory import is_monitoring
-from gateway.monitoring import load_monitoring
+from gateway.inventory import is_gateway, is_monitoring
+from gateway.monitoring import load_monitoring, watch
+from gateway.settings import load
 from gateway.monitoring_auth import OPERATOR, authorization
 
 
@@ -27,12 +29,15 @@ class Watcher:
     prometheus_url: str
     alertmanager_url: str
     password: str | None = None  # the operators' (monitoring_password_file); None: not made yet
+    ca_file: str | None = None  # with monitoring_tls: the gateways' own CA, which issued its certificate
     timeout: float = 10
 
     def _get(self, url: str) -> Any:
         headers = {"Authorization": authorization(OPERATOR, self.password)} if self.password else {}
+        context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=self.timeout) as answer:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=self.timeout,
+                                        context=context) as answer:
                 return json.load(answer)
         except (urllib.error.URLError, OSError, ValueError) as error:
             raise PrometheusError(f"{url.split('?')[0]}: {getattr(error, 'reason', None) or error}") from None
@@ -59,9 +64,15 @@ class Watcher:
 def watchers(inventory: str) -> list[Watcher]:
     """The inventory's monitoring hosts (none: the inventory has no monitoring group)."""
     found = []
-    for name, data in host_data(inventory).items():
+    everyone = host_data(inventory)
+    for name, data in everyone.items():
         if is_monitoring(data):
             m = load_monitoring(data)
             urls = m.urls(name)
-            found.append(Watcher(name, urls["prometheus_url"], urls["alertmanager_url"], m.password(issue=False)))
+            ca_file = None
+            if m.tls:
+                gateways = [(n, load(d)) for n, d in everyone.items() if is_gateway(d)]
+                ca_file = str(watch(gateways, [], issue=False).own_ca().cert_file)
+            found.append(Watcher(name, urls["prometheus_url"], urls["alertmanager_url"], m.password(issue=False),
+                                 ca_file))
     return found

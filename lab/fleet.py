@@ -81,9 +81,9 @@ def lab_monitoring(**overrides: Any) -> tuple[list, dict[str, Any]]:
     return monitoring_group([(host.fqdn, {"ssh_hostname": host.address})], data)
 
 
-def monitoring_urls() -> dict[str, str]:
-    """Where scripts reach the lab's Prometheus and Alertmanager (`lab status --json`)."""
-    hosts, data = lab_monitoring()
+def monitoring_urls(**overrides: Any) -> dict[str, str]:
+    """Where scripts reach the lab's Prometheus and Alertmanager (`lab status --json`), under these settings."""
+    hosts, data = lab_monitoring(**overrides)
     name, own = hosts[0]
     return load_monitoring({**data, **own}).urls(name)
 

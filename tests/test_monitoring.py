@@ -205,3 +205,37 @@ def test_monitoring_hosts_with_different_password_files_are_refused(tmp_path):
     assert made == (tmp_path / "a").read_text().strip() and oct((tmp_path / "a").stat().st_mode)[-3:] == "600"
     with pytest.raises(SettingsError, match="the same file"):
         monitoring_password([one, two])
+
+
+def test_with_monitoring_tls_the_services_serve_https_from_the_gateways_own_ca(tmp_path):
+    from cryptography import x509
+
+    own = gateway(tmp_path, litellm_tls="own-ca", litellm_tls_ca_dir=str(tmp_path / "ca"))
+    m = load_monitoring({**WEBHOOK, "monitoring_bind_address": "127.0.10.90", "monitoring_tls": "own-ca"})
+    rows = {f.path: f for f in monitoring_files(m, watch([own], []), "mon1.lab.test", PASSWORD)}
+    leaf = x509.load_pem_x509_certificates(rows[PATHS.tls_cert].content)[0]
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca/ca.crt").read_bytes())
+    assert leaf.issuer == ca.subject and rows[PATHS.tls_key].mode == "640"
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "mon1.lab.test" in names.get_values_for_type(x509.DNSName)
+    assert PASSWORD.encode() not in rows[PATHS.tls_key].content
+    web = yaml.safe_load(rows[PATHS.web_config].content)
+    assert web["tls_server_config"] == {"cert_file": PATHS.tls_cert, "key_file": PATHS.tls_key}
+    assert m.urls("mon1.lab.test")["prometheus_url"] == "https://127.0.10.90:9090"
+    assert "--web.external-url=https://127.0.10.90:9090/" in rows["/etc/systemd/system/litellm-prometheus.service"].content.decode()
+    # They set TLS up at start: the certificate's fingerprint is in each unit, so a new one restarts them.
+    for unit in ("litellm-prometheus.service", "litellm-alertmanager.service", "litellm-blackbox.service"):
+        assert "certificate fingerprint" in rows[f"/etc/systemd/system/{unit}"].content.decode(), unit
+    config = yaml.safe_load(rows[PATHS.config].content)
+    assert config["alerting"]["alertmanagers"][0]["scheme"] == "https"
+    assert config["alerting"]["alertmanagers"][0]["tls_config"] == {"ca_file": PATHS.ca_bundle}
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert all(jobs[name]["scheme"] == "https" for name in ("gateway-readiness", "ollama-version", "ollama-models"))
+    assert "scheme" not in jobs["node"]  # the node exporters stay HTTP, behind Prometheus' login
+    assert ca.public_bytes(__import__("cryptography").hazmat.primitives.serialization.Encoding.PEM).decode() \
+        in rows[PATHS.ca_bundle].content.decode()
+    # Without a gateway of its own CA, nothing can issue the certificate: said before any host changes.
+    with pytest.raises(SettingsError, match="monitoring_tls"):
+        monitoring_files(m, watch([gateway(tmp_path)], []), "mon1.lab.test", PASSWORD)
+    with pytest.raises(SystemExit, match="monitoring_tls"):
+        monitoring_group(["mon1.example.org"], {**WEBHOOK, "monitoring_tls": "yes"})

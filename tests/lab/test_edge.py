@@ -26,7 +26,7 @@ from lab import control
 from lab.fleet import fleet_data
 from lab.load import SteadyLoad
 from lab.topology import GATEWAY_PORT
-from tests.lab.conftest import TEST_GATEWAY, ssh
+from tests.lab.conftest import TEST_GATEWAY, serving, ssh
 from tests.lab.test_context_window import WINDOW, calls, reset_doubles
 from tests.lab.test_fabfile import fab
 

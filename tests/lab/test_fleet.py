@@ -13,6 +13,8 @@ import ssl
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +25,7 @@ import pytest
 from gateway import front, shared_limits
 from lab import control, machines
 from lab.load import SteadyLoad, client
-from lab.fleet import FLEET_CA_DIR
+from lab.fleet import FLEET_CA_DIR, monitoring_urls
 from lab.topology import FLEET_VIP, GATEWAY_PORT, STATE_DIR, fleet_hosts
 from tests.lab.conftest import deploy, wait_for
 from tests.lab.test_edge import clients_routes_answer, refused_by_the_front, request
@@ -423,15 +425,25 @@ def test_the_fleet_benchmark_smoke_run_prints_every_figure(fleet, tmp_path):
     assert "req/s, 3 gateways / 1" in result.stdout
 
 
-def test_the_monitoring_host_watches_the_fleet_over_https(fleet, deploy_dir):
+def test_the_monitoring_host_watches_the_fleet_over_https(fleet, deploy_dir, tmp_path):
     """Last (it adds a node exporter to each fleet host): mon1, in the root namespace, scrapes every
     fleet gateway's instances and front over HTTPS (the fleet's CA), each host's node exporter, and
     probes each gateway's and the fleet address' readiness and the fleet's backends."""
-    from tests.lab.test_monitoring import FAST, api, value
+    from tests.lab.test_monitoring import FAST, get
+    from tests.lab.test_monitoring import api as api_of, value as value_of
 
     control.ensure_monitoring()
-    result = deploy(deploy_dir, hosts=FLEET, monitoring=FAST, **TLS)
+    # mon1 serves HTTPS too, from the fleet's own CA, behind its login.
+    watching = {**FAST, "monitoring_tls": "own-ca"}
+    result = deploy(deploy_dir, hosts=FLEET, monitoring=watching, **TLS)
     assert result.returncode == 0, result.output[-6000:]
+    prometheus = monitoring_urls(**watching)["prometheus_url"]
+    assert prometheus.startswith("https://")
+    api = lambda path, **params: api_of(path, prometheus, **params)  # noqa: E731
+    value = lambda query: value_of(query, prometheus)  # noqa: E731
+    assert get(prometheus + "/-/ready", None).status == 401
+    with pytest.raises(urllib.error.URLError):  # plain HTTP gets no page
+        urllib.request.urlopen(prometheus.replace("https:", "http:") + "/-/ready", timeout=5).read()
     expected = {"litellm": 2 * len(FLEET), "litellm-front": len(FLEET), "node": len(FLEET) + 1,
                 "gateway-readiness": len(FLEET) + 1, "ollama-version": 2, "ollama-models": 6}
 
@@ -446,3 +458,6 @@ def test_the_monitoring_host_watches_the_fleet_over_https(fleet, deploy_dir):
     schemes = {t["scrapeUrl"].split(":")[0] for t in api("targets")["activeTargets"] if t["labels"]["job"] == "litellm"}
     assert schemes == {"https"}
     assert value('probe_ssl_earliest_cert_expiry{gateway="fleet"}') > time.time() + 30 * 86400
+    # The operators' commands reach it over HTTPS with the login, verifying its certificate.
+    usage = fab(tmp_path, "usage", "--json", hosts=FLEET, monitoring=watching, **TLS)
+    assert usage.returncode == 0 and json.loads(usage.stdout)["prometheus"] == prometheus, usage.stdout + usage.stderr

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import secrets
+import ssl
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ import pytest
 
 from lab import alert_sink, control, machines
 from gateway.monitoring_auth import OPERATOR, SCRAPER, authorization, scraper_password
-from lab.fleet import METRICS_TOKEN_FILE, MONITORING_PASSWORD_FILE, monitoring_urls
+from lab.fleet import FLEET_CA_DIR, METRICS_TOKEN_FILE, MONITORING_PASSWORD_FILE, monitoring_urls
 from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, MONITORING_HOST, OLLAMA_PORT, TEST_GATEWAY
 from tests.lab.conftest import REPO, deploy, ssh, wait_for
 from tests.lab.test_fabfile import fab
@@ -40,22 +41,24 @@ def get(url: str, user: str | None = OPERATOR, data: bytes | None = None):
     headers = {"Content-Type": "application/json"}
     if user:
         headers["Authorization"] = authorization(OPERATOR if user == "guess" else user, passwords[user])
+    # HTTPS (monitoring_tls) is served from the lab's own CA, the fleet's.
+    context = ssl.create_default_context(cafile=str(FLEET_CA_DIR / "ca.crt")) if url.startswith("https:") else None
     try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers, data=data), timeout=10)
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers, data=data), timeout=10, context=context)
     except urllib.error.HTTPError as error:
         return error
 
 
-def api(path: str, **params: str) -> dict:
-    url = f"{PROMETHEUS}/api/v1/{path}" + ("?" + urllib.parse.urlencode(params) if params else "")
+def api(path: str, prometheus: str = PROMETHEUS, **params: str) -> dict:
+    url = f"{prometheus}/api/v1/{path}" + ("?" + urllib.parse.urlencode(params) if params else "")
     with get(url) as answer:
         body = json.load(answer)
     assert body["status"] == "success", body
     return body["data"]
 
 
-def value(query: str) -> float:
-    result = api("query", query=query)["result"]
+def value(query: str, prometheus: str = PROMETHEUS) -> float:
+    result = api("query", prometheus, query=query)["result"]
     return float(result[0]["value"][1]) if result else 0.0
 
 
