@@ -13,12 +13,13 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from bench import measure
-from lab import control
 from gateway.table import table
+from lab import control
 
 RESULTS = measure.REPO / "bench-results"
 T = TypeVar("T")

@@ -123,22 +123,22 @@ def measure(lab: Lab, runs: int, requests: int, smoke: bool) -> list[Figure]:
         add("failed requests: rolling restart (fab restart), 3 gateways", "requests",
             failures_during(lambda: lab.fab(FLEET, "restart", **SETTINGS)))
         lost = next(h for h in FLEET if h.name != holder())
-        add("failed requests: a gateway host stopped cleanly", "requests", failures_during(lambda: machines.stop(lost)))
+        add("failed requests: a gateway host stopped cleanly", "requests", failures_during(lambda lost=lost: machines.stop(lost)))
         machines.ensure_host(lost)
         wait_all_up(lab)
         changed = {**SETTINGS, "litellm_timeout": base_timeout + 1 if SETTINGS["litellm_timeout"] == base_timeout
                    else base_timeout}
         add("failed requests: rolling config change (deploy)", "requests",
-            failures_during(lambda: lab.deploy(FLEET, **changed)))
+            failures_during(lambda changed=changed: lab.deploy(FLEET, **changed)))
         SETTINGS.update(changed)  # what the fleet runs now: fab status finds no drift against it
         lost = next(h for h in FLEET if h.name != holder())
         add(f"failed requests: a gateway host killed ({CLIENTS} clients)", "requests",
-            failures_during(lambda: machines.crash(lost)))
+            failures_during(lambda lost=lost: machines.crash(lost)))
         machines.ensure_host(lost)
         wait_all_up(lab)
         old = next(h for h in FLEET if h.name == holder())
         add(f"failed requests: the address holder stopped cleanly ({CLIENTS} clients)", "requests",
-            failures_during(lambda: machines.stop(old)))
+            failures_during(lambda old=old: machines.stop(old)))
         machines.ensure_host(old)
         wait_all_up(lab)
     SETTINGS["litellm_timeout"] = base_timeout

@@ -7,15 +7,15 @@ import shlex
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
-
-import threading
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
 
 from gateway import wheels
 from gateway.commands import release_dir
@@ -138,7 +138,7 @@ def fleet_scaling(lab: Lab, runs: int, fleet: int = 4) -> list[Figure]:
         control.ensure_extra_host(host)
     lab.deploy(hosts)
     for _ in range(runs):
-        for figure, n in zip(figures, sizes):
+        for figure, n in zip(figures, sizes, strict=True):
             figure.samples.append(lab.deploy(hosts[:n]))
     return figures
 
@@ -155,7 +155,7 @@ def dns_dead_nameserver(runs: int, timeout: float = 2.0) -> tuple[Figure, Figure
     fleet, single = Figure("DNS preflight, 10 names, dead nameserver", "s"), Figure("one lookup timeout", "s")
     for _ in range(runs):
         names = [f"bench{i}.lab.test" for i in range(10)]
-        fleet.samples.append(timed(lambda: dns_checks.check_fleet(names, ["127.0.10.54"], timeout)))
+        fleet.samples.append(timed(lambda names=names: dns_checks.check_fleet(names, ["127.0.10.54"], timeout)))
         single.samples.append(timeout)
     return fleet, single
 
@@ -396,10 +396,10 @@ def write_report(path: Path, runs: int, requests: int, smoke: bool, figures: lis
     """The figures and comparisons as JSON, with the machine they came from."""
     import os
     import platform
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     report = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "runs": runs, "requests": requests, "smoke": smoke,
         "figures": {f.name: f.summary() for f in figures},

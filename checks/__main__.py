@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.preflight import EXIT_SETTINGS, run_for_data
 from gateway.fleet import host_data
+from gateway.preflight import EXIT_SETTINGS, run_for_data
 from gateway.settings import PREFLIGHT_CLASSES
 
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as refused:  # the inventory's own settings check
         print(refused.code if isinstance(refused.code, str) else f"inventory {args.inventory} refused", file=sys.stderr)
         return EXIT_SETTINGS
-    except Exception as error:  # noqa: BLE001 - any failure to read the file is reported the same way
+    except Exception as error:
         print(f"checks: cannot read inventory {args.inventory}: {error}", file=sys.stderr)
         return 1
     for name in args.skip:

@@ -33,7 +33,7 @@ def health(c):
             address = resolve(backend.address)
             have = {m["name"] for m in get_json(address, backend, "/api/tags", timeout).get("models", [])}
             loaded = {m["name"]: m for m in get_json(address, backend, "/api/ps", timeout).get("models", [])}
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             healthy = False
             rows += [[name, backend.name, by_name[name].tag, "UNREACHABLE", "-", "-", str(error)] for name in backend.models]
             continue

@@ -122,7 +122,7 @@ def _roll(c, only: str, release: str, done: str, ready_timeout: int, check_confi
             raise
         except HostKeyRefused as refused:
             raise Exit(f"{g.name}: REFUSED: {refused}. Roll stopped; not done: {left}", code=1) from None
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise Exit(f"{g.name}: unreachable or failed ({type(error).__name__}: {error}). "
                        f"Roll stopped; not done: {left}", code=1) from None
         lines = result.stdout.strip().splitlines()

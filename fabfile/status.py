@@ -94,12 +94,12 @@ def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
 def print_fleet(gateways: list[Gateway], outcomes: list[Outcome]) -> bool:
     """The fleet's address, who holds it, and each gateway's state in the holder's load balancing.
     True when exactly one gateway holds it, every keepalived runs and every gateway takes requests."""
-    views = {g.name: (o.value or {}).get("fleet") or {} for g, o in zip(gateways, outcomes)}
+    views = {g.name: (o.value or {}).get("fleet") or {} for g, o in zip(gateways, outcomes, strict=True)}
     holders = [name for name, view in views.items() if view.get("holder")]
     fleet = next(g.settings.fleet for g in gateways if g.settings.fleet)
     seen_by = views[holders[0]] if len(holders) == 1 else next((v for v in views.values() if v.get("gateways")), {})
     rows, healthy = [], len(holders) == 1
-    for g, outcome in zip(gateways, outcomes):
+    for g, outcome in zip(gateways, outcomes, strict=True):
         view, balanced = views[g.name], seen_by.get("gateways", {}).get(g.name, {})
         state = balanced.get("status", "unknown")
         healthy &= view.get("unit") == "active" and state.startswith("UP")
@@ -161,7 +161,7 @@ def status(c, only=""):
 
     outcomes = on_each(gateways, _status_of)
     rows, healthy = [], True
-    for g, outcome in zip(gateways, outcomes):
+    for g, outcome in zip(gateways, outcomes, strict=True):
         row, ok = _gateway_row(g, outcome)
         rows.append(row)
         healthy &= ok

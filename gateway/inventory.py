@@ -5,7 +5,8 @@ connects to any host.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from gateway.monitoring import load_monitoring
 from gateway.settings import SettingsError, host_problems, load, shown

@@ -9,14 +9,14 @@ backends, models, ports, TLS and scrape token are those hosts' own settings.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from gateway import control_secrets, metrics, tls
-from gateway.settings import (HOSTNAME, Settings, SettingsError, _Checker, _control_path, merged_checker, plain_ip,
-                              shown)
+from gateway.settings import HOSTNAME, Settings, SettingsError, _Checker, _control_path, merged_checker, plain_ip, shown
 
 CONFIG_DIR = "/etc/litellm-monitoring"
 STATE_DIR = "litellm-monitoring"  # under /var/lib (the units' StateDirectory=)

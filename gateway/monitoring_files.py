@@ -12,8 +12,19 @@ from dataclasses import dataclass
 
 from gateway import monitoring_auth, render
 from gateway.files import UNIT_DIR, ManagedFile
-from gateway.monitoring import (ALERTMANAGER, BLACKBOX, CONFIG_DIR, NODE_EXPORTER, NODE_EXPORTER_PORT, PROMETHEUS,
-                                READINESS, SERVICE_USER, STATE_DIR, MonitoringSettings, Watch)
+from gateway.monitoring import (
+    ALERTMANAGER,
+    BLACKBOX,
+    CONFIG_DIR,
+    NODE_EXPORTER,
+    NODE_EXPORTER_PORT,
+    PROMETHEUS,
+    READINESS,
+    SERVICE_USER,
+    STATE_DIR,
+    MonitoringSettings,
+    Watch,
+)
 from gateway.monitoring_auth import OPERATOR, SCRAPER, scraper_password
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+from collections.abc import Iterator
 from io import BytesIO
-from typing import Iterator
-
-from pyinfra import host
 from pathlib import Path
 
+from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, StringCommand, operation
 from pyinfra.facts.files import Sha256File
 

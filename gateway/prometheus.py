@@ -13,8 +13,8 @@ from typing import Any
 from gateway.fleet import host_data
 from gateway.inventory import is_gateway, is_monitoring
 from gateway.monitoring import load_monitoring, watch
-from gateway.settings import load
 from gateway.monitoring_auth import OPERATOR, authorization
+from gateway.settings import load
 
 
 class PrometheusError(RuntimeError):

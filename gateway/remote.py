@@ -6,9 +6,10 @@ selected host at once; a host that cannot be reached is reported as such and the
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import paramiko
 from fabric import Connection
@@ -138,7 +139,7 @@ def on_each(gateways: Sequence[Gateway], work: Callable[[Gateway, Connection], T
                 return Outcome(gateway.name, value=work(gateway, connection))
         except HostKeyRefused as refused:
             return Outcome(gateway.name, error=f"REFUSED: {refused}")
-        except Exception as error:  # noqa: BLE001 - reported per host, the others go on
+        except Exception as error:
             return Outcome(gateway.name, error=f"unreachable or failed: {type(error).__name__}: {error}")
 
     if not gateways:

@@ -13,11 +13,12 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 # The seed's per-key limits.
 LIMIT_DEFAULTS = {"rpm": 60, "max_parallel_requests": 10, "max_tokens": 2048, "timeout": 30}
@@ -50,7 +51,7 @@ def new_key() -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def check_limits(limits: dict[str, Any]) -> dict[str, int]:

@@ -12,8 +12,22 @@ import urllib.parse
 from typing import Any
 
 from lab import alert_sink, dns, machines, network, package_proxy
-from lab.topology import (BACKENDS, CONTROL_ADDRESS, GATEWAY_PORT, MONITORING_HOST, OLLAMA_PORT, PACKAGE_PROXY_PORT,
-                          STATE_DIR, PLANNED_HOSTS, SIDE_BACKENDS, LabHost, backends_of, by_name, fleet_hosts, hosts)
+from lab.topology import (
+    BACKENDS,
+    CONTROL_ADDRESS,
+    GATEWAY_PORT,
+    MONITORING_HOST,
+    OLLAMA_PORT,
+    PACKAGE_PROXY_PORT,
+    PLANNED_HOSTS,
+    SIDE_BACKENDS,
+    STATE_DIR,
+    LabHost,
+    backends_of,
+    by_name,
+    fleet_hosts,
+    hosts,
+)
 
 STATE_FILE = STATE_DIR / "state.json"
 MASTER_KEY_FILE = STATE_DIR / "master.key"

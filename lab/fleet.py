@@ -1,15 +1,30 @@
 """The lab's fleet as gateway settings: the data the lab inventory and the tests deploy with."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from gateway.inventory import gateway_group, monitoring_group
 from gateway.monitoring import load_monitoring
 from lab import control
 from lab.machines import KNOWN_HOSTS, SSH_KEY
-from lab.topology import (BACKENDS, DNS_ADDRESS, DOMAIN, FLEET_NAME, FLEET_PREFIX, FLEET_VIP, GATEWAY_PORT, MODELS,
-                          MONITORING_HOST, OLLAMA_PORT, STATE_DIR, LabHost, backends_of, gateway)
+from lab.topology import (
+    BACKENDS,
+    DNS_ADDRESS,
+    DOMAIN,
+    FLEET_NAME,
+    FLEET_PREFIX,
+    FLEET_VIP,
+    GATEWAY_PORT,
+    MODELS,
+    MONITORING_HOST,
+    OLLAMA_PORT,
+    STATE_DIR,
+    LabHost,
+    backends_of,
+    gateway,
+)
 
 TEAM_KEYS_FILE = STATE_DIR / "team-keys.json"  # outside git, 0600, as an operator's would be
 METRICS_TOKEN_FILE = STATE_DIR / "metrics.token"  # the lab's scrape token, made by the first deploy

@@ -20,8 +20,18 @@ import time
 from pathlib import Path
 
 from lab import network
-from lab.topology import (CACHE_DIR, CONTROL_ADDRESS, DEBIAN_SUITE, DNS_ADDRESS, DOMAIN, OLLAMA_PORT,
-                          PACKAGE_PROXY_PORT, PIP_CACHE_DIR, STATE_DIR, LabHost)
+from lab.topology import (
+    CACHE_DIR,
+    CONTROL_ADDRESS,
+    DEBIAN_SUITE,
+    DNS_ADDRESS,
+    DOMAIN,
+    OLLAMA_PORT,
+    PACKAGE_PROXY_PORT,
+    PIP_CACHE_DIR,
+    STATE_DIR,
+    LabHost,
+)
 
 BASE_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,ca-certificates,sudo,iproute2"
 SSH_KEY = STATE_DIR / "ssh" / "id_ed25519"

@@ -1,7 +1,7 @@
 """The fleet's network: hosts in network namespaces of their own, joined by a bridge.
 
 Why: a floating address (keepalived VRRP) can only move between hosts that do not share one network
-namespace. Layout (lab/fleet-recipe/RECIPE.md, checked on this kind of machine):
+namespace. Layout (checked on this kind of machine):
 
     root ns: lab-root 127.1.0.254/16 <-veth-> p-root --+
                                     lab-br: br0 (no address)

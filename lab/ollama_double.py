@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -98,7 +98,7 @@ def fit_to_window(tokens: list[str], num_ctx: int) -> list[str]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def model_details(tag: str) -> dict[str, Any]:
@@ -144,8 +144,8 @@ class OllamaHandler(BaseHTTPRequestHandler):
     stats_lock = threading.Lock()
 
     # --- plumbing -------------------------------------------------------------------------
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        sys.stderr.write("%s %s\n" % (self.address_string(), format % args))
+    def log_message(self, format: str, *args: Any) -> None:
+        sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
     def _count(self) -> None:
         with self.stats_lock:

@@ -4,7 +4,7 @@ Why: fleet hosts live in network namespaces of their own with no route out of th
 deploy must install packages there as on a real host. The lab runs this proxy in the root namespace on
 the fleet bridge's control address (127.1.0.254:3128) only: plain-HTTP GET/HEAD for apt and CONNECT
 tunnels for pip, to an allowlist of registry hosts (403 for anything else), so the fleet reaches no
-other address. Stdlib only (lab/fleet-recipe/RECIPE.md, step 4).
+other address. Stdlib only.
 
 usage: python -m lab.package_proxy ADDRESS PORT ALLOWED_HOST...
 """
@@ -27,7 +27,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
     """GET/HEAD http://host/... and CONNECT host:443, for allowed hosts only."""
 
     protocol_version = "HTTP/1.1"
-    server: "ProxyServer"
+    server: ProxyServer
 
     def do_CONNECT(self) -> None:
         host, _, port = self.path.rpartition(":")

@@ -7,9 +7,9 @@ between them.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 STATE_DIR = Path("/var/lib/litellm-lab")
 CACHE_DIR = Path("/var/cache/litellm-lab")

@@ -107,7 +107,7 @@ class Resp:
 
 
 def _pairs(flat: list) -> dict:
-    return dict(zip(flat[::2], flat[1::2]))
+    return dict(zip(flat[::2], flat[1::2], strict=False))
 
 
 def view(address: str, redis_port: int, sentinel_port: int, password: str, ca_file: str | None = None) -> dict:

@@ -8,7 +8,6 @@ import pwd
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-
 from pathlib import Path
 
 from gateway.facts import Account, ManagedFiles, ProxyAnswers
@@ -54,7 +53,7 @@ def test_account_reads_the_entries_by_name_and_by_id():
 class _Readiness(BaseHTTPRequestHandler):
     answer = b'{"status": "healthy"}'
 
-    def do_GET(self):  # noqa: N802 - the stdlib's name
+    def do_GET(self):
         self.send_response(200 if self.path == "/health/readiness" else 404)
         self.end_headers()
         self.wfile.write(self.answer)

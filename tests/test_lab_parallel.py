@@ -11,8 +11,18 @@ import pytest
 
 from lab import control, dns, machines
 from lab.fleet import lab_gateways
-from lab.topology import (BACKENDS, BENCH_GATEWAYS, PLANNED_HOSTS, SIDE_BACKENDS, TEST_GATEWAY, TRIXIE_GATEWAY,
-                          backends_of, by_name, fleet_hosts, gateway)
+from lab.topology import (
+    BACKENDS,
+    BENCH_GATEWAYS,
+    PLANNED_HOSTS,
+    SIDE_BACKENDS,
+    TEST_GATEWAY,
+    TRIXIE_GATEWAY,
+    backends_of,
+    by_name,
+    fleet_hosts,
+    gateway,
+)
 
 TRY_LOCK = """
 import fcntl, os, sys

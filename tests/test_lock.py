@@ -54,7 +54,7 @@ def test_every_lock_in_the_repository_installs_hash_checked_without_resolving():
     locks = sorted(LOCKS.glob("*.txt"))
     assert len(locks) >= 2  # the default release and the older one a rollback goes back to
     with ThreadPoolExecutor(len(locks)) as pool:
-        results = dict(zip(locks, pool.map(pip_dry_run, locks)))
+        results = dict(zip(locks, pool.map(pip_dry_run, locks), strict=True))
     failed = {lock.name: result.stderr[-1500:] for lock, result in results.items() if result.returncode != 0}
     assert not failed, failed
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from gateway import metrics, render
-from gateway.front import CLIENT_ROUTES
 from gateway.files import managed_files
+from gateway.front import CLIENT_ROUTES
 from gateway.settings import REPO, SettingsError, load
 from tests.test_settings import GOOD_KEY, seed_data
 

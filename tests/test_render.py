@@ -6,10 +6,10 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from dataclasses import replace
 import yaml
 
 from gateway import render
@@ -163,7 +163,7 @@ def test_workers_share_limits_through_a_redis_on_a_unix_socket_only(seed):
 def _exposure(unit_file: Path) -> float:
     result = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit_file)],
                             capture_output=True, text=True)
-    line = [l for l in result.stdout.splitlines() if "Overall exposure level" in l][0]
+    line = next(row for row in result.stdout.splitlines() if "Overall exposure level" in row)
     return float(line.split("level for")[1].split(":")[1].split()[0])
 
 

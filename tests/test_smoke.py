@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import pytest
 
@@ -16,7 +16,7 @@ class Front(BaseHTTPRequestHandler):
     unavailable = 0
     model_lists = 0
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         if self.path == "/health/readiness":
             self._answer(200, {"status": "healthy"})
         elif self.path == "/v1/models":

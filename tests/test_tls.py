@@ -104,7 +104,7 @@ def test_a_damaged_ca_is_an_error_naming_the_fix_never_replaced(tmp_path):
 
 def _operator_pair(tmp_path: Path, name: str, days: int = 30, start: int = -1) -> tuple[Path, Path, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -200,7 +200,7 @@ def _https_ready_server(pem: bytes, tmp_path: Path):
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Ready(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             body = json.dumps({"status": "healthy"}).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))

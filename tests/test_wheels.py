@@ -19,7 +19,7 @@ import pytest
 
 import gateway.wheels as wheels
 import inventory
-from gateway.lock import LOCKS, read_lock
+from gateway.lock import read_lock
 from gateway.settings import DEFAULTS, load
 from gateway.wheels import FetchError, Target, bundle, fetch, install_commands, needed, parse_probe, probe_command
 

@@ -6,13 +6,14 @@ by `python -m checks` (on its own, changing nothing).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-from gateway.preflight import backends as backend_checks
-from gateway.preflight import dns as dns_checks
 from gateway import tls
 from gateway.lock import read_lock
+from gateway.preflight import backends as backend_checks
+from gateway.preflight import dns as dns_checks
 from gateway.settings import Settings, SettingsError, load
 from gateway.table import table
 

@@ -10,9 +10,9 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from gateway.settings import Backend, Model
 

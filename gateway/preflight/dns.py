@@ -8,9 +8,9 @@ nameserver costs one timeout for the whole fleet, not one per host.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
 
 import dns.exception
 import dns.resolver

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from lab import control, machines
-from on_host import readiness
 from lab.fleet import write_inventory
 from lab.topology import GATEWAY_PORT, TEST_GATEWAY, LabHost, gateway
+from on_host import readiness
 
 REPO = Path(__file__).resolve().parents[2]
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")

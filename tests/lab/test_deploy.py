@@ -18,7 +18,7 @@ from gateway.lock import read_lock
 from gateway.settings import load
 from lab.fleet import fleet_data, host_entry
 from lab.topology import BACKENDS, MODELS, OLLAMA_PORT, gateway
-from tests.lab.conftest import DEAD_INDEX, TEST_GATEWAY, deploy, serving, service, ssh, tree_digest, wait_until_ready
+from tests.lab.conftest import DEAD_INDEX, TEST_GATEWAY, deploy, service, serving, ssh, tree_digest, wait_until_ready
 
 pytestmark = pytest.mark.lab
 DATA = Path(__file__).resolve().parents[1] / "data"

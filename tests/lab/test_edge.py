@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
+from bench.measure import MemorySampler
 from gateway.front import CLIENT_ROUTES
 from gateway.settings import load
-from bench.measure import MemorySampler
 from lab import control
 from lab.fleet import fleet_data
 from lab.load import SteadyLoad

@@ -172,7 +172,7 @@ def test_health_lists_every_model_on_every_backend(first_deploy, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     for backend in BACKENDS:
         for model in backend.models:
-            line = next(l for l in result.stdout.splitlines() if l.split()[:2] == [model, backend.name])
+            line = next(row for row in result.stdout.splitlines() if row.split()[:2] == [model, backend.name])
             assert "yes" in line
 
 

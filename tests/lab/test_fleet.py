@@ -24,8 +24,8 @@ import pytest
 
 from gateway import front, shared_limits
 from lab import control, machines
-from lab.load import SteadyLoad, client
 from lab.fleet import FLEET_CA_DIR, monitoring_urls
+from lab.load import SteadyLoad, client
 from lab.topology import FLEET_VIP, GATEWAY_PORT, STATE_DIR, fleet_hosts
 from tests.lab.conftest import deploy, wait_for
 from tests.lab.test_edge import clients_routes_answer, refused_by_the_front, request
@@ -70,7 +70,7 @@ def balancer(host=None) -> dict[str, dict[str, str]]:
 def all_up() -> bool:
     try:
         return len(holders()) == 1 and all(row["status"] == "UP" for row in balancer().values())
-    except Exception:  # noqa: BLE001 - a holder changing hands, a front reloading
+    except Exception:
         return False
 
 
@@ -401,7 +401,7 @@ def test_lab_status_gives_the_fleet_endpoint(fleet, ca_file):
 
     report = json.loads(subprocess.run([sys.executable, "-m", "lab", "status", "--json"], capture_output=True,
                                        text=True, check=True, cwd=Path(__file__).resolve().parents[2]).stdout)
-    assert report["endpoint"]["url"].startswith(f"https://")
+    assert report["endpoint"]["url"].startswith("https://")
     sdk = client(report["endpoint"]["url"], control.master_key(), ca_file=report["endpoint"]["ca_file"])
     assert sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
 
@@ -430,7 +430,8 @@ def test_the_monitoring_host_watches_the_fleet_over_https(fleet, deploy_dir, tmp
     fleet gateway's instances and front over HTTPS (the fleet's CA), each host's node exporter, and
     probes each gateway's and the fleet address' readiness and the fleet's backends."""
     from tests.lab.test_monitoring import FAST, get
-    from tests.lab.test_monitoring import api as api_of, value as value_of
+    from tests.lab.test_monitoring import api as api_of
+    from tests.lab.test_monitoring import value as value_of
 
     control.ensure_monitoring()
     # mon1 serves HTTPS too, from the fleet's own CA, behind its login.

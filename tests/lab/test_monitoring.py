@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
-from lab import alert_sink, control, machines
 from gateway.monitoring_auth import OPERATOR, SCRAPER, authorization, scraper_password
+from lab import alert_sink, control, machines
 from lab.fleet import FLEET_CA_DIR, METRICS_TOKEN_FILE, MONITORING_PASSWORD_FILE, monitoring_urls
 from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, MONITORING_HOST, OLLAMA_PORT, TEST_GATEWAY
 from tests.lab.conftest import REPO, deploy, ssh, wait_for
@@ -215,7 +215,7 @@ def test_a_stopped_backend_a_lost_model_a_stopped_front_and_rate_limit_store_fir
     original = behaviour.read_text()
     expected = {"BackendDown": {"backend": llm2.name}, "ModelMissing": {"backend": llm1.name, "model": lost},
                 "GatewayNotReady": {"gateway": TEST_GATEWAY.fqdn}, "RateLimitStoreDown": {"host": TEST_GATEWAY.fqdn}}
-    wait_for(lambda: not any(firing(n, **l) for n, l in expected.items()), 60, "no alert firing before the faults", interval=1)
+    wait_for(lambda: not any(firing(n, **labels) for n, labels in expected.items()), 60, "no alert firing before the faults", interval=1)
     started = time.time()
     t0 = time.monotonic()
     try:
@@ -224,7 +224,7 @@ def test_a_stopped_backend_a_lost_model_a_stopped_front_and_rate_limit_store_fir
         ssh("systemctl stop litellm-front litellm-redis")
         fired = first_seen(lambda name, labels: firing(name, **labels), expected, DOWN_FOR + 10 * INTERVAL, since=t0)
         for name in expected:
-            wait_for(lambda: notified(name, "firing", started), 30, f"{name} at the webhook", interval=1)
+            wait_for(lambda name=name: notified(name, "firing", started), 30, f"{name} at the webhook", interval=1)
         status = fab(tmp_path, "status", monitoring=FAST)
         assert status.returncode == 1 and all(name in status.stdout for name in expected), status.stdout[-3000:]
     finally:
@@ -233,7 +233,7 @@ def test_a_stopped_backend_a_lost_model_a_stopped_front_and_rate_limit_store_fir
         machines.ssh(llm2, "systemctl start ollama")
     resolved = first_seen(lambda name, labels: not firing(name, **labels), expected, 10 * INTERVAL)
     for name in expected:
-        wait_for(lambda: notified(name, "resolved", started), 90, f"{name} resolved at the webhook", interval=1)
+        wait_for(lambda name=name: notified(name, "resolved", started), 90, f"{name} resolved at the webhook", interval=1)
     print(f"\nfiring after (s): {fired}; resolved after (s): {resolved} (for: {DOWN_FOR} s, scrape interval {INTERVAL} s)")
     # What a fault costs before someone is told: the rule's `for:` plus the scrape and evaluation that see it.
     assert max(fired.values()) <= DOWN_FOR + 3 * INTERVAL, fired

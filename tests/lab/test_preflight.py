@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from gateway.preflight import dns as dns_checks
 from gateway.preflight import EXIT_BACKENDS, EXIT_DNS, EXIT_DNS_TEMPORARY, EXIT_SETTINGS
+from gateway.preflight import dns as dns_checks
 from lab import control
 from lab.dns import DEAD_NAMESERVER
 from lab.fleet import write_inventory
 from lab.topology import BACKENDS, DNS_ADDRESS, MODELS
-from tests.lab.conftest import ssh, REPO, TEST_GATEWAY, deploy, tree_digest
+from tests.lab.conftest import REPO, TEST_GATEWAY, deploy, ssh, tree_digest
 
 pytestmark = pytest.mark.lab
 
@@ -115,7 +115,7 @@ def llm2_without_mistral(lab_ready):
 def test_backend_lacking_a_model_is_named_with_the_fix(llm2_without_mistral, tmp_path):
     result = checks_cli(tmp_path)
     assert result.returncode == EXIT_BACKENDS
-    line = next(l for l in result.stdout.splitlines() if l.startswith("llm2") and "backend models" in l)
+    line = next(row for row in result.stdout.splitlines() if row.startswith("llm2") and "backend models" in row)
     assert "missing mistral:7b" in line and "ollama pull mistral:7b" in line
 
 

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from lab.topology import BACKENDS, GATEWAY_PORT, gateway
-from tests.lab.conftest import service, TEST_GATEWAY, deploy, ssh
+from tests.lab.conftest import TEST_GATEWAY, deploy, service, ssh
 from tests.lab.test_fabfile import fab as run_fab
 
 pytestmark = pytest.mark.lab
@@ -74,7 +74,7 @@ def test_created_key_works_and_only_its_hash_is_kept(fleet, keys_file):
     key = create(fleet, "alpha")
     assert chat(key).choices[0].message.content
     listed = fleet("keys.list")
-    line = next(l for l in listed.stdout.splitlines() if l.startswith("alpha"))
+    line = next(row for row in listed.stdout.splitlines() if row.startswith("alpha"))
     assert line.split()[1:5] == ["60", "10", "2048", "30"]  # the seed's limits by default
     assert key not in listed.stdout
     assert key not in keys_file.read_text() and (keys_file.stat().st_mode & 0o777) == 0o600

@@ -95,6 +95,7 @@ def test_a_config_change_switches_over_and_fab_status_is_healthy_over_https(http
 def served_names() -> set[str]:
     pem = ssl.get_server_certificate((TEST_GATEWAY.address, GATEWAY_PORT))
     from cryptography import x509
+
     from gateway.tls import names_of
     return names_of(x509.load_pem_x509_certificate(pem.encode()))
 

@@ -15,7 +15,7 @@ from lab import control
 from lab.fleet import fleet_data
 from lab.load import LongStream, SteadyLoad
 from lab.topology import BACKENDS, GATEWAY_PORT
-from tests.lab.conftest import TEST_GATEWAY, deploy, serving, service, ssh
+from tests.lab.conftest import TEST_GATEWAY, deploy, service, serving, ssh
 from tests.lab.test_fabfile import fab
 
 pytestmark = pytest.mark.lab
