@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as refused:  # the inventory's own settings check
         print(refused.code if isinstance(refused.code, str) else f"inventory {args.inventory} refused", file=sys.stderr)
         return EXIT_SETTINGS
-    except Exception as error:
+    except Exception as error:  # any failure to read the file is reported the same way
         print(f"checks: cannot read inventory {args.inventory}: {error}", file=sys.stderr)
         return 1
     for name in args.skip:

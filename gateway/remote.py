@@ -139,7 +139,7 @@ def on_each(gateways: Sequence[Gateway], work: Callable[[Gateway, Connection], T
                 return Outcome(gateway.name, value=work(gateway, connection))
         except HostKeyRefused as refused:
             return Outcome(gateway.name, error=f"REFUSED: {refused}")
-        except Exception as error:
+        except Exception as error:  # reported per host, the others go on
             return Outcome(gateway.name, error=f"unreachable or failed: {type(error).__name__}: {error}")
 
     if not gateways:

@@ -89,7 +89,7 @@ def set_in_every_front(settings: Settings, gateway: str, wanted: str) -> list[st
         try:
             ok, output = member.run_shell_command(fleet_member_command(settings, gateway, wanted, wait), **arguments)
             answer = output.stdout if ok else output.output  # a failure may explain itself on stderr
-        except Exception as error:
+        except Exception as error:  # a member that cannot be reached serves nobody
             ok, answer = False, f"{type(error).__name__}: {error}"
         if not ok:
             missed.append(f"{name} ({answer.strip()[-200:] or 'no answer'})")

@@ -260,7 +260,7 @@ def cache_ollama_cost_map_names() -> bool:
             return False
         import litellm
         from litellm.llms.ollama.common_utils import OllamaModelInfo
-    except Exception:
+    except Exception:  # never keep the proxy from starting over a speed fix
         return False
     original = OllamaModelInfo.__dict__.get("_is_static_ollama_model")
     if not isinstance(original, staticmethod):

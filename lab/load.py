@@ -64,7 +64,7 @@ class SteadyLoad:
                     model=self.model, messages=[{"role": "user", "content": "Say hello."}], max_tokens=8)
                 good = bool(answer.choices and answer.choices[0].message.content)
                 error = None if good else "empty answer"
-            except Exception as exc:
+            except Exception as exc:  # every failure counts, whatever it is
                 error = f"{type(exc).__name__}: {str(exc)[:120]}"
             with self.outcomes.lock:
                 if error:

@@ -144,7 +144,7 @@ class OllamaHandler(BaseHTTPRequestHandler):
     stats_lock = threading.Lock()
 
     # --- plumbing -------------------------------------------------------------------------
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:  # stdlib signature
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
     def _count(self) -> None:

@@ -53,7 +53,7 @@ def test_account_reads_the_entries_by_name_and_by_id():
 class _Readiness(BaseHTTPRequestHandler):
     answer = b'{"status": "healthy"}'
 
-    def do_GET(self):
+    def do_GET(self):  # the stdlib's name
         self.send_response(200 if self.path == "/health/readiness" else 404)
         self.end_headers()
         self.wfile.write(self.answer)

@@ -70,7 +70,7 @@ def balancer(host=None) -> dict[str, dict[str, str]]:
 def all_up() -> bool:
     try:
         return len(holders()) == 1 and all(row["status"] == "UP" for row in balancer().values())
-    except Exception:
+    except Exception:  # a holder changing hands, a front reloading
         return False
 
 
