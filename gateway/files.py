@@ -165,7 +165,7 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
                  "holds the rendered model list and router settings, accepted by LiteLLM",
                  validate=commands.validate_command(s, "{path}"), restarts=(PROXY,)),
         ManagedFile(f"{conf}/{ENV_FILE}", "templates/litellm.env.j2", "root", "root", "600",
-                    "holds the master key and runtime settings", render.env_settings(s, host_name).encode(),
+                    "holds the master key and runtime settings", render.render("litellm.env.j2", s, host_name).encode(),
                     secret=True, restarts=(PROXY,)),
         system(f"{UNIT_DIR}/{PROXY}", *template("litellm@.service.j2"), "is installed, hardened", restarts=(PROXY,)),
         *secured,

@@ -32,7 +32,7 @@ PEM_VARIABLE = "LITELLM_FRONT_PEM"  # the config's crt: SERVED_PEM (presetenv), 
 # the gateways serve TLS (the operator's ca_file or the own CA; without one, the system's CAs).
 FLEET_CA = "/etc/haproxy/litellm-fleet-ca.crt"
 FLEET_BACKEND = "gateways"  # every gateway's front, in each front: where the fleet's address sends requests
-READINESS_PATH = "/health/readiness"  # on_host/readiness.py asks the same (tests/test_front.py holds them equal)
+READINESS_PATH = "/health/readiness"  # on_host/readiness.py asks the same (tests/test_render.py holds them equal)
 # The paths a client may send through the front, exactly as spelled: the OpenAI API's model routes
 # and the two health checks. Any other path, or another spelling of one of these (percent-encoded,
 # doubled slashes, dot segments, other case), gets 404 from the front before an instance reads it.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from gateway import control_secrets, metrics, tls
+from gateway import control_secrets, front, metrics, tls
 from gateway.settings import HOSTNAME, Settings, SettingsError, _Checker, _control_path, merged_checker, plain_ip, shown
 
 CONFIG_DIR = "/etc/litellm-monitoring"
@@ -63,8 +63,8 @@ THRESHOLDS: dict[str, float] = {
     "certificate_days": 14,  # days before a gateway's certificate expires
 }
 # "Ready" as the hosts' own probe means it (on_host/readiness.py PATH and READY; the host side cannot
-# import this package, tests/test_monitoring.py holds them equal).
-READINESS = "/health/readiness"
+# import this package, tests/test_monitoring.py holds them equal), at the front's readiness route.
+READINESS = front.READINESS_PATH
 READY = ("healthy", "connected")
 RETENTION = re.compile(r"[1-9][0-9]{0,5}[smhdwy]")
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}")

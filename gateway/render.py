@@ -32,36 +32,6 @@ def render(template: str, settings: Settings, host_name: str) -> str:
                                               limits=Limits(settings), metrics=MetricsView())
 
 
-def config_yaml(settings: Settings, host_name: str) -> str:
-    return render("config.yaml.j2", settings, host_name)
-
-
-def unit(settings: Settings, host_name: str) -> str:
-    """The proxy instances' unit; settings resolved() for the host, since the worker count is in it."""
-    return render("litellm@.service.j2", settings, host_name)
-
-
-def redis_conf(settings: Settings, host_name: str) -> str:
-    return render("redis.conf.j2", settings, host_name)
-
-
-def redis_unit(settings: Settings, host_name: str) -> str:
-    return render("litellm-redis.service.j2", settings, host_name)
-
-
-def logging_json(settings: Settings, host_name: str) -> str:
-    return render("logging.json.j2", settings, host_name)
-
-
-def logrotate(settings: Settings, host_name: str) -> str:
-    return render("logrotate.j2", settings, host_name)
-
-
-def env_settings(settings: Settings, host_name: str) -> str:
-    """The environment file without its master key line (the key is added on the host side)."""
-    return render("litellm.env.j2", settings, host_name)
-
-
 def render_with(template: str, host_name: str, **context) -> str:
     """A template of the monitoring host (or any other not rendered from one gateway's settings)."""
     return _env.get_template(template).render(host_name=host_name, metrics=MetricsView(), **context)

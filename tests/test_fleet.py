@@ -151,7 +151,7 @@ def test_the_fleets_limits_live_in_redis_behind_sentinel_with_a_password_that_is
     assert "replicaof" not in render.render("redis.conf.j2", first, "gw-a.example.org")
     sentinel = render.render("sentinel.conf.j2", second, "gw-b.example.org")
     assert "sentinel monitor litellm-fleet 10.1.2.11 6380 2" in sentinel and password(first) not in sentinel
-    env = render.env_settings(second, "gw-b.example.org")
+    env = render.render("litellm.env.j2", second, "gw-b.example.org")
     assert f"LITELLM_REDIS_PASSWORD={password(first)}\n" in env and GOOD_KEY not in env
 
 

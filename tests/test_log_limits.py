@@ -67,4 +67,4 @@ def test_the_rendered_logging_config_puts_the_filter_on_both_loggers_and_ships_t
     paths = {f.path for f in table()}
     assert {"/usr/local/lib/litellm-gateway/in_proxy/log_limits.py",
             "/usr/local/lib/litellm-gateway/in_proxy/__init__.py"} <= paths
-    assert "Environment=PYTHONPATH=/usr/local/lib/litellm-gateway\n" in render.unit(s, HOST)
+    assert "Environment=PYTHONPATH=/usr/local/lib/litellm-gateway\n" in render.render("litellm@.service.j2", s, HOST)

@@ -56,7 +56,7 @@ def test_read_only_tasks_make_no_token(tmp_path):
 
 def test_litellm_exports_per_team_and_deployment_but_no_key_person_or_client(tmp_path):
     s = settings(litellm_metrics_token_file=str(tmp_path / "t"))
-    config = yaml.safe_load(render.config_yaml(s, HOST))["litellm_settings"]
+    config = yaml.safe_load(render.render("config.yaml.j2", s, HOST))["litellm_settings"]
     assert config["callbacks"][-1] == "prometheus" and config["require_auth_for_metrics_endpoint"] is False
     assert {"hashed_api_key", "api_key_alias", "user_email", "end_user", "client_ip"} <= set(config["prometheus_exclude_labels"])
     assert "team" not in config["prometheus_exclude_labels"] and "model_id" not in config["prometheus_exclude_labels"]
@@ -87,7 +87,7 @@ def test_with_tls_the_metrics_port_is_https_too(tmp_path):
 def test_metrics_off_means_no_callback_no_port_no_token(tmp_path):
     s = settings(litellm_metrics=False, litellm_metrics_token_file=str(tmp_path / "t"))
     assert s.metrics is None
-    assert "prometheus" not in yaml.safe_load(render.config_yaml(s, HOST))["litellm_settings"]["callbacks"]
+    assert "prometheus" not in yaml.safe_load(render.render("config.yaml.j2", s, HOST))["litellm_settings"]["callbacks"]
     assert "frontend metrics" not in render.render("litellm-front.cfg.j2", s, HOST)
     assert metrics.TOKEN_MAP not in {f.path for f in managed_files(s, HOST)} and not (tmp_path / "t").exists()
     # The release does not depend on it: turning metrics on or off installs nothing.
