@@ -16,7 +16,17 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from gateway import control_secrets, front, metrics, tls
-from gateway.settings import HOSTNAME, Settings, SettingsError, _Checker, _control_path, merged_checker, plain_ip, shown
+from gateway.settings import (
+    HOSTNAME,
+    Setting,
+    Settings,
+    SettingsError,
+    _Checker,
+    _control_path,
+    merged_checker,
+    plain_ip,
+    shown,
+)
 
 CONFIG_DIR = "/etc/litellm-monitoring"
 STATE_DIR = "litellm-monitoring"  # under /var/lib (the units' StateDirectory=)
@@ -31,28 +41,47 @@ PACKAGES = {"prometheus": PROMETHEUS, "prometheus-alertmanager": ALERTMANAGER,
 NODE_PACKAGE = {"prometheus-node-exporter": NODE_EXPORTER}
 SERVICE_USER = "prometheus"  # made by the packages; every one of these services runs as it
 
-DEFAULTS: dict[str, Any] = {
+DECLARED: tuple[Setting, ...] = (
     # Where Prometheus, Alertmanager and the blackbox exporter listen: every interface, or one of
     # the host's addresses. Each asks for a login (user "operator", the password file below).
-    "monitoring_bind_address": "0.0.0.0",
+    Setting(
+        "monitoring_bind_address",
+        "0.0.0.0",
+        "where Prometheus, Alertmanager and the blackbox exporter listen (each asks for a login)",
+    ),
     # The operators' password for Prometheus and Alertmanager (made once on the control machine,
     # 0600; the hosts hold only bcrypt hashes of it and of Prometheus' own password derived from it).
-    "monitoring_password_file": "~/.local/share/litellm-gateway/monitoring.password",
+    Setting(
+        "monitoring_password_file",
+        "~/.local/share/litellm-gateway/monitoring.password",
+        "the operators' password (user operator) on the control machine, made once, 0600",
+    ),
     # None: Prometheus and Alertmanager over plain HTTP (reach them over a management network).
     # "own-ca": HTTPS, with a certificate from the own CA the watched gateways use (litellm_tls own-ca).
-    "monitoring_tls": None,
-    "monitoring_prometheus_port": 9090,
-    "monitoring_alertmanager_port": 9093,
-    "monitoring_blackbox_port": 9115,
-    "monitoring_scrape_interval": 15,  # seconds, also how often the rules are evaluated
-    "monitoring_retention": "30d",  # how long Prometheus keeps samples (a number and s, m, h, d, w or y)
+    Setting("monitoring_tls", None, 'None: plain HTTP; "own-ca": HTTPS from the watched gateways\' own CA'),
+    Setting("monitoring_prometheus_port", 9090, "Prometheus"),
+    Setting("monitoring_alertmanager_port", 9093, "Alertmanager"),
+    Setting("monitoring_blackbox_port", 9115, "the blackbox exporter (Prometheus' probes)"),
+    Setting(
+        "monitoring_scrape_interval", 15, "seconds between scrapes and rule evaluations"
+    ),  # seconds, also how often the rules are evaluated
+    Setting(
+        "monitoring_retention", "30d", "how long Prometheus keeps samples, like 30d or 12w"
+    ),  # how long Prometheus keeps samples (a number and s, m, h, d, w or y)
     # Who is woken: {"webhook_url": "https://..."} (Alertmanager's webhook JSON is POSTed there), or
     # {"email": "oncall@example.org", "smarthost": "mail.example.org:587", "from": "alertmanager@example.org"}
     # (optionally "require_tls": False for a relay without STARTTLS).
-    "monitoring_receiver": None,
+    Setting(
+        "monitoring_receiver", None, "who is woken: {webhook_url} or {email, smarthost, from[, require_tls]} (required)"
+    ),
     # When alerts fire; see the README's Alerts table for what each means and what to do.
-    "monitoring_thresholds": {},
-}
+    Setting(
+        "monitoring_thresholds",
+        {},
+        "when alerts fire: down_for, error_ratio, p95_latency, limit_hits, disk_free, memory_available, certificate_days",
+    ),
+)
+DEFAULTS: dict[str, Any] = {s.name: s.default for s in DECLARED}
 THRESHOLDS: dict[str, float] = {
     "down_for": 120,  # seconds a gateway, backend, model or host is down before it alerts
     "error_ratio": 0.05,  # failed / all requests of a model over 5 minutes (429s are the clients')
@@ -111,8 +140,10 @@ class MonitoringSettings:
         """Where people and the fab tasks reach Prometheus and Alertmanager on this host."""
         address = reach_address(host_name, self.bind_address)
         host = f"[{address}]" if ":" in address else address
-        return {"prometheus_url": f"{self.scheme}://{host}:{self.prometheus_port}",
-                "alertmanager_url": f"{self.scheme}://{host}:{self.alertmanager_port}"}
+        return {
+            "prometheus_url": f"{self.scheme}://{host}:{self.prometheus_port}",
+            "alertmanager_url": f"{self.scheme}://{host}:{self.alertmanager_port}",
+        }
 
     @property
     def scheme(self) -> str:
@@ -130,8 +161,10 @@ class MonitoringSettings:
 
 def _receiver(check: _Checker) -> Receiver:
     raw = check.data["monitoring_receiver"]
-    example = ('give {"webhook_url": "https://alerts.example.org/hook"} or {"email": "oncall@example.org", '
-               '"smarthost": "mail.example.org:587", "from": "alertmanager@example.org"}')
+    example = (
+        'give {"webhook_url": "https://alerts.example.org/hook"} or {"email": "oncall@example.org", '
+        '"smarthost": "mail.example.org:587", "from": "alertmanager@example.org"}'
+    )
     if not isinstance(raw, Mapping) or not raw:
         check.problem("monitoring_receiver", f"{shown(raw)}: nobody would be woken by an alert; {example}")
         return Receiver()
@@ -141,8 +174,13 @@ def _receiver(check: _Checker) -> Receiver:
     if "webhook_url" in raw:
         url = raw["webhook_url"]
         parts = urlsplit(url) if isinstance(url, str) else None
-        if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not url.isprintable()
-                or any(c in url for c in " \"'\\")):
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or not url.isprintable()
+            or any(c in url for c in " \"'\\")
+        ):
             check.problem("monitoring_receiver.webhook_url", f"{shown(url)} is not an http(s) URL")
         return Receiver(webhook_url=url)
     email, smarthost, sender = raw.get("email"), raw.get("smarthost"), raw.get("from")
@@ -171,7 +209,9 @@ def _thresholds(check: _Checker) -> Thresholds:
     for key in ("error_ratio", "disk_free", "memory_available"):
         value = values[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-            check.problem(f"monitoring_thresholds.{key}", f"{shown(value)} is not a fraction between 0 and 1, like 0.05")
+            check.problem(
+                f"monitoring_thresholds.{key}", f"{shown(value)} is not a fraction between 0 and 1, like 0.05"
+            )
             values[key] = THRESHOLDS[key]
     for key, low, high in (("down_for", 1, 86400), ("limit_hits", 1, 1_000_000), ("certificate_days", 1, 365)):
         values[key] = check.integer(key, low, high, value=values[key], where=f"monitoring_thresholds.{key}")
@@ -188,12 +228,19 @@ def load_monitoring(data: Mapping[str, Any]) -> MonitoringSettings:
     merged = check.data
     bind = merged["monitoring_bind_address"]
     if not plain_ip(bind):
-        check.problem("monitoring_bind_address", f"{shown(bind)} is not an IP address; use 0.0.0.0 or one of the host's addresses")
-    ports = {key: check.integer(key, 1024, 65535) for key in
-             ("monitoring_prometheus_port", "monitoring_alertmanager_port", "monitoring_blackbox_port")}
+        check.problem(
+            "monitoring_bind_address", f"{shown(bind)} is not an IP address; use 0.0.0.0 or one of the host's addresses"
+        )
+    ports = {
+        key: check.integer(key, 1024, 65535)
+        for key in ("monitoring_prometheus_port", "monitoring_alertmanager_port", "monitoring_blackbox_port")
+    }
     if len(set(ports.values())) < len(ports) or NODE_EXPORTER_PORT in ports.values():
-        check.problem("monitoring ports", f"{sorted(ports.values())} and the node exporter's {NODE_EXPORTER_PORT} "
-                                          "must all differ; choose other ports")
+        check.problem(
+            "monitoring ports",
+            f"{sorted(ports.values())} and the node exporter's {NODE_EXPORTER_PORT} "
+            "must all differ; choose other ports",
+        )
     retention = merged["monitoring_retention"]
     if not isinstance(retention, str) or not RETENTION.fullmatch(retention):
         check.problem("monitoring_retention", f"{shown(retention)} is not a duration like '30d' or '12w'")
@@ -210,14 +257,18 @@ def load_monitoring(data: Mapping[str, Any]) -> MonitoringSettings:
         tls=merged["monitoring_tls"] == "own-ca",
     )
     if merged["monitoring_tls"] not in (None, "own-ca"):
-        check.problem("monitoring_tls", f"{shown(merged['monitoring_tls'])} is neither None (plain HTTP) nor 'own-ca' "
-                                        "(HTTPS from the gateways' own CA)")
+        check.problem(
+            "monitoring_tls",
+            f"{shown(merged['monitoring_tls'])} is neither None (plain HTTP) nor 'own-ca' "
+            "(HTTPS from the gateways' own CA)",
+        )
     if check.problems:
         raise SettingsError(check.problems)
     return settings
 
 
 # What is watched ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Target:
@@ -261,12 +312,18 @@ class Watch:
         """The gateways' own CA, which issues the monitoring host's certificate (monitoring_tls: own-ca)."""
         if len(self.own_ca_dirs) != 1:
             found = ", ".join(self.own_ca_dirs) or "none"
-            raise SettingsError([f"monitoring_tls: 'own-ca' takes the certificate from the own CA of the gateways it "
-                                 f"watches; they use {found}: give the gateways litellm_tls 'own-ca' with one "
-                                 "litellm_tls_ca_dir, or set monitoring_tls to None"])
+            raise SettingsError(
+                [
+                    f"monitoring_tls: 'own-ca' takes the certificate from the own CA of the gateways it "
+                    f"watches; they use {found}: give the gateways litellm_tls 'own-ca' with one "
+                    "litellm_tls_ca_dir, or set monitoring_tls to None"
+                ]
+            )
         return tls.OwnCA(self.own_ca_dirs[0])
 
-    ready_pattern: ClassVar[str] = '"status":\\s*"(' + "|".join(READY) + ')"'  # the same "ready" as the host's own probe
+    ready_pattern: ClassVar[str] = (
+        '"status":\\s*"(' + "|".join(READY) + ')"'
+    )  # the same "ready" as the host's own probe
 
     @staticmethod
     def model_module(tag: str) -> str:
@@ -289,8 +346,17 @@ def watch(gateways: Iterable[tuple[str, Settings]], monitors: Iterable[tuple[str
     targets, fleets, backends, cas, tokens, own = [], [], {}, [], set(), []
     for name, s in gateways:
         fleet = s.fleet.name or s.fleet.address if s.fleet else None
-        targets.append(Target(name, reach_address(name, s.bind_address), s.scheme, s.port,
-                              s.metrics.port if s.metrics else None, s.instance_ports, fleet))
+        targets.append(
+            Target(
+                name,
+                reach_address(name, s.bind_address),
+                s.scheme,
+                s.port,
+                s.metrics.port if s.metrics else None,
+                s.instance_ports,
+                fleet,
+            )
+        )
         if s.fleet:
             url = f"{s.scheme}://{fleet}:{s.port}{READINESS}"
             if url not in fleets:
@@ -309,15 +375,24 @@ def watch(gateways: Iterable[tuple[str, Settings]], monitors: Iterable[tuple[str
             if token:
                 tokens.add(token)
     if len(tokens) > 1:
-        raise SettingsError(["litellm_metrics_token_file: the gateways name different token files; the monitoring "
-                             "host scrapes them all with one token: give every gateway the same file"])
+        raise SettingsError(
+            [
+                "litellm_metrics_token_file: the gateways name different token files; the monitoring "
+                "host scrapes them all with one token: give every gateway the same file"
+            ]
+        )
     bundle = "".join(Path(path).expanduser().read_text() for path in cas) or None
     hosts = [(name, reach_address(name, s.bind_address)) for name, s in gateways]
     hosts += [h for h in monitors if h[0] not in {n for n, _ in hosts}]
-    return Watch(tuple(targets), tuple(fleets),
-                 tuple(Probe(name, url, tuple(sorted(tags))) for url, (name, tags) in sorted(backends.items())),
-                 tuple(hosts), next(iter(tokens), None), bundle, tuple(own))
-
+    return Watch(
+        tuple(targets),
+        tuple(fleets),
+        tuple(Probe(name, url, tuple(sorted(tags))) for url, (name, tags) in sorted(backends.items())),
+        tuple(hosts),
+        next(iter(tokens), None),
+        bundle,
+        tuple(own),
+    )
 
 
 def read_password(file: str, issue: bool = True) -> str | None:

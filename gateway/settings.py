@@ -15,21 +15,46 @@ from typing import Any
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting, declared once: its name, its default, and the line of help the docs' table shows
+    (docs/settings.md, made by `python -m gateway.settings_doc`). Its check is in load() (or
+    load_monitoring()), which takes every declared name and refuses any other of the prefix."""
+
+    name: str
+    default: Any
+    help: str
+
+
 SEED_PLACEHOLDER_KEY = "sk-1234567890abcdef-test-key-please-replace"
 
-DEFAULTS: dict[str, Any] = {
+DECLARED: tuple[Setting, ...] = (
     # LiteLLM release installed into the virtualenv. Always an exact version: a deploy must never
     # pick up "latest" by surprise. 1.108.7 is the newest whose [proxy] extra installs from PyPI.
-    "litellm_version": "1.108.7",
+    Setting("litellm_version", "1.108.7", "the LiteLLM release installed, an exact version"),
     # Further exact pins installed beside it. Without prisma, auth failures answer 500, not 401.
-    "litellm_extra_requirements": ["prisma==0.15.0"],
+    Setting(
+        "litellm_extra_requirements",
+        ["prisma==0.15.0"],
+        "further exact pins installed beside it (without prisma, auth failures answer 500)",
+    ),
     # Where the gateway listens. 0.0.0.0 serves every interface; give a host address to narrow it.
-    "litellm_bind_address": "0.0.0.0",
-    "litellm_port": 4000,
+    Setting(
+        "litellm_bind_address",
+        "0.0.0.0",
+        "where the front listens: 0.0.0.0 (every interface) or one of the host's addresses",
+    ),
+    Setting("litellm_port", 4000, "the port clients use (the front, HAProxy)"),
     # The two proxy instances behind the front (HAProxy on litellm_port), on 127.0.0.1 only: one
     # serves while the other is started on a change, proves it answers and takes over; the first
     # is then drained and stopped. The instance's unit is litellm@PORT.service.
-    "litellm_instance_ports": [4001, 4002],
+    Setting(
+        "litellm_instance_ports",
+        [4001, 4002],
+        "the two proxy instances behind the front: one serves, the other takes over on a change",
+    ),
     # TLS at the front. None: plain HTTP on litellm_port, as the seed's clients use it. "own-ca":
     # HTTPS with a certificate from a small CA the deploy creates once on the control machine
     # (litellm_tls_ca_dir; give clients its ca.crt). Or the operator's own certificate (chain, leaf
@@ -38,108 +63,175 @@ DEFAULTS: dict[str, Any] = {
     # Plain HTTP on the port is then refused (the TLS handshake fails before any request is read).
     # A fleet is "own-ca" unless set: its gateways send client keys and the rate-limit store's
     # password between them; "none-i-accept-cleartext" keeps a fleet on plain HTTP and plain Redis.
-    "litellm_tls": None,
-    "litellm_tls_ca_dir": "~/.local/share/litellm-gateway/ca",  # on the control machine; back it up
+    Setting(
+        "litellm_tls",
+        None,
+        'None: plain HTTP (a fleet: own-ca); "own-ca"; "none-i-accept-cleartext"; or {cert_file, key_file, ca_file}',
+    ),
+    Setting(
+        "litellm_tls_ca_dir",
+        "~/.local/share/litellm-gateway/ca",
+        "the own CA's directory on the control machine (back it up)",
+    ),  # on the control machine; back it up
     # Names and addresses clients reach the gateway by, besides its inventory name (and
     # litellm_bind_address when it is one address): a DNS alias, the fleet's name.
-    "litellm_tls_names": [],
+    Setting("litellm_tls_names", [], "further names and addresses clients reach the gateway by (in its certificate)"),
     # A fleet: several gateway hosts serving clients at one floating address (VRRP, keepalived from
     # the distribution), held by the front of one healthy gateway, which spreads requests over
     # every gateway that is ready. None: each gateway serves at its own address, as before.
     # "IP" or "IP/PREFIX" (/32 when left out); every gateway then needs its own litellm_bind_address
     # and the fleet one litellm_master_key.
-    "litellm_fleet_address": None,
+    Setting(
+        "litellm_fleet_address",
+        None,
+        "a fleet's floating address, IP or IP/PREFIX; None: each gateway at its own address",
+    ),
     # The DNS name clients use for the fleet (checked to resolve to the address; in certificates).
-    "litellm_fleet_name": None,
-    "litellm_fleet_interface": "eth0",  # where the address is added; it must hold litellm_bind_address
-    "litellm_fleet_router_id": 51,  # VRRP virtual router id, 1-255: unique among fleets on that network
+    Setting("litellm_fleet_name", None, "the DNS name clients use for the fleet (checked to resolve to the address)"),
+    Setting(
+        "litellm_fleet_interface",
+        "eth0",
+        "the interface that holds litellm_bind_address, where the fleet's address is added",
+    ),  # where the address is added; it must hold litellm_bind_address
+    Setting(
+        "litellm_fleet_router_id", 51, "VRRP virtual router id, 1-255, unique among fleets on that network"
+    ),  # VRRP virtual router id, 1-255: unique among fleets on that network
     # The fleet's rate-limit store: Redis on every gateway (the first in the inventory starts as its
     # primary, the others replicate it) watched by Redis Sentinel on every gateway, which promotes a
     # replica when the primary is lost. Reached by the gateways only, with a password derived from
     # the master key.
-    "litellm_fleet_redis_port": 6380,
-    "litellm_fleet_sentinel_port": 26380,
+    Setting("litellm_fleet_redis_port", 6380, "the fleet's rate-limit Redis on every gateway"),
+    Setting("litellm_fleet_sentinel_port", 26380, "Redis Sentinel on every gateway, which names the Redis primary"),
     # The gateways of the fleet as [inventory name, litellm_bind_address], in inventory order (the
     # first is preferred for the address). gateway_group() fills it from the group's own hosts.
-    "litellm_fleet_members": [],
+    Setting(
+        "litellm_fleet_members",
+        [],
+        "[inventory name, bind address] of every gateway of the fleet (gateway_group fills it)",
+    ),
     # Metrics: LiteLLM's Prometheus callback on every instance (requests, errors, latency and
     # tokens per model, per deployment and per team; no key or key hash among the labels), served
     # by the front on litellm_metrics_port to a scrape that brings the token in
     # litellm_metrics_token_file (made once on the control machine, 0600; the hosts hold only its
     # SHA-256). The master key opens nothing there, and the public port serves no metrics. False: no
     # callback, no port.
-    "litellm_metrics": True,
-    "litellm_metrics_port": 9400,
-    "litellm_metrics_token_file": "~/.local/share/litellm-gateway/metrics.token",  # on the control machine
+    Setting(
+        "litellm_metrics",
+        True,
+        "LiteLLM's Prometheus metrics on every instance, served on litellm_metrics_port; False: none",
+    ),
+    Setting("litellm_metrics_port", 9400, "where the front serves the metrics, to a scrape with the token"),
+    Setting(
+        "litellm_metrics_token_file",
+        "~/.local/share/litellm-gateway/metrics.token",
+        "the scrape token on the control machine (made once, 0600; hosts hold its SHA-256)",
+    ),  # on the control machine
     # The address the instances listen on: loopback, so only the front (and the host) reach them.
-    "litellm_instance_address": "127.0.0.1",
+    Setting(
+        "litellm_instance_address",
+        "127.0.0.1",
+        "where the proxy instances listen: loopback, only the front reaches them",
+    ),
     # Seconds a switch-over waits for the requests still running on the old instance (long
     # streaming completions included) before it stops it anyway.
-    "litellm_drain_timeout": 300,
+    Setting(
+        "litellm_drain_timeout", 300, "seconds a switch-over waits for the old instance's requests before stopping it"
+    ),
     # What one client may make the front take, per source address (a fleet's gateways are exempt
     # between themselves): request bodies up to this many MiB (larger: 413, before an instance
     # reads a byte), this many open connections, this many requests per second (10-s average).
-    "litellm_max_body_mib": 16,
-    "litellm_client_max_connections": 128,
-    "litellm_client_max_rate": 200,
+    Setting("litellm_max_body_mib", 16, "largest request body, MiB (larger: 413 at the front)"),
+    Setting("litellm_client_max_connections", 128, "open connections per source address"),
+    Setting("litellm_client_max_rate", 200, "requests per second per source address, over 10 s (then 429)"),
     # Where the hosts get the lock's packages. None: from the control machine, which downloads the
     # lock's wheels once into `litellm_wheel_cache` and sends them to each host; the hosts' pip
     # uses no index at all. A URL: the hosts' pip installs from this PyPI mirror or proxy instead
     # (credentials belong in the host's pip.conf or netrc, never here). Hash-checked either way.
-    "litellm_pip_index_url": None,
-    "litellm_wheel_cache": "~/.cache/litellm-gateway/wheels",  # on the control machine
+    Setting(
+        "litellm_pip_index_url",
+        None,
+        "None: the hosts get the lock's wheels from the control machine; a URL: a PyPI mirror",
+    ),
+    Setting(
+        "litellm_wheel_cache", "~/.cache/litellm-gateway/wheels", "the control machine's cache of the lock's wheels"
+    ),  # on the control machine
     # Releases (virtualenvs, one per lock) kept on each host: the serving one, the one
     # `fab rollback` goes back to, and the newest others up to this number.
-    "litellm_releases_keep": 3,
+    Setting(
+        "litellm_releases_keep",
+        3,
+        "releases (virtualenvs) kept per host: the serving one, the rollback one, the newest others",
+    ),
     # uvicorn worker processes: "auto" is one per CPU of the host, at most 8 (each worker holds
     # ~400 MB), or a number. The workers share their rate-limit counters through the host's own
     # Redis (Unix socket only), so a team's limits hold whatever the count.
-    "litellm_workers": "auto",
+    Setting("litellm_workers", "auto", 'uvicorn workers per instance: "auto" (one per CPU, at most 8) or a number'),
     # Router: how requests are spread over the deployments of one model, and how failures count.
-    "litellm_routing_strategy": "least-busy",
-    "litellm_timeout": 30,  # seconds a backend call may take, streaming or not
-    "litellm_num_retries": 2,  # retries of a failed call, on another deployment where one exists
-    "litellm_allowed_fails": 3,  # failures in a minute before a deployment is cooled down
-    "litellm_cooldown_time": 30,  # seconds a failing deployment is left out
+    Setting("litellm_routing_strategy", "least-busy", "how requests are spread over a model's deployments"),
+    Setting(
+        "litellm_timeout", 30, "seconds a backend call may take, streaming or not"
+    ),  # seconds a backend call may take, streaming or not
+    Setting(
+        "litellm_num_retries", 2, "retries of a failed call, on another deployment where one exists"
+    ),  # retries of a failed call, on another deployment where one exists
+    Setting(
+        "litellm_allowed_fails", 3, "failures in a minute before a deployment is cooled down"
+    ),  # failures in a minute before a deployment is cooled down
+    Setting(
+        "litellm_cooldown_time", 30, "seconds a failing deployment is left out"
+    ),  # seconds a failing deployment is left out
     # Service account: a system user, no login shell, home outside /home.
-    "litellm_user": "litellm",
-    "litellm_group": "litellm",
-    "litellm_uid": 1002,
-    "litellm_gid": 1002,
-    "litellm_home": "/var/lib/litellm",
+    Setting("litellm_user", "litellm", "the service account's user (a system user, no login)"),
+    Setting("litellm_group", "litellm", "the service account's group"),
+    Setting("litellm_uid", 1002, "the service user's uid"),
+    Setting("litellm_gid", 1002, "the service group's gid"),
+    Setting("litellm_home", "/var/lib/litellm", "the service user's home (outside /home, not created)"),
     # Paths on the gateway hosts.
-    "litellm_venv_dir": "/opt/litellm",
-    "litellm_config_dir": "/etc/litellm",
-    "litellm_log_dir": "/var/log/litellm",
+    Setting("litellm_venv_dir", "/opt/litellm", "where the releases (virtualenvs) live on the hosts"),
+    Setting("litellm_config_dir", "/etc/litellm", "the gateway's configuration on the hosts"),
+    Setting("litellm_log_dir", "/var/log/litellm", "proxy.log on the hosts"),
     # proxy.log is rotated daily (sooner past 100 MB) by logrotate; this many old files are kept.
-    "litellm_log_keep_days": 14,
+    Setting("litellm_log_keep_days", 14, "rotated proxy.log files kept (daily, or at 100 MB)"),
     # The master key (operators' key). None: generate one on each host on the first deploy and keep
     # it there. A value: it comes from outside git (environment, secret store, a 0600 file).
-    "litellm_master_key": None,
+    Setting("litellm_master_key", None, "the operators' key; None: each host generates one on its first deploy"),
     # Team keys (hashes and limits) on the operator's machine, outside git; None: no team keys,
     # only the master key. Managed with `fab keys.create|list|rotate|revoke`.
-    "litellm_team_keys_file": None,
+    Setting(
+        "litellm_team_keys_file",
+        None,
+        "the team keys (hashes and limits) on the control machine; None: master key only",
+    ),
     # Public model name -> {"tag": Ollama tag, "mode": "chat", "context_window": int}. The window is
     # the context Ollama serves the model with (prompt and answer together; sent as num_ctx with
     # every request); default 2048, the seed's figure.
-    "litellm_models": {},
+    Setting("litellm_models", {}, "public model name -> {tag, mode, context_window}"),
     # Backend name -> {"address": host name or IP, "port": 11434, "models": [public model names]},
     # or {"api_base": "http://host:11434", "models": [...]} (Ollama's root URL, never .../v1);
     # optionally "context_windows": {model: int} where this backend serves a model with another window.
-    "litellm_backends": {},
+    Setting("litellm_backends", {}, "backend name -> {address, port, models[, context_windows]} or {api_base, models}"),
     # Preflight: nameservers to ask (None: the system's), seconds a lookup or backend call may
     # take, and check classes to skip in an emergency ("dns", "backends"; loudly reported).
-    "litellm_dns_nameservers": None,
-    "litellm_preflight_timeout": 3,
-    "litellm_preflight_skip": [],
+    Setting("litellm_dns_nameservers", None, "nameservers the preflight asks; None: the system's"),
+    Setting("litellm_preflight_timeout", 3, "seconds a preflight lookup or backend call may take"),
+    Setting(
+        "litellm_preflight_skip", [], 'preflight checks to skip in an emergency: "dns", "backends" (loudly reported)'
+    ),
     # Prompts that do not fit a model's window are refused (400 context_length_exceeded) before
     # any backend is called, instead of Ollama cutting them short in silence. LiteLLM counts with
     # OpenAI's cl100k tokenizer (it knows no Ollama model's own offline), which counts fewer tokens
     # than most of these models do: the count is raised by this many percent before it is held
     # against the window.
-    "litellm_context_check": True,
-    "litellm_context_margin": 25,
-}
+    Setting(
+        "litellm_context_check",
+        True,
+        "refuse prompts that do not fit a model's window (400) before a backend is called",
+    ),
+    Setting(
+        "litellm_context_margin", 25, "percent added to LiteLLM's token count before it is held against the window"
+    ),
+)
+DEFAULTS: dict[str, Any] = {s.name: s.default for s in DECLARED}
 
 PREFLIGHT_CLASSES = ("dns", "backends")
 # ssh_strict_host_key_checking: the values pyinfra takes (None: unset), read by the fab tasks too.
@@ -147,7 +239,16 @@ SSH_STRICT_POLICIES = (None, "yes", "ask", "accept-new", "no", "off")
 
 ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "usage-based-routing", "latency-based-routing")
 MODEL_MODES = ("chat", "completion", "embedding")
-WEAK_KEYS = {"sk-1234", "sk-12345", "sk-123456", "sk-test", "sk-admin", "sk-master", "sk-password", SEED_PLACEHOLDER_KEY}
+WEAK_KEYS = {
+    "sk-1234",
+    "sk-12345",
+    "sk-123456",
+    "sk-test",
+    "sk-admin",
+    "sk-master",
+    "sk-password",
+    SEED_PLACEHOLDER_KEY,
+}
 WEAK_WORDS = ("replace", "change", "example", "test-key", "placeholder", "secret", "password")
 # Every pattern is applied with fullmatch: `$` alone would let a trailing newline through, and a
 # value reaches shell commands, unit files, YAML and env files. ASCII only, short, no quoting needed.
@@ -163,15 +264,87 @@ PATH = re.compile(r"(/[A-Za-z0-9._-]{1,64}){1,16}")
 MASTER_KEY = re.compile(r"sk-[A-Za-z0-9._~+/=:@,!*^-]{1,256}")
 # Accounts that belong to the system or to people: the service account is never one of them (the
 # deploy would renumber it and take its login away). The host check refuses any other foreign one.
-RESERVED_ACCOUNTS = frozenset({
-    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
-    "backup", "list", "irc", "gnats", "nobody", "nogroup", "_apt", "messagebus", "sshd", "syslog", "adm", "admin",
-    "sudo", "wheel", "staff", "users", "tty", "disk", "kmem", "dialout", "cdrom", "floppy", "audio", "video",
-    "plugdev", "netdev", "shadow", "utmp", "operator", "src", "voice", "tape", "sasl", "input", "kvm", "render",
-    "crontab", "redis", "postgres", "mysql", "ollama", "polkitd", "uuidd", "tcpdump", "ntp", "_chrony", "dnsmasq",
-    "avahi", "lxd", "docker", "ubuntu", "debian", "ec2-user", "centos", "systemd-journal", "systemd-network",
-    "systemd-resolve", "systemd-timesync", "systemd-coredump", "ssh", "ssl-cert", "fax", "dip", "lpadmin",
-})
+RESERVED_ACCOUNTS = frozenset(
+    {
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "backup",
+        "list",
+        "irc",
+        "gnats",
+        "nobody",
+        "nogroup",
+        "_apt",
+        "messagebus",
+        "sshd",
+        "syslog",
+        "adm",
+        "admin",
+        "sudo",
+        "wheel",
+        "staff",
+        "users",
+        "tty",
+        "disk",
+        "kmem",
+        "dialout",
+        "cdrom",
+        "floppy",
+        "audio",
+        "video",
+        "plugdev",
+        "netdev",
+        "shadow",
+        "utmp",
+        "operator",
+        "src",
+        "voice",
+        "tape",
+        "sasl",
+        "input",
+        "kvm",
+        "render",
+        "crontab",
+        "redis",
+        "postgres",
+        "mysql",
+        "ollama",
+        "polkitd",
+        "uuidd",
+        "tcpdump",
+        "ntp",
+        "_chrony",
+        "dnsmasq",
+        "avahi",
+        "lxd",
+        "docker",
+        "ubuntu",
+        "debian",
+        "ec2-user",
+        "centos",
+        "systemd-journal",
+        "systemd-network",
+        "systemd-resolve",
+        "systemd-timesync",
+        "systemd-coredump",
+        "ssh",
+        "ssl-cert",
+        "fax",
+        "dip",
+        "lpadmin",
+    }
+)
 
 
 class SettingsError(ValueError):
@@ -387,8 +560,10 @@ def weak_key_reason(key: str) -> str | None:
     if not key.startswith("sk-"):
         return "LiteLLM master keys must start with 'sk-'"
     if not MASTER_KEY.fullmatch(key):
-        return ("it is not one token of printable characters: use letters, digits and . _ ~ + / = : @ , ! * ^ - "
-                "only (no spaces, newlines, quotes, backslashes, $ or `), at most 256 after 'sk-'")
+        return (
+            "it is not one token of printable characters: use letters, digits and . _ ~ + / = : @ , ! * ^ - "
+            "only (no spaces, newlines, quotes, backslashes, $ or `), at most 256 after 'sk-'"
+        )
     body = key[3:]
     if len(body) < 32:
         return f"it has {len(body)} characters after 'sk-'; use at least 32 random ones"
@@ -419,7 +594,9 @@ def host_problems(name: Any, data: Mapping[str, Any]) -> list[str]:
     if not isinstance(name, str) or not (HOSTNAME.fullmatch(name) or plain_ip(name)):
         found.append(f"host name {shown(name)}: give a DNS name or an IP address")
     ssh_host = data.get("ssh_hostname")
-    if ssh_host is not None and not (isinstance(ssh_host, str) and (HOSTNAME.fullmatch(ssh_host) or plain_ip(ssh_host))):
+    if ssh_host is not None and not (
+        isinstance(ssh_host, str) and (HOSTNAME.fullmatch(ssh_host) or plain_ip(ssh_host))
+    ):
         found.append(f"ssh_hostname: {shown(ssh_host)} is neither a host name nor an IP address")
     user = data.get("ssh_user")
     if user is not None and not (isinstance(user, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9._-]{0,31}", user)):
@@ -432,8 +609,9 @@ def host_problems(name: Any, data: Mapping[str, Any]) -> list[str]:
         found.append(f"ssh_strict_host_key_checking: {shown(strict)} is not one of yes, accept-new, no")
     for key in ("ssh_key", "ssh_known_hosts_file"):
         value = data.get(key)
-        if value is not None and not (isinstance(value, str) and value.strip() == value and value
-                                      and value.isprintable()):
+        if value is not None and not (
+            isinstance(value, str) and value.strip() == value and value and value.isprintable()
+        ):
             found.append(f"{key}: {shown(value)} is not a file path")
     if not isinstance(data.get("_sudo", False), bool):
         found.append(f"_sudo: {shown(data.get('_sudo'))} is not True or False")
@@ -478,12 +656,19 @@ class _Checker:
         return value
 
     def path(self, key: str) -> str:
-        value = self.text(key, PATH, "give an absolute path of letters, digits and . _ - only (no spaces, quotes or "
-                                     "other signs, at most 16 parts), without a trailing /")
+        value = self.text(
+            key,
+            PATH,
+            "give an absolute path of letters, digits and . _ - only (no spaces, quotes or "
+            "other signs, at most 16 parts), without a trailing /",
+        )
         if any(part in (".", "..") for part in value.split("/")):
             self.problem(key, f"{shown(value)} has a . or .. part; give the path itself")
         if value.startswith("/home/") or value == "/home":
-            self.problem(key, f"{shown(value)} is under /home, which the hardened unit hides (ProtectHome); use /opt, /var/lib or /etc")
+            self.problem(
+                key,
+                f"{shown(value)} is under /home, which the hardened unit hides (ProtectHome); use /opt, /var/lib or /etc",
+            )
         return value
 
 
@@ -498,8 +683,11 @@ def _models(check: _Checker) -> list[Model]:
         where = f"litellm_models[{shown(name, 40)}]"
         folded = str(name).lower()
         if folded in seen:
-            check.problem(where, f"duplicates the model name {seen[folded]!r} (names are case-insensitive for clients); "
-                                 "give each model one name")
+            check.problem(
+                where,
+                f"duplicates the model name {seen[folded]!r} (names are case-insensitive for clients); "
+                "give each model one name",
+            )
         seen.setdefault(folded, str(name))
         if not isinstance(name, str) or not NAME.fullmatch(name):
             check.problem(where, "a model name may hold letters, digits and . _ : - only")
@@ -507,20 +695,26 @@ def _models(check: _Checker) -> list[Model]:
             check.problem(where, "must be a mapping like {'tag': 'phi3:3.8b', 'context_window': 2048}")
             continue
         if "max_input_tokens" in spec:
-            check.problem(f"{where}.max_input_tokens", "is now context_window: the window Ollama serves the model with, "
-                                                       "prompt and answer together; rename the key")
+            check.problem(
+                f"{where}.max_input_tokens",
+                "is now context_window: the window Ollama serves the model with, "
+                "prompt and answer together; rename the key",
+            )
         unknown = set(spec) - {"tag", "mode", "context_window", "max_input_tokens"}
         if unknown:
             check.problem(where, f"unknown keys {sorted(unknown)}; allowed: tag, mode, context_window")
         tag = spec.get("tag")
         if not isinstance(tag, str) or not NAME.fullmatch(tag):
-            check.problem(f"{where}.tag", f"{shown(tag)} is not an Ollama model tag such as 'phi3:3.8b-mini-128k-instruct-q8_0'")
+            check.problem(
+                f"{where}.tag", f"{shown(tag)} is not an Ollama model tag such as 'phi3:3.8b-mini-128k-instruct-q8_0'"
+            )
             tag = ""
         mode = spec.get("mode", "chat")
         if mode not in MODEL_MODES:
             check.problem(f"{where}.mode", f"{shown(mode)} is not one of {', '.join(MODEL_MODES)}")
-        window = check.integer("", *WINDOW_RANGE, spec.get("context_window", DEFAULT_CONTEXT_WINDOW),
-                               f"{where}.context_window")
+        window = check.integer(
+            "", *WINDOW_RANGE, spec.get("context_window", DEFAULT_CONTEXT_WINDOW), f"{where}.context_window"
+        )
         models.append(Model(str(name), tag, mode, window))
     return models
 
@@ -533,8 +727,11 @@ def _split_api_base(check: _Checker, where: str, api_base: Any) -> tuple[str, in
         return None
     parsed = urlsplit(api_base)
     if parsed.path.rstrip("/").endswith("/v1"):
-        check.problem(where, f"{shown(api_base)} ends in /v1: ollama_chat/ calls Ollama's native API at the root; "
-                             f"use '{parsed.scheme}://{parsed.netloc}'")
+        check.problem(
+            where,
+            f"{shown(api_base)} ends in /v1: ollama_chat/ calls Ollama's native API at the root; "
+            f"use '{parsed.scheme}://{parsed.netloc}'",
+        )
         return None
     if parsed.scheme != "http" or not parsed.hostname or parsed.path.strip("/") or parsed.query:
         check.problem(where, f"{shown(api_base)} must be http://HOST[:PORT] with no path, like 'http://llm01:11434'")
@@ -550,18 +747,23 @@ def _split_api_base(check: _Checker, where: str, api_base: Any) -> tuple[str, in
 def _backends(check: _Checker, model_names: set[str]) -> list[Backend]:
     raw = check.data["litellm_backends"]
     if not isinstance(raw, Mapping) or not raw:
-        check.problem("litellm_backends", "no backends are defined; map each Ollama server to {'address': ..., 'models': [...]}")
+        check.problem(
+            "litellm_backends", "no backends are defined; map each Ollama server to {'address': ..., 'models': [...]}"
+        )
         return []
     backends = []
     for name, spec in raw.items():
         where = f"litellm_backends[{shown(name, 40)}]"
         if not isinstance(spec, Mapping):
-            check.problem(where, "must be a mapping like {'address': 'llm01.example.org', 'port': 11434, 'models': [...]}")
+            check.problem(
+                where, "must be a mapping like {'address': 'llm01.example.org', 'port': 11434, 'models': [...]}"
+            )
             continue
         unknown = set(spec) - {"address", "port", "models", "api_base", "context_windows"}
         if unknown:
-            check.problem(where, f"unknown keys {sorted(unknown)}; allowed: address, port, models (or api_base), "
-                                 "context_windows")
+            check.problem(
+                where, f"unknown keys {sorted(unknown)}; allowed: address, port, models (or api_base), context_windows"
+            )
         spec = dict(spec)
         if "api_base" in spec:
             parsed = _split_api_base(check, f"{where}.api_base", spec.pop("api_base"))
@@ -580,20 +782,25 @@ def _backends(check: _Checker, model_names: set[str]) -> list[Backend]:
             served = []
         for model in served:
             if model not in model_names:
-                check.problem(f"{where}.models", f"{shown(model)} is not defined in litellm_models; define it or remove it here")
+                check.problem(
+                    f"{where}.models", f"{shown(model)} is not defined in litellm_models; define it or remove it here"
+                )
         if len(set(served)) != len(served):
             check.problem(f"{where}.models", "lists a model twice")
         windows = spec.get("context_windows", {})
         if not isinstance(windows, Mapping):
-            check.problem(f"{where}.context_windows", "must map a model this backend serves to its window, like "
-                                                      "{'phi3-3.8b': 8192}")
+            check.problem(
+                f"{where}.context_windows",
+                "must map a model this backend serves to its window, like {'phi3-3.8b': 8192}",
+            )
             windows = {}
         for model, window in windows.items():
             if model not in served:
                 check.problem(f"{where}.context_windows", f"{shown(model)} is not among this backend's models")
             check.integer("", *WINDOW_RANGE, window, f"{where}.context_windows[{shown(model, 40)}]")
-        backends.append(Backend(str(name), address, port, tuple(served),
-                                tuple(sorted((str(m), w) for m, w in windows.items()))))
+        backends.append(
+            Backend(str(name), address, port, tuple(served), tuple(sorted((str(m), w) for m, w in windows.items())))
+        )
     served_somewhere = {m for b in backends for m in b.models}
     for model in sorted(model_names - served_somewhere):
         check.problem(f"litellm_models[{model!r}]", "no backend serves it; add it to a backend's models or remove it")
@@ -606,8 +813,11 @@ def _control_path(check: _Checker, where: str, value: Any) -> str | None:
         check.problem(where, f"{shown(value)} is not a path on the control machine")
         return None
     if Path(value).expanduser().resolve().is_relative_to(REPO):
-        check.problem(where, f"{shown(value)} is inside the repository; keep keys and certificates outside git "
-                             "(e.g. under ~/.config/litellm-gateway/)")
+        check.problem(
+            where,
+            f"{shown(value)} is inside the repository; keep keys and certificates outside git "
+            "(e.g. under ~/.config/litellm-gateway/)",
+        )
         return None
     return value
 
@@ -620,16 +830,22 @@ def _tls(check: _Checker) -> TLS | None:
     ca_dir = _control_path(check, "litellm_tls_ca_dir", check.data["litellm_tls_ca_dir"]) or ""
     names = check.data["litellm_tls_names"]
     if not isinstance(names, (list, tuple)) or not all(
-            isinstance(n, str) and (HOSTNAME.fullmatch(n) or plain_ip(n)) for n in names):
-        check.problem("litellm_tls_names", f"{shown(names)}: list the host names and IP addresses clients use, "
-                                           "like ['llm-api.example.org', '10.1.2.3']")
+        isinstance(n, str) and (HOSTNAME.fullmatch(n) or plain_ip(n)) for n in names
+    ):
+        check.problem(
+            "litellm_tls_names",
+            f"{shown(names)}: list the host names and IP addresses clients use, "
+            "like ['llm-api.example.org', '10.1.2.3']",
+        )
         names = []
     if raw is None and check.data["litellm_fleet_address"] is not None:
         raw = "own-ca"  # a fleet's gateways talk to each other: encrypted unless the inventory says otherwise
     if raw is None or raw == CLEARTEXT:
         if names:
-            check.problem("litellm_tls_names", "names a certificate, but litellm_tls is None (plain HTTP); set "
-                                               "litellm_tls too, or remove the names")
+            check.problem(
+                "litellm_tls_names",
+                "names a certificate, but litellm_tls is None (plain HTTP); set litellm_tls too, or remove the names",
+            )
         return None
     if raw == "own-ca":
         return TLS(own_ca=True, ca_dir=ca_dir, names=tuple(names))
@@ -644,8 +860,11 @@ def _tls(check: _Checker) -> TLS | None:
         key = _control_path(check, "litellm_tls.key_file", raw["key_file"])
         ca = _control_path(check, "litellm_tls.ca_file", raw["ca_file"]) if raw.get("ca_file") is not None else None
         return TLS(own_ca=False, ca_dir=ca_dir, cert_file=cert, key_file=key, ca_file=ca, names=tuple(names))
-    check.problem("litellm_tls", f"{shown(raw)} is none of: None (plain HTTP; a fleet: own-ca), 'own-ca', "
-                                 f"{CLEARTEXT!r}, or {{'cert_file': PATH, 'key_file': PATH, 'ca_file': PATH}}")
+    check.problem(
+        "litellm_tls",
+        f"{shown(raw)} is none of: None (plain HTTP; a fleet: own-ca), 'own-ca', "
+        f"{CLEARTEXT!r}, or {{'cert_file': PATH, 'key_file': PATH, 'ca_file': PATH}}",
+    )
     return None
 
 
@@ -654,8 +873,11 @@ def _metrics(check: _Checker, taken: set[int]) -> Metrics | None:
     port = check.integer("litellm_metrics_port", 1024, 65535)
     token_file = _control_path(check, "litellm_metrics_token_file", check.data["litellm_metrics_token_file"])
     if port in taken:
-        check.problem("litellm_metrics_port", f"{port} is taken by another of the gateway's ports "
-                                              f"({', '.join(str(p) for p in sorted(taken))}); choose another, e.g. 9400")
+        check.problem(
+            "litellm_metrics_port",
+            f"{port} is taken by another of the gateway's ports "
+            f"({', '.join(str(p) for p in sorted(taken))}); choose another, e.g. 9400",
+        )
     return Metrics(port, token_file or "") if enabled else None
 
 
@@ -666,53 +888,86 @@ def _fleet(check: _Checker, bind: str, key: Any) -> Fleet | None:
     if raw is None:
         for setting, value in (("litellm_fleet_name", name), ("litellm_fleet_members", members_raw)):
             if value:
-                check.problem(setting, "is set, but litellm_fleet_address is None (no fleet); set the fleet's "
-                                       "address too, or remove it")
+                check.problem(
+                    setting,
+                    "is set, but litellm_fleet_address is None (no fleet); set the fleet's address too, or remove it",
+                )
         return None
     address, _, prefix_text = raw.partition("/") if isinstance(raw, str) else ("", "", "")
     prefix = int(prefix_text) if prefix_text.isdigit() else (-1 if prefix_text else 32)
     if not plain_ip(address) or ipaddress.ip_address(address).version != 4 or not 8 <= prefix <= 32:
-        check.problem("litellm_fleet_address", f"{shown(raw)} is not an IPv4 address with an optional prefix, like "
-                                               "'10.1.2.100' or '10.1.2.100/24': the floating address clients use")
+        check.problem(
+            "litellm_fleet_address",
+            f"{shown(raw)} is not an IPv4 address with an optional prefix, like "
+            "'10.1.2.100' or '10.1.2.100/24': the floating address clients use",
+        )
         return None
     if name is not None and not (isinstance(name, str) and HOSTNAME.fullmatch(name)):
         check.problem("litellm_fleet_name", f"{shown(name)} is not a DNS name; give the name clients use, or None")
         name = None
-    interface = check.text("litellm_fleet_interface", re.compile(r"[A-Za-z0-9_.@-]{1,15}"),
-                           "give the network interface name that holds litellm_bind_address, like 'eth0'")
+    interface = check.text(
+        "litellm_fleet_interface",
+        re.compile(r"[A-Za-z0-9_.@-]{1,15}"),
+        "give the network interface name that holds litellm_bind_address, like 'eth0'",
+    )
     router_id = check.integer("litellm_fleet_router_id", 1, 255)
     redis_port = check.integer("litellm_fleet_redis_port", 1024, 65535)
     sentinel_port = check.integer("litellm_fleet_sentinel_port", 1024, 65535)
     instance_ports = check.data["litellm_instance_ports"]
     taken = {check.data["litellm_port"], *(instance_ports if isinstance(instance_ports, (list, tuple)) else ())}
     if redis_port == sentinel_port or {redis_port, sentinel_port} & taken:
-        check.problem("litellm_fleet_redis_port", f"{redis_port} and litellm_fleet_sentinel_port {sentinel_port} must "
-                                                  "differ from each other and from the gateway's ports")
+        check.problem(
+            "litellm_fleet_redis_port",
+            f"{redis_port} and litellm_fleet_sentinel_port {sentinel_port} must "
+            "differ from each other and from the gateway's ports",
+        )
     members: list[tuple[str, str]] = []
     if not isinstance(members_raw, (list, tuple)) or not all(
-            isinstance(m, (list, tuple)) and len(m) == 2 and isinstance(m[0], str) and plain_ip(m[1])
-            for m in members_raw):
-        check.problem("litellm_fleet_members", f"{shown(members_raw)}: list each gateway as [inventory name, "
-                                               "bind address]; build the group with gateway_group(), which fills it")
+        isinstance(m, (list, tuple)) and len(m) == 2 and isinstance(m[0], str) and plain_ip(m[1]) for m in members_raw
+    ):
+        check.problem(
+            "litellm_fleet_members",
+            f"{shown(members_raw)}: list each gateway as [inventory name, "
+            "bind address]; build the group with gateway_group(), which fills it",
+        )
     else:
         members = [(str(m[0]), str(m[1])) for m in members_raw]
     if not members:
-        check.problem("litellm_fleet_members", "no gateways: build the group with gateway.inventory.gateway_group(), "
-                                               "which lists the group's hosts here")
+        check.problem(
+            "litellm_fleet_members",
+            "no gateways: build the group with gateway.inventory.gateway_group(), which lists the group's hosts here",
+        )
     if bind in ("0.0.0.0", "::"):
-        check.problem("litellm_bind_address", f"{bind} in a fleet: the fleet's address takes the same port on every "
-                                              "gateway; give each gateway its own address (host data)")
+        check.problem(
+            "litellm_bind_address",
+            f"{bind} in a fleet: the fleet's address takes the same port on every "
+            "gateway; give each gateway its own address (host data)",
+        )
     for member, member_address in members:
         if member_address in ("0.0.0.0", "::") or member_address == address:
-            check.problem("litellm_fleet_members", f"{member}: address {member_address} cannot be a gateway's own "
-                                                   "address in the fleet; set litellm_bind_address for it")
+            check.problem(
+                "litellm_fleet_members",
+                f"{member}: address {member_address} cannot be a gateway's own "
+                "address in the fleet; set litellm_bind_address for it",
+            )
     if len({a for _, a in members}) != len(members):
         check.problem("litellm_fleet_members", "two gateways share one address; give each its own litellm_bind_address")
     if key is None:
-        check.problem("litellm_master_key", "is unset, but a fleet serves one key on every gateway: give the fleet's "
-                                            "master key (from outside git: environment, secret store)")
-    return Fleet(address=address, prefix=prefix, interface=interface, router_id=router_id, members=tuple(members),
-                 name=name, redis_port=redis_port, sentinel_port=sentinel_port)
+        check.problem(
+            "litellm_master_key",
+            "is unset, but a fleet serves one key on every gateway: give the fleet's "
+            "master key (from outside git: environment, secret store)",
+        )
+    return Fleet(
+        address=address,
+        prefix=prefix,
+        interface=interface,
+        router_id=router_id,
+        members=tuple(members),
+        name=name,
+        redis_port=redis_port,
+        sentinel_port=sentinel_port,
+    )
 
 
 def merged_checker(data: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str) -> _Checker:
@@ -731,11 +986,15 @@ def load(data: Mapping[str, Any]) -> Settings:
     version = check.text("litellm_version", VERSION, "give an exact release such as '1.108.7'")
     extra = merged["litellm_extra_requirements"]
     if not isinstance(extra, (list, tuple)) or not all(isinstance(r, str) and EXACT_PIN.fullmatch(r) for r in extra):
-        check.problem("litellm_extra_requirements", f"{shown(extra)}: every entry must be an exact pin like 'prisma==0.15.0'")
+        check.problem(
+            "litellm_extra_requirements", f"{shown(extra)}: every entry must be an exact pin like 'prisma==0.15.0'"
+        )
         extra = []
     bind = merged["litellm_bind_address"]
     if not plain_ip(bind):
-        check.problem("litellm_bind_address", f"{shown(bind)} is not an IP address; use 0.0.0.0 or one of the host's addresses")
+        check.problem(
+            "litellm_bind_address", f"{shown(bind)} is not an IP address; use 0.0.0.0 or one of the host's addresses"
+        )
         bind = "0.0.0.0"
     strategy = merged["litellm_routing_strategy"]
     if strategy not in ROUTING_STRATEGIES:
@@ -754,13 +1013,18 @@ def load(data: Mapping[str, Any]) -> Settings:
     group = check.text("litellm_group", ACCOUNT, "give a lower-case group name")
     for setting, name in (("litellm_user", user), ("litellm_group", group)):
         if name in RESERVED_ACCOUNTS or name.startswith("systemd-"):
-            check.problem(setting, f"{name!r} is an account of the system or of people; the deploy would renumber it "
-                                   "and take its login away. Use an account of the gateway's own, e.g. 'litellm'")
+            check.problem(
+                setting,
+                f"{name!r} is an account of the system or of people; the deploy would renumber it "
+                "and take its login away. Use an account of the gateway's own, e.g. 'litellm'",
+            )
     paths = {k: check.path(k) for k in ("litellm_home", "litellm_venv_dir", "litellm_config_dir", "litellm_log_dir")}
     # systemd creates and opens these for the hardened service (StateDirectory=, LogsDirectory=).
     for setting, parent in (("litellm_home", "/var/lib/"), ("litellm_log_dir", "/var/log/")):
         if paths[setting] and not paths[setting].startswith(parent):
-            check.problem(setting, f"{paths[setting]!r} must be under {parent} (systemd manages it for the hardened unit)")
+            check.problem(
+                setting, f"{paths[setting]!r} must be under {parent} (systemd manages it for the hardened unit)"
+            )
     models = _models(check)
     backends = _backends(check, {m.name for m in models})
     nameservers = merged["litellm_dns_nameservers"]
@@ -769,20 +1033,31 @@ def load(data: Mapping[str, Any]) -> Settings:
             nameservers = [n.strip() for n in nameservers.split(",") if n.strip()]
         for server in nameservers if isinstance(nameservers, (list, tuple)) else [nameservers]:
             if not plain_ip(server):
-                check.problem("litellm_dns_nameservers", f"{shown(server)} is not an IP address; list nameserver addresses, or None for the system's")
+                check.problem(
+                    "litellm_dns_nameservers",
+                    f"{shown(server)} is not an IP address; list nameserver addresses, or None for the system's",
+                )
         nameservers = tuple(nameservers) if isinstance(nameservers, (list, tuple)) else None
     keys_file = merged["litellm_team_keys_file"]
     if keys_file is not None:
         if not isinstance(keys_file, str) or not keys_file or not keys_file.isprintable() or len(keys_file) > 4096:
-            check.problem("litellm_team_keys_file", f"{shown(keys_file)} is not a path; give a file outside git, or None")
+            check.problem(
+                "litellm_team_keys_file", f"{shown(keys_file)} is not a path; give a file outside git, or None"
+            )
             keys_file = None
         elif Path(keys_file).expanduser().resolve().is_relative_to(REPO):
-            check.problem("litellm_team_keys_file", f"{shown(keys_file)} is inside the repository; keep it outside git "
-                                                    "(e.g. ~/.config/litellm-gateway/team-keys.json)")
+            check.problem(
+                "litellm_team_keys_file",
+                f"{shown(keys_file)} is inside the repository; keep it outside git "
+                "(e.g. ~/.config/litellm-gateway/team-keys.json)",
+            )
     workers = merged["litellm_workers"]
     if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64):
-        check.problem("litellm_workers", f"{shown(workers)} is neither 'auto' (one per CPU, at most {AUTO_WORKERS_MAX}) "
-                                         "nor a whole number from 1 to 64")
+        check.problem(
+            "litellm_workers",
+            f"{shown(workers)} is neither 'auto' (one per CPU, at most {AUTO_WORKERS_MAX}) "
+            "nor a whole number from 1 to 64",
+        )
         workers = 1
     skip = merged["litellm_preflight_skip"]
     if isinstance(skip, str):
@@ -793,16 +1068,25 @@ def load(data: Mapping[str, Any]) -> Settings:
 
     port = check.integer("litellm_port", 1, 65535)
     instance_ports = merged["litellm_instance_ports"]
-    if (not isinstance(instance_ports, (list, tuple)) or len(instance_ports) != 2
-            or any(isinstance(p, bool) or not isinstance(p, int) or not 1024 <= p <= 65535 for p in instance_ports)
-            or len({port, *instance_ports}) != 3):
-        check.problem("litellm_instance_ports", f"{shown(instance_ports)}: give two different ports from 1024 to 65535, "
-                                                f"neither of them litellm_port ({port}), e.g. [4001, 4002]")
+    if (
+        not isinstance(instance_ports, (list, tuple))
+        or len(instance_ports) != 2
+        or any(isinstance(p, bool) or not isinstance(p, int) or not 1024 <= p <= 65535 for p in instance_ports)
+        or len({port, *instance_ports}) != 3
+    ):
+        check.problem(
+            "litellm_instance_ports",
+            f"{shown(instance_ports)}: give two different ports from 1024 to 65535, "
+            f"neither of them litellm_port ({port}), e.g. [4001, 4002]",
+        )
         instance_ports = (4001, 4002)
     index_url = merged["litellm_pip_index_url"]
     if index_url is not None and not (isinstance(index_url, str) and INDEX_URL.fullmatch(index_url)):
-        check.problem("litellm_pip_index_url", f"{shown(index_url)} is not a plain http(s) URL of a package index, "
-                                               "e.g. https://pypi.example.org/simple (no credentials, spaces or quotes), or None")
+        check.problem(
+            "litellm_pip_index_url",
+            f"{shown(index_url)} is not a plain http(s) URL of a package index, "
+            "e.g. https://pypi.example.org/simple (no credentials, spaces or quotes), or None",
+        )
         index_url = None
     wheel_cache = merged["litellm_wheel_cache"]
     if not isinstance(wheel_cache, str) or not wheel_cache or not wheel_cache.isprintable() or len(wheel_cache) > 4096:
@@ -810,8 +1094,11 @@ def load(data: Mapping[str, Any]) -> Settings:
         wheel_cache = DEFAULTS["litellm_wheel_cache"]
     instance_address = merged["litellm_instance_address"]
     if not plain_ip(instance_address) or not ipaddress.ip_address(instance_address).is_loopback:
-        check.problem("litellm_instance_address", f"{shown(instance_address)} is not a loopback address; the instances "
-                                                  "must be reachable by the front only: use 127.0.0.1")
+        check.problem(
+            "litellm_instance_address",
+            f"{shown(instance_address)} is not a loopback address; the instances "
+            "must be reachable by the front only: use 127.0.0.1",
+        )
         instance_address = "127.0.0.1"
     settings = Settings(
         version=version,
@@ -853,10 +1140,22 @@ def load(data: Mapping[str, Any]) -> Settings:
         releases_keep=check.integer("litellm_releases_keep", 2, 50),
         tls=_tls(check),
         fleet=_fleet(check, bind, key),
-        metrics=_metrics(check, {p for p in (port, *instance_ports, *((merged["litellm_fleet_redis_port"],
-                                                                      merged["litellm_fleet_sentinel_port"])
-                                                                     if merged["litellm_fleet_address"] is not None else ()))
-                                 if isinstance(p, int)}),
+        metrics=_metrics(
+            check,
+            {
+                p
+                for p in (
+                    port,
+                    *instance_ports,
+                    *(
+                        (merged["litellm_fleet_redis_port"], merged["litellm_fleet_sentinel_port"])
+                        if merged["litellm_fleet_address"] is not None
+                        else ()
+                    ),
+                )
+                if isinstance(p, int)
+            },
+        ),
     )
     if check.problems:
         raise SettingsError(check.problems)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import inventory
-from gateway.settings import DEFAULTS, SEED_PLACEHOLDER_KEY, SettingsError, load, weak_key_reason
+from gateway.settings import SEED_PLACEHOLDER_KEY, SettingsError, load, weak_key_reason
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD_KEY = "sk-" + "9f3a7c1e5b2d4086" * 4
@@ -33,21 +33,22 @@ def test_seed_fleet_loads_with_the_seed_defaults():
     assert s.backends[0].api_base == "http://hx-llm01-server.dev-test.hana-x.ai:11434"
 
 
-def test_every_setting_has_a_default_and_a_comment():
-    """Each key of DEFAULTS has a comment: on its own line, or above it (one comment may head a group of keys)."""
-    lines = (REPO / "gateway" / "settings.py").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("DEFAULTS: dict"))
-    end = next(i for i in range(start, len(lines)) if lines[i] == "}")
-    block = lines[start + 1:end]
-    for key in DEFAULTS:
-        assert key.startswith("litellm_")
-        at = next(i for i, line in enumerate(block) if line.strip().startswith(f'"{key}":'))
-        if "#" in block[at].split(":", 1)[1]:
-            continue
-        above = at - 1
-        while above >= 0 and block[above].strip().startswith('"litellm_') and "#" not in block[above]:
-            above -= 1  # another key of the same group, without a comment of its own
-        assert above >= 0 and block[above].strip().startswith("#"), f"{key} has no comment"
+def test_every_setting_is_declared_once_with_a_line_of_help_and_the_docs_table_is_made_from_it():
+    """docs/settings.md is what `python -m gateway.settings_doc` prints from the declarations."""
+    import subprocess
+    import sys
+
+    from gateway import monitoring
+    from gateway.settings import DECLARED
+
+    for declared, prefix in ((DECLARED, "litellm_"), (monitoring.DECLARED, "monitoring_")):
+        names = [s.name for s in declared]
+        assert len(names) == len(set(names)) and all(n.startswith(prefix) for n in names)
+        assert all(s.help and "\n" not in s.help and len(s.help) <= 140 for s in declared), prefix
+    printed = subprocess.run([sys.executable, "-m", "gateway.settings_doc"], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout
+    assert (REPO / "docs/settings.md").read_text() == printed, "run: python -m gateway.settings_doc > docs/settings.md"
+    assert printed.count("| `litellm_") == len(DECLARED) and printed.count("| `monitoring_") == len(monitoring.DECLARED)
 
 
 def test_master_key_is_kept_but_never_in_repr():
@@ -207,6 +208,5 @@ def test_context_window_mistakes_are_named():
     assert "litellm_context_check: 'yes' is not True or False" in problems
 
 
-def test_the_readme_names_every_setting():
-    readme = (REPO / "README.md").read_text()
-    assert [key for key in DEFAULTS if f"`{key}`" not in readme] == []
+def test_the_readme_leads_to_the_settings_table():
+    assert "](docs/settings.md)" in (REPO / "README.md").read_text()
