@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 
-from gateway import front
+from gateway import front, host_layout
 from gateway.lock import release_name
 from gateway.settings import Settings
 
@@ -63,18 +63,18 @@ def front_trust(settings: Settings) -> tuple[str, ...]:
 def smoke_command(settings: Settings, url: str, ready_timeout: int) -> str:
     """The smoke check on the host: ready, exactly the configured models, one completion."""
     expected = sorted({model.name for model, _ in settings.deployments})
-    return on_host("smoke", "--url", url, "--key-env-file", f"{settings.config_dir}/litellm.env",
+    return on_host("smoke", "--url", url, "--key-env-file", settings.env_file,
                    "--ready-timeout", str(ready_timeout), *front_trust(settings), "--expect", *expected)
 
 
 def status_command(settings: Settings) -> str:
     """What `fab status` asks of a host, as JSON (on_host/status.py)."""
-    return on_host("status", "--url", settings.local_url, "--layout", front.layout(settings), *front_trust(settings))
+    return on_host("status", "--url", settings.local_url, "--layout", host_layout.layout(settings), *front_trust(settings))
 
 
 def fleet_member_command(settings: Settings, server: str, state: str, wait: float = 0) -> str:
     """Set gateway `server`'s state (drain, ready) in this host's front (on_host/fleet_member.py)."""
-    return on_host("fleet_member", "--layout", front.layout(settings), "--server", server, "--state", state,
+    return on_host("fleet_member", "--layout", host_layout.layout(settings), "--server", server, "--state", state,
                    "--wait", str(wait))
 
 
@@ -83,8 +83,8 @@ def switch_command(settings: Settings, release: str, ready_timeout: int, why: st
     release directory, or `same` / `previous`: what serves now / what served before), let it take
     the traffic only once it answered a completion, then drain and stop the one serving."""
     expected = sorted({model.name for model, _ in settings.deployments})
-    return on_host("switch", "--layout", front.layout(settings), "--release", release, "--why", why,
-                   "--key-env-file", f"{settings.config_dir}/litellm.env", "--ready-timeout", str(ready_timeout),
+    return on_host("switch", "--layout", host_layout.layout(settings), "--release", release, "--why", why,
+                   "--key-env-file", settings.env_file, "--ready-timeout", str(ready_timeout),
                    "--drain-timeout", str(settings.drain_timeout), "--keep", str(settings.releases_keep),
                    "--inputs", *inputs, "--expect", *expected)
 

@@ -23,7 +23,6 @@ UNIT_DIR = "/etc/systemd/system"
 LOGROTATE_PATH = "/etc/logrotate.d/litellm"
 TEAM_KEYS = commands.TEAM_KEYS
 AUTH_HOOK = f"{commands.HOOK_MODULE}.py"
-ENV_FILE = "litellm.env"
 PROXY = front.INSTANCE_TEMPLATE  # a change to a file it restarts on means a switch-over, not a restart
 REDIS = shared_limits.REDIS_UNIT
 SENTINEL = shared_limits.SENTINEL_UNIT  # a fleet's: restarted on a changed seed or unit
@@ -164,7 +163,7 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
         readable("config.yaml", *template("config.yaml.j2"),
                  "holds the rendered model list and router settings, accepted by LiteLLM",
                  validate=commands.validate_command(s, "{path}"), restarts=(PROXY,)),
-        ManagedFile(f"{conf}/{ENV_FILE}", "templates/litellm.env.j2", "root", "root", "600",
+        ManagedFile(s.env_file, "templates/litellm.env.j2", "root", "root", "600",
                     "holds the master key and runtime settings", render.render("litellm.env.j2", s, host_name).encode(),
                     secret=True, restarts=(PROXY,)),
         system(f"{UNIT_DIR}/{PROXY}", *template("litellm@.service.j2"), "is installed, hardened", restarts=(PROXY,)),

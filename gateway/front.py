@@ -7,7 +7,6 @@ on_host/status.py: both get this layout as one JSON argument, so the host side n
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from gateway.settings import Settings
@@ -131,33 +130,3 @@ class Front:
         tls = self.s.tls
         return FLEET_CA if tls and (tls.own_ca or tls.ca_file) else "@system-ca"
 
-
-def layout(s: Settings) -> str:
-    """The host-side scripts' view of the front and instances, as one JSON argument."""
-    return json.dumps({
-        "front_unit": UNIT,
-        "admin_socket": ADMIN_SOCKET,
-        "backend": BACKEND,
-        "instances": {str(port): {"unit": instance_unit(port), "server": server(port),
-                                  "url": f"http://{instance_host(s)}:{port}",
-                                  "slot": f"{s.slots_dir}/{port}"} for port in s.instance_ports},
-        "releases_dir": s.releases_dir,
-        "current_link": s.current_link,
-        "legacy_unit": LEGACY_UNIT,
-        "fleet": fleet_layout(s),
-    }, sort_keys=True, separators=(",", ":"))
-
-
-def fleet_layout(s: Settings) -> dict | None:
-    """A fleet's part of the layout: its address, the fronts' backend of gateways, keepalived's unit."""
-    from gateway.shared_limits import PASSWORD_VAR, Limits  # both read this module's names
-    from gateway.vrrp import UNIT as FLEET_UNIT
-
-    if not s.fleet:
-        return None
-    return {"address": s.fleet.address, "backend": FLEET_BACKEND, "unit": FLEET_UNIT,
-            "servers": [name for name, _ in s.fleet.members],
-            # The fleet's rate-limit store, asked on this gateway's own address (password from the env file).
-            "redis_port": s.fleet.redis_port, "sentinel_port": s.fleet.sentinel_port,
-            "env_file": f"{s.config_dir}/litellm.env", "password_variable": PASSWORD_VAR,
-            "redis_ca": Limits(s).tls_ca}

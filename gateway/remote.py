@@ -55,7 +55,7 @@ class Gateway:
 
     @property
     def env_file(self) -> str:
-        return f"{self.settings.config_dir}/litellm.env"
+        return self.settings.env_file
 
     @property
     def config_file(self) -> str:

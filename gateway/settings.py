@@ -509,6 +509,11 @@ class Settings:
         return f"{self.venv_dir}/slots"
 
     @property
+    def env_file(self) -> str:
+        """The root-only environment file: the master key (and a fleet's Redis password) for the units."""
+        return f"{self.config_dir}/litellm.env"
+
+    @property
     def current_link(self) -> str:
         """The link to the release serving now, for operators and the fab tasks."""
         return f"{self.venv_dir}/current"

@@ -100,7 +100,7 @@ class Limits:
 
     @property
     def env_file(self) -> str:
-        return f"{self.s.config_dir}/litellm.env"
+        return self.s.env_file
 
     @property
     def sentinel_seed(self) -> str:

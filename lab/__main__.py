@@ -7,6 +7,7 @@ import sys
 
 from lab import control
 from lab.machines import LabError
+from lab.status import report
 
 
 def print_status(report: dict) -> bool:
@@ -62,15 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             control.up(args.gateways, args.fleet, args.monitoring)
-            return 0 if print_status(control.status()) else 1
+            return 0 if print_status(report()) else 1
         if args.command == "down":
             control.down(purge=args.purge)
             return 0
-        report = control.status()
+        now = report()
         if args.json:
-            print(json.dumps(report, indent=2))
+            print(json.dumps(now, indent=2))
             return 0
-        return 0 if print_status(report) else 1
+        return 0 if print_status(now) else 1
     except (LabError, ValueError) as error:  # ValueError: a host index outside 1..30
         print(f"lab: {error}", file=sys.stderr)
         return 1

@@ -193,7 +193,7 @@ def test_up_takes_a_fleet_size_and_status_prints_the_fleet(monkeypatch, capsys):
     report = {"dns": {"address": "127.0.10.53", "running": True}, "gateways": [], "backends": [],
               "fleet": [fleet_entry], "package_proxy": {"address": "127.1.0.254:3128", "running": True},
               "monitoring": None}
-    monkeypatch.setattr(control, "status", lambda: report)
+    monkeypatch.setattr(cli, "report", lambda: report)
     assert cli.main(["up", "--fleet", "3"]) == 0
     assert cli.main(["up", "--no-monitoring"]) == 0
     assert calls == [(None, 3, None), (None, None, False)]
