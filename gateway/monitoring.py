@@ -18,11 +18,11 @@ from urllib.parse import urlsplit
 from gateway import control_secrets, front, metrics, tls
 from gateway.settings import (
     HOSTNAME,
+    Checker,
     Setting,
     Settings,
     SettingsError,
-    _Checker,
-    _control_path,
+    control_path,
     merged_checker,
     plain_ip,
     shown,
@@ -159,7 +159,7 @@ class MonitoringSettings:
         return "127.0.0.1" if self.bind_address == "0.0.0.0" else self.bind_address
 
 
-def _receiver(check: _Checker) -> Receiver:
+def _receiver(check: Checker) -> Receiver:
     raw = check.data["monitoring_receiver"]
     example = (
         'give {"webhook_url": "https://alerts.example.org/hook"} or {"email": "oncall@example.org", '
@@ -197,7 +197,7 @@ def _receiver(check: _Checker) -> Receiver:
     return Receiver(email=email, smarthost=smarthost, sender=sender, require_tls=require_tls is not False)
 
 
-def _thresholds(check: _Checker) -> Thresholds:
+def _thresholds(check: Checker) -> Thresholds:
     raw = check.data["monitoring_thresholds"]
     if not isinstance(raw, Mapping):
         check.problem("monitoring_thresholds", f"{shown(raw)} is not a mapping like {{'error_ratio': 0.1}}")
@@ -253,7 +253,7 @@ def load_monitoring(data: Mapping[str, Any]) -> MonitoringSettings:
         retention=retention if isinstance(retention, str) else "",
         receiver=_receiver(check),
         thresholds=_thresholds(check),
-        password_file=_control_path(check, "monitoring_password_file", merged["monitoring_password_file"]) or "",
+        password_file=control_path(check, "monitoring_password_file", merged["monitoring_password_file"]) or "",
         tls=merged["monitoring_tls"] == "own-ca",
     )
     if merged["monitoring_tls"] not in (None, "own-ca"):

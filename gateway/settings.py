@@ -623,7 +623,7 @@ def host_problems(name: Any, data: Mapping[str, Any]) -> list[str]:
     return found
 
 
-class _Checker:
+class Checker:
     """Collects problems instead of stopping at the first."""
 
     def __init__(self, data: Mapping[str, Any]) -> None:
@@ -677,7 +677,7 @@ class _Checker:
         return value
 
 
-def _models(check: _Checker) -> list[Model]:
+def _models(check: Checker) -> list[Model]:
     raw = check.data["litellm_models"]
     if not isinstance(raw, Mapping) or not raw:
         check.problem("litellm_models", "no models are defined; map each public name to {'tag': '<ollama tag>'}")
@@ -724,7 +724,7 @@ def _models(check: _Checker) -> list[Model]:
     return models
 
 
-def _split_api_base(check: _Checker, where: str, api_base: Any) -> tuple[str, int] | None:
+def _split_api_base(check: Checker, where: str, api_base: Any) -> tuple[str, int] | None:
     """(address, port) of an Ollama root URL such as http://llm01:11434."""
     if not isinstance(api_base, str) or not api_base.isprintable() or " " in api_base:
         # urlsplit would silently drop a newline or tab: refuse it instead.
@@ -749,7 +749,7 @@ def _split_api_base(check: _Checker, where: str, api_base: Any) -> tuple[str, in
     return parsed.hostname, port
 
 
-def _backends(check: _Checker, model_names: set[str]) -> list[Backend]:
+def _backends(check: Checker, model_names: set[str]) -> list[Backend]:
     raw = check.data["litellm_backends"]
     if not isinstance(raw, Mapping) or not raw:
         check.problem(
@@ -812,7 +812,7 @@ def _backends(check: _Checker, model_names: set[str]) -> list[Backend]:
     return backends
 
 
-def _control_path(check: _Checker, where: str, value: Any) -> str | None:
+def control_path(check: Checker, where: str, value: Any) -> str | None:
     """A file or directory on the control machine, kept outside the repository (git)."""
     if not isinstance(value, str) or not value or not value.isprintable() or len(value) > 4096:
         check.problem(where, f"{shown(value)} is not a path on the control machine")
@@ -830,9 +830,9 @@ def _control_path(check: _Checker, where: str, value: Any) -> str | None:
 CLEARTEXT = "none-i-accept-cleartext"  # litellm_tls: a fleet without TLS, said in words
 
 
-def _tls(check: _Checker) -> TLS | None:
+def _tls(check: Checker) -> TLS | None:
     raw = check.data["litellm_tls"]
-    ca_dir = _control_path(check, "litellm_tls_ca_dir", check.data["litellm_tls_ca_dir"]) or ""
+    ca_dir = control_path(check, "litellm_tls_ca_dir", check.data["litellm_tls_ca_dir"]) or ""
     names = check.data["litellm_tls_names"]
     if not isinstance(names, (list, tuple)) or not all(
         isinstance(n, str) and (HOSTNAME.fullmatch(n) or plain_ip(n)) for n in names
@@ -861,9 +861,9 @@ def _tls(check: _Checker) -> TLS | None:
         if "cert_file" not in raw or "key_file" not in raw:
             check.problem("litellm_tls", "give both cert_file and key_file (files on this machine, outside git)")
             return None
-        cert = _control_path(check, "litellm_tls.cert_file", raw["cert_file"])
-        key = _control_path(check, "litellm_tls.key_file", raw["key_file"])
-        ca = _control_path(check, "litellm_tls.ca_file", raw["ca_file"]) if raw.get("ca_file") is not None else None
+        cert = control_path(check, "litellm_tls.cert_file", raw["cert_file"])
+        key = control_path(check, "litellm_tls.key_file", raw["key_file"])
+        ca = control_path(check, "litellm_tls.ca_file", raw["ca_file"]) if raw.get("ca_file") is not None else None
         return TLS(own_ca=False, ca_dir=ca_dir, cert_file=cert, key_file=key, ca_file=ca, names=tuple(names))
     check.problem(
         "litellm_tls",
@@ -873,10 +873,10 @@ def _tls(check: _Checker) -> TLS | None:
     return None
 
 
-def _metrics(check: _Checker, taken: set[int]) -> Metrics | None:
+def _metrics(check: Checker, taken: set[int]) -> Metrics | None:
     enabled = check.boolean("litellm_metrics")
     port = check.integer("litellm_metrics_port", 1024, 65535)
-    token_file = _control_path(check, "litellm_metrics_token_file", check.data["litellm_metrics_token_file"])
+    token_file = control_path(check, "litellm_metrics_token_file", check.data["litellm_metrics_token_file"])
     if port in taken:
         check.problem(
             "litellm_metrics_port",
@@ -886,7 +886,7 @@ def _metrics(check: _Checker, taken: set[int]) -> Metrics | None:
     return Metrics(port, token_file or "") if enabled else None
 
 
-def _fleet(check: _Checker, bind: str, key: Any) -> Fleet | None:
+def _fleet(check: Checker, bind: str, key: Any) -> Fleet | None:
     raw = check.data["litellm_fleet_address"]
     members_raw = check.data["litellm_fleet_members"]
     name = check.data["litellm_fleet_name"]
@@ -975,9 +975,9 @@ def _fleet(check: _Checker, bind: str, key: Any) -> Fleet | None:
     )
 
 
-def merged_checker(data: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str) -> _Checker:
+def merged_checker(data: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str) -> Checker:
     """`data` over `defaults`, in a checker that already names every unknown `prefix` setting (a typo)."""
-    check = _Checker({key: data.get(key, default) for key, default in defaults.items()})
+    check = Checker({key: data.get(key, default) for key, default in defaults.items()})
     for key in sorted(k for k in data if k.startswith(prefix) and k not in defaults):
         check.problem(key, f"unknown setting; the settings are: {', '.join(defaults)}")
     return check

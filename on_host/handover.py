@@ -74,7 +74,7 @@ def dropped() -> int:
 
 
 def holds(address: str) -> bool:
-    """Whether the address is on one of this host's interfaces now."""
+    """Whether the address is on one of this host's interfaces now (keepalived has put it there)."""
     done = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True)
     return any(f" {address}/" in line for line in done.stdout.splitlines())
 

@@ -16,6 +16,7 @@ import sys
 from urllib.parse import urlsplit
 
 from . import front, shared_limits
+from .handover import holds
 from .readiness import pin_argument, probe, trust_pinned
 from .switch import serving, target
 
@@ -60,12 +61,6 @@ def lock_digest(venv: str) -> str | None:
 def litellm_version(venv: str) -> str | None:
     found = glob.glob(os.path.join(venv, "lib", "python3*", "site-packages", "litellm-*.dist-info"))
     return os.path.basename(found[0])[len("litellm-"):-len(".dist-info")] if found else None
-
-
-def holds(address: str) -> bool:
-    """Whether this host holds the address now (keepalived has put it on an interface)."""
-    shown = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True).stdout
-    return any(f" {address}/" in line for line in shown.splitlines())
 
 
 def fleet_view(layout: dict, own_address: str) -> dict | None:
