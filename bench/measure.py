@@ -18,7 +18,7 @@ from datetime import UTC
 from pathlib import Path
 
 from gateway import wheels
-from gateway.commands import release_dir
+from gateway.commands import release_dir, serving_command
 from gateway.lock import read_lock
 from gateway.preflight import dns as dns_checks
 from gateway.settings import DEFAULTS, load
@@ -279,8 +279,8 @@ def under_load(host: LabHost, clients: int):
 
 
 def _serving(host: LabHost) -> str:
-    return machines.ssh(host, "systemctl list-units --no-legend --plain --state=active 'litellm@*.service' "
-                              "| cut -d' ' -f1 | head -n1").stdout.strip()
+    """The serving instance's unit, by the host's own rule (on_host/serving.py)."""
+    return machines.ssh(host, serving_command(tuple(DEFAULTS["litellm_instance_ports"]))).stdout.strip()
 
 
 # The plain restart's load clients retry each failure at once, so their source address soon passes

@@ -67,6 +67,11 @@ def smoke_command(settings: Settings, url: str, ready_timeout: int) -> str:
                    "--ready-timeout", str(ready_timeout), *front_trust(settings), "--expect", *expected)
 
 
+def serving_command(ports: tuple[int, ...]) -> str:
+    """Prints the unit of the instance serving now, by the host's own rule (on_host/serving.py)."""
+    return on_host("serving", *(front.instance_unit(port) for port in ports))
+
+
 def status_command(settings: Settings) -> str:
     """What `fab status` asks of a host, as JSON (on_host/status.py)."""
     return on_host("status", "--url", settings.local_url, "--layout", host_layout.layout(settings), *front_trust(settings))

@@ -11,6 +11,7 @@ from pyinfra.api import FactBase
 
 from gateway import front, wheels
 from gateway.commands import HOST_LIB, readiness_command
+from on_host.serving import choose
 
 KEY_VAR = "LITELLM_MASTER_KEY"
 
@@ -154,8 +155,7 @@ class Instances(FactBase):
                 found["instances"][int(first)] = {"active": state == "active", "enabled": enabled == "enabled",
                                                   "release": None if release == "-" else release,
                                                   "inputs": None if inputs == "-" else inputs}
-        running = [p for p, i in found["instances"].items() if i["active"]]
-        serving = next((p for p in running if found["instances"][p]["enabled"]), running[0] if running else None)
+        serving = choose({port: (i["active"], i["enabled"]) for port, i in found["instances"].items()})
         found["serving"] = serving
         found["serving_release"] = found["instances"][serving]["release"] if serving else None
         # The serving instance started with other files than those on disk now (an earlier run's

@@ -55,6 +55,7 @@ def instance_unit(port: int) -> str:
     return INSTANCE_TEMPLATE.replace("@", f"@{port}")
 
 
+
 def instance_host(s: Settings) -> str:
     """The instances' address as a URL names it."""
     return f"[{s.instance_address}]" if ":" in s.instance_address else s.instance_address

@@ -30,6 +30,7 @@ import time
 
 from . import front
 from .readiness import probe
+from .serving import choose, unit_state
 from .smoke import CheckFailed, check_completion, check_models, read_key
 
 
@@ -115,9 +116,8 @@ def record_inputs(slot: str, digest: str) -> None:
 
 
 def serving(instances: dict) -> str | None:
-    """The instance serving now: running and enabled (what a boot starts); else the one running."""
-    running = [p for p in instances if active(instances[p]["unit"])]
-    return next((p for p in running if enabled(instances[p]["unit"])), running[0] if running else None)
+    """The instance serving now (on_host/serving.py's rule)."""
+    return choose({port: unit_state(instances[port]["unit"]) for port in instances})
 
 
 class Switch:

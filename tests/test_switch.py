@@ -61,3 +61,15 @@ def test_a_release_that_is_not_there_is_refused_by_name(tmp_path, wanted, messag
     runner = switch.Switch(lay, Namespace(release=wanted))
     with pytest.raises(switch.SwitchFailed, match=message):
         runner.release(None, "4002")
+
+
+@pytest.mark.parametrize("states, expected", [
+    ({4001: (True, True), 4002: (True, False)}, 4001),
+    ({4001: (True, False), 4002: (True, True)}, 4002),  # both running: the one a boot starts
+    ({4001: (False, True), 4002: (True, False)}, 4002),  # enabled but stopped: the running one serves
+    ({4001: (False, False), 4002: (False, True)}, None),
+])
+def test_the_serving_instance_is_the_running_one_a_boot_starts(states, expected):
+    from on_host.serving import choose
+
+    assert choose(states) == expected

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.commands import serving_command
+from gateway.front import instance_unit
+from gateway.settings import DEFAULTS
 from lab import control, machines
 from lab.fleet import write_inventory
 from lab.topology import GATEWAY_PORT, TEST_GATEWAY, LabHost, gateway
@@ -22,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 DEAD_INDEX = "http://127.0.0.1:9/simple"  # nothing listens on the discard port: gw2's pip reaches no index
 _counter = itertools.count()
+INSTANCE_PORTS = tuple(DEFAULTS["litellm_instance_ports"])  # the lab deploys the defaults
 
 
 @dataclass
@@ -70,11 +74,12 @@ def wait_until_ready(host: LabHost = TEST_GATEWAY, timeout: float = 120) -> None
 
 
 def serving(host: LabHost = TEST_GATEWAY) -> str:
-    """The proxy instance serving now (litellm@PORT.service): the one running, enabled for the next boot."""
-    units = ssh("systemctl list-units --no-legend --plain --state=active 'litellm@*.service' | cut -d' ' -f1", host).split()
-    enabled = [u for u in units if ssh(f"systemctl is-enabled {u}", host, check=False).strip() == "enabled"]
-    assert len(enabled) == 1, f"serving instances on {host.name}: running {units}, enabled {enabled}"
-    return enabled[0]
+    """The proxy instance serving now (litellm@PORT.service), by the host's own rule; and exactly one
+    instance enabled for the next boot."""
+    found = ssh(serving_command(INSTANCE_PORTS), host).strip()
+    enabled = ssh(f"systemctl is-enabled {' '.join(instance_unit(p) for p in INSTANCE_PORTS)} || true", host).split()
+    assert found and enabled.count("enabled") == 1, f"serving on {host.name}: {found!r}, enabled: {enabled}"
+    return found
 
 
 def service(prop: str, host: LabHost = TEST_GATEWAY) -> str:
