@@ -30,6 +30,7 @@ class Watcher:
     alertmanager_url: str
     password: str | None = None  # the operators' (monitoring_password_file); None: not made yet
     ca_file: str | None = None  # with monitoring_tls: the gateways' own CA, which issued its certificate
+    password_file: str = ""  # where `password` came from, for the message when it is refused
     timeout: float = 10
 
     def _get(self, url: str) -> Any:
@@ -39,6 +40,14 @@ class Watcher:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=self.timeout,
                                         context=context) as answer:
                 return json.load(answer)
+        except urllib.error.HTTPError as error:
+            if error.code == 401:
+                held = "holds another password" if self.password else "is missing"
+                raise PrometheusError(
+                    f"{url.split('?')[0]}: the login was refused: monitoring_password_file ({self.password_file}) "
+                    f"{held} on this machine; copy it from the machine that deployed the monitoring host, "
+                    "or deploy the monitoring host from here") from None
+            raise PrometheusError(f"{url.split('?')[0]}: {error}") from None
         except (urllib.error.URLError, OSError, ValueError) as error:
             raise PrometheusError(f"{url.split('?')[0]}: {getattr(error, 'reason', None) or error}") from None
 
@@ -74,5 +83,5 @@ def watchers(inventory: str) -> list[Watcher]:
                 gateways = [(n, load(d)) for n, d in everyone.items() if is_gateway(d)]
                 ca_file = str(watch(gateways, [], issue=False).own_ca().cert_file)
             found.append(Watcher(name, urls["prometheus_url"], urls["alertmanager_url"], m.password(issue=False),
-                                 ca_file))
+                                 ca_file, m.password_file))
     return found

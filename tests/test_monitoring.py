@@ -241,3 +241,31 @@ def test_with_monitoring_tls_the_services_serve_https_from_the_gateways_own_ca(t
         monitoring_files(m, watch([gateway(tmp_path)], []), "mon1.lab.test", PASSWORD)
     with pytest.raises(SystemExit, match="monitoring_tls"):
         monitoring_group(["mon1.example.org"], {**WEBHOOK, "monitoring_tls": "yes"})
+
+
+def test_a_refused_login_names_the_password_file_and_the_fix():
+    """fab status / fab usage on a machine without the monitoring password (or with another one)."""
+    import http.server
+    import threading
+
+    from gateway.prometheus import PrometheusError, Watcher
+
+    class Refuses(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="Prometheus"')
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuses)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for password, said in ((None, "is missing"), ("wrong", "holds another password")):
+            watcher = Watcher("mon1", url, url, password, None, "~/.local/share/litellm-gateway/monitoring.password")
+            with pytest.raises(PrometheusError, match=f"monitoring_password_file .* {said} on this machine; copy it"):
+                watcher.query("up")
+    finally:
+        server.shutdown()
