@@ -16,6 +16,7 @@ from gateway.files import instance_inputs, managed_files
 from gateway.front import instance_host
 from gateway.remote import Gateway, on_each
 from gateway.ssh_trust import HostKeyRefused
+from gateway.usage import DURATION
 
 
 class _Prefixed(io.TextIOBase):
@@ -40,11 +41,17 @@ class _Prefixed(io.TextIOBase):
             self.write("\n")
 
 
+def journal_since(since: str) -> str:
+    """--since as journalctl takes it: a duration like fab usage's (15m, 2h, 1d) means that long ago."""
+    return f"-{since}" if DURATION.fullmatch(since) else since
+
+
 @task(help={
     "only": ONLY_HELP,
     "lines": "how many recent lines per host (default 50)",
     "follow": "keep printing new lines until interrupted",
-    "since": "only lines since this time, as journalctl takes it ('10 min ago', '2025-09-16 10:00')",
+    "since": "only lines since then: a duration like 15m, 2h or 1d, or a time as journalctl takes it "
+             "('2025-09-16 10:00', 'yesterday')",
     "grep": "only lines matching this regular expression",
     "file": "read /var/log/litellm/proxy.log instead of the journal",
 })
@@ -60,7 +67,7 @@ def logs(c, only="", lines=50, follow=False, since="", grep="", file=False):
             raise Exit("--since works on the journal only; drop --file", code=2)
     else:
         command = f"journalctl -u 'litellm@*' -u litellm-front --no-pager -o short-iso -n {int(lines)}"
-        command += f" --since {shlex.quote(since)}" if since else ""
+        command += f" --since {shlex.quote(journal_since(since))}" if since else ""
         command += f" --grep {shlex.quote(grep)}" if grep else ""
         command += " -f" if follow else ""
     several = len(gateways) > 1
