@@ -9,7 +9,6 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.server import LinuxDistribution
 
 from gateway.facts import InterfaceAddresses
-from gateway.inventory import is_gateway
 from gateway.preflight import run_for_data
 from gateway.settings import for_host
 
@@ -17,7 +16,7 @@ SUPPORTED = {"Debian": ("12", "13"), "Ubuntu": ("22.04", "24.04")}
 
 report = getattr(state, "litellm_preflight", None)
 if report is None:
-    report = run_for_data({h.name: h.data.dict() for h in state.inventory if is_gateway(h.data.dict())})
+    report = run_for_data({h.name: h.data.dict() for h in state.inventory})
     state.litellm_preflight = report
     for name in sorted(report.skipped):
         logger.warning(f"!!! PREFLIGHT {name.upper()} CHECKS SKIPPED (litellm_preflight_skip): their failures will not be seen")

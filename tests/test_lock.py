@@ -77,3 +77,13 @@ def test_the_control_machines_packages_are_exactly_the_pins_and_meet_each_others
     pinned = {canonicalize_name(line.split("==")[0]): line.split("==")[1]
               for line in (REPO / "requirements.txt").read_text().split() if "==" in line}
     assert installed == pinned
+
+
+def test_a_monitoring_host_is_not_judged_as_a_gateway():
+    """`python -m checks` on an inventory with a monitoring host (the lab's mon1): only the gateways are checked."""
+    from gateway.inventory import monitoring_group
+
+    _, monitoring = monitoring_group(["mon1.example.org"], {"monitoring_receiver": {"webhook_url": "http://x.example"}})
+    report = run_for_data({"gw.example.org": seed_data(litellm_master_key=GOOD_KEY), "mon1.example.org": monitoring},
+                          skip={"dns", "backends"})
+    assert report.ok and report.exit_code == 0, report.table()

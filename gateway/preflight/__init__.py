@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gateway import tls
+from gateway.inventory import is_gateway
 from gateway.lock import read_lock
 from gateway.preflight import backends as backend_checks
 from gateway.preflight import dns as dns_checks
@@ -101,10 +102,13 @@ def run(fleet: Mapping[str, Settings], skip: set[str] | frozenset[str] = frozens
 
 
 def run_for_data(host_data: Mapping[str, Mapping[str, Any]], skip: set[str] | frozenset[str] = frozenset()) -> Report:
-    """Load every host's settings, then check the fleet; settings problems stop the other checks."""
+    """Load every gateway's settings (of all the inventory's hosts: a monitoring host is not judged
+    as a gateway), then check the fleet; settings problems stop the other checks."""
     fleet: dict[str, Settings] = {}
     problems: dict[str, list[str]] = {}
     for name, data in host_data.items():
+        if not is_gateway(data):
+            continue
         try:
             fleet[name] = load(data)
         except SettingsError as error:
