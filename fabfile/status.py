@@ -91,6 +91,15 @@ def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
     ], healthy
 
 
+def fleets_of(gateways: list[Gateway], outcomes: list[Outcome]) -> dict[str, list[tuple[Gateway, Outcome]]]:
+    """The inventory's fleets by address, each with its own gateways; standalone gateways belong to none."""
+    fleets: dict[str, list[tuple[Gateway, Outcome]]] = {}
+    for g, outcome in zip(gateways, outcomes, strict=True):
+        if g.settings.fleet:
+            fleets.setdefault(g.settings.fleet.address, []).append((g, outcome))
+    return fleets
+
+
 def print_fleet(gateways: list[Gateway], outcomes: list[Outcome]) -> bool:
     """The fleet's address, who holds it, and each gateway's state in the holder's load balancing.
     True when exactly one gateway holds it, every keepalived runs and every gateway takes requests."""
@@ -168,8 +177,8 @@ def status(c, only=""):
     print(table(("GATEWAY", "SERVICE", "SINCE", "RESTARTS", "MEMORY", "PORT", "FRONT", "READINESS", "LITELLM", "LOCK",
                  "RELEASE", "LIMITS", "CONFIG"), rows))
     print()
-    if any(g.settings.fleet for g in gateways):
-        healthy &= print_fleet(gateways, outcomes)
+    for members in fleets_of(gateways, outcomes).values():  # each fleet judged by its own gateways
+        healthy &= print_fleet([g for g, _ in members], [o for _, o in members])
         print()
     backend_rows = []
     results = check_backends(fleet.backends, fleet.models, gateways[0].settings.preflight_timeout, fleet.resolver())
