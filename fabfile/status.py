@@ -1,7 +1,9 @@
 """`fab status`: one table of the fleet, gateways then backends."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 
 from fabric import Connection, task
@@ -163,22 +165,37 @@ def print_monitoring(watcher: Watcher) -> bool:
     return not any(a["labels"].get("severity") == "critical" for a in alerts)
 
 
-@task(help={"only": ONLY_HELP})
-def status(c, only=""):
+@task(help={"only": ONLY_HELP, "json": "print JSON (each gateway's report, the fleets, backends, alerts) instead of tables"})
+def status(c, only="", json_=False):
     """One table of the fleet: gateways (serving instance, memory, port, front, readiness, version, lock, release, shared limits, drift), then backends, then the monitoring host's alerts."""
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown) if json_ else contextlib.nullcontext():
+        report = _status(c, only)
+    if json_:
+        print(json.dumps(report, indent=2, default=str))
+    if not report["healthy"]:
+        raise Exit("fleet is NOT healthy" + ("" if json_ else " (see the rows above)"), code=1)
+
+
+def _status(c, only: str) -> dict:
+    """Prints the tables; returns what they show, for --json."""
     fleet, gateways = gateways_of(c, only)
 
     outcomes = on_each(gateways, _status_of)
-    rows, healthy = [], True
+    rows, healthy, report = [], True, {"gateways": [], "fleets": [], "backends": [], "monitoring": []}
     for g, outcome in zip(gateways, outcomes, strict=True):
         row, ok = _gateway_row(g, outcome)
         rows.append(row)
         healthy &= ok
+        report["gateways"].append({"name": g.name, "healthy": ok, "error": outcome.error, "report": outcome.value})
     print(table(("GATEWAY", "SERVICE", "SINCE", "RESTARTS", "MEMORY", "PORT", "FRONT", "READINESS", "LITELLM", "LOCK",
                  "RELEASE", "LIMITS", "CONFIG"), rows))
     print()
-    for members in fleets_of(gateways, outcomes).values():  # each fleet judged by its own gateways
-        healthy &= print_fleet([g for g, _ in members], [o for _, o in members])
+    for address, members in fleets_of(gateways, outcomes).items():  # each fleet judged by its own gateways
+        ok = print_fleet([g for g, _ in members], [o for _, o in members])
+        healthy &= ok
+        report["fleets"].append({"address": address, "healthy": ok,
+                                 "gateways": {g.name: (o.value or {}).get("fleet") for g, o in members}})
         print()
     backend_rows = []
     results = check_backends(fleet.backends, fleet.models, gateways[0].settings.preflight_timeout, fleet.resolver())
@@ -190,10 +207,15 @@ def status(c, only=""):
         present = [m for m in backend.models] if models and models.ok else []
         detail = ("all present: " + ", ".join(present)) if present else (
             (models.detail + "; fix: " + models.fix) if models else (mine["tcp"].detail if "tcp" in mine else "-"))
-        healthy &= bool(reachable and models and models.ok)
+        ok = bool(reachable and models and models.ok)
+        healthy &= ok
         backend_rows.append([backend.name, f"{backend.address}:{backend.port}", "yes" if reachable else "NO", version, detail])
+        report["backends"].append({"name": backend.name, "address": f"{backend.address}:{backend.port}",
+                                   "reachable": bool(reachable), "version": version, "models": detail, "healthy": ok})
     print(table(("BACKEND", "ADDRESS", "REACHABLE", "VERSION", "MODELS"), backend_rows))
     for watcher in watchers(c.config.litellm.inventory):
-        healthy &= print_monitoring(watcher)
-    if not healthy:
-        raise Exit("fleet is NOT healthy (see the rows above)", code=1)
+        ok = print_monitoring(watcher)
+        healthy &= ok
+        report["monitoring"].append({"name": watcher.name, "prometheus_url": watcher.prometheus_url, "healthy": ok})
+    report["healthy"] = healthy
+    return report

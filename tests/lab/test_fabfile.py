@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -60,6 +61,13 @@ def test_status_shows_a_healthy_fleet(first_deploy, tmp_path):
     assert f"{hashlib.sha256(lock.encode()).hexdigest()[:10]} ok" in gw, gw  # the inventory's lock, installed
     for backend in BACKENDS:
         assert "all present" in row(result.stdout, backend.name)
+    # The same as JSON, for scripts: each gateway's own report, the backends, the verdicts.
+    shown = fab(tmp_path, "status", "--json")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    report = json.loads(shown.stdout)
+    mine = next(g for g in report["gateways"] if g["name"] == TEST_GATEWAY.fqdn)
+    assert report["healthy"] and mine["healthy"] and mine["report"]["readiness"] == "healthy" and mine["report"]["drift"] == []
+    assert {b["name"] for b in report["backends"] if b["healthy"]} == {b.name for b in BACKENDS}
 
 
 def test_status_with_a_backend_down_says_so_and_fails(first_deploy, tmp_path):
