@@ -1,8 +1,10 @@
 """`python -m bench [--runs N] [--smoke]`: benchmark figures against their floors, as a table and JSON.
 
-Runs in the lab on gateways of its own (gw3..gw6). Every figure is the median of N runs with min
-and max; each comparison is measured side by side in the same run, because these machines are
-noisy and absolute times do not carry from one run to the next. `--smoke` is one repetition with
+Runs in the lab on gateways of its own (gw3..gw6), or with `--on` on lab gateways already deployed
+(CI's smoke run starts from the tests' gw2 and gw1: no host is built, no first deploy measured).
+Every figure is the median of N runs with min and max; each comparison is measured side by side in
+the same run, because these machines are noisy and absolute times do not carry from one run to
+the next. `--smoke` is one repetition with
 few requests and no release change or fresh fleet: it proves the benchmark still works, its figures
 mean little.
 """
@@ -19,7 +21,7 @@ from typing import TypeVar
 
 from bench import measure
 from gateway.table import table
-from lab import control
+from lab import control, topology
 
 RESULTS = measure.REPO / "bench-results"
 T = TypeVar("T")
@@ -49,14 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet", type=int, choices=(2, 3, 4), default=4,
                         help="gateways for the scaling figures (default 4; CI's smoke run uses 2)")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the figures")
+    parser.add_argument("--on", type=lambda names: [topology.by_name(n) for n in names.split(",")], metavar="GW,GW",
+                        help="lab gateways already deployed with the lab's settings to measure on (at least "
+                             "--fleet of them): nothing is built, the fresh hosts' figures are left out")
     args = parser.parse_args(argv)
+    if args.on is not None and len(args.on) < args.fleet:
+        parser.error(f"--on names {len(args.on)} gateway(s); --fleet {args.fleet} needs as many")
     runs, requests = (1, 20) if args.smoke else (args.runs, args.requests)
     if os.geteuid() != 0:
         print("bench: the lab needs root", file=sys.stderr)
         return 1
     control.up()
     with tempfile.TemporaryDirectory() as work:
-        lab = measure.Lab(Path(work))
+        lab = measure.Lab(Path(work), args.on)
         first, first_floor = stage("first deploy", measure.first_deploy, lab, runs)
         rerun, rerun_floor = stage("no-change re-run", measure.rerun_no_change, lab, runs)
         scaling = stage("fleet scaling", measure.fleet_scaling, lab, runs, args.fleet)
@@ -73,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                         releases=not args.smoke)
         # Fresh hosts cost minutes: the smoke run leaves this one out (the lab tests deploy from the
         # wheels and from an index), a real run measures it.
-        firsts = [] if args.smoke else stage("fleet first deploys", measure.fleet_first_deploy, lab, runs, args.fleet)
+        firsts = [] if args.smoke or not lab.fresh else stage("fleet first deploys", measure.fleet_first_deploy, lab, runs, args.fleet)
     by_name = {f.name: f for f in latency}
     p50_overhead = {c: median(by_name[f"p50 through the gateway, {c} client(s)"])
                     - median(by_name[f"p50 direct to Ollama double, {c} client(s)"]) for c in (1, 10)}
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     change = {f.name.split(": ", 1)[-1] if f.unit == "requests" else f.name: f for f in changes}
     cached = [f for f in firsts if "this machine" in f.name]
     goals = [
-        ("first deploy / floor", ratio(first, first_floor), 1.25),
+        *([("first deploy / floor", ratio(first, first_floor), 1.25)] if first else []),
         ("no-change re-run / pyinfra floor", ratio(rerun, rerun_floor), 2.0),
         (f"no-change re-run, {args.fleet} gateways / 1", ratio(scaling[-1], scaling[0]), 1.5),
         (f"fab status, {args.fleet} gateways / 1", ratio(status_all, status_one), 1.5),
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         *([(f"first deploy from the wheel cache, {args.fleet} gateways / 1", ratio(cached[-1], cached[0]), 1.5)]
           if cached else []),
     ]
-    figures = [first, first_floor, rerun, rerun_floor, *scaling, status_one, status_all,
+    figures = [*([first] if first else []), first_floor, rerun, rerun_floor, *scaling, status_one, status_all,
                dns_fleet, dns_single, *latency, *tried, *context, *metrics, *changes, *firsts]
     rows = [[f.name, f"{s['median']:.2f}", f"{s['min']:.2f}", f"{s['max']:.2f}", f"{s['n']}", f.unit]
             for f in figures for s in [f.summary()]]

@@ -24,6 +24,7 @@ from lab import control, machines
 from lab.fleet import FLEET_CA_DIR
 from lab.load import SteadyLoad, client
 from lab.topology import FLEET_VIP, GATEWAY_PORT, fleet_hosts
+from on_host.deadline import wait_until
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FLEET = fleet_hosts(3)
@@ -79,14 +80,15 @@ def failures_during(action) -> int:
 
 
 def wait_all_up(lab: Lab, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         try:
             lab.fab(FLEET, "status", **SETTINGS)
-            return
         except RuntimeError:
-            time.sleep(3)
-    raise RuntimeError("the fleet is not healthy again")
+            return False
+        return True
+
+    if not wait_until(healthy, timeout, 3)[0]:
+        raise RuntimeError("the fleet is not healthy again")
 
 
 def measure(lab: Lab, runs: int, requests: int, smoke: bool) -> list[Figure]:

@@ -23,9 +23,11 @@ from gateway.lock import read_lock
 from gateway.preflight import dns as dns_checks
 from gateway.settings import DEFAULTS, load
 from lab import control, machines
+from lab.faults import release_does_not_start
 from lab.fleet import fleet_data, write_inventory
 from lab.load import SteadyLoad
 from lab.topology import BENCH_GATEWAYS, GATEWAY_PORT, OLLAMA_PORT, LabHost, backends_of
+from on_host.deadline import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -50,11 +52,15 @@ def timed(action: Callable[[], object]) -> float:
 
 
 class Lab:
-    """Deploys and commands against the benchmark's own gateways, through the real entry points."""
+    """Deploys and commands against the benchmark's gateways, through the real entry points: its own
+    (gw3..gw6, built fresh where a figure needs it), or lab gateways already deployed (`fresh` False:
+    nothing is built, and the figures of fresh hosts are left out)."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, gateways: list[LabHost] | None = None) -> None:
         self.work = work
         self.count = 0
+        self.fresh = gateways is None
+        self.gateways = list(BENCH_GATEWAYS) if gateways is None else gateways
 
     def inventory(self, hosts: list[LabHost], **overrides) -> Path:
         self.count += 1
@@ -97,14 +103,15 @@ def floor_install(host: LabHost, venv: str) -> str:
     return f"python3 -m venv {venv} && {wheels.pip_install_command(wanted, venv, requirements)}"
 
 
-def first_deploy(lab: Lab, runs: int) -> tuple[Figure, Figure]:
+def first_deploy(lab: Lab, runs: int) -> tuple[Figure | None, Figure]:
     """A deploy to a fresh host, against pip install of the same wheels into a fresh venv plus proxy
-    start, on that host."""
+    start, on that host. On gateways already deployed, the floor alone."""
     deploy, floor = Figure("first deploy to a fresh host", "s"), Figure("floor: pip install + start to readiness", "s")
-    host = BENCH_GATEWAYS[0]
+    host = lab.gateways[0]
     for _ in range(runs):
-        control.ensure_extra_host(host, fresh=True)
-        deploy.samples.append(lab.deploy([host]))
+        if lab.fresh:
+            control.ensure_extra_host(host, fresh=True)
+            deploy.samples.append(lab.deploy([host]))
         install = floor_install(host, "/root/floor")
         script = (
             "set -e; rm -rf /root/floor; "
@@ -115,12 +122,12 @@ def first_deploy(lab: Lab, runs: int) -> tuple[Figure, Figure]:
             "e=$(date +%s.%N); systemctl stop bench-floor; rm -rf /root/floor /root/floor.requirements; python3 -c \"print($e - $s)\""
         )
         floor.samples.append(float(machines.ssh(host, script, timeout=1800).stdout.strip().splitlines()[-1]))
-    return deploy, floor
+    return deploy if deploy.samples else None, floor
 
 
 def rerun_no_change(lab: Lab, runs: int) -> tuple[Figure, Figure]:
     rerun, floor = Figure("re-run, nothing changed", "s"), Figure("floor: pyinfra connect + one no-op operation", "s")
-    host = [BENCH_GATEWAYS[0]]
+    host = lab.gateways[:1]
     lab.deploy(host)
     inventory = lab.inventory(host)
     for _ in range(runs):
@@ -133,8 +140,8 @@ def fleet_scaling(lab: Lab, runs: int, fleet: int = 4) -> list[Figure]:
     """The no-change re-run on 1, 2, ... `fleet` gateways (the last figure is the whole fleet)."""
     sizes = sorted({1, 2, fleet})
     figures = [Figure(f"re-run, nothing changed, {n} gateway(s)", "s") for n in sizes]
-    hosts = BENCH_GATEWAYS[:fleet]
-    for host in hosts:
+    hosts = lab.gateways[:fleet]
+    for host in hosts if lab.fresh else ():
         control.ensure_extra_host(host)
     lab.deploy(hosts)
     for _ in range(runs):
@@ -146,8 +153,8 @@ def fleet_scaling(lab: Lab, runs: int, fleet: int = 4) -> list[Figure]:
 def fab_status(lab: Lab, runs: int, fleet: int = 4) -> tuple[Figure, Figure]:
     one, every = Figure("fab status, 1 gateway", "s"), Figure(f"fab status, {fleet} gateways", "s")
     for _ in range(runs):
-        one.samples.append(lab.fab(BENCH_GATEWAYS[:1], "status"))
-        every.samples.append(lab.fab(BENCH_GATEWAYS[:fleet], "status"))
+        one.samples.append(lab.fab(lab.gateways[:1], "status"))
+        every.samples.append(lab.fab(lab.gateways[:fleet], "status"))
     return one, every
 
 
@@ -181,9 +188,9 @@ def percentile(samples: list[float], p: float) -> float:
 
 def gateway_latency(lab: Lab, requests: int, runs: int) -> list[Figure]:
     """Latency added by the proxy over calling the double directly, at 1 and 10 concurrent clients."""
-    host = BENCH_GATEWAYS[0]
+    host = lab.gateways[0]
     key = control.master_key()
-    backend = backends_of(BENCH_GATEWAYS)[1]  # serves mistral-7b alone: every gateway call lands on it
+    backend = backends_of(lab.gateways)[1]  # serves mistral-7b alone: every gateway call lands on it
     direct = lambda: _post(f"http://{backend.address}:{OLLAMA_PORT}/api/chat",  # noqa: E731
                            {"model": "mistral:7b", "messages": [{"role": "user", "content": "hi"}], "stream": False})
     through = lambda: _post(f"http://{host.address}:{GATEWAY_PORT}/v1/chat/completions",  # noqa: E731
@@ -207,7 +214,7 @@ def worker_throughput(lab: Lab, requests: int, runs: int, workers: tuple[int, ..
     `workers` (1 is the seed's setting, LiteLLM's own default) and the deploy's default as it
     resolves on the host ("auto": one per CPU). Returns the default's figure and all of them; a
     count is measured once, so the default is not compared with a second run of itself."""
-    host = BENCH_GATEWAYS[0]
+    host = lab.gateways[0]
     key = control.master_key()
     cpus = int(machines.ssh(host, "getconf _NPROCESSORS_ONLN").stdout)
     default_count = load(fleet_data()).resolved(cpus).workers
@@ -230,7 +237,7 @@ def on_off_cost(lab: Lab, requests: int, runs: int, setting: str, what: str) -> 
     """p50 at 1 client and requests/s at 10 with a boolean setting on (the default) and off, side by
     side: the context-window check counts every prompt's tokens before any backend is called, the
     metrics callback counts every request for Prometheus."""
-    host = BENCH_GATEWAYS[0]
+    host = lab.gateways[0]
     key = control.master_key()
     prompt = " ".join(["the gateway reads every word of this prompt"] * 60)  # ~480 words, well within 2048
     call = lambda: _post(f"http://{host.address}:{GATEWAY_PORT}/v1/chat/completions",  # noqa: E731
@@ -293,23 +300,23 @@ def _answers_again(host: LabHost, timeout: float = 300) -> None:
     """Until a completion through the front succeeds."""
     body = json.dumps({"model": "llama3-8b", "messages": [{"role": "user", "content": "hi"}]}).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {control.master_key()}"}
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def failure() -> str | None:
+        """None once it answers; what went wrong until then."""
         conn = http.client.HTTPConnection(host.address, GATEWAY_PORT, timeout=60, source_address=(POLLER_SOURCE, 0))
         try:
             conn.request("POST", "/v1/chat/completions", body, headers)
             answer = conn.getresponse()
             answer.read()
-            if answer.status == 200:
-                return
-            failure = f"HTTP {answer.status}"
+            return None if answer.status == 200 else f"HTTP {answer.status}"
         except OSError as error:
-            failure = str(error)
+            return str(error)
         finally:
             conn.close()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{host.name} did not serve again within {timeout:.0f} s: {failure}")
-        time.sleep(0.2)
+
+    served, last = wait_until(failure, timeout, 0.2, good=lambda failed: failed is None)
+    if not served:
+        raise TimeoutError(f"{host.name} did not serve again within {timeout:.0f} s: {last}")
 
 
 def zero_downtime(lab: Lab, runs: int, clients: int, releases: bool = True) -> list[Figure]:
@@ -317,7 +324,7 @@ def zero_downtime(lab: Lab, runs: int, clients: int, releases: bool = True) -> l
     gateway host's memory, with a plain restart of the serving instance side by side (what every
     change cost before the front). releases=False leaves out the release changes (minutes: an
     install beside; the smoke run's, tests/lab/test_zero_downtime.py makes them under load)."""
-    host = BENCH_GATEWAYS[0]
+    host = lab.gateways[0]
     other = release_dir(load(fleet_data(litellm_version=OTHER_RELEASE)))
     f = {key: Figure(name, unit) for key, name, unit in (
         ("config", "failed requests: deploy that changes a setting", "requests"),
@@ -358,18 +365,14 @@ def zero_downtime(lab: Lab, runs: int, clients: int, releases: bool = True) -> l
             f["t_release"].samples.append(lab.deploy([host], litellm_version=OTHER_RELEASE))
         f["release"].samples.append(len(outcomes.failures))
         lab.deploy([host])  # back to the inventory's release (a switch-over; the other stays for rollback)
-        machines.ssh(host, f"mv {other}/bin/litellm {other}/bin/litellm.real && "
-                           f"printf '#!/bin/sh\\nexit 1\\n' > {other}/bin/litellm && chmod 755 {other}/bin/litellm")
-        try:
-            with under_load(host, clients) as outcomes:
-                try:
-                    lab.deploy([host], litellm_version=OTHER_RELEASE)
-                except RuntimeError:
-                    pass  # refused, as it must be: the figure is what the clients saw
-                else:
-                    raise RuntimeError("a release that does not start was switched to")
-        finally:
-            machines.ssh(host, f"mv -f {other}/bin/litellm.real {other}/bin/litellm")
+        with release_does_not_start(other, lambda command: machines.ssh(host, command)), \
+                under_load(host, clients) as outcomes:
+            try:
+                lab.deploy([host], litellm_version=OTHER_RELEASE)
+            except RuntimeError:
+                pass  # refused, as it must be: the figure is what the clients saw
+            else:
+                raise RuntimeError("a release that does not start was switched to")
         f["broken"].samples.append(len(outcomes.failures))
     lab.deploy([host], litellm_timeout=DEFAULTS["litellm_timeout"])
     return [figure for figure in f.values() if figure.samples]
@@ -384,9 +387,9 @@ def fleet_first_deploy(lab: Lab, runs: int, fleet: int) -> list[Figure]:
         for n in (1, fleet):
             figure = Figure(f"first deploy, {n} fresh gateway(s), {source}", "s")
             for _ in range(runs):
-                for host in BENCH_GATEWAYS[:n]:
+                for host in lab.gateways[:n]:
                     control.ensure_extra_host(host, fresh=True)
-                figure.samples.append(lab.deploy(BENCH_GATEWAYS[:n], **overrides))
+                figure.samples.append(lab.deploy(lab.gateways[:n], **overrides))
             figures.append(figure)
     return figures
 

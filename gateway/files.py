@@ -134,10 +134,10 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
         system(f"{commands.HOST_LIB}/{source}", *shipped(source), "is installed for the deploy's checks and fab status")
         for source in sorted(p.relative_to(REPO).as_posix() for p in (REPO / "on_host").glob("*.py"))
     ] + [
-        # Imported by the proxy's logging setup (logging.json), beside on_host/ on its PYTHONPATH.
-        system(f"{commands.HOST_LIB}/{source}", *shipped(source), "is installed for the proxy's logging",
+        # The proxy's entry point and its logging filter (logging.json), beside on_host/ on its PYTHONPATH.
+        system(f"{commands.HOST_LIB}/{source}", *shipped(source), "is installed for the proxy's start and logging",
                restarts=(PROXY,))
-        for source in ("in_proxy/__init__.py", "in_proxy/log_limits.py")
+        for source in ("in_proxy/__init__.py", "in_proxy/log_limits.py", "in_proxy/serve.py")
     ]
     return [
         *on_host,

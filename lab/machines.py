@@ -32,6 +32,7 @@ from lab.topology import (
     STATE_DIR,
     LabHost,
 )
+from on_host.deadline import wait_until
 
 BASE_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,ca-certificates,sudo,iproute2"
 SSH_KEY = STATE_DIR / "ssh" / "id_ed25519"
@@ -281,16 +282,12 @@ def stop_orphans(host: LabHost, timeout: float = 20) -> None:
         if _ppid(value) not in inside:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(value, signal.SIGRTMIN + 4 if _comm(value) == "systemd" else signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while namespace_pids(host) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: not namespace_pids(host), timeout, 0.2)
     for value in namespace_pids(host):
         with contextlib.suppress(ProcessLookupError):
             os.kill(value, signal.SIGKILL)
-    for _ in range(50):
-        if not namespace_pids(host):
-            return
-        time.sleep(0.1)
+    if wait_until(lambda: not namespace_pids(host), 5, 0.1)[0]:
+        return
     raise LabError(f"{host.name}: processes left in {host.namespace}: {namespace_pids(host)}")
 
 
@@ -348,16 +345,16 @@ def port_open(address: str, port: int, timeout: float = 1.0) -> bool:
 
 def wait_ready(host: LabHost, timeout: float = 90) -> None:
     """Wait until sshd answers and systemd has finished booting."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def booted() -> bool:
         if pid(host) is None:
             tail = host.console_log.read_text(errors="replace")[-1500:]
             raise LabError(f"{host.name}: systemd-nspawn exited while booting:\n{tail}")
-        if port_open(host.address, 22):
-            state = ssh(host, "systemctl is-system-running --wait", check=False, timeout=60).stdout.strip()
-            if state in ("running", "degraded"):
-                return
-        time.sleep(0.5)
+        return port_open(host.address, 22) and ssh(
+            host, "systemctl is-system-running --wait", check=False, timeout=60).stdout.strip() in ("running", "degraded")
+
+    if wait_until(booted, timeout)[0]:
+        return
     raise LabError(f"{host.name}: not ready after {timeout:.0f} s (console log: {host.console_log})")
 
 
@@ -367,10 +364,7 @@ def stop(host: LabHost, timeout: float = 30) -> None:
     if value is None:
         return
     os.kill(value, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and pid(host) is not None:
-        time.sleep(0.2)
-    if pid(host) is not None:
+    if not wait_until(lambda: pid(host) is None, timeout, 0.2)[0]:
         os.killpg(value, signal.SIGKILL)
         time.sleep(0.5)
     host.pid_file.unlink(missing_ok=True)
@@ -391,9 +385,7 @@ def crash(host: LabHost, timeout: float = 30) -> None:
         # connections (its namespace would, with its address still up). `boot` brings the link back.
         run("ip", "-n", host.namespace, "link", "set", "eth0", "down")
     os.kill(init, signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (pid(host) is not None or init in namespace_pids(host)):
-        time.sleep(0.05)
+    wait_until(lambda: pid(host) is None and init not in namespace_pids(host), timeout, 0.05)
     if pid(host) is not None:
         raise LabError(f"{host.name}: systemd-nspawn still runs {timeout:.0f} s after its container was killed")
     host.pid_file.unlink(missing_ok=True)

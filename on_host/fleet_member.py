@@ -33,12 +33,10 @@ def main(argv: list[str] | None = None) -> int:
                 if attempt == 2:
                     raise
                 time.sleep(1)
-        deadline = time.monotonic() + args.wait
-        while True:
+        if args.state == "drain":
+            _, row, _ = front.wait_drained(layout["admin_socket"], backend, args.server, args.wait, interval=0.5)
+        else:
             row = front.servers(layout["admin_socket"], backend)[args.server]
-            if args.state == "ready" or front.in_flight(row) == 0 or time.monotonic() >= deadline:
-                break
-            time.sleep(0.5)
     except (front.FrontError, KeyError) as error:
         print(json.dumps({"error": f"{args.server} in {backend}: {error}"}))
         return 1

@@ -10,6 +10,8 @@ import io
 import os
 import socket
 
+from .deadline import wait_until
+
 
 class FrontError(RuntimeError):
     pass
@@ -49,6 +51,22 @@ def set_state(admin_socket: str, backend: str, server: str, state: str) -> None:
 def in_flight(row: dict[str, str]) -> int:
     """Requests the server is serving or has queued."""
     return int(row.get("scur") or 0) + int(row.get("qcur") or 0)
+
+
+def wait_drained(admin_socket: str, backend: str, server: str, timeout: float,
+                 interval: float = 0.2) -> tuple[bool, dict[str, str], int]:
+    """Once a server is set to drain: wait until nothing runs on it (requests in flight or queued)
+    or `timeout` seconds have passed. (drained, its last row, the most requests seen running)."""
+    most = 0
+
+    def row() -> dict[str, str]:
+        nonlocal most
+        found = servers(admin_socket, backend)[server]
+        most = max(most, in_flight(found))
+        return found
+
+    drained, last = wait_until(row, timeout, interval, good=lambda found: in_flight(found) == 0)
+    return drained, last, most
 
 
 def save_state(admin_socket: str, path: str) -> bool:

@@ -12,9 +12,10 @@ import argparse
 import json
 import ssl
 import sys
-import time
 import urllib.error
 import urllib.request
+
+from .deadline import wait_until
 
 PATH = "/health/readiness"
 READY = ("healthy", "connected")
@@ -56,12 +57,9 @@ def probe(base_url: str, timeout: float = 3.0) -> tuple[bool, str]:
 
 def wait_ready(base_url: str, timeout: float, interval: float = 1.0) -> tuple[bool, str]:
     """Probe until ready or `timeout` seconds passed: (ready, the last answer)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        ready, answer = probe(base_url, timeout=min(5.0, max(timeout, 1.0)))
-        if ready or time.monotonic() >= deadline:
-            return ready, answer
-        time.sleep(interval)
+    _, (ready, answer) = wait_until(lambda: probe(base_url, timeout=min(5.0, max(timeout, 1.0))), timeout, interval,
+                                    good=lambda probed: probed[0])
+    return ready, answer
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ import sys
 import time
 
 from . import front
+from .deadline import wait_until
 from .readiness import probe
 from .serving import choose, unit_state
 from .smoke import CheckFailed, check_completion, check_models, read_key
@@ -156,17 +157,19 @@ class Switch:
     def prove(self, port: str, since: float) -> str:
         """The new instance answers: ready, the expected models, one completion. Its own port, no front."""
         base = self.instances[port]["url"]
-        deadline = time.monotonic() + self.args.ready_timeout
-        while True:
+
+        def asked() -> tuple[bool, str, bool]:
+            """(ready, its answer, still running)"""
             ready, answer = probe(base, timeout=5)
-            if ready:
-                break
-            if not active(self.unit(port)):
-                raise SwitchFailed(f"{self.unit(port)} stopped while starting (last answer: {answer})")
-            if time.monotonic() >= deadline:
-                raise SwitchFailed(f"{self.unit(port)} did not answer ready within {self.args.ready_timeout:.0f} s "
-                                   f"(last: {answer})")
-            time.sleep(0.5)
+            return ready, answer, ready or active(self.unit(port))
+
+        _, (ready, answer, running) = wait_until(asked, self.args.ready_timeout, 0.5,
+                                                 good=lambda seen: seen[0] or not seen[2])
+        if not running:
+            raise SwitchFailed(f"{self.unit(port)} stopped while starting (last answer: {answer})")
+        if not ready:
+            raise SwitchFailed(f"{self.unit(port)} did not answer ready within {self.args.ready_timeout:.0f} s "
+                               f"(last: {answer})")
         key = read_key(self.args.key_env_file)
         listed = check_models(base, key, self.args.expect)
         model = (self.args.expect or listed)[0]
@@ -183,38 +186,31 @@ class Switch:
             started = systemctl("start", self.layout["front_unit"])
             if started.returncode != 0:
                 raise SwitchFailed(f"{self.layout['front_unit']} did not start: {started.stderr.strip()}")
-        deadline = time.monotonic() + 10
-        while True:
+        def answers() -> front.FrontError | None:
             try:
                 front.servers(self.socket, self.backend)
-                return
-            except front.FrontError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.1)
+            except front.FrontError as error:
+                return error
+            return None
+
+        up, error = wait_until(answers, 10, 0.1, good=lambda error: error is None)
+        if not up:
+            raise error
 
     def wait_up(self, port: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            status = front.servers(self.socket, self.backend)[self.server(port)]["status"]
-            if status.startswith("UP"):
-                return
-            if time.monotonic() >= deadline:
-                raise SwitchFailed(f"the front does not see {self.unit(port)} UP after {timeout:.0f} s ({status})")
-            time.sleep(0.1)
+        up, status = wait_until(lambda: front.servers(self.socket, self.backend)[self.server(port)]["status"], timeout,
+                                0.1, good=lambda status: status.startswith("UP"))
+        if not up:
+            raise SwitchFailed(f"the front does not see {self.unit(port)} UP after {timeout:.0f} s ({status})")
 
     def drain(self, port: str) -> str:
         front.set_state(self.socket, self.backend, self.server(port), "drain")
         start = time.monotonic()
-        most = 0
-        while True:
-            left = front.in_flight(front.servers(self.socket, self.backend)[self.server(port)])
-            most = max(most, left)
-            if left == 0:
-                return f"drained in {time.monotonic() - start:.1f} s ({most} request(s) were still running)"
-            if time.monotonic() - start >= self.args.drain_timeout:
-                return f"drain timeout ({self.args.drain_timeout} s) with {left} request(s) still running: stopped anyway"
-            time.sleep(0.2)
+        drained, row, most = front.wait_drained(self.socket, self.backend, self.server(port), self.args.drain_timeout)
+        if drained:
+            return f"drained in {time.monotonic() - start:.1f} s ({most} request(s) were still running)"
+        return (f"drain timeout ({self.args.drain_timeout} s) with {front.in_flight(row)} request(s) still running: "
+                "stopped anyway")
 
     def run(self) -> None:
         serving = self.serving()

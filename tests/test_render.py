@@ -117,7 +117,8 @@ def test_rendering_is_deterministic():
 
 def test_unit_runs_the_slots_release_on_the_instance_port_of_loopback_only(seed):
     unit = render.render("litellm@.service.j2", seed, HOST)
-    assert ("ExecStart=/opt/litellm/slots/%i/bin/litellm --config /etc/litellm/config.yaml --host 127.0.0.1 "
+    assert ("ExecStart=/opt/litellm/slots/%i/bin/python /usr/local/lib/litellm-gateway/in_proxy/serve.py "
+            "--config /etc/litellm/config.yaml --host 127.0.0.1 "
             "--port %i --num_workers 2") in unit
     assert "User=litellm" in unit and "RestartPreventExitStatus=3" in unit
     assert "LogsDirectory=litellm" in unit and "StateDirectory=litellm" in unit

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from lab import control, machines
 from lab.fleet import write_inventory
 from lab.topology import GATEWAY_PORT, TEST_GATEWAY, LabHost, gateway
 from on_host import readiness
+from on_host.deadline import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -58,13 +58,10 @@ def ssh(command: str, host: LabHost = TEST_GATEWAY, check: bool = True) -> str:
 
 def wait_for(condition, timeout: float, what: str, interval: float = 0.5):
     """condition()'s first true value within `timeout` seconds; AssertionError naming `what` otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+    came, value = wait_until(condition, timeout, interval)
+    if not came:
+        raise AssertionError(f"not within {timeout:.0f} s: {what}")
+    return value
 
 
 def wait_until_ready(host: LabHost = TEST_GATEWAY, timeout: float = 120) -> None:

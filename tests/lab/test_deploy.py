@@ -18,6 +18,7 @@ from gateway.lock import read_lock
 from gateway.settings import load
 from lab.fleet import fleet_data, host_entry
 from lab.topology import BACKENDS, MODELS, OLLAMA_PORT, gateway
+from on_host.deadline import wait_until
 from tests.lab.conftest import DEAD_INDEX, TEST_GATEWAY, deploy, service, serving, ssh, tree_digest, wait_until_ready
 
 pytestmark = pytest.mark.lab
@@ -290,9 +291,7 @@ def test_unsafe_master_key_exit_does_not_loop(first_deploy, workers, status):
     def show(prop: str) -> str:
         return ssh(f"systemctl show -p {prop} --value {unit}").strip()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and show("ActiveState") not in ("failed", "inactive"):
-            time.sleep(1)
+        wait_until(lambda: show("ActiveState") in ("failed", "inactive"), 60, 1)
         time.sleep(8)  # longer than RestartSec=5: a loop would have restarted by now
         assert f"--num_workers {workers} " in show("ExecStart")
         assert show("ActiveState") in ("failed", "inactive")

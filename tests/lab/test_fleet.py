@@ -24,6 +24,7 @@ import pytest
 
 from gateway import front, shared_limits
 from lab import control, machines
+from lab.faults import release_does_not_start
 from lab.fleet import FLEET_CA_DIR, monitoring_urls
 from lab.load import SteadyLoad, client
 from lab.topology import FLEET_VIP, GATEWAY_PORT, STATE_DIR, fleet_hosts
@@ -263,15 +264,9 @@ def test_a_roll_stops_at_the_first_gateway_that_fails_and_once_fixed_rolls_on_un
     broken = FLEET[1]
     release = on(broken, "readlink -f /opt/litellm/current").strip()
     # The release still checks configs (the deploy validates the new one with it), but no proxy starts.
-    on(broken, f"mv {release}/bin/litellm {release}/bin/litellm.real && printf '#!/bin/sh\\ncase \"$*\" in "
-               f"*--validate_config*) exec {release}/bin/litellm.real \"$@\";; esac\\nexit 1\\n' > "
-               f"{release}/bin/litellm && chmod 755 {release}/bin/litellm")
     changed = {**TLS, "litellm_timeout": 12}
-    try:
-        with steady(ca_file) as outcomes:
-            result = deploy(deploy_dir, hosts=FLEET, **changed)
-    finally:
-        on(broken, f"mv -f {release}/bin/litellm.real {release}/bin/litellm")
+    with release_does_not_start(release, lambda command: on(broken, command)), steady(ca_file) as outcomes:
+        result = deploy(deploy_dir, hosts=FLEET, **changed)
     assert result.returncode != 0
     assert outcomes.failures == [], outcomes.summary()
     assert f"roll stopped here: {broken.fqdn} stays drained" in result.output, result.output[-6000:]

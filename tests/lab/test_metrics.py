@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from gateway.metrics import FRONT_PATH, instance_path
 from lab import control
 from lab.fleet import METRICS_TOKEN_FILE
 from lab.topology import GATEWAY_PORT
+from on_host.deadline import wait_until
 from tests.lab.conftest import TEST_GATEWAY, serving, ssh
 from tests.lab.test_fabfile import fab
 
@@ -74,12 +74,10 @@ def sent(team_key) -> dict:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: sdk.chat.completions.create(
             model="phi3-3.8b", messages=[{"role": "user", "content": "hi"}], max_tokens=8), range(SENT)))
-    deadline = time.monotonic() + 20  # the callback counts after the answer went out
-    while True:
-        body = scrape(port)
-        if total(body, "litellm_proxy_total_requests_metric_total", team=TEAM) >= before + SENT or time.monotonic() > deadline:
-            return {"port": port, "before": before, "body": body}
-        time.sleep(1)
+    # The callback counts after the answer went out.
+    _, body = wait_until(lambda: scrape(port), 20, 1,
+                         good=lambda body: total(body, "litellm_proxy_total_requests_metric_total", team=TEAM) >= before + SENT)
+    return {"port": port, "before": before, "body": body}
 
 
 def test_one_scrape_counts_every_workers_requests_per_team_model_and_deployment(sent):

@@ -8,9 +8,17 @@ from tests.lab.conftest import service, ssh
 pytestmark = pytest.mark.lab
 
 
-def test_one_worker_per_cpu_and_a_redis_reachable_by_the_service_user_only(first_deploy):
+def test_one_worker_per_cpu_forked_and_a_redis_reachable_by_the_service_user_only(first_deploy):
     cpus = int(ssh("getconf _NPROCESSORS_ONLN"))
     assert f"--num_workers {min(cpus, 8)} " in service("ExecStart")
+    # The workers are forked from the parent, LiteLLM imported once (in_proxy/serve.py): each has the
+    # parent's command line, where a spawned one would run multiprocessing's spawn_main; and the
+    # instance runs from the release's real directory, not through the slot's link.
+    parent = service("MainPID")
+    lines = ssh(f"for p in {parent} $(cat /proc/{parent}/task/*/children); do tr '\\0' ' ' < /proc/$p/cmdline; echo; done")
+    own, *workers = lines.strip().splitlines()
+    assert len(workers) == min(cpus, 8) and all(w == own for w in workers), lines
+    assert own.startswith("/opt/litellm/releases/") and "/in_proxy/serve.py --config " in own, own
     assert ssh("systemctl is-active litellm-redis.service").strip() == "active"
     assert ssh("stat -c '%a %U %G %F' /run/litellm-redis/redis.sock").strip() == "700 litellm litellm socket"
     assert "PONG" in ssh("setpriv --reuid=litellm --regid=litellm --clear-groups redis-cli -s /run/litellm-redis/redis.sock ping")

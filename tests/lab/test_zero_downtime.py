@@ -12,10 +12,11 @@ import pytest
 from gateway.commands import release_dir
 from gateway.settings import load
 from lab import control
+from lab.faults import INJECTED, release_does_not_start
 from lab.fleet import fleet_data
 from lab.load import LongStream, SteadyLoad
 from lab.topology import BACKENDS, GATEWAY_PORT
-from tests.lab.conftest import TEST_GATEWAY, deploy, service, serving, ssh
+from tests.lab.conftest import TEST_GATEWAY, deploy, service, serving, ssh, wait_for
 from tests.lab.test_fabfile import fab
 
 pytestmark = pytest.mark.lab
@@ -56,10 +57,9 @@ def start_stream_when_the_new_instance_starts(old: str) -> LongStream:
     """The stream begins once the switch started the other instance: it runs on the old one, which
     must be drained, not cut, when traffic moves."""
     other = "litellm@4002.service" if old == "litellm@4001.service" else "litellm@4001.service"
-    deadline = time.monotonic() + 300  # the deploy prepares, stages and checks the config first
-    while ssh(f"systemctl is-active {other}", check=False).strip() not in ("active", "activating"):
-        assert time.monotonic() < deadline, "the switch-over never started the other instance"
-        time.sleep(0.2)
+    # The deploy prepares, stages and checks the config first.
+    wait_for(lambda: ssh(f"systemctl is-active {other}", check=False).strip() in ("active", "activating"), 300,
+             "the switch-over starts the other instance", interval=0.2)
     stream = LongStream(URL, control.master_key(), STREAM_MODEL, max_tokens=300)
     stream.start()
     assert stream.first_chunk.wait(30) and stream.error is None, stream.error
@@ -141,17 +141,11 @@ def test_a_release_that_does_not_start_is_never_given_traffic(first_deploy, depl
         assert deploy(deploy_dir, litellm_version=OLDER).returncode == 0
         assert deploy(deploy_dir).returncode == 0
     instance, pid = serving(), service("MainPID")
-    ssh(f"mv {other}/bin/litellm {other}/bin/litellm.real && "
-        f"printf '#!/bin/sh\\necho injected: this release does not start >&2\\nexit 1\\n' > {other}/bin/litellm && "
-        f"chmod 755 {other}/bin/litellm")
-    try:
-        with steady_load() as outcomes:
-            result = deploy(deploy_dir, litellm_version=OLDER)
-    finally:
-        ssh(f"mv -f {other}/bin/litellm.real {other}/bin/litellm")
+    with release_does_not_start(other, ssh), steady_load() as outcomes:
+        result = deploy(deploy_dir, litellm_version=OLDER)
     assert result.returncode != 0
     assert "stopped while starting" in result.output and f"traffic stays on {instance}" in result.output, \
         result.output[-4000:]
-    assert "injected: this release does not start" in result.output  # its journal, shown
+    assert INJECTED in result.output  # its journal, shown
     assert outcomes.failures == [], outcomes.summary()
     assert (serving(), service("MainPID")) == (instance, pid)
