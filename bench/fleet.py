@@ -70,7 +70,7 @@ def completions(address: str, requests: int, concurrency: int) -> tuple[list[flo
 
 def failures_during(action) -> int:
     with SteadyLoad(url(FLEET_VIP), control.master_key(), MODEL, clients=CLIENTS,
-                    ca_file=str(FLEET_CA_DIR / "ca.crt"), timeout=30) as load:
+                    ca_file=str(FLEET_CA_DIR / "ca.crt"), timeout=30, pause=0) as load:
         time.sleep(2)
         action()
         time.sleep(3)

@@ -279,7 +279,8 @@ class MemorySampler(threading.Thread):
 def under_load(host: LabHost, clients: int):
     """Steady completions through the gateway (the official client, its retries off) around the block;
     yields the outcomes, counted when the block ends."""
-    with SteadyLoad(f"http://{host.address}:{GATEWAY_PORT}/v1", control.master_key(), "llama3-8b", clients) as load:
+    with SteadyLoad(f"http://{host.address}:{GATEWAY_PORT}/v1", control.master_key(), "llama3-8b", clients,
+                    pause=0) as load:
         time.sleep(2)
         yield load.outcomes
         time.sleep(2)

@@ -1,8 +1,12 @@
 """Steady load through a gateway with the official OpenAI client, every outcome counted.
 
 The zero-downtime tests and the benchmark run a change under it: clients send chat completions
-without pause (the SDK's own retries off, so nothing hides a failure), and a long streaming
-completion can run beside them to show it finishes whole.
+(the SDK's own retries off, so nothing hides a failure), and a long streaming completion can run
+beside them to show it finishes whole. The tests' clients pause between requests: traffic through
+every moment of the change, about 15 requests a second from 4 clients, while the change itself
+keeps the CPU it needs (on 2 cores, clients without pause take all of it and every change under
+test runs at half speed). The benchmark's clients send without pause: its figures are a busy
+gateway's.
 """
 from __future__ import annotations
 
@@ -37,13 +41,17 @@ def client(base_url: str, key: str, timeout: float = 120, ca_file: str | None = 
     return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout, http_client=http)
 
 
+PAUSE = 0.25  # seconds each test client waits after an answer
+
+
 class SteadyLoad:
-    """`clients` threads, each its own OpenAI client, sending completions until the block ends."""
+    """`clients` threads, each its own OpenAI client, sending completions until the block ends,
+    `pause` seconds apart."""
 
     def __init__(self, base_url: str, key: str, model: str, clients: int = 4, ca_file: str | None = None,
-                 timeout: float = 120) -> None:
+                 timeout: float = 120, pause: float = PAUSE) -> None:
         self.base_url, self.key, self.model, self.clients, self.ca_file = base_url, key, model, clients, ca_file
-        self.timeout = timeout
+        self.timeout, self.pause = timeout, pause
         self.outcomes = Outcomes()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -71,6 +79,7 @@ class SteadyLoad:
                     self.outcomes.failures.append(error)
                 else:
                     self.outcomes.ok += 1
+            self._stop.wait(self.pause)
 
     def __enter__(self) -> SteadyLoad:
         self._threads = [threading.Thread(target=self._send, daemon=True) for _ in range(self.clients)]

@@ -16,7 +16,7 @@ def test_one_worker_per_cpu_forked_and_a_redis_reachable_by_the_service_user_onl
     # instance runs from the release's real directory, not through the slot's link.
     parent = service("MainPID")
     lines = ssh(f"for p in {parent} $(cat /proc/{parent}/task/*/children); do tr '\\0' ' ' < /proc/$p/cmdline; echo; done")
-    own, *workers = lines.strip().splitlines()
+    own, *workers = [line.strip() for line in lines.strip().splitlines()]
     assert len(workers) == min(cpus, 8) and all(w == own for w in workers), lines
     assert own.startswith("/opt/litellm/releases/") and "/in_proxy/serve.py --config " in own, own
     assert ssh("systemctl is-active litellm-redis.service").strip() == "active"
