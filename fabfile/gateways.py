@@ -103,10 +103,13 @@ def validate(c, only=""):
 def _roll(c, only: str, release: str, done: str, ready_timeout: int, check_config: bool) -> None:
     """One gateway at a time: a switch-over onto `release` (same / previous); stop at the first failure.
     A fleet gateway is drained in every front of the fleet first and put back once it answers again
-    (left drained when it fails: the others carry the traffic)."""
+    (left drained when it fails: the others carry the traffic). Each step is printed as the host
+    says it, behind the gateway's name: a roll of a fleet takes minutes."""
     fleet, gateways = gateways_of(c, only)
     for index, g in enumerate(gateways):
         left = ", ".join(x.name for x in gateways[index + 1:]) or "none"
+        print(f"{g.name}: {done} ({index + 1} of {len(gateways)})" + (": draining it in every front of the fleet"
+                                                                     if g.settings.fleet else ""), flush=True)
         if g.settings.fleet:
             left += f". {g.name} stays drained (the others carry the traffic): `fab undrain {g.name}` once fixed"
             for outcome in set_everywhere(fleet, g, "drain"):
@@ -121,7 +124,10 @@ def _roll(c, only: str, release: str, done: str, ready_timeout: int, check_confi
                         raise Exit(f"{g.name}: config is invalid ({detail}); nothing changed, the serving instance keeps "
                                    f"serving. Roll stopped; not done: {left}", code=1)
                 inputs = instance_inputs(managed_files(g.settings.resolved(1), g.name, issue=False))
-                result = g.run(connection, switch_command(g.settings, release, int(ready_timeout), f"fab {done}", inputs))
+                steps = _Prefixed(f"{g.name}: ")
+                result = g.run(connection, switch_command(g.settings, release, int(ready_timeout), f"fab {done}", inputs),
+                               out_stream=steps)
+                steps.flush()
                 if not result.ok:
                     raise Exit(f"{g.name}: {result.stdout.rstrip()}\nThe serving instance keeps serving. "
                                f"Roll stopped at {g.name}; not done: {left}", code=1)

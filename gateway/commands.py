@@ -16,8 +16,9 @@ TEAM_KEYS = "team-keys.json"  # in the config directory; its path reaches the au
 
 
 def on_host(module: str, *arguments: str, lib: str = HOST_LIB) -> str:
-    """Run on_host.MODULE with the host's python3; `arguments` are quoted here."""
-    return " ".join([f"PYTHONPATH={lib}", "python3", "-m", f"on_host.{module}", *map(shlex.quote, arguments)])
+    """Run on_host.MODULE with the host's python3; `arguments` are quoted here. Unbuffered (-u): a
+    long step's lines (a switch-over's) reach the operator as the host prints them."""
+    return " ".join([f"PYTHONPATH={lib}", "python3", "-u", "-m", f"on_host.{module}", *map(shlex.quote, arguments)])
 
 
 def release_dir(settings: Settings) -> str:

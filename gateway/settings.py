@@ -672,7 +672,8 @@ class Checker:
         if value.startswith("/home/") or value == "/home":
             self.problem(
                 key,
-                f"{shown(value)} is under /home, which the hardened unit hides (ProtectHome); use /opt, /var/lib or /etc",
+                f"{shown(value)} is under /home, which the hardened unit hides (ProtectHome); "
+                "use /opt, /var/lib or /etc",
             )
         return value
 
@@ -983,37 +984,118 @@ def merged_checker(data: Mapping[str, Any], defaults: Mapping[str, Any], prefix:
     return check
 
 
-def load(data: Mapping[str, Any]) -> Settings:
-    """Merge `data` over DEFAULTS and check every value; raise SettingsError listing all problems."""
-    check = merged_checker(data, DEFAULTS, "litellm_")
+def _release(check: Checker) -> dict[str, Any]:
+    """What gets installed, and from where."""
     merged = check.data
-
-    version = check.text("litellm_version", VERSION, "give an exact release such as '1.108.7'")
     extra = merged["litellm_extra_requirements"]
     if not isinstance(extra, (list, tuple)) or not all(isinstance(r, str) and EXACT_PIN.fullmatch(r) for r in extra):
         check.problem(
             "litellm_extra_requirements", f"{shown(extra)}: every entry must be an exact pin like 'prisma==0.15.0'"
         )
         extra = []
+    index_url = merged["litellm_pip_index_url"]
+    if index_url is not None and not (isinstance(index_url, str) and INDEX_URL.fullmatch(index_url)):
+        check.problem(
+            "litellm_pip_index_url",
+            f"{shown(index_url)} is not a plain http(s) URL of a package index, "
+            "e.g. https://pypi.example.org/simple (no credentials, spaces or quotes), or None",
+        )
+        index_url = None
+    wheel_cache = merged["litellm_wheel_cache"]
+    if not isinstance(wheel_cache, str) or not wheel_cache or not wheel_cache.isprintable() or len(wheel_cache) > 4096:
+        check.problem("litellm_wheel_cache", f"{shown(wheel_cache)} is not a path on the control machine")
+        wheel_cache = DEFAULTS["litellm_wheel_cache"]
+    return {
+        "version": check.text("litellm_version", VERSION, "give an exact release such as '1.108.7'"),
+        "extra_requirements": tuple(extra),
+        "pip_index_url": index_url,
+        "wheel_cache": wheel_cache,
+        "releases_keep": check.integer("litellm_releases_keep", 2, 50),
+    }
+
+
+def _listening(check: Checker) -> dict[str, Any]:
+    """Where the front and the instances listen."""
+    merged = check.data
     bind = merged["litellm_bind_address"]
     if not plain_ip(bind):
         check.problem(
             "litellm_bind_address", f"{shown(bind)} is not an IP address; use 0.0.0.0 or one of the host's addresses"
         )
         bind = "0.0.0.0"
+    port = check.integer("litellm_port", 1, 65535)
+    instance_ports = merged["litellm_instance_ports"]
+    if (
+        not isinstance(instance_ports, (list, tuple))
+        or len(instance_ports) != 2
+        or any(isinstance(p, bool) or not isinstance(p, int) or not 1024 <= p <= 65535 for p in instance_ports)
+        or len({port, *instance_ports}) != 3
+    ):
+        check.problem(
+            "litellm_instance_ports",
+            f"{shown(instance_ports)}: give two different ports from 1024 to 65535, "
+            f"neither of them litellm_port ({port}), e.g. [4001, 4002]",
+        )
+        instance_ports = (4001, 4002)
+    instance_address = merged["litellm_instance_address"]
+    if not plain_ip(instance_address) or not ipaddress.ip_address(instance_address).is_loopback:
+        check.problem(
+            "litellm_instance_address",
+            f"{shown(instance_address)} is not a loopback address; the instances "
+            "must be reachable by the front only: use 127.0.0.1",
+        )
+        instance_address = "127.0.0.1"
+    return {"bind_address": bind, "port": port, "instance_ports": tuple(instance_ports),
+            "instance_address": instance_address}
+
+
+def _proxy(check: Checker) -> dict[str, Any]:
+    """How the proxy routes, retries and counts."""
+    merged = check.data
     strategy = merged["litellm_routing_strategy"]
     if strategy not in ROUTING_STRATEGIES:
         check.problem("litellm_routing_strategy", f"{shown(strategy)} is not one of {', '.join(ROUTING_STRATEGIES)}")
-    key = merged["litellm_master_key"]
+    workers = merged["litellm_workers"]
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64):
+        check.problem(
+            "litellm_workers",
+            f"{shown(workers)} is neither 'auto' (one per CPU, at most {AUTO_WORKERS_MAX}) "
+            "nor a whole number from 1 to 64",
+        )
+        workers = 1
+    return {
+        "routing_strategy": strategy,
+        "workers": workers,
+        "timeout": check.integer("litellm_timeout", 1, 3600),
+        "num_retries": check.integer("litellm_num_retries", 0, 10),
+        "allowed_fails": check.integer("litellm_allowed_fails", 0, 1000),
+        "cooldown_time": check.integer("litellm_cooldown_time", 0, 86400),
+        "context_check": check.boolean("litellm_context_check"),
+        "context_margin": check.integer("litellm_context_margin", 0, 300),
+        "drain_timeout": check.integer("litellm_drain_timeout", 1, 86400),
+        "max_body_mib": check.integer("litellm_max_body_mib", 1, 1024),
+        "client_max_connections": check.integer("litellm_client_max_connections", 1, 100000),
+        "client_max_rate": check.integer("litellm_client_max_rate", 1, 100000),
+    }
+
+
+def _master_key(check: Checker) -> dict[str, Any]:
+    key = check.data["litellm_master_key"]
     if key is not None:
         reason = weak_key_reason(key) if isinstance(key, str) else "it is not a string"
         if reason:
             # Never echo the key itself: it may be a real one in the wrong place.
             check.problem(
                 "litellm_master_key",
-                f"refused: {reason}. Generate one with: python3 -c 'import secrets; print(\"sk-\" + secrets.token_hex(32))', "
+                f"refused: {reason}. Generate one with: "
+                "python3 -c 'import secrets; print(\"sk-\" + secrets.token_hex(32))', "
                 "or leave it unset to have each host generate and keep its own",
             )
+    return {"master_key": key}
+
+
+def _account(check: Checker) -> dict[str, Any]:
+    """The service's system account and the directories systemd makes for it."""
     user = check.text("litellm_user", ACCOUNT, "give a lower-case system user name")
     group = check.text("litellm_group", ACCOUNT, "give a lower-case group name")
     for setting, name in (("litellm_user", user), ("litellm_group", group)):
@@ -1030,8 +1112,22 @@ def load(data: Mapping[str, Any]) -> Settings:
             check.problem(
                 setting, f"{paths[setting]!r} must be under {parent} (systemd manages it for the hardened unit)"
             )
-    models = _models(check)
-    backends = _backends(check, {m.name for m in models})
+    return {
+        "user": user,
+        "group": group,
+        "uid": check.integer("litellm_uid", 100, 65533),
+        "gid": check.integer("litellm_gid", 100, 65533),
+        "home": paths["litellm_home"],
+        "venv_dir": paths["litellm_venv_dir"],
+        "config_dir": paths["litellm_config_dir"],
+        "log_dir": paths["litellm_log_dir"],
+        "log_keep_days": check.integer("litellm_log_keep_days", 1, 3650),
+    }
+
+
+def _preflight(check: Checker) -> dict[str, Any]:
+    """What the checks before any change ask, and which an operator chose to skip."""
+    merged = check.data
     nameservers = merged["litellm_dns_nameservers"]
     if nameservers is not None:
         if isinstance(nameservers, str):
@@ -1043,7 +1139,18 @@ def load(data: Mapping[str, Any]) -> Settings:
                     f"{shown(server)} is not an IP address; list nameserver addresses, or None for the system's",
                 )
         nameservers = tuple(nameservers) if isinstance(nameservers, (list, tuple)) else None
-    keys_file = merged["litellm_team_keys_file"]
+    skip = merged["litellm_preflight_skip"]
+    if isinstance(skip, str):
+        skip = [part.strip() for part in skip.split(",") if part.strip()]
+    if not isinstance(skip, (list, tuple, set, frozenset)) or not set(skip) <= set(PREFLIGHT_CLASSES):
+        check.problem("litellm_preflight_skip", f"{shown(skip)}: only {', '.join(PREFLIGHT_CLASSES)} can be skipped")
+        skip = []
+    return {"dns_nameservers": nameservers, "preflight_skip": frozenset(skip),
+            "preflight_timeout": check.integer("litellm_preflight_timeout", 1, 60)}
+
+
+def _team_keys_file(check: Checker) -> dict[str, Any]:
+    keys_file = check.data["litellm_team_keys_file"]
     if keys_file is not None:
         if not isinstance(keys_file, str) or not keys_file or not keys_file.isprintable() or len(keys_file) > 4096:
             check.problem(
@@ -1056,111 +1163,31 @@ def load(data: Mapping[str, Any]) -> Settings:
                 f"{shown(keys_file)} is inside the repository; keep it outside git "
                 "(e.g. ~/.config/litellm-gateway/team-keys.json)",
             )
-    workers = merged["litellm_workers"]
-    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64):
-        check.problem(
-            "litellm_workers",
-            f"{shown(workers)} is neither 'auto' (one per CPU, at most {AUTO_WORKERS_MAX}) "
-            "nor a whole number from 1 to 64",
-        )
-        workers = 1
-    skip = merged["litellm_preflight_skip"]
-    if isinstance(skip, str):
-        skip = [part.strip() for part in skip.split(",") if part.strip()]
-    if not isinstance(skip, (list, tuple, set, frozenset)) or not set(skip) <= set(PREFLIGHT_CLASSES):
-        check.problem("litellm_preflight_skip", f"{shown(skip)}: only {', '.join(PREFLIGHT_CLASSES)} can be skipped")
-        skip = []
+    return {"team_keys_file": keys_file}
 
-    port = check.integer("litellm_port", 1, 65535)
-    instance_ports = merged["litellm_instance_ports"]
-    if (
-        not isinstance(instance_ports, (list, tuple))
-        or len(instance_ports) != 2
-        or any(isinstance(p, bool) or not isinstance(p, int) or not 1024 <= p <= 65535 for p in instance_ports)
-        or len({port, *instance_ports}) != 3
-    ):
-        check.problem(
-            "litellm_instance_ports",
-            f"{shown(instance_ports)}: give two different ports from 1024 to 65535, "
-            f"neither of them litellm_port ({port}), e.g. [4001, 4002]",
-        )
-        instance_ports = (4001, 4002)
-    index_url = merged["litellm_pip_index_url"]
-    if index_url is not None and not (isinstance(index_url, str) and INDEX_URL.fullmatch(index_url)):
-        check.problem(
-            "litellm_pip_index_url",
-            f"{shown(index_url)} is not a plain http(s) URL of a package index, "
-            "e.g. https://pypi.example.org/simple (no credentials, spaces or quotes), or None",
-        )
-        index_url = None
-    wheel_cache = merged["litellm_wheel_cache"]
-    if not isinstance(wheel_cache, str) or not wheel_cache or not wheel_cache.isprintable() or len(wheel_cache) > 4096:
-        check.problem("litellm_wheel_cache", f"{shown(wheel_cache)} is not a path on the control machine")
-        wheel_cache = DEFAULTS["litellm_wheel_cache"]
-    instance_address = merged["litellm_instance_address"]
-    if not plain_ip(instance_address) or not ipaddress.ip_address(instance_address).is_loopback:
-        check.problem(
-            "litellm_instance_address",
-            f"{shown(instance_address)} is not a loopback address; the instances "
-            "must be reachable by the front only: use 127.0.0.1",
-        )
-        instance_address = "127.0.0.1"
+
+def _taken_ports(check: Checker, listening: dict[str, Any]) -> set[int]:
+    """The ports the front, the instances and a fleet's Redis and Sentinel take: not the metrics'."""
+    merged = check.data
+    fleet = ((merged["litellm_fleet_redis_port"], merged["litellm_fleet_sentinel_port"])
+             if merged["litellm_fleet_address"] is not None else ())
+    return {p for p in (listening["port"], *listening["instance_ports"], *fleet) if isinstance(p, int)}
+
+
+def load(data: Mapping[str, Any]) -> Settings:
+    """Merge `data` over DEFAULTS and check every value; raise SettingsError listing all problems."""
+    check = merged_checker(data, DEFAULTS, "litellm_")
+    fields: dict[str, Any] = {}
+    for group in (_release, _listening, _proxy, _master_key, _account, _preflight, _team_keys_file):
+        fields |= group(check)
+    models = _models(check)
     settings = Settings(
-        version=version,
-        extra_requirements=tuple(extra),
-        bind_address=bind,
-        port=port,
-        instance_ports=tuple(instance_ports),
-        instance_address=instance_address,
-        workers=workers,
-        routing_strategy=strategy,
-        timeout=check.integer("litellm_timeout", 1, 3600),
-        num_retries=check.integer("litellm_num_retries", 0, 10),
-        allowed_fails=check.integer("litellm_allowed_fails", 0, 1000),
-        cooldown_time=check.integer("litellm_cooldown_time", 0, 86400),
-        user=user,
-        group=group,
-        uid=check.integer("litellm_uid", 100, 65533),
-        gid=check.integer("litellm_gid", 100, 65533),
-        home=paths["litellm_home"],
-        venv_dir=paths["litellm_venv_dir"],
-        config_dir=paths["litellm_config_dir"],
-        log_dir=paths["litellm_log_dir"],
-        master_key=key,
+        **fields,
         models=tuple(models),
-        backends=tuple(backends),
-        dns_nameservers=nameservers,
-        preflight_timeout=check.integer("litellm_preflight_timeout", 1, 60),
-        preflight_skip=frozenset(skip),
-        team_keys_file=keys_file,
-        log_keep_days=check.integer("litellm_log_keep_days", 1, 3650),
-        context_check=check.boolean("litellm_context_check"),
-        context_margin=check.integer("litellm_context_margin", 0, 300),
-        drain_timeout=check.integer("litellm_drain_timeout", 1, 86400),
-        max_body_mib=check.integer("litellm_max_body_mib", 1, 1024),
-        client_max_connections=check.integer("litellm_client_max_connections", 1, 100000),
-        client_max_rate=check.integer("litellm_client_max_rate", 1, 100000),
-        pip_index_url=index_url,
-        wheel_cache=wheel_cache,
-        releases_keep=check.integer("litellm_releases_keep", 2, 50),
+        backends=tuple(_backends(check, {m.name for m in models})),
         tls=_tls(check),
-        fleet=_fleet(check, bind, key),
-        metrics=_metrics(
-            check,
-            {
-                p
-                for p in (
-                    port,
-                    *instance_ports,
-                    *(
-                        (merged["litellm_fleet_redis_port"], merged["litellm_fleet_sentinel_port"])
-                        if merged["litellm_fleet_address"] is not None
-                        else ()
-                    ),
-                )
-                if isinstance(p, int)
-            },
-        ),
+        fleet=_fleet(check, fields["bind_address"], fields["master_key"]),
+        metrics=_metrics(check, _taken_ports(check, fields)),
     )
     if check.problems:
         raise SettingsError(check.problems)

@@ -105,6 +105,10 @@ def test_fab_restart_under_load_loses_nothing(first_deploy, tmp_path):
         result = fab(tmp_path, "restart")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{TEST_GATEWAY.fqdn}: restart: fab restart: " in result.stdout and f"{old} drained" in result.stdout
+    # Each step as the host said it, before the gateway's summary line.
+    steps = result.stdout.index(f"{TEST_GATEWAY.fqdn}: ok   {old} drained")
+    assert result.stdout.index(f"{TEST_GATEWAY.fqdn}: restart (1 of 1)") < steps < result.stdout.index(
+        f"{TEST_GATEWAY.fqdn}: restart: fab restart: "), result.stdout
     assert outcomes.failures == [], outcomes.summary()
     assert serving() != old and service("MainPID") != pid
 
