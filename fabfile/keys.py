@@ -96,6 +96,26 @@ def rotate(c, team):
     _key_change(c, lambda store: f"team {team} new key (shown once, store it now): {store.rotate(team)}")
 
 
+@task(help={**LIMIT_HELP, "rpm": "requests per minute", "max_parallel": "requests in flight at once",
+            "max_tokens": "most tokens a request may ask for", "timeout": "seconds a request may take"})
+def limits(c, team, rpm=None, max_parallel=None, max_tokens=None, timeout=None):
+    """Change a team's limits, keeping its key: only those given change, in effect at once on every gateway."""
+    given = {"rpm": rpm, "max_parallel_requests": max_parallel, "max_tokens": max_tokens, "timeout": timeout}
+    try:
+        wanted = {name: int(value) for name, value in given.items() if value is not None}
+    except ValueError as error:
+        raise Exit(f"limits are whole numbers: {error}", code=2) from None
+    if not wanted:
+        raise Exit("give at least one of --rpm, --max-parallel, --max-tokens, --timeout", code=2)
+
+    def change(store: KeyStore) -> str:
+        key = store.set_limits(team, **wanted)
+        return (f"team {team}: rpm {key.rpm}, max_parallel {key.max_parallel_requests}, "
+                f"max_tokens {key.max_tokens}, timeout {key.timeout} (same key)")
+
+    _key_change(c, change)
+
+
 @task(help={"team": LIMIT_HELP["team"]})
 def revoke(c, team):
     """Revoke a team's key on every gateway at once (requests already in flight finish)."""

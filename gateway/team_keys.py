@@ -22,7 +22,8 @@ from typing import Any
 
 # The seed's per-key limits.
 LIMIT_DEFAULTS = {"rpm": 60, "max_parallel_requests": 10, "max_tokens": 2048, "timeout": 30}
-LIMIT_RANGES = {"rpm": (1, 100_000), "max_parallel_requests": (1, 10_000), "max_tokens": (1, 1_000_000), "timeout": (1, 3600)}
+LIMIT_RANGES = {"rpm": (1, 100_000), "max_parallel_requests": (1, 10_000), "max_tokens": (1, 1_000_000),
+                "timeout": (1, 3600)}
 TEAM = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
@@ -82,7 +83,8 @@ class KeyStore:
         return {team: TeamKey(team=team, **entry) for team, entry in raw.get("keys", {}).items()}
 
     def _write(self, keys: dict[str, TeamKey]) -> None:
-        data = {"version": 1, "keys": {t: {k: v for k, v in asdict(key).items() if k != "team"} for t, key in sorted(keys.items())}}
+        data = {"version": 1,
+                "keys": {t: {k: v for k, v in asdict(key).items() if k != "team"} for t, key in sorted(keys.items())}}
         temp = self.path.with_suffix(".tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -106,7 +108,8 @@ class KeyStore:
         key = new_key()
         with self.changing() as keys:
             if team in keys:
-                raise TeamKeyError(f"team {team!r} already has a key; rotate it instead (fab keys.rotate --team {team})")
+                raise TeamKeyError(f"team {team!r} already has a key; rotate it instead "
+                                   f"(fab keys.rotate --team {team})")
             now = _now()
             keys[team] = TeamKey(team=team, sha256=digest(key), created=now, rotated=now, **limits)
         return key
@@ -117,6 +120,14 @@ class KeyStore:
             old = self._existing(keys, team)
             keys[team] = TeamKey(**{**asdict(old), "sha256": digest(key), "rotated": _now()})
         return key
+
+    def set_limits(self, team: str, **limits: int) -> TeamKey:
+        """Change some of a team's limits; its key stays the same."""
+        checked = check_limits(limits)
+        with self.changing() as keys:
+            old = self._existing(keys, team)
+            keys[team] = TeamKey(**{**asdict(old), **checked})
+        return keys[team]
 
     def revoke(self, team: str) -> None:
         with self.changing() as keys:

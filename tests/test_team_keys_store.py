@@ -33,6 +33,20 @@ def test_rotate_and_revoke(tmp_path):
         store.revoke("team-a")
 
 
+def test_limits_change_and_the_key_stays(tmp_path):
+    store = KeyStore(tmp_path / "keys.json")
+    key = store.create("team-a", rpm=5)
+    before = store.read()["team-a"]
+    after = store.set_limits("team-a", max_tokens=64)
+    assert store.read()["team-a"] == after
+    assert (after.sha256, after.rpm, after.max_tokens, after.rotated) == (digest(key), 5, 64, before.rotated)
+    with pytest.raises(TeamKeyError, match="max_tokens=0 is out of range"):
+        store.set_limits("team-a", max_tokens=0)
+    with pytest.raises(TeamKeyError, match="no key for team 'team-b'"):
+        store.set_limits("team-b", rpm=1)
+    assert store.read()["team-a"] == after  # a refused change changes nothing
+
+
 @pytest.mark.parametrize("team,limits,message", [
     ("Team A", {}, "lower-case"),
     ("team-a", {"rpm": 0}, "rpm=0 is out of range"),
