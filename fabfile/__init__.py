@@ -20,11 +20,11 @@ from invoke import Collection  # noqa: E402
 
 from fabfile import keys  # noqa: E402
 from fabfile.backends import health  # noqa: E402
-from fabfile.fleet import drain, undrain  # noqa: E402
+from fabfile.fleet import drain, primary_off, undrain  # noqa: E402
 from fabfile.gateways import logs, restart, rollback, trial, validate  # noqa: E402
 from fabfile.status import status  # noqa: E402
 from fabfile.usage import usage_task  # noqa: E402
 
-ns = Collection(status, logs, restart, rollback, health, validate, trial, drain, undrain, usage_task,
+ns = Collection(status, logs, restart, rollback, health, validate, trial, drain, undrain, primary_off, usage_task,
                 Collection.from_module(keys))
 ns.configure({"litellm": {"inventory": str(REPO / "inventory.py")}})

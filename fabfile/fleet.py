@@ -12,7 +12,7 @@ from fabric import Connection, task
 from invoke.exceptions import Exit
 
 from fabfile.common import fleet_of, verdicts
-from gateway.commands import fleet_member_command
+from gateway.commands import fleet_member_command, primary_command
 from gateway.remote import Fleet, Gateway, Outcome, on_each
 
 GATEWAY_HELP = "the gateway's inventory name (or SSH address)"
@@ -61,6 +61,35 @@ def _set(c, gateway: str, state: str) -> None:
 def drain(c, gateway):
     """Take GATEWAY out of the fleet's load balancing: no new requests, those running finish (maintenance)."""
     _set(c, gateway, "drain")
+
+
+@task(help={"gateway": GATEWAY_HELP, "wait": "seconds the sentinels may take to promote a replica (default 30)"})
+def primary_off(c, gateway, wait=30):
+    """Move the fleet's rate-limit store primary (Redis) off GATEWAY before its maintenance: a replica takes over, no counter is lost."""
+    fleet = fleet_of(c)
+    try:
+        [target] = fleet.select(gateway)
+    except ValueError as error:
+        raise Exit(str(error), code=2) from None
+    if not target.settings.fleet:
+        raise Exit(f"{target.name} is not in a fleet (litellm_fleet_address is None): its Redis is its own", code=2)
+    off = target.settings.fleet.address_of(target.name)
+    others = [g for g in members_of(fleet, target) if g.name != target.name]
+    answers = []
+    for g in others:  # the first whose sentinel answers does it; the sentinels agree among themselves
+        own = g.settings.fleet.address_of(g.name)
+        with g.connection() as connection:
+            result = g.run(connection, primary_command(g.settings, own, off, float(wait)))
+        answer = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {
+            "error": result.stderr.strip()[-300:] or f"exit status {result.exited}"}
+        if "error" not in answer:
+            where = {g.settings.fleet.address_of(g.name): g.name for g in members_of(fleet, target)}
+            now = where.get(answer["primary"], answer["primary"])
+            print(f"the rate-limit store's primary is on {now}" + (f" (moved off {target.name})" if answer["moved"]
+                                                                  else f", not on {target.name}: nothing to move"))
+            return
+        answers.append(f"{g.name}: {answer['error']}")
+    raise Exit("no sentinel moved the primary: " + "; ".join(answers) + ". `fab status` shows the store", code=1)
 
 
 @task(help={"gateway": GATEWAY_HELP})

@@ -75,12 +75,19 @@ def serving_command(ports: tuple[int, ...]) -> str:
 
 def status_command(settings: Settings) -> str:
     """What `fab status` asks of a host, as JSON (on_host/status.py)."""
-    return on_host("status", "--url", settings.local_url, "--layout", host_layout.layout(settings), *front_trust(settings))
+    return on_host("status", "--url", settings.local_url, "--layout", host_layout.layout(settings),
+                   *front_trust(settings))
 
 
 def fleet_member_command(settings: Settings, server: str, state: str, wait: float = 0) -> str:
     """Set gateway `server`'s state (drain, ready) in this host's front (on_host/fleet_member.py)."""
     return on_host("fleet_member", "--layout", host_layout.layout(settings), "--server", server, "--state", state,
+                   "--wait", str(wait))
+
+
+def primary_command(settings: Settings, own: str, off: str, wait: float) -> str:
+    """Ask this fleet gateway's sentinel to move the Redis primary off the gateway at `off` (on_host/primary.py)."""
+    return on_host("primary", "--layout", host_layout.layout(settings), "--address", own, "--off", off,
                    "--wait", str(wait))
 
 

@@ -162,10 +162,12 @@ def test_redis_and_sentinel_answer_the_fleets_gateways_and_nobody_else(fleet):
     # Between the gateways, TLS only: a cleartext client gets no answer, one that verifies the fleet's CA does.
     first, second = FLEET[0], FLEET[1]
     for port in (6380, 26380):
-        ask = f"REDISCLI_AUTH=$({with_redis_password('print(p)')}) redis-cli --no-auth-warning -h {second.address} -p {port}"
+        ask = (f"REDISCLI_AUTH=$({with_redis_password('print(p)')}) redis-cli --no-auth-warning "
+               f"-h {second.address} -p {port}")
         assert "PONG" not in on(first, f"timeout 5 {ask} PING 2>&1 || true")
         assert on(first, f"{ask} --tls --cacert {FLEET_CA} PING").strip() == "PONG"
-        assert "certificate verify failed" in on(first, f"{ask} --tls --cacert /etc/ssl/certs/ca-certificates.crt PING 2>&1 || true")
+        assert "certificate verify failed" in on(first, f"{ask} --tls --cacert /etc/ssl/certs/ca-certificates.crt "
+                                                        "PING 2>&1 || true")
 
 
 def test_fab_status_shows_the_fleet_and_a_drain_holds_across_a_reload_until_undrain(fleet, tmp_path, ca_file):
@@ -374,6 +376,20 @@ def test_a_lost_redis_primary_is_replaced_while_the_fleet_serves_and_fab_status_
              "fab status: the rate-limit store healthy again", interval=3)
 
 
+def test_the_primary_moves_off_a_gateway_before_its_maintenance_and_nothing_fails(fleet, tmp_path, ca_file):
+    primary = next(h for h in FLEET if redis_view(h).get("role") == "master")
+    with steady(ca_file) as outcomes:
+        moved = fab(tmp_path, "primary-off", primary.fqdn, hosts=FLEET, **TLS)
+        wait_for(lambda: redis_view(primary).get("role") == "slave", 30, f"{primary.name}'s Redis a replica")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert f"(moved off {primary.fqdn})" in moved.stdout, moved.stdout
+    assert outcomes.failures == [], outcomes.summary()
+    now = [h for h in FLEET if redis_view(h).get("role") == "master"]
+    assert len(now) == 1 and now[0] is not primary and all(redis_view(h)["primary"] == now[0].address for h in FLEET)
+    again = fab(tmp_path, "primary-off", primary.fqdn, hosts=FLEET, **TLS)
+    assert again.returncode == 0 and f"not on {primary.fqdn}: nothing to move" in again.stdout, again.stdout
+
+
 def test_no_key_or_redis_password_reaches_the_output_or_the_journal(fleet):
     from gateway.settings import load
     from gateway.shared_limits import password
@@ -386,7 +402,8 @@ def test_no_key_or_redis_password_reaches_the_output_or_the_journal(fleet):
         journal = on(host, "journalctl --no-pager -o cat -u litellm-redis -u litellm-sentinel -u 'litellm@*' "
                            "-u litellm-front -u litellm-fleet")
         assert secret not in journal and control.master_key() not in journal
-        assert on(host, "stat -c '%a %U' /run/litellm-redis/auth.conf /var/lib/litellm-sentinel/sentinel.conf").split() \
+        assert on(host, "stat -c '%a %U' /run/litellm-redis/auth.conf "
+                        "/var/lib/litellm-sentinel/sentinel.conf").split() \
             == ["600", "litellm", "600", "litellm"]
 
 
