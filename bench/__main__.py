@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                         releases=not args.smoke)
         # Fresh hosts cost minutes: the smoke run leaves this one out (the lab tests deploy from the
         # wheels and from an index), a real run measures it.
-        firsts = [] if args.smoke or not lab.fresh else stage("fleet first deploys", measure.fleet_first_deploy, lab, runs, args.fleet)
+        firsts = [] if args.smoke or not lab.fresh else stage("fleet first deploys", measure.fleet_first_deploy, lab,
+                                                              runs, args.fleet)
     by_name = {f.name: f for f in latency}
     p50_overhead = {c: median(by_name[f"p50 through the gateway, {c} client(s)"])
                     - median(by_name[f"p50 direct to Ollama double, {c} client(s)"]) for c in (1, 10)}

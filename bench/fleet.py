@@ -125,7 +125,8 @@ def measure(lab: Lab, runs: int, requests: int, smoke: bool) -> list[Figure]:
         add("failed requests: rolling restart (fab restart), 3 gateways", "requests",
             failures_during(lambda: lab.fab(FLEET, "restart", **SETTINGS)))
         lost = next(h for h in FLEET if h.name != holder())
-        add("failed requests: a gateway host stopped cleanly", "requests", failures_during(lambda lost=lost: machines.stop(lost)))
+        add("failed requests: a gateway host stopped cleanly", "requests",
+            failures_during(lambda lost=lost: machines.stop(lost)))
         machines.ensure_host(lost)
         wait_all_up(lab)
         changed = {**SETTINGS, "litellm_timeout": base_timeout + 1 if SETTINGS["litellm_timeout"] == base_timeout
@@ -170,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         ("req/s, 2 gateways / 1", rates[1] / rates[0], None),
         ("req/s, 3 gateways / 1", rates[2] / rates[0], None),
         *[(f"{label} added by the fleet address, {c} client(s) (ms)",
-           by_name[f"{label} through the fleet address, {c} client(s)"] - by_name[f"{label} to one gateway's own front, {c} client(s)"],
+           by_name[f"{label} through the fleet address, {c} client(s)"]
+           - by_name[f"{label} to one gateway's own front, {c} client(s)"],
            None) for c in (1, 10) for label in ("p50", "p95")],
         *[(name, by_name[name], 0.0) for name in by_name
           if name.startswith("failed requests") and "killed" not in name],

@@ -117,9 +117,12 @@ def first_deploy(lab: Lab, runs: int) -> tuple[Figure | None, Figure]:
             "set -e; rm -rf /root/floor; "
             f"s=$(date +%s.%N); {install}; "
             "systemd-run --unit=bench-floor --collect --quiet -p EnvironmentFile=/etc/litellm/litellm.env "
-            f"/root/floor/bin/litellm --config /etc/litellm/config.yaml --host {host.address} --port {GATEWAY_PORT + 20}; "
-            f"until python3 -c 'import urllib.request; urllib.request.urlopen(\"http://{host.address}:{GATEWAY_PORT + 20}/health/readiness\")' 2>/dev/null; do sleep 0.2; done; "
-            "e=$(date +%s.%N); systemctl stop bench-floor; rm -rf /root/floor /root/floor.requirements; python3 -c \"print($e - $s)\""
+            f"/root/floor/bin/litellm --config /etc/litellm/config.yaml --host {host.address} "
+            f"--port {GATEWAY_PORT + 20}; "
+            "until python3 -c 'import urllib.request; urllib.request.urlopen("
+            f"\"http://{host.address}:{GATEWAY_PORT + 20}/health/readiness\")' 2>/dev/null; do sleep 0.2; done; "
+            "e=$(date +%s.%N); systemctl stop bench-floor; rm -rf /root/floor /root/floor.requirements; "
+            "python3 -c \"print($e - $s)\""
         )
         floor.samples.append(float(machines.ssh(host, script, timeout=1800).stdout.strip().splitlines()[-1]))
     return deploy if deploy.samples else None, floor
@@ -209,7 +212,8 @@ def gateway_latency(lab: Lab, requests: int, runs: int) -> list[Figure]:
     return figures
 
 
-def worker_throughput(lab: Lab, requests: int, runs: int, workers: tuple[int, ...] = (1, 2, 4)) -> tuple[Figure, list[Figure]]:
+def worker_throughput(lab: Lab, requests: int, runs: int,
+                      workers: tuple[int, ...] = (1, 2, 4)) -> tuple[Figure, list[Figure]]:
     """Requests per second through the gateway at 10 concurrent clients, for each worker count in
     `workers` (1 is the seed's setting, LiteLLM's own default) and the deploy's default as it
     resolves on the host ("auto": one per CPU). Returns the default's figure and all of them; a
@@ -222,10 +226,12 @@ def worker_throughput(lab: Lab, requests: int, runs: int, workers: tuple[int, ..
                          {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}]}, key)
     figures: dict[int, Figure] = {}
     for count in sorted({*workers, default_count}):
-        notes = [n for n, applies in (("seed", count == 1), (f"default: {DEFAULTS['litellm_workers']}", count == default_count)) if applies]
+        notes = [n for n, applies in (("seed", count == 1),
+                                      (f"default: {DEFAULTS['litellm_workers']}", count == default_count)) if applies]
         lab.deploy([host], litellm_workers=count)
         _latencies(call, 20, 10)
-        figure = Figure(f"requests/s through the gateway, {count} worker(s)" + (f" ({', '.join(notes)})" if notes else ""), "req/s")
+        figure = Figure(f"requests/s through the gateway, {count} worker(s)"
+                        + (f" ({', '.join(notes)})" if notes else ""), "req/s")
         for _ in range(runs):
             figure.samples.append(requests / timed(lambda: _latencies(call, requests, 10)))
         figures[count] = figure
@@ -241,7 +247,8 @@ def on_off_cost(lab: Lab, requests: int, runs: int, setting: str, what: str) -> 
     key = control.master_key()
     prompt = " ".join(["the gateway reads every word of this prompt"] * 60)  # ~480 words, well within 2048
     call = lambda: _post(f"http://{host.address}:{GATEWAY_PORT}/v1/chat/completions",  # noqa: E731
-                         {"model": "mistral-7b", "messages": [{"role": "user", "content": prompt}], "max_tokens": 16}, key)
+                         {"model": "mistral-7b", "messages": [{"role": "user", "content": prompt}],
+                          "max_tokens": 16}, key)
     figures: dict[str, list[Figure]] = {}
     # Off first: "on" is the default, so the gateway ends as the other measurements expect it
     # without a third deploy (each is a switch-over).

@@ -15,7 +15,8 @@ from gateway.settings import PREFLIGHT_CLASSES
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m checks", description=__doc__.splitlines()[0])
-    parser.add_argument("inventory", nargs="?", default="inventory.py", help="pyinfra inventory file (default: inventory.py)")
+    parser.add_argument("inventory", nargs="?", default="inventory.py",
+                        help="pyinfra inventory file (default: inventory.py)")
     parser.add_argument("--skip", action="append", default=[], choices=PREFLIGHT_CLASSES,
                         help="skip a class of checks in an emergency (reported loudly)")
     parser.add_argument("--json", action="store_true", help="machine-readable report")
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"checks: cannot read inventory {args.inventory}: {error}", file=sys.stderr)
         return 1
     for name in args.skip:
-        print(f"!!! WARNING: {name} checks SKIPPED on request (--skip {name}); their failures will not be seen", file=sys.stderr)
+        print(f"!!! WARNING: {name} checks SKIPPED on request (--skip {name}); their failures will not be seen",
+              file=sys.stderr)
     report = run_for_data(data, set(args.skip))
     print(report.to_json() if args.json else report.table())
     return report.exit_code

@@ -35,7 +35,8 @@ def health(c):
             loaded = {m["name"]: m for m in get_json(address, backend, "/api/ps", timeout).get("models", [])}
         except Exception as error:
             healthy = False
-            rows += [[name, backend.name, by_name[name].tag, "UNREACHABLE", "-", "-", str(error)] for name in backend.models]
+            rows += [[name, backend.name, by_name[name].tag, "UNREACHABLE", "-", "-", str(error)]
+                     for name in backend.models]
             continue
         for name in backend.models:
             model = by_name[name]

@@ -65,7 +65,9 @@ def drain(c, gateway):
 
 @task(help={"gateway": GATEWAY_HELP, "wait": "seconds the sentinels may take to promote a replica (default 30)"})
 def primary_off(c, gateway, wait=30):
-    """Move the fleet's rate-limit store primary (Redis) off GATEWAY before its maintenance: a replica takes over, no counter is lost."""
+    # Adjacent literals, one docstring: `fab --list` shows its first line whole.
+    ("Move the fleet's rate-limit store primary (Redis) off GATEWAY before its maintenance: a replica takes over, "
+     "no counter is lost.")
     fleet = fleet_of(c)
     try:
         [target] = fleet.select(gateway)

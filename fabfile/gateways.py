@@ -121,11 +121,12 @@ def _roll(c, only: str, release: str, done: str, ready_timeout: int, check_confi
                 if check_config:
                     ok, detail = _validate(g, connection)
                     if not ok:
-                        raise Exit(f"{g.name}: config is invalid ({detail}); nothing changed, the serving instance keeps "
-                                   f"serving. Roll stopped; not done: {left}", code=1)
+                        raise Exit(f"{g.name}: config is invalid ({detail}); nothing changed, "
+                                   f"the serving instance keeps serving. Roll stopped; not done: {left}", code=1)
                 inputs = instance_inputs(managed_files(g.settings.resolved(1), g.name, issue=False))
                 steps = _Prefixed(f"{g.name}: ")
-                result = g.run(connection, switch_command(g.settings, release, int(ready_timeout), f"fab {done}", inputs),
+                result = g.run(connection,
+                               switch_command(g.settings, release, int(ready_timeout), f"fab {done}", inputs),
                                out_stream=steps)
                 steps.flush()
                 if not result.ok:
@@ -150,13 +151,17 @@ def _roll(c, only: str, release: str, done: str, ready_timeout: int, check_confi
 
 @task(help={"only": ONLY_HELP, "ready_timeout": "seconds each new instance may take to answer (default 180)"})
 def restart(c, only="", ready_timeout=180):
-    """Restart without losing a request, one gateway at a time: a new instance reads the config, takes over once it answers, the old one drains."""
+    # Adjacent literals, one docstring: `fab --list` shows its first line whole.
+    ("Restart without losing a request, one gateway at a time: a new instance reads the config, takes over once "
+     "it answers, the old one drains.")
     _roll(c, only, "same", "restart", ready_timeout, check_config=True)
 
 
 @task(help={"only": ONLY_HELP, "ready_timeout": "seconds each new instance may take to answer (default 180)"})
 def rollback(c, only="", ready_timeout=180):
-    """Go back to the release that served before, one gateway at a time, without losing a request (the next deploy brings the inventory's again)."""
+    # Adjacent literals, one docstring: `fab --list` shows its first line whole.
+    ("Go back to the release that served before, one gateway at a time, without losing a request (the next deploy "
+     "brings the inventory's again).")
     _roll(c, only, "previous", "rollback", ready_timeout, check_config=False)
 
 
@@ -176,9 +181,11 @@ def trial(c, only="", port=0):
             "systemd-run", f"--unit={unit}", "--collect", "--quiet",
             f"-p User={s.user}", f"-p Group={s.group}", f"-p EnvironmentFile={g.env_file}",
             f"-p WorkingDirectory={s.home}", "-p NoNewPrivileges=yes", "-p ProtectSystem=strict", "-p PrivateTmp=yes",
-            f"{s.current_link}/bin/litellm", "--config", g.config_file, "--host", s.instance_address, "--port", str(spare),
+            f"{s.current_link}/bin/litellm", "--config", g.config_file, "--host", s.instance_address,
+            "--port", str(spare),
         ])
-        busy = g.run(connection, f"python3 -c 'import socket; socket.create_connection((\"{s.instance_address}\", {spare}), 1)'")
+        busy = g.run(connection, "python3 -c 'import socket; "
+                     f"socket.create_connection((\"{s.instance_address}\", {spare}), 1)'")
         if busy.ok:
             return False, f"port {spare} is in use on the host; pass --port"
         started = g.run(connection, start)

@@ -55,7 +55,8 @@ def _status_of(g: Gateway, connection: Connection) -> dict:
         raise RuntimeError(result.stderr.strip() or "the status probe printed nothing: deploy the gateway first")
     state = json.loads(report)
     table_ = expected_files(g, state["cpus"])
-    state["drift"] = drifted(table_, ManagedFiles().process(files.splitlines()), EnvFileState().process(env.splitlines()))
+    state["drift"] = drifted(table_, ManagedFiles().process(files.splitlines()),
+                             EnvFileState().process(env.splitlines()))
     return state
 
 
@@ -124,7 +125,8 @@ def print_fleet(gateways: list[Gateway], outcomes: list[Outcome]) -> bool:
                      view.get("unit") or "-", shown_state, str(balanced.get("in_flight", "-")), store])
     where = f"{fleet.address}" + (f" ({fleet.name})" if fleet.name else "")
     held = (f"held by {holders[0]}" if len(holders) == 1 else
-            "HELD BY NOBODY: clients cannot reach the fleet" if not holders else f"HELD BY {len(holders)}: {', '.join(holders)}")
+            "HELD BY NOBODY: clients cannot reach the fleet" if not holders else
+            f"HELD BY {len(holders)}: {', '.join(holders)}")
     print(f"FLEET {where}: {held}")
     print(table(("GATEWAY", "HOLDS ADDRESS", "KEEPALIVED", "LOAD BALANCER", "IN FLIGHT", "REDIS"), rows))
     limits_ok, line = _rate_limit_store([v.get("redis") or {} for v in views.values()], len(gateways))
@@ -156,18 +158,24 @@ def print_monitoring(watcher: Watcher) -> bool:
     except PrometheusError as error:
         print(f"MONITORING {watcher.name}: Prometheus DOWN ({error}): nothing is watching the gateways")
         return False
-    print(f"MONITORING {watcher.name}: Prometheus up at {watcher.prometheus_url}, Alertmanager {watcher.alertmanager_url}; "
-          f"{len(alerts)} alert(s) firing")
-    rows = [[a["labels"]["alertname"], a["labels"].get("severity", "-"), a["annotations"].get("summary", ""), a["activeAt"][:19]]
+    print(f"MONITORING {watcher.name}: Prometheus up at {watcher.prometheus_url}, "
+          f"Alertmanager {watcher.alertmanager_url}; {len(alerts)} alert(s) firing")
+    rows = [[a["labels"]["alertname"], a["labels"].get("severity", "-"), a["annotations"].get("summary", ""),
+             a["activeAt"][:19]]
             for a in sorted(alerts, key=lambda a: a["activeAt"])]
     if rows:
         print(table(("ALERT", "SEVERITY", "SUMMARY", "SINCE"), rows))
     return not any(a["labels"].get("severity") == "critical" for a in alerts)
 
 
-@task(help={"only": ONLY_HELP, "json": "print JSON (each gateway's report, the fleets, backends, alerts) instead of tables"})
+@task(help={
+    "only": ONLY_HELP,
+    "json": "print JSON (each gateway's report, the fleets, backends, alerts) instead of tables",
+})
 def status(c, only="", json_=False):
-    """One table of the fleet: gateways (serving instance, memory, port, front, readiness, version, lock, release, shared limits, drift), then backends, then the monitoring host's alerts."""
+    # Adjacent literals, one docstring: `fab --list` shows its first line whole.
+    ("One table of the fleet: gateways (serving instance, memory, port, front, readiness, version, lock, release, "
+     "shared limits, drift), then backends, then the monitoring host's alerts.")
     shown = io.StringIO()
     with contextlib.redirect_stdout(shown) if json_ else contextlib.nullcontext():
         report = _status(c, only)
@@ -209,7 +217,8 @@ def _status(c, only: str) -> dict:
             (models.detail + "; fix: " + models.fix) if models else (mine["tcp"].detail if "tcp" in mine else "-"))
         ok = bool(reachable and models and models.ok)
         healthy &= ok
-        backend_rows.append([backend.name, f"{backend.address}:{backend.port}", "yes" if reachable else "NO", version, detail])
+        backend_rows.append([backend.name, f"{backend.address}:{backend.port}", "yes" if reachable else "NO", version,
+                             detail])
         report["backends"].append({"name": backend.name, "address": f"{backend.address}:{backend.port}",
                                    "reachable": bool(reachable), "version": version, "models": detail, "healthy": ok})
     print(table(("BACKEND", "ADDRESS", "REACHABLE", "VERSION", "MODELS"), backend_rows))

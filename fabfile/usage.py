@@ -12,7 +12,8 @@ from gateway.table import table
 from gateway.usage import COUNTERS, GRAPH, NO_TEAM, seconds, usage
 
 
-@task(name="usage", help={"since": "the window, up to now: 30m, 24h (default), 7d", "json": "print JSON instead of a table"})
+@task(name="usage", help={"since": "the window, up to now: 30m, 24h (default), 7d",
+                          "json": "print JSON instead of a table"})
 def usage_task(c, since="24h", json_=False):
     """Per team: requests, tokens in and out, errors and 429s (its limits) over --since, and a graph link each."""
     try:
@@ -31,7 +32,8 @@ def usage_task(c, since="24h", json_=False):
         teams = usage(watcher, since, time.time())
     except PrometheusError as error:
         raise Exit(f"Prometheus on {watcher.name} did not answer: {error}", code=1) from None
-    report = {team: {**counts, "graph": watcher.graph_url(GRAPH.format(team=team), since)} for team, counts in teams.items()}
+    report = {team: {**counts, "graph": watcher.graph_url(GRAPH.format(team=team), since)}
+              for team, counts in teams.items()}
     if json_:
         print(json.dumps({"since": since, "prometheus": watcher.prometheus_url, "teams": report}, indent=2))
         return

@@ -91,7 +91,8 @@ class ManagedFiles(FactBase):
         quoted = " ".join(shlex.quote(p) for p in paths)
         return (
             f"for p in {quoted}; do "
-            "if [ -f \"$p\" ]; then printf '%s %s ' \"$(stat -c '%U %G %a' \"$p\")\" \"$(sha256sum < \"$p\" | cut -d' ' -f1)\"; "
+            "if [ -f \"$p\" ]; then printf '%s %s ' \"$(stat -c '%U %G %a' \"$p\")\" "
+            "\"$(sha256sum < \"$p\" | cut -d' ' -f1)\"; "
             "else printf 'missing '; fi; printf '%s\\n' \"$p\"; done"
         )
 
@@ -138,7 +139,8 @@ class Instances(FactBase):
         # What the files an instance reads at start are on disk now (the switch-over's own digest).
         digest = (f"PYTHONPATH={HOST_LIB} python3 -c 'import sys; from on_host.switch import inputs_digest; "
                   f"print(inputs_digest(sys.argv[1:]))' {' '.join(map(shlex.quote, inputs))} 2>/dev/null || echo -")
-        return (f"{rows}; printf 'legacy %s %s\\n' \"$(test -e /etc/systemd/system/{legacy_unit} && echo yes || echo no)\" "
+        return (f"{rows}; printf 'legacy %s %s\\n' "
+                f"\"$(test -e /etc/systemd/system/{legacy_unit} && echo yes || echo no)\" "
                 f"\"$(test -e {shlex.quote(venv_dir)}/pyvenv.cfg && echo yes || echo no)\"; "
                 f"printf 'inputs %s\\n' \"$({digest})\"")
 

@@ -99,7 +99,8 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
         token = metrics.ensure_token(s) if issue else metrics.read_token(s)
         if token:
             # Before the front's config, whose check reads it.
-            secured.append(system(metrics.TOKEN_MAP, "litellm_metrics_token_file (its SHA-256)", metrics.token_map(token),
+            secured.append(system(metrics.TOKEN_MAP, "litellm_metrics_token_file (its SHA-256)",
+                                  metrics.token_map(token),
                                   f"lets scrapes with the metrics token in on port {s.metrics.port} (holds its "
                                   "SHA-256 only)", restarts=(FRONT,)))
     fleet = []
@@ -171,7 +172,8 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
         system(front.CONFIG, *template("litellm-front.cfg.j2"),
                f"sends port {s.port} ({s.scheme}) to the serving proxy instance, checked by haproxy -c",
                validate=f"{front.PEM_VARIABLE}={front.TLS_PEM} /usr/sbin/haproxy -c -q -f {{path}}", restarts=(FRONT,)),
-        system(f"{UNIT_DIR}/{FRONT}", *template("litellm-front.service.j2"), "is installed, hardened", restarts=(FRONT,)),
+        system(f"{UNIT_DIR}/{FRONT}", *template("litellm-front.service.j2"), "is installed, hardened",
+               restarts=(FRONT,)),
         *fleet,
     ]
 

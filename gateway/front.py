@@ -17,7 +17,8 @@ UNIT = "litellm-front.service"
 CONFIG = "/etc/haproxy/litellm-front.cfg"  # /etc/litellm is not readable by the front's dynamic user
 RUNTIME_DIRECTORY = "litellm-front"
 ADMIN_SOCKET = f"/run/{RUNTIME_DIRECTORY}/admin.sock"
-STATE_FILE = f"/run/{RUNTIME_DIRECTORY}/servers.state"  # servers' states, saved before a reload (on_host/front_state.py)
+# servers' states, saved before a reload (on_host/front_state.py)
+STATE_FILE = f"/run/{RUNTIME_DIRECTORY}/servers.state"
 BACKEND = "instances"
 INSTANCE_TEMPLATE = "litellm@.service"
 # TLS (litellm_tls): the chain and key, root's alone on disk; a copy the front's dynamic user owns is

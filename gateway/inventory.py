@@ -48,7 +48,8 @@ def _checked(kind: str, hosts: Sequence[Any], data: dict[str, Any], load_setting
         except SettingsError as error:
             problems += error.problems
         if problems:
-            raise SystemExit(f"inventory: {kind} {shown(name)}: {SettingsError(problems)}\nNothing was changed on any host.")
+            raise SystemExit(f"inventory: {kind} {shown(name)}: {SettingsError(problems)}\n"
+                             "Nothing was changed on any host.")
 
 
 def gateway_group(hosts: Sequence[Any], data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:

@@ -81,7 +81,8 @@ def make_lock(requirements: str, uv: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.lock", description=__doc__.splitlines()[0])
-    parser.add_argument("inventory", nargs="?", default="inventory.py", help="pyinfra inventory (default: inventory.py)")
+    parser.add_argument("inventory", nargs="?", default="inventory.py",
+                        help="pyinfra inventory (default: inventory.py)")
     args = parser.parse_args(argv)
     from gateway.fleet import host_data
     from gateway.settings import load

@@ -78,7 +78,8 @@ DECLARED: tuple[Setting, ...] = (
     Setting(
         "monitoring_thresholds",
         {},
-        "when alerts fire: down_for, error_ratio, p95_latency, limit_hits, disk_free, memory_available, certificate_days",
+        "when alerts fire: down_for, error_ratio, p95_latency, limit_hits, disk_free, memory_available, "
+        "certificate_days",
     ),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in DECLARED}

@@ -66,6 +66,7 @@ def monitoring_password(hosts_data: Iterable[Mapping[str, Any]], issue: bool = T
     files = {load_monitoring(data).password_file for data in hosts_data if is_monitoring(data)}
     if len(files) > 1:
         raise SettingsError([f"monitoring_password_file: the monitoring hosts name different files {sorted(files)}; "
-                             "every node exporter lets one Prometheus login in: give every monitoring host the same file"])
+                             "every node exporter lets one Prometheus login in: give every monitoring host the "
+                             "same file"])
     return read_password(files.pop(), issue) if files else None
 

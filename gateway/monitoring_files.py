@@ -98,13 +98,15 @@ def node_exporter_unit(address: str) -> Unit:
                 f"/usr/bin/prometheus-node-exporter --web.listen-address={address}:{NODE_EXPORTER_PORT} "
                 f"--web.config.file={PATHS.node_web_config} "
                 # No timex collector: it needs adjtimex, which the unit's system call filter refuses.
-                "--no-collector.timex --collector.systemd --collector.systemd.unit-include=(litellm.*|ollama)\\.service",
+                "--no-collector.timex --collector.systemd "
+                "--collector.systemd.unit-include=(litellm.*|ollama)\\.service",
                 reloads=False, reads_host=True)
 
 
 def _unit_file(unit: Unit, host_name: str) -> ManagedFile:
     return ManagedFile(f"{UNIT_DIR}/{unit.name}", "templates/monitoring.service.j2", "root", "root", "644",
-                       "is installed, hardened", render.render_with("monitoring.service.j2", host_name, unit=unit).encode(),
+                       "is installed, hardened",
+                       render.render_with("monitoring.service.j2", host_name, unit=unit).encode(),
                        restarts=(unit.name,))
 
 
@@ -166,7 +168,8 @@ def monitoring_files(m: MonitoringSettings, w: Watch, host_name: str, password: 
                PROMETHEUS, "/usr/bin/promtool check config {path}"),
         config(PATHS.blackbox, "blackbox.yml.j2", "holds the probes' modules, checked by the blackbox exporter",
                BLACKBOX, "/usr/bin/prometheus-blackbox-exporter --config.check --config.file={path}"),
-        config(PATHS.alertmanager, "alertmanager.yml.j2", "sends every alert to the operators' receiver, checked by amtool",
+        config(PATHS.alertmanager, "alertmanager.yml.j2",
+               "sends every alert to the operators' receiver, checked by amtool",
                ALERTMANAGER, "/usr/bin/amtool check-config {path}"),
         *(_unit_file(unit, host_name) for unit in units(m, host_name, certificate)),
     ]
@@ -192,7 +195,8 @@ def ready_command(m: MonitoringSettings, timeout: int = 60) -> str:
         "for url in sys.argv[1:]:\n"
         "    while True:\n"
         "        try:\n"
-        "            urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=3, context=context).read(); break\n"
+        "            urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=3, "
+        "context=context).read(); break\n"
         "        except OSError as error:\n"
         "            if time.monotonic() > deadline:\n"
         f"                sys.exit(f'{{url}} does not answer after {timeout} s: {{error}}')\n"

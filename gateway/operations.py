@@ -129,7 +129,8 @@ def pinned_virtualenv(path: str, requirements: str, wheel_cache: str, index_url:
     pending = f"{path}/requirements.pending"
     yield f"test -x {venv}/bin/pip || {python} -m venv {venv}"
     yield f"install -m 644 -o root -g root /dev/null {shlex.quote(pending)}"
-    pip = f"{venv}/bin/pip install --quiet --no-input --disable-pip-version-check --no-compile --require-hashes --no-deps"
+    pip = (f"{venv}/bin/pip install --quiet --no-input --disable-pip-version-check --no-compile --require-hashes "
+           "--no-deps")
     if wanted is None:
         yield from upload(requirements.encode(), pending)
         yield f"{pip} --index-url {shlex.quote(index_url)} -r {shlex.quote(pending)}"

@@ -116,7 +116,8 @@ def turn(settings: Settings, batch: int = 1) -> Iterator[None]:
         except Exception:
             waiting = roll.stop_here(host.name)
             host.log(f"roll stopped here: {host.name} stays drained (the others carry the traffic; `fab undrain "
-                     f"{host.name}` once it is fixed); not changed: {', '.join(waiting) or 'none'}", log_func=logger.error)
+                     f"{host.name}` once it is fixed); not changed: {', '.join(waiting) or 'none'}",
+                     log_func=logger.error)
             raise
         for missed in set_in_every_front(settings, host.name, "ready"):
             logger.warning(f"{host.name}: not put back in the front of {missed}: run `fab undrain {host.name}`")

@@ -33,7 +33,8 @@ def document() -> str:
     thresholds = ", ".join(f"`{name}` {value}" for name, value in monitoring.THRESHOLDS.items())
     return "\n".join([HEADER, table("Gateways (`litellm_`)", settings.DECLARED),
                       table("The monitoring host (`monitoring_`)", monitoring.DECLARED),
-                      f"`monitoring_thresholds` takes any of these keys; unset ones keep their default: {thresholds}.\n"])
+                      "`monitoring_thresholds` takes any of these keys; unset ones keep their default: "
+                      f"{thresholds}.\n"])
 
 
 if __name__ == "__main__":

@@ -113,6 +113,7 @@ class Limits:
         target = self.redis_auth if kind == "redis" else self.sentinel_conf
         seed = ["--seed", self.sentinel_seed] if kind == "sentinel" else []
         if self.tls_ca:
-            seed += ["--tls-pem", front.TLS_PEM, "--tls-out", self.redis_tls_pem if kind == "redis" else self.sentinel_tls_pem]
+            seed += ["--tls-pem", front.TLS_PEM,
+                     "--tls-out", self.redis_tls_pem if kind == "redis" else self.sentinel_tls_pem]
         return front.unit_command("shared_limits", kind, "--env-file", self.env_file, "--variable", PASSWORD_VAR,
                                   "--out", target, *seed, "--owner", f"{self.s.user}:{self.s.group}")

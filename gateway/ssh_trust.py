@@ -62,7 +62,8 @@ class HostKeyTrust:
     def refused_unknown(self, entry: str, key: paramiko.PKey) -> HostKeyRefused:
         return HostKeyRefused(
             f"host key of {entry} ({key.get_name()} {key.fingerprint}) is not in {self.path}: refused, nothing "
-            f"was sent to it. Check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_{_short(key)}_key.pub), "
+            f"was sent to it. Check the fingerprint on the host "
+            f"(ssh-keygen -lf /etc/ssh/ssh_host_{_short(key)}_key.pub), "
             f"then accept it with: ssh-keyscan -t {key.get_name()} {_scan_target(entry)} >> {self.path}  "
             f"(or set ssh_strict_host_key_checking: accept-new in the inventory to trust new hosts on first use)"
         )

@@ -164,12 +164,14 @@ class OwnCA:
         except (OSError, ValueError) as error:
             raise TLSError(f"litellm_tls_ca_dir: the CA in {self.directory} cannot be read "
                            f"({getattr(error, 'strerror', None) or type(error).__name__}); restore ca.crt and ca.key "
-                           f"from your backup (clients trust that CA), or move the directory away to make a new CA") from None
+                           f"from your backup (clients trust that CA), or move the directory away to make a "
+                           f"new CA") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
             raise TLSError(f"litellm_tls_ca_dir: {self.key_file} is not the key of {self.cert_file}; restore "
                            "the pair from your backup")
         if cert.not_valid_after_utc - _now() < RENEW_BEFORE:
-            raise TLSError(f"litellm_tls_ca_dir: the CA in {self.directory} ends on {cert.not_valid_after_utc:%Y-%m-%d}; "
+            raise TLSError(f"litellm_tls_ca_dir: the CA in {self.directory} ends on "
+                           f"{cert.not_valid_after_utc:%Y-%m-%d}; "
                            "move the directory away so the deploy makes a new CA, and give clients its ca.crt")
         return cert, key
 

@@ -27,7 +27,8 @@ def verify_gateway(settings: Settings) -> None:
         f"the gateway does not work:\n{report}\n--- last lines of the gateway's journal ---\n{journal}",
         log_func=logger.error,
     )
-    raise OperationError(f"the gateway on {host.name} failed verification: {report.splitlines()[-1] if report else 'no output'}")
+    raise OperationError(f"the gateway on {host.name} failed verification: "
+                         f"{report.splitlines()[-1] if report else 'no output'}")
 
 
 def switch_over(settings: Settings, release: str, why: str, inputs: tuple[str, ...] = (), roll: bool = False) -> None:

@@ -128,9 +128,11 @@ def parse_probe(output: str) -> Target:
     if not words or words[0] != "CPython":
         raise ValueError(f"the host's python3 is not CPython: {output.strip()!r}")
     if len(words) != 6 or words[3] != "glibc":
-        raise ValueError(f"the host's python3 does not run on glibc (musl?), which the wheels need: {output.strip()!r}")
+        raise ValueError(f"the host's python3 does not run on glibc (musl?), which the wheels need: "
+                         f"{output.strip()!r}")
     if words[5] != "0":
-        raise ValueError(f"the host's python3 is a free-threaded build, which the wheels are not for: {output.strip()!r}")
+        raise ValueError(f"the host's python3 is a free-threaded build, which the wheels are not for: "
+                         f"{output.strip()!r}")
     return Target(python=words[1].rstrip("+"), machine=words[2], glibc=words[4])
 
 
@@ -176,7 +178,8 @@ def needed(lock_text: str, target: Target) -> list[Locked]:
     for entry in parse_lock(lock_text):
         if entry.marker is not None:
             if any(name in str(entry.marker) for name in _UNDECIDABLE):
-                raise ValueError(f"{entry.name}: marker '{entry.marker}' depends on the host's kernel; not decidable here")
+                raise ValueError(f"{entry.name}: marker '{entry.marker}' depends on the host's kernel; "
+                                 "not decidable here")
             if not entry.marker.evaluate(target.environment()):
                 continue
         if entry.name in wanted:
@@ -350,7 +353,8 @@ _NETWORK_REASON = re.compile(r"Failed to establish a new connection: [^')\"]*|Na
 
 def _failure(result: subprocess.CompletedProcess[str], target: Target, what: str) -> FetchError:
     """pip's failure, said with the package and the fix."""
-    last = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")][-1:] or result.stderr.splitlines()[-1:]
+    last = ([line for line in result.stderr.splitlines() if line.startswith("ERROR:")][-1:]
+            or result.stderr.splitlines()[-1:])
     detail = last[0] if last else f"pip exited with {result.returncode}"
     if _NETWORK.search(result.stderr):
         reason = _NETWORK_REASON.findall(result.stderr)

@@ -56,6 +56,7 @@ class RefusedKeys(logging.Filter):
             record.msg, record.args = "API key refused (401)", ()
             record.exc_info = record.exc_text = record.stack_info = None
         if left_out:
-            record.msg = f"{record.getMessage()} [{left_out} more refusal(s) in the last {self.interval:.0f} s not logged]"
+            record.msg = (f"{record.getMessage()} [{left_out} more refusal(s) in the last {self.interval:.0f} s "
+                          "not logged]")
             record.args = ()
         return True

@@ -36,12 +36,15 @@ def print_status(report: dict) -> bool:
     if monitoring:
         healthy &= monitoring["running"] and monitoring["ssh"] and monitoring["alert_sink"]["running"]
         print(
-            f"{monitoring['name']:<8} {monitoring['address']:<15} {'running' if monitoring['running'] else 'STOPPED':<8}"
-            f" ssh={'up' if monitoring['ssh'] else 'DOWN':<5} prometheus={'up' if monitoring['prometheus_listening'] else 'down':<5}"
+            f"{monitoring['name']:<8} {monitoring['address']:<15}"
+            f" {'running' if monitoring['running'] else 'STOPPED':<8}"
+            f" ssh={'up' if monitoring['ssh'] else 'DOWN':<5}"
+            f" prometheus={'up' if monitoring['prometheus_listening'] else 'down':<5}"
             f" {monitoring['prometheus_url']}  alertmanager {monitoring['alertmanager_url']}"
         )
         sink = monitoring["alert_sink"]
-        print(f"alerts   {sink['url']:<40} {'running' if sink['running'] else 'STOPPED'}  (received: {sink['received_file']})")
+        print(f"alerts   {sink['url']:<40} {'running' if sink['running'] else 'STOPPED'}"
+              f"  (received: {sink['received_file']})")
     return healthy
 
 

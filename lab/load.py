@@ -37,7 +37,8 @@ class Outcomes:
 
 def client(base_url: str, key: str, timeout: float = 120, ca_file: str | None = None) -> openai.OpenAI:
     """The official client, retries off; `ca_file`: the CA an HTTPS gateway's certificate is verified with."""
-    http = openai.DefaultHttpxClient(verify=ssl.create_default_context(cafile=ca_file), timeout=timeout) if ca_file else None
+    http = (openai.DefaultHttpxClient(verify=ssl.create_default_context(cafile=ca_file), timeout=timeout)
+            if ca_file else None)
     return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout, http_client=http)
 
 

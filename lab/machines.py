@@ -351,7 +351,8 @@ def wait_ready(host: LabHost, timeout: float = 90) -> None:
             tail = host.console_log.read_text(errors="replace")[-1500:]
             raise LabError(f"{host.name}: systemd-nspawn exited while booting:\n{tail}")
         return port_open(host.address, 22) and ssh(
-            host, "systemctl is-system-running --wait", check=False, timeout=60).stdout.strip() in ("running", "degraded")
+            host, "systemctl is-system-running --wait", check=False,
+            timeout=60).stdout.strip() in ("running", "degraded")
 
     if wait_until(booted, timeout)[0]:
         return

@@ -218,7 +218,8 @@ class OllamaHandler(BaseHTTPRequestHandler):
             self._send_json(200, {"models": self._loaded()})
         elif path == "/_double/stats":
             with self.stats_lock:
-                self._send_json(200, {"requests": dict(self.stats), "calls": list(self.server.calls)})  # type: ignore[attr-defined]
+                self._send_json(200, {"requests": dict(self.stats),
+                                      "calls": list(self.server.calls)})  # type: ignore[attr-defined]
         else:
             self._send_text(404, "404 page not found")
 
@@ -323,14 +324,16 @@ class OllamaHandler(BaseHTTPRequestHandler):
             return
         options = body.get("options") or {}
         sent_ctx = options.get("num_ctx")
-        num_ctx = sent_ctx if isinstance(sent_ctx, int) and sent_ctx > 0 else int(behaviour.get("default_num_ctx", DEFAULT_NUM_CTX))
+        num_ctx = (sent_ctx if isinstance(sent_ctx, int) and sent_ctx > 0
+                   else int(behaviour.get("default_num_ctx", DEFAULT_NUM_CTX)))
         self.server.loaded[tag] = (_now(), num_ctx)  # type: ignore[attr-defined]
         prompt = chat_prompt(body.get("messages") or []) if "messages" in body else str(body.get("prompt") or "")
         whole = tokenize(prompt)
         read = fit_to_window(whole, num_ctx)
         with self.stats_lock:
-            self.server.calls.append({"model": tag, "num_ctx": sent_ctx, "prompt_tokens": len(whole),  # type: ignore[attr-defined]
-                                      "prompt_eval_count": len(read), "num_predict": options.get("num_predict"),
+            self.server.calls.append({"model": tag, "num_ctx": sent_ctx,  # type: ignore[attr-defined]
+                                      "prompt_tokens": len(whole), "prompt_eval_count": len(read),
+                                      "num_predict": options.get("num_predict"),
                                       "stream": bool(body.get("stream", True)), "options": options,
                                       "keep_alive": body.get("keep_alive")})
         limit = options.get("num_predict")

@@ -76,7 +76,8 @@ def report() -> dict[str, Any]:
         "backends": [host_status(h) for h in BACKENDS]
                     + [{**host_status(h), "optional": True} for h in SIDE_BACKENDS if h in built],
         "fleet": [fleet_status(h) for h in sorted(fleet.values(), key=lambda h: int(h.name[5:]))],
-        "package_proxy": {"address": f"{CONTROL_ADDRESS}:{PACKAGE_PROXY_PORT}", "running": package_proxy.pid() is not None},
+        "package_proxy": {"address": f"{CONTROL_ADDRESS}:{PACKAGE_PROXY_PORT}",
+                          "running": package_proxy.pid() is not None},
         # Where scripts find the monitoring host's Prometheus and Alertmanager (None: not built).
         "monitoring": monitoring,
     }

@@ -121,7 +121,8 @@ def backends_of(gateways: Sequence[LabHost]) -> tuple[LabHost, ...]:
     """The backends these gateways are deployed with: SIDE_BACKENDS for fleet and benchmark gateways."""
     side = {bool(h.namespace) or h in BENCH_GATEWAYS for h in gateways}
     if len(side) > 1:
-        raise ValueError("fleet or benchmark gateways and other gateways serve different lab backends: deploy them apart")
+        raise ValueError("fleet or benchmark gateways and other gateways serve different lab backends: "
+                         "deploy them apart")
     return SIDE_BACKENDS if side == {True} else BACKENDS
 
 

@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--owner", required=True)
     parser.add_argument("--seed")
-    parser.add_argument("--tls-pem", help="root's certificate and key (the front's), copied for the service to --tls-out")
+    parser.add_argument("--tls-pem",
+                        help="root's certificate and key (the front's), copied for the service to --tls-out")
     parser.add_argument("--tls-out")
     args = parser.parse_args(argv)
     password = read_variable(args.env_file, args.variable)

@@ -1,7 +1,8 @@
 """What `fab status` needs from one gateway host, gathered on the host in one go, as JSON.
 
 `python3 -m on_host.status --url URL --layout JSON`, run by `fab status` over SSH (the layout of the
-front and instances comes from gateway/front.py). It reads nothing secret. (The managed files' fingerprints come from the deploy's own ManagedFiles fact, not from here.)
+front and instances comes from gateway/front.py). It reads nothing secret. (The managed files'
+fingerprints come from the deploy's own ManagedFiles fact, not from here.)
 """
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     release = target(instances[port]["slot"]) or ""
     previous = target(next(i["slot"] for p, i in instances.items() if p != port))  # what `fab rollback` goes to
     try:
-        servers = {name: row["status"] for name, row in front.servers(layout["admin_socket"], layout["backend"]).items()}
+        servers = {name: row["status"]
+                   for name, row in front.servers(layout["admin_socket"], layout["backend"]).items()}
     except front.FrontError:
         servers = {}
     address = urlsplit(args.url)

@@ -38,7 +38,8 @@ lock, _ = read_lock(s.requirements)  # the preflight refused a run without it
 release = release_dir(s)
 venv = pinned_virtualenv(
     name=f"Release {release} holds exactly the packages of {lock_path(s.requirements).name} (hash-checked), "
-         f"installed beside the serving one, {'from ' + s.pip_index_url if s.pip_index_url else 'from the wheels this machine sent (no index)'}",
+         "installed beside the serving one, "
+         f"{'from ' + s.pip_index_url if s.pip_index_url else 'from the wheels this machine sent (no index)'}",
     path=release,
     requirements=lock,
     wheel_cache=s.wheel_cache,
@@ -93,7 +94,8 @@ if s.fleet:
 
 unit_read(FRONT)
 server.shell(
-    name=f"{FRONT}, when running, has reloaded its changed config, unit or certificate (the listening socket is handed over)",
+    name=f"{FRONT}, when running, has reloaded its changed config, unit or certificate "
+         "(the listening socket is handed over)",
     commands=[f"systemctl try-reload-or-restart {FRONT}"],
     _if=any_changed(*inputs_of(FRONT)),
 )

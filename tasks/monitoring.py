@@ -36,7 +36,8 @@ for unit in services:
                     restarted=True, _if=unit_file.did_change)
     server.shell(name=f"{unit.name}, when running, has re-read its changed configuration (SIGHUP)",
                  commands=[f"systemctl try-reload-or-restart {unit.name}"],
-                 _if=lambda configs=configs, unit_file=unit_file: any_changed(*configs)() and not unit_file.did_change())
+                 _if=lambda configs=configs, unit_file=unit_file: (any_changed(*configs)()
+                                                                   and not unit_file.did_change()))
     systemd.service(name=f"{unit.name} is enabled and running", service=unit.name, running=True, enabled=True)
 
 server.shell(

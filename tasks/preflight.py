@@ -19,10 +19,12 @@ if report is None:
     report = run_for_data({h.name: h.data.dict() for h in state.inventory})
     state.litellm_preflight = report
     for name in sorted(report.skipped):
-        logger.warning(f"!!! PREFLIGHT {name.upper()} CHECKS SKIPPED (litellm_preflight_skip): their failures will not be seen")
+        logger.warning(f"!!! PREFLIGHT {name.upper()} CHECKS SKIPPED (litellm_preflight_skip): "
+                       "their failures will not be seen")
     logger.info("--> Preflight:\n" + report.table())
 if not report.ok:
-    raise PyinfraError(f"preflight failed (exit status {report.exit_code}); see the table above. Nothing was changed on any host.")
+    raise PyinfraError(f"preflight failed (exit status {report.exit_code}); see the table above. "
+                       "Nothing was changed on any host.")
 
 distro = host.get_fact(LinuxDistribution)
 release = str(distro.get("release_meta", {}).get("VERSION_ID", distro.get("major", "")))

@@ -28,7 +28,8 @@ def test_a_fresh_host_gets_the_group_and_a_marked_system_user():
 def test_its_own_account_is_put_back_and_left_alone_when_right():
     mine = fact(user(shell="/bin/bash"), group(), user(), group())
     assert problems(mine, WANT) == []
-    assert commands(mine, WANT) == [f"usermod -u 1002 -g 1002 -d /var/lib/litellm -s /usr/sbin/nologin -c '{MARKER}' litellm"]
+    assert commands(mine, WANT) == [f"usermod -u 1002 -g 1002 -d /var/lib/litellm -s /usr/sbin/nologin "
+                                    f"-c '{MARKER}' litellm"]
     assert commands(fact(user(), group(), user(), group()), WANT) == []
 
 

@@ -35,9 +35,11 @@ HOSTILE = {
 # setting -> how to put a value into the inventory data, and the text the error must name.
 STRING_SETTINGS = {
     "litellm_version": (lambda v: {"litellm_version": v}, "litellm_version"),
-    "litellm_extra_requirements": (lambda v: {"litellm_extra_requirements": [f"prisma=={v}"]}, "litellm_extra_requirements"),
+    "litellm_extra_requirements": (lambda v: {"litellm_extra_requirements": [f"prisma=={v}"]},
+                                   "litellm_extra_requirements"),
     "litellm_bind_address": (lambda v: {"litellm_bind_address": v}, "litellm_bind_address"),
-    "litellm_instance_address": (lambda v: {"litellm_instance_address": f"127.0.0.1{v}" if v else v}, "litellm_instance_address"),
+    "litellm_instance_address": (lambda v: {"litellm_instance_address": f"127.0.0.1{v}" if v else v},
+                                 "litellm_instance_address"),
     "litellm_instance_ports": (lambda v: {"litellm_instance_ports": [4001, v]}, "litellm_instance_ports"),
     "litellm_pip_index_url": (lambda v: {"litellm_pip_index_url": f"https://pypi.example.org/simple{v}" if v else v},
                               "litellm_pip_index_url"),
@@ -58,8 +60,10 @@ STRING_SETTINGS = {
     "model tag": (lambda v: _model_field("tag", v), "litellm_models['phi3-3.8b'].tag"),
     "model mode": (lambda v: _model_field("mode", v), "litellm_models['phi3-3.8b'].mode"),
     "backend name": (lambda v: _backend_named(v), "litellm_backends["),
-    "backend address": (lambda v: _backend_field("address", f"llm01{v}" if v else v), "litellm_backends['hx-llm01-server'].address"),
-    "backend api_base": (lambda v: _backend_api_base(f"http://llm01{v}:11434" if v else v), "litellm_backends['hx-llm01-server']"),
+    "backend address": (lambda v: _backend_field("address", f"llm01{v}" if v else v),
+                        "litellm_backends['hx-llm01-server'].address"),
+    "backend api_base": (lambda v: _backend_api_base(f"http://llm01{v}:11434" if v else v),
+                         "litellm_backends['hx-llm01-server']"),
     "backend model entry": (lambda v: _backend_field("models", [v]), "litellm_backends['hx-llm01-server'].models"),
 }
 # Control-side only (a file on the operator's machine): any printable path is fine, control characters are not.

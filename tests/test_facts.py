@@ -33,7 +33,8 @@ def test_managed_files_reads_owner_mode_and_checksum_and_missing_files(tmp_path)
 def test_account_reads_the_entries_by_name_and_by_id():
     fact = Account()
     assert fact.process(["litellm:x:1002:1002:LiteLLM gateway:/var/lib/litellm:/usr/sbin/nologin", "litellm:x:1002:",
-                         "litellm:x:1002:1002:LiteLLM gateway:/var/lib/litellm:/usr/sbin/nologin", "litellm:x:1002:"]) == {
+                         "litellm:x:1002:1002:LiteLLM gateway:/var/lib/litellm:/usr/sbin/nologin",
+                         "litellm:x:1002:"]) == {
         "user": {"name": "litellm", "uid": 1002, "gid": 1002, "comment": "LiteLLM gateway", "home": "/var/lib/litellm",
                  "shell": "/usr/sbin/nologin"},
         "group": {"name": "litellm", "gid": 1002, "members": []},

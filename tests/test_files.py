@@ -37,7 +37,8 @@ def test_what_restarts_on_what():
     assert rows["redis.conf"].restarts == ("litellm-redis.service",)
     assert rows["litellm-front.cfg"].restarts == ("litellm-front.service",)  # reloaded: the socket is handed over
     assert rows["team-keys.json"].restarts == ()  # re-read by the hook: no restart
-    assert rows["litellm@.service"].is_unit and rows["litellm-front.service"].is_unit and not rows["config.yaml"].is_unit
+    assert rows["litellm@.service"].is_unit and rows["litellm-front.service"].is_unit \
+        and not rows["config.yaml"].is_unit
 
 
 def test_a_refused_staged_copy_is_removed_and_the_live_file_kept(tmp_path):

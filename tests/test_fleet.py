@@ -158,7 +158,8 @@ def test_the_fleets_limits_live_in_redis_behind_sentinel_with_a_password_that_is
 def test_a_new_master_key_restarts_redis_and_sentinel_and_nothing_else_of_the_store():
     other_key = "sk-" + "9f8e7d6c5b4a3928" * 3
     before = {f.path: f.sha256 for f in managed_files(fleet_settings(0), "gw-a.example.org")}
-    after = {f.path: f.sha256 for f in managed_files(fleet_settings(0, litellm_master_key=other_key), "gw-a.example.org")}
+    after = {f.path: f.sha256
+             for f in managed_files(fleet_settings(0, litellm_master_key=other_key), "gw-a.example.org")}
     changed = sorted(path for path in before if before[path] != after[path])
     assert changed == ["/etc/litellm/litellm.env", "/etc/litellm/redis.conf", "/etc/litellm/sentinel.conf"]
 
@@ -212,7 +213,8 @@ def test_redis_and_sentinel_answer_the_fleets_gateways_only(tmp_path):
     assert text.rstrip().splitlines()[-3].strip() == "tcp dport { 6380, 26380 } drop"
     assert rules.restarts == ("litellm-sentinel.service",) and rules.validate.startswith("/usr/sbin/nft -c -f")
     for unit in ("litellm-redis.service", "litellm-sentinel.service"):
-        assert "ExecStartPre=+/usr/sbin/nft -f /etc/litellm/fleet-store.nft\n" in rows[f"/etc/systemd/system/{unit}"].content.decode()
+        assert "ExecStartPre=+/usr/sbin/nft -f /etc/litellm/fleet-store.nft\n" \
+            in rows[f"/etc/systemd/system/{unit}"].content.decode()
     if shutil.which("nft") and os.geteuid() == 0:
         (tmp_path / "rules.nft").write_text(text)
         checked = subprocess.run(["nft", "-c", "-f", str(tmp_path / "rules.nft")], capture_output=True, text=True)
@@ -241,7 +243,8 @@ def test_a_fleet_is_tls_unless_its_inventory_says_cleartext_in_words(tmp_path):
     for kind, copy in (("redis", shared_limits.REDIS_TLS_PEM), ("sentinel", shared_limits.SENTINEL_TLS_PEM)):
         assert f"--tls-pem {front.TLS_PEM} --tls-out {copy}" in limits.write_auth(kind)
     rows = {f.path: f for f in managed_files(s, "gw-b.example.org", '{"version": 1, "keys": {}}\n')}
-    assert set(rows[front.TLS_PEM].restarts) == {"litellm-front.service", "litellm-redis.service", "litellm-sentinel.service"}
+    assert set(rows[front.TLS_PEM].restarts) == {"litellm-front.service", "litellm-redis.service",
+                                                 "litellm-sentinel.service"}
     assert set(rows[front.FLEET_CA].restarts) == set(rows[front.TLS_PEM].restarts)
     # Said in words, a fleet stays cleartext; the words mean plain HTTP on a single gateway too.
     plain = fleet_settings(1)

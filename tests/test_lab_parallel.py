@@ -98,6 +98,7 @@ def test_one_deploy_mixing_fleet_and_other_gateways_is_refused():
 def test_the_fleet_and_benchmark_modules_share_one_process_and_every_other_lab_module_the_other():
     from tests.conftest import group_of
 
-    assert group_of("tests/lab/test_fleet.py::test_x") == group_of("tests/lab/test_bench.py::test_y") == "lab: own hosts"
+    assert group_of("tests/lab/test_fleet.py::test_x") == group_of("tests/lab/test_bench.py::test_y") \
+        == "lab: own hosts"
     assert {group_of(f"tests/lab/{m}.py::t") for m in ("test_deploy", "test_tls", "test_zero_downtime")} == {"lab: gw2"}
     assert group_of("tests/test_settings.py::test_a") == "tests/test_settings.py::test_a"  # anywhere

@@ -33,7 +33,8 @@ def test_a_loop_of_bad_keys_costs_one_line_of_each_kind_per_interval_without_a_t
     passed = [r for r in (refusal() if i % 2 else access(401) for i in range(2000)) if keep.filter(r)]
     assert [r.name for r in passed] == ["uvicorn.access", "LiteLLM Proxy"]
     assert passed[1].getMessage() == "API key refused (401)" and passed[1].exc_info is None
-    assert all(keep.filter(r) for r in (access(200), access(429), logging.makeLogRecord({"name": "LiteLLM Proxy", "msg": "other"})))
+    assert all(keep.filter(r) for r in (access(200), access(429),
+                                        logging.makeLogRecord({"name": "LiteLLM Proxy", "msg": "other"})))
 
 
 def test_the_next_line_after_the_interval_says_how_many_were_left_out():

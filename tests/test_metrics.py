@@ -58,7 +58,8 @@ def test_litellm_exports_per_team_and_deployment_but_no_key_person_or_client(tmp
     s = settings(litellm_metrics_token_file=str(tmp_path / "t"))
     config = yaml.safe_load(render.render("config.yaml.j2", s, HOST))["litellm_settings"]
     assert config["callbacks"][-1] == "prometheus" and config["require_auth_for_metrics_endpoint"] is False
-    assert {"hashed_api_key", "api_key_alias", "user_email", "end_user", "client_ip"} <= set(config["prometheus_exclude_labels"])
+    assert {"hashed_api_key", "api_key_alias", "user_email", "end_user", "client_ip"} \
+        <= set(config["prometheus_exclude_labels"])
     assert "team" not in config["prometheus_exclude_labels"] and "model_id" not in config["prometheus_exclude_labels"]
 
 
@@ -79,7 +80,8 @@ def test_the_front_serves_metrics_on_their_own_port_to_the_token_only(tmp_path):
 
 
 def test_with_tls_the_metrics_port_is_https_too(tmp_path):
-    s = settings(litellm_metrics_token_file=str(tmp_path / "t"), litellm_tls="own-ca", litellm_tls_ca_dir=str(tmp_path / "ca"))
+    s = settings(litellm_metrics_token_file=str(tmp_path / "t"), litellm_tls="own-ca",
+                 litellm_tls_ca_dir=str(tmp_path / "ca"))
     cfg = render.render("litellm-front.cfg.j2", s, HOST)
     assert '    bind 0.0.0.0:9400 ssl crt "${LITELLM_FRONT_PEM}" alpn http/1.1\n' in cfg
 

@@ -57,11 +57,13 @@ def test_alert_rules_pass_their_promtool_unit_tests(tmp_path):
 
 
 def test_thresholds_reach_the_rules(tmp_path):
-    rules = yaml.safe_load(files(tmp_path, {"monitoring_thresholds": {"down_for": 45, "error_ratio": 0.2}})["alert-rules.yml"])
+    rules = yaml.safe_load(files(tmp_path,
+                                 {"monitoring_thresholds": {"down_for": 45, "error_ratio": 0.2}})["alert-rules.yml"])
     by_name = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
     assert by_name["BackendDown"]["for"] == "45s" and by_name["ModelErrorRatioHigh"]["expr"].endswith("> 0.2")
     defaults = yaml.safe_load(files(tmp_path)["alert-rules.yml"])
-    assert {r["alert"]: r for g in defaults["groups"] for r in g["rules"]}["BackendDown"]["for"] == f"{THRESHOLDS['down_for']}s"
+    assert {r["alert"]: r for g in defaults["groups"] for r in g["rules"]}["BackendDown"]["for"] \
+        == f"{THRESHOLDS['down_for']}s"
 
 
 def test_prometheus_reads_the_config_it_is_given(tmp_path):
@@ -89,16 +91,19 @@ def test_a_model_probe_matches_the_tags_ollama_lists_and_no_other(tmp_path):
     blackbox = yaml.safe_load(files(tmp_path)["blackbox.yml"])["modules"]
     tags = json.dumps({"models": [model_entry("phi3:3.8b-mini-128k-instruct-q8_0"), model_entry("llama3:8b")]})
     def pattern(tag: str) -> str:
-        return blackbox[f"ollama_has_{re.sub(r'[^A-Za-z0-9_]', '_', tag)}"]["http"]["fail_if_body_not_matches_regexp"][0]
+        return blackbox[f"ollama_has_{re.sub(r'[^A-Za-z0-9_]', '_', tag)}"]["http"][
+            "fail_if_body_not_matches_regexp"][0]
 
     assert re.search(pattern("llama3:8b"), tags) and re.search(pattern("phi3:3.8b-mini-128k-instruct-q8_0"), tags)
     assert not re.search(pattern("llama3.1:8b"), tags) and not re.search(pattern("gemma2:9b"), tags)
     ready = blackbox["gateway_ready"]["http"]["fail_if_body_not_matches_regexp"][0]
-    assert re.search(ready, '{"status":"healthy","db":"Not connected"}') and not re.search(ready, '{"status":"unhealthy"}')
+    assert re.search(ready, '{"status":"healthy","db":"Not connected"}') \
+        and not re.search(ready, '{"status":"unhealthy"}')
 
 
 def test_the_scrape_token_is_given_to_prometheus_only(tmp_path):
-    rows = {f.name: f for f in monitoring_files(load_monitoring({**WEBHOOK}), watch([gateway(tmp_path)], []), "mon1", PASSWORD)}
+    rows = {f.name: f for f in monitoring_files(load_monitoring({**WEBHOOK}), watch([gateway(tmp_path)], []), "mon1",
+                                                PASSWORD)}
     token = rows["metrics.token"]
     assert (token.user, token.group, token.mode) == ("root", "prometheus", "640")
     assert (tmp_path / "metrics.token").read_text().strip() not in repr(token)
@@ -107,7 +112,8 @@ def test_the_scrape_token_is_given_to_prometheus_only(tmp_path):
 
 def test_gateways_with_different_scrape_tokens_are_refused(tmp_path):
     with pytest.raises(SettingsError, match="one token"):
-        watch([gateway(tmp_path), gateway(tmp_path, "gw3.lab.test", litellm_metrics_token_file=str(tmp_path / "other"))], [])
+        watch([gateway(tmp_path),
+               gateway(tmp_path, "gw3.lab.test", litellm_metrics_token_file=str(tmp_path / "other"))], [])
 
 
 def test_the_receiver_is_an_email_or_a_webhook(tmp_path):
@@ -172,7 +178,8 @@ def test_every_service_asks_for_a_login_and_only_hashes_of_the_password_reach_a_
     assert all(PASSWORD.encode() not in row.content for row in rows.values())
     for unit in ("litellm-prometheus.service", "litellm-alertmanager.service", "litellm-blackbox.service"):
         assert f"--web.config.file={PATHS.web_config}" in rows[f"/etc/systemd/system/{unit}"].content.decode()
-    assert f"--web.config.file={PATHS.node_web_config}" in rows["/etc/systemd/system/litellm-node-exporter.service"].content.decode()
+    assert f"--web.config.file={PATHS.node_web_config}" \
+        in rows["/etc/systemd/system/litellm-node-exporter.service"].content.decode()
     users = yaml.safe_load(rows[PATHS.web_config].content)["basic_auth_users"]
     assert bcrypt.checkpw(PASSWORD.encode(), users["operator"].encode())
     assert bcrypt.checkpw(scraper_password(PASSWORD).encode(), users["prometheus"].encode())
@@ -224,7 +231,8 @@ def test_with_monitoring_tls_the_services_serve_https_from_the_gateways_own_ca(t
     web = yaml.safe_load(rows[PATHS.web_config].content)
     assert web["tls_server_config"] == {"cert_file": PATHS.tls_cert, "key_file": PATHS.tls_key}
     assert m.urls("mon1.lab.test")["prometheus_url"] == "https://127.0.10.90:9090"
-    assert "--web.external-url=https://127.0.10.90:9090/" in rows["/etc/systemd/system/litellm-prometheus.service"].content.decode()
+    assert "--web.external-url=https://127.0.10.90:9090/" \
+        in rows["/etc/systemd/system/litellm-prometheus.service"].content.decode()
     # They set TLS up at start: the certificate's fingerprint is in each unit, so a new one restarts them.
     for unit in ("litellm-prometheus.service", "litellm-alertmanager.service", "litellm-blackbox.service"):
         assert "certificate fingerprint" in rows[f"/etc/systemd/system/{unit}"].content.decode(), unit

@@ -78,14 +78,16 @@ def test_chat_streams_ndjson_and_ends_with_stats(double):
     assert all(not line["done"] for line in lines[:-1]) and lines[0]["message"]["role"] == "assistant"
     final = lines[-1]
     assert final["done"] is True and final["done_reason"] == "stop" and final["message"]["content"] == ""
-    for stat in ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration"):
+    for stat in ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count",
+                 "eval_duration"):
         assert isinstance(final[stat], int)
     assert final["eval_count"] == len(lines) - 1
 
 
 def test_chat_without_stream_and_num_predict_gives_length(double):
     base, _ = double
-    body = {"model": PHI3, "messages": [{"role": "user", "content": "hi"}], "stream": False, "options": {"num_predict": 3}}
+    body = {"model": PHI3, "messages": [{"role": "user", "content": "hi"}], "stream": False,
+            "options": {"num_predict": 3}}
     status, headers, text = call(base, "/api/chat", body)
     answer = json.loads(text)
     assert status == 200 and headers["Content-Type"].startswith("application/json")

@@ -49,7 +49,8 @@ def shown(command: Any) -> str:
     if isinstance(command, FileUploadCommand):
         return f"upload -> {command.dest}"
     text = command.get_raw_value() if isinstance(command, StringCommand) else str(command)
-    return SUDO_TEMP + "TEMP" if text.startswith(SUDO_TEMP) else ("rm -f TEMP" if text.startswith("rm -f /tmp/") else text)
+    return (SUDO_TEMP + "TEMP" if text.startswith(SUDO_TEMP)
+            else ("rm -f TEMP" if text.startswith("rm -f /tmp/") else text))
 
 
 def run(operation, facts: dict[str, Any], **arguments: Any) -> tuple[list[str], list[str]]:
@@ -68,7 +69,8 @@ CASES = [
     ("env file, missing, operator key: the key uploaded into a 0600 file made first", operations.secret_env_file,
      {"path": "/etc/litellm/litellm.env", "settings_text": SETTINGS, "master_key": KEY}, {"EnvFileState": None},
      ["install -m 600 -o root -g root /dev/null /etc/litellm/litellm.env.new", SUDO_TEMP + "TEMP",
-      "upload -> /etc/litellm/litellm.env.new", "rm -f TEMP", "mv -f /etc/litellm/litellm.env.new /etc/litellm/litellm.env"]),
+      "upload -> /etc/litellm/litellm.env.new", "rm -f TEMP",
+      "mv -f /etc/litellm/litellm.env.new /etc/litellm/litellm.env"]),
     ("env file, wrong mode: rewritten", operations.secret_env_file,
      {"path": "/etc/litellm/litellm.env", "settings_text": SETTINGS, "master_key": KEY},
      {"EnvFileState": {**ENV_UP_TO_DATE, "mode": "644"}}, "rewritten"),
@@ -78,7 +80,8 @@ CASES = [
     ("virtualenv holding the lock: nothing", operations.pinned_virtualenv,
      {"path": "/opt/litellm/releases/r1", "requirements": LOCK, "wheel_cache": "/nonexistent",
       "index_url": "https://mirror.example.org/simple"}, {"Sha256File": sha(LOCK)}, []),
-    ("virtualenv from an index: hash-checked, no resolving, checked, compiled, marked last", operations.pinned_virtualenv,
+    ("virtualenv from an index: hash-checked, no resolving, checked, compiled, marked last",
+     operations.pinned_virtualenv,
      {"path": "/opt/r1", "requirements": LOCK, "wheel_cache": "/nonexistent",
       "index_url": "https://mirror.example.org/simple"}, {"Sha256File": None},
      ["test -x /opt/r1/bin/pip || python3 -m venv /opt/r1",
@@ -94,7 +97,8 @@ CASES = [
     ("accounts missing: group, then user, marked as ours", operations.system_account, {"want": WANT},
      {"Account": {"user": None, "group": None, "uid_holder": None, "gid_holder": None}},
      ["groupadd --system --gid 991 litellm",
-      f"useradd --system --no-create-home -u 991 -g 991 -d /nonexistent -s /usr/sbin/nologin -c '{account.MARKER}' litellm"]),
+      f"useradd --system --no-create-home -u 991 -g 991 -d /nonexistent -s /usr/sbin/nologin "
+      f"-c '{account.MARKER}' litellm"]),
     ("accounts as wanted: nothing", operations.system_account, {"want": WANT},
      {"Account": {"user": {"uid": 991, "gid": 991, "home": "/nonexistent", "shell": "/usr/sbin/nologin",
                            "comment": account.MARKER},

@@ -79,14 +79,17 @@ def test_the_seed_config_puts_keys_where_litellm_rejects_them():
 
 
 def test_secrets_stay_out_of_every_rendered_file_but_the_env_file(seed):
-    for text in (render.render("config.yaml.j2", seed, HOST), render.render("litellm@.service.j2", seed, HOST), render.render("logging.json.j2", seed, HOST),
-                 render.render("litellm.env.j2", seed, HOST), render.render("redis.conf.j2", seed, HOST), render.render("litellm-redis.service.j2", seed, HOST),
+    for text in (render.render("config.yaml.j2", seed, HOST), render.render("litellm@.service.j2", seed, HOST),
+                 render.render("logging.json.j2", seed, HOST),
+                 render.render("litellm.env.j2", seed, HOST), render.render("redis.conf.j2", seed, HOST),
+                 render.render("litellm-redis.service.j2", seed, HOST),
                  render.render("logrotate.j2", seed, HOST)):
         assert GOOD_KEY not in text
 
 
 def test_env_file_runs_the_proxy_offline_and_read_only(seed):
-    env = dict(line.split("=", 1) for line in render.render("litellm.env.j2", seed, HOST).splitlines() if "=" in line and not line.startswith("#"))
+    env = dict(line.split("=", 1) for line in render.render("litellm.env.j2", seed, HOST).splitlines()
+               if "=" in line and not line.startswith("#"))
     assert env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
     assert env["DISABLE_ADMIN_UI"] == "True"
     assert "LITELLM_MASTER_KEY" not in env  # added on the host side only
@@ -153,7 +156,8 @@ def test_the_managed_files_are_only_rendered_with_a_worker_count():
 def test_workers_share_limits_through_a_redis_on_a_unix_socket_only(seed):
     config = yaml.safe_load(render.render("config.yaml.j2", seed, HOST))
     assert config["general_settings"]["coordination_redis"] == {"url": "unix:///run/litellm-redis/redis.sock"}
-    redis = dict(line.split(" ", 1) for line in render.render("redis.conf.j2", seed, HOST).splitlines() if line and not line.startswith("#"))
+    redis = dict(line.split(" ", 1) for line in render.render("redis.conf.j2", seed, HOST).splitlines()
+                 if line and not line.startswith("#"))
     assert redis["port"] == "0"  # no TCP listener
     assert redis["unixsocket"] == "/run/litellm-redis/redis.sock" and redis["unixsocketperm"] == "700"
     assert redis["save"] == '""' and redis["appendonly"] == "no"
@@ -170,7 +174,8 @@ def _exposure(unit_file: Path) -> float:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_unit_scores_2_or_better_and_the_seed_unit_does_not(seed, tmp_path):
-    for name, text in (("litellm.service", render.render("litellm@.service.j2", seed, HOST)), ("litellm-redis.service", render.render("litellm-redis.service.j2", seed, HOST))):
+    for name, text in (("litellm.service", render.render("litellm@.service.j2", seed, HOST)),
+                       ("litellm-redis.service", render.render("litellm-redis.service.j2", seed, HOST))):
         ours = tmp_path / name
         ours.write_text(text)
         result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(ours)],
@@ -187,7 +192,8 @@ def test_logrotate_rotates_the_proxy_log_as_the_service_account_with_the_units_f
     assert f"{seed.log_dir}/proxy.log {{" in text.splitlines()
     # the log directory belongs to the service account: logrotate refuses it without `su`
     assert f"su {seed.user} {seed.group}" in text and f"rotate {seed.log_keep_days}" in text
-    assert f"create 0600 {seed.user} {seed.group}" in text and "UMask=0077" in render.render("litellm@.service.j2", seed.resolved(2), HOST)
+    assert f"create 0600 {seed.user} {seed.group}" in text \
+        and "UMask=0077" in render.render("litellm@.service.j2", seed.resolved(2), HOST)
     directives = [line.strip() for line in text.splitlines() if not line.startswith("#")]
     assert "copytruncate" not in directives  # the WatchedFileHandler reopens; copytruncate would lose lines
 

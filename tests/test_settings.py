@@ -143,7 +143,8 @@ def test_bad_inventory_stops_pyinfra_before_connecting(tmp_path):
 
 def test_api_base_ending_in_v1_is_refused_with_the_root_url():
     data = seed_data()
-    data["litellm_backends"]["hx-llm01-server"] = {"api_base": "http://llm01.example.org:11434/v1", "models": ["phi3-3.8b"]}
+    data["litellm_backends"]["hx-llm01-server"] = {"api_base": "http://llm01.example.org:11434/v1",
+                                                   "models": ["phi3-3.8b"]}
     with pytest.raises(SettingsError) as caught:
         load(data)
     assert "ends in /v1" in str(caught.value) and "'http://llm01.example.org:11434'" in str(caught.value)
@@ -151,7 +152,8 @@ def test_api_base_ending_in_v1_is_refused_with_the_root_url():
 
 def test_api_base_gives_address_and_port():
     data = seed_data()
-    data["litellm_backends"]["hx-llm01-server"] = {"api_base": "http://10.0.0.5:11500", "models": list(inventory.MODELS)}
+    data["litellm_backends"]["hx-llm01-server"] = {"api_base": "http://10.0.0.5:11500",
+                                                   "models": list(inventory.MODELS)}
     backend = load(data).backends[0]
     assert (backend.address, backend.port, backend.api_base) == ("10.0.0.5", 11500, "http://10.0.0.5:11500")
 
@@ -203,7 +205,8 @@ def test_context_window_mistakes_are_named():
     problems = "\n".join(caught.value.problems)
     assert "litellm_models['phi3-3.8b'].max_input_tokens: is now context_window" in problems
     assert "litellm_models['mistral-7b'].context_window: 100 is out of range" in problems
-    assert "litellm_backends['hx-llm01-server'].context_windows: 'ghost-1b' is not among this backend's models" in problems
+    assert ("litellm_backends['hx-llm01-server'].context_windows: 'ghost-1b' is not among this backend's "
+            "models") in problems
     assert "litellm_context_margin: 500 is out of range" in problems
     assert "litellm_context_check: 'yes' is not True or False" in problems
 

@@ -21,7 +21,8 @@ def unit_files(tmp_path: Path) -> dict[str, str]:
     rows = managed_files(s, "gw-a.example.org", '{"version": 1, "keys": {}}\n')
     m = load_monitoring({**WEBHOOK, "monitoring_bind_address": "127.0.10.90"})
     w = watch([gateway(tmp_path)], [("mon1.lab.test", "127.0.10.90")])
-    rows += monitoring_files(m, w, "mon1.lab.test", PASSWORD) + node_exporter_files("127.0.10.90", "mon1.lab.test", PASSWORD)
+    rows += monitoring_files(m, w, "mon1.lab.test", PASSWORD) + node_exporter_files("127.0.10.90", "mon1.lab.test",
+                                                                                     PASSWORD)
     return {Path(f.path).name: f.content.decode() for f in rows if f.path.endswith(".service")}
 
 

@@ -67,7 +67,8 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         z.writestr("{name}/__init__.py", "")
         z.writestr(dist + "/METADATA", "Metadata-Version: 2.1\\nName: {name}\\nVersion: {version}\\n")
         z.writestr(dist + "/WHEEL", "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: {tag}\\n")
-        z.writestr(dist + "/RECORD", "{name}/__init__.py,,\\n" + dist + "/METADATA,,\\n" + dist + "/WHEEL,,\\n" + dist + "/RECORD,,\\n")
+        z.writestr(dist + "/RECORD", "{name}/__init__.py,,\\n" + dist + "/METADATA,,\\n" + dist + "/WHEEL,,\\n" \
++ dist + "/RECORD,,\\n")
     return name
 '''
 
@@ -124,12 +125,14 @@ def offline(source: Path) -> tuple[str, ...]:
 def test_pip_ignores_the_target_when_it_reads_markers_so_they_are_decided_here():
     # pip download --python-version 3.10 still says "Ignoring tomli: markers ... don't match your environment".
     for target, present, absent in [
-        (Target("3.10.12", glibc="2.35"), {"tomli", "exceptiongroup", "async-timeout", "strenum"}, {"annotated-doc==0.0.7"}),
+        (Target("3.10.12", glibc="2.35"), {"tomli", "exceptiongroup", "async-timeout", "strenum"},
+         {"annotated-doc==0.0.7"}),
         (Target("3.11.2"), {"async-timeout", "numpy==2.4.6"}, {"tomli", "exceptiongroup"}),  # Debian 12
         (Target("3.11.7"), {"numpy==2.4.6"}, {"async-timeout", "tomli"}),  # python_full_version < '3.11.3'
         (Target("3.13.5", glibc="2.41"), {"numpy==2.5.5", "annotated-doc==0.0.7"}, {"async-timeout", "tomli"}),
     ]:
-        names = {e.name for e in needed(REAL_LOCK, target)} | {f"{e.name}=={e.version}" for e in needed(REAL_LOCK, target)}
+        names = ({e.name for e in needed(REAL_LOCK, target)}
+                 | {f"{e.name}=={e.version}" for e in needed(REAL_LOCK, target)})
         assert present <= names and not absent & names, target
         assert not {"colorama", "pywin32", "tzdata", "httpx2-jsfetch"} & names  # Windows and emscripten only
         assert {"litellm", "prisma", "hf-xet", "uvloop"} <= names
@@ -227,7 +230,8 @@ def test_a_pure_python_package_with_only_an_sdist_is_built_here_and_its_wheel_ha
     assert got.built == ("puresdist==1.0",)
     assert [f.name for f in got.files] == ["alpha-1.0-py3-none-any.whl", "puresdist-1.0-py3-none-any.whl"]
     built = sha256(got.files[1].read_bytes())
-    assert got.requirements.count(built) == 1 and got.requirements.replace(f" \\\n    --hash=sha256:{built}", "") == lock
+    assert got.requirements.count(built) == 1 \
+        and got.requirements.replace(f" \\\n    --hash=sha256:{built}", "") == lock
     # The lock alone does not let the host install the wheel built here; the set's requirements do.
     refused = pip_install(got.directory, lock, tmp_path)
     assert refused.returncode != 0 and "DO NOT MATCH THE HASHES" in refused.stderr
@@ -259,7 +263,8 @@ def test_a_package_the_index_does_not_have_is_named_with_the_fix(index, tmp_path
 
 def test_an_unreachable_index_is_said_so_naming_the_package_and_the_fix(index, tmp_path):
     _, lock = index
-    with pytest.raises(FetchError, match=r"cannot download alpha==1.0 .*not reachable.*Fix: let the control machine reach PyPI"):
+    with pytest.raises(FetchError,
+                       match=r"cannot download alpha==1.0 .*not reachable.*Fix: let the control machine reach PyPI"):
         fetch(lock, HERE, tmp_path / "cache", pip_options=("--index-url", DEAD_INDEX, "--retries", "1"))
 
 

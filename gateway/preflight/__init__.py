@@ -62,7 +62,8 @@ class Report:
             detail = r.detail if r.ok else f"{r.detail}; fix: {r.fix}"
             rows.append((r.backend, f"backend {r.check}", "pass" if r.ok else "FAIL", detail))
         for name in sorted(self.skipped):
-            rows.append(("*", name, "SKIPPED", f"!!! {name} checks were skipped on purpose: their failures are not known"))
+            rows.append(("*", name, "SKIPPED",
+                         f"!!! {name} checks were skipped on purpose: their failures are not known"))
         return rows
 
     def table(self) -> str:

@@ -120,7 +120,8 @@ def check_host(resolver: dns.resolver.Resolver, host: str) -> list[DnsResult]:
         return [DnsResult(host, None, TEMPFAIL, str(error))]
 
 
-def check_fleet(hosts: Sequence[str], nameservers: Sequence[str] | None = None, timeout: float = 3.0) -> list[DnsResult]:
+def check_fleet(hosts: Sequence[str], nameservers: Sequence[str] | None = None,
+                timeout: float = 3.0) -> list[DnsResult]:
     """Check every host at once; results in the order of `hosts`."""
     unique = list(dict.fromkeys(hosts))
     if not unique:

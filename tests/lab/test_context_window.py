@@ -21,7 +21,8 @@ ANSWER = 16  # max_tokens the requests ask for
 
 def double(backend, path: str, body: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
-    with urllib.request.urlopen(urllib.request.Request(f"http://{backend.address}:{OLLAMA_PORT}{path}", data=data)) as r:
+    with urllib.request.urlopen(urllib.request.Request(f"http://{backend.address}:{OLLAMA_PORT}{path}",
+                                                       data=data)) as r:
         return json.loads(r.read())
 
 
@@ -140,7 +141,8 @@ def test_fab_health_shows_the_context_each_model_is_loaded_with(master_key, flee
 
 
 def test_where_windows_differ_a_prompt_goes_to_a_deployment_it_fits(first_deploy, deploy_dir, master_key, restore):
-    """llm2 serves phi3 with 4096, llm1 with 2048: a prompt for 4096 only ever reaches llm2 (LiteLLM's pre-call checks)."""
+    """llm2 serves phi3 with 4096, llm1 with 2048: a prompt for 4096 only ever reaches llm2 (LiteLLM's
+    pre-call checks)."""
     backends = {b.name: {"address": b.fqdn, "port": OLLAMA_PORT, "models": list(b.models)} for b in BACKENDS}
     backends["llm2"]["context_windows"] = {MODEL: 2 * WINDOW}
     result = deploy(deploy_dir, litellm_backends=backends)
@@ -150,4 +152,5 @@ def test_where_windows_differ_a_prompt_goes_to_a_deployment_it_fits(first_deploy
         ask(master_key, WINDOW + 100, max_tokens=ANSWER)  # more than 2048 by any count, far less than 4096
     llm1, llm2 = (double(b, "/_double/stats")["calls"] for b in BACKENDS)
     assert llm1 == [] and len(llm2) == 6
-    assert {c["num_ctx"] for c in llm2} == {2 * WINDOW} and all(c["prompt_tokens"] == c["prompt_eval_count"] for c in llm2)
+    assert {c["num_ctx"] for c in llm2} == {2 * WINDOW} and all(c["prompt_tokens"] == c["prompt_eval_count"]
+                                                                for c in llm2)

@@ -43,11 +43,13 @@ def test_a_host_whose_pip_reaches_no_index_is_deployed_from_the_wheels_the_contr
     assert "rc=0" not in tried and "127.0.0.1" in tried, tried[-800:]
     sets = ssh("ls /var/cache/litellm-gateway/wheels").split()
     assert len(sets) == 1 and ssh(f"ls /var/cache/litellm-gateway/wheels/{sets[0]} | grep -c '[.]whl$'").strip() != "0"
-    assert ssh("ls /var/cache/litellm-gateway/wheels/*.tar 2>/dev/null", check=False) == ""  # the upload is unpacked, gone
+    # the upload is unpacked, gone
+    assert ssh("ls /var/cache/litellm-gateway/wheels/*.tar 2>/dev/null", check=False) == ""
     assert "ok   completion with" in first_deploy.output  # the release installed from them serves
 
 
-def test_wheels_that_cannot_be_had_stop_the_run_before_any_host_changes(first_deploy, deploy_dir, tmp_path, monkeypatch):
+def test_wheels_that_cannot_be_had_stop_the_run_before_any_host_changes(first_deploy, deploy_dir, tmp_path,
+                                                                        monkeypatch):
     """A new release whose wheels this machine cannot download (an empty cache, no index reachable):
     refused while preparing, naming the release and the index, before any operation runs."""
     other = release_dir(load(fleet_data(litellm_version="1.108.6")))  # a second real release, locked in locks/
@@ -94,7 +96,8 @@ def test_a_running_proxy_that_does_not_answer_is_verified_by_the_next_deploy(fir
     # whose cgroup files also list a 0 for processes outside the host's PID namespace (`kill 0`: ourselves).
     every = (f"$(cg=$(systemctl show -p ControlGroup --value {serving()}); "
              "cat /sys/fs/cgroup$cg/cgroup.procs /sys/fs/cgroup/*$cg/cgroup.procs 2>/dev/null | sort -u | grep -vx 0)")
-    ssh(f"kill -STOP {every} && systemd-run --quiet --collect --on-active=8 --timer-property=AccuracySec=100ms sh -c 'kill -CONT {every}'")
+    ssh(f"kill -STOP {every} && systemd-run --quiet --collect --on-active=8 --timer-property=AccuracySec=100ms "
+        f"sh -c 'kill -CONT {every}'")
     try:
         result = deploy(deploy_dir)
     finally:
@@ -134,13 +137,15 @@ def test_wrong_key_is_refused_with_401(gateway_url):
 
 
 def test_config_passes_litellm_validate_config_and_the_seed_config_does_not(first_deploy):
-    ours = ssh("LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/current/bin/litellm --config /etc/litellm/config.yaml --validate_config")
+    ours = ssh("LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/current/bin/litellm --config /etc/litellm/config.yaml "
+               "--validate_config")
     deployments = sum(len(b.models) for b in BACKENDS)  # one entry per (model, backend)
     assert f"config OK ({deployments} models)" in ours
     # The seed's file, put on the host through its file system (the lab host's root is a directory here).
     (TEST_GATEWAY.root / "root" / "seed-config.yaml").write_text((DATA / "seed-config.yaml").read_text())
     result = ssh(
-        "LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/current/bin/litellm --config /root/seed-config.yaml --validate_config 2>&1; echo rc=$?"
+        "LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/current/bin/litellm --config /root/seed-config.yaml "
+        "--validate_config 2>&1; echo rc=$?"
     )
     assert "rc=1" in result
     assert "health_check_interval" in result
@@ -153,7 +158,8 @@ def test_service_runs_as_litellm_with_no_capabilities(first_deploy):
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert int(status[cap], 16) == 0, f"{cap}={status[cap]}"
     assert status["NoNewPrivs"].strip() == "1"
-    assert ssh("getent passwd litellm").strip().split(":")[2:] == ["1002", "1002", MARKER, "/var/lib/litellm", "/usr/sbin/nologin"]
+    assert ssh("getent passwd litellm").strip().split(":")[2:] == ["1002", "1002", MARKER, "/var/lib/litellm",
+                                                                    "/usr/sbin/nologin"]
 
 
 def table_for(host=TEST_GATEWAY, **overrides):
@@ -197,7 +203,8 @@ def test_files_have_the_right_modes_and_owners(first_deploy):
     as_service = "setpriv --reuid=litellm --regid=litellm --init-groups"
     assert "Permission denied" in ssh(f"{as_service} cat /etc/litellm/litellm.env 2>&1; echo rc=$?", check=False)
     assert "model_list:" in ssh(f"{as_service} cat /etc/litellm/config.yaml")  # the same command reads what it may
-    assert "Permission denied" in ssh("setpriv --reuid=litellm --regid=litellm --init-groups touch /opt/litellm/x 2>&1", check=False)
+    assert "Permission denied" in ssh("setpriv --reuid=litellm --regid=litellm --init-groups "
+                                      "touch /opt/litellm/x 2>&1", check=False)
 
 
 def installed_packages(host) -> set[tuple[str, str]]:
@@ -416,7 +423,8 @@ def test_a_config_litellm_refuses_never_replaces_the_one_in_place(first_deploy, 
     try:
         result = deploy(deploy_dir, litellm_timeout=47)
     finally:
-        ssh("mv -f /opt/litellm/current/bin/litellm.real /opt/litellm/current/bin/litellm && rm -f /etc/litellm/config.yaml.staged")
+        ssh("mv -f /opt/litellm/current/bin/litellm.real /opt/litellm/current/bin/litellm "
+            "&& rm -f /etc/litellm/config.yaml.staged")
     assert result.returncode != 0
     assert "config validation failed: injected" in result.output
     assert ssh("sha256sum /etc/litellm/config.yaml") == before

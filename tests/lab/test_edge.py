@@ -51,7 +51,8 @@ def request(address: str, method: str, path: str, key: str | None = None, body: 
             port: int = GATEWAY_PORT, ca_file: str | None = None) -> tuple[int, bytes]:
     """One request with the path exactly as given (http.client sends it unnormalised)."""
     if ca_file:
-        conn = http.client.HTTPSConnection(address, port, timeout=30, context=ssl.create_default_context(cafile=ca_file))
+        conn = http.client.HTTPSConnection(address, port, timeout=30,
+                                           context=ssl.create_default_context(cafile=ca_file))
     else:
         conn = http.client.HTTPConnection(address, port, timeout=30)
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
@@ -254,7 +255,8 @@ print(json.dumps({"as_sent": before, "after_the_hook": len(fetched) - before}))
 def test_counting_a_prompts_tokens_never_fetches_an_image_the_client_named(first_deploy):
     """In the pinned release, a token count downloads an image with detail "high" to size it; the hook
     drops `detail` (Ollama ignores it) before any count. Run with the installed release and hook."""
-    counted = json.loads(ssh(f"/opt/litellm/current/bin/python - <<'EOF'\n{COUNT_WITH_IMAGE}\nEOF").strip().splitlines()[-1])
+    counted = json.loads(ssh(f"/opt/litellm/current/bin/python - <<'EOF'\n{COUNT_WITH_IMAGE}\nEOF")
+                         .strip().splitlines()[-1])
     assert counted == {"as_sent": 1, "after_the_hook": 0}, counted
 
 

@@ -27,7 +27,8 @@ def inventory_file(tmp_path: Path, hosts=(TEST_GATEWAY,), **overrides) -> Path:
     return write_inventory(tmp_path / "inventory.py", hosts, **overrides)
 
 
-def fab(tmp_path: Path, *args: str, hosts=(TEST_GATEWAY,), timeout: float = 300, **overrides) -> subprocess.CompletedProcess:
+def fab(tmp_path: Path, *args: str, hosts=(TEST_GATEWAY,), timeout: float = 300,
+        **overrides) -> subprocess.CompletedProcess:
     """Run `fab ARGS` on an inventory of the given lab gateways, with settings overrides."""
     env = {**os.environ, "FABRIC_LITELLM_INVENTORY": str(inventory_file(tmp_path, hosts, **overrides))}
     return subprocess.run([FAB, *args], cwd=REPO, env=env, capture_output=True, text=True,
@@ -66,7 +67,8 @@ def test_status_shows_a_healthy_fleet(first_deploy, tmp_path):
     assert shown.returncode == 0, shown.stdout + shown.stderr
     report = json.loads(shown.stdout)
     mine = next(g for g in report["gateways"] if g["name"] == TEST_GATEWAY.fqdn)
-    assert report["healthy"] and mine["healthy"] and mine["report"]["readiness"] == "healthy" and mine["report"]["drift"] == []
+    assert report["healthy"] and mine["healthy"] and mine["report"]["readiness"] == "healthy" \
+        and mine["report"]["drift"] == []
     assert {b["name"] for b in report["backends"] if b["healthy"]} == {b.name for b in BACKENDS}
 
 
@@ -133,7 +135,8 @@ def test_fab_refuses_a_changed_host_key(first_deploy, tmp_path):
 
 
 def test_fab_trusts_a_recorded_key_and_accept_new_records_one(first_deploy, tmp_path):
-    scanned = subprocess.run(["ssh-keyscan", "-t", "ed25519", TEST_GATEWAY.address], capture_output=True, text=True).stdout
+    scanned = subprocess.run(["ssh-keyscan", "-t", "ed25519", TEST_GATEWAY.address], capture_output=True,
+                             text=True).stdout
     good = known_hosts(tmp_path, scanned)
     assert fab(tmp_path, "status", ssh_known_hosts_file=str(good), ssh_strict_host_key_checking=None).returncode == 0
     fresh = tmp_path / "fresh_known_hosts"
@@ -162,7 +165,8 @@ def test_logs_return_lines_the_service_wrote(first_deploy, readme_gateway, tmp_p
     assert from_file.returncode == 0 and marker in from_file.stdout, from_file.stderr
     several = fab(tmp_path, "logs", "--lines", "3", hosts=(TEST_GATEWAY, readme_gateway))
     assert several.returncode == 0 and len(several.stdout.splitlines()) == 6, several.stdout + several.stderr
-    assert all(line.startswith((TEST_GATEWAY.fqdn + ": ", readme_gateway.fqdn + ": ")) for line in several.stdout.splitlines())
+    assert all(line.startswith((TEST_GATEWAY.fqdn + ": ", readme_gateway.fqdn + ": "))
+               for line in several.stdout.splitlines())
 
 
 def _key() -> str:
@@ -220,7 +224,8 @@ def test_logs_follow_streams_new_lines(first_deploy, tmp_path):
     try:
         time.sleep(3)  # let it connect and start following
         marker = f"follow{time.time_ns()}"
-        client = openai.OpenAI(base_url=f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1", api_key=_key(), max_retries=0)
+        client = openai.OpenAI(base_url=f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1", api_key=_key(),
+                               max_retries=0)
         client.models.list(extra_query={"marker": marker})
         deadline = time.monotonic() + 30
         seen = ""

@@ -76,7 +76,8 @@ def sent(team_key) -> dict:
             model="phi3-3.8b", messages=[{"role": "user", "content": "hi"}], max_tokens=8), range(SENT)))
     # The callback counts after the answer went out.
     _, body = wait_until(lambda: scrape(port), 20, 1,
-                         good=lambda body: total(body, "litellm_proxy_total_requests_metric_total", team=TEAM) >= before + SENT)
+                         good=lambda body: total(body, "litellm_proxy_total_requests_metric_total",
+                                                 team=TEAM) >= before + SENT)
     return {"port": port, "before": before, "body": body}
 
 
@@ -99,7 +100,8 @@ def test_one_scrape_counts_every_workers_requests_per_team_model_and_deployment(
 def test_no_key_nor_its_hash_is_among_the_labels(sent, team_key):
     body = sent["body"]
     master = control.master_key()
-    for secret in (team_key, master, hashlib.sha256(team_key.encode()).hexdigest(), hashlib.sha256(master.encode()).hexdigest()):
+    for secret in (team_key, master, hashlib.sha256(team_key.encode()).hexdigest(),
+                   hashlib.sha256(master.encode()).hexdigest()):
         assert secret not in body
     assert "hashed_api_key" not in body and "api_key_alias" not in body
     assert f'team="{TEAM}"' in body

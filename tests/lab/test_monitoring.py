@@ -44,7 +44,8 @@ def get(url: str, user: str | None = OPERATOR, data: bytes | None = None):
     # HTTPS (monitoring_tls) is served from the lab's own CA, the fleet's.
     context = ssl.create_default_context(cafile=str(FLEET_CA_DIR / "ca.crt")) if url.startswith("https:") else None
     try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers, data=data), timeout=10, context=context)
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers, data=data), timeout=10,
+                                      context=context)
     except urllib.error.HTTPError as error:
         return error
 
@@ -215,12 +216,14 @@ def test_a_stopped_backend_a_lost_model_a_stopped_front_and_rate_limit_store_fir
     original = behaviour.read_text()
     expected = {"BackendDown": {"backend": llm2.name}, "ModelMissing": {"backend": llm1.name, "model": lost},
                 "GatewayNotReady": {"gateway": TEST_GATEWAY.fqdn}, "RateLimitStoreDown": {"host": TEST_GATEWAY.fqdn}}
-    wait_for(lambda: not any(firing(n, **labels) for n, labels in expected.items()), 60, "no alert firing before the faults", interval=1)
+    wait_for(lambda: not any(firing(n, **labels) for n, labels in expected.items()), 60,
+             "no alert firing before the faults", interval=1)
     started = time.time()
     t0 = time.monotonic()
     try:
         machines.ssh(llm2, "systemctl stop ollama")
-        behaviour.write_text(json.dumps({**json.loads(original), "models": [t for t in json.loads(original)["models"] if t != lost]}))
+        behaviour.write_text(json.dumps({**json.loads(original),
+                                         "models": [t for t in json.loads(original)["models"] if t != lost]}))
         ssh("systemctl stop litellm-front litellm-redis")
         fired = first_seen(lambda name, labels: firing(name, **labels), expected, DOWN_FOR + 10 * INTERVAL, since=t0)
         for name in expected:
@@ -233,8 +236,10 @@ def test_a_stopped_backend_a_lost_model_a_stopped_front_and_rate_limit_store_fir
         machines.ssh(llm2, "systemctl start ollama")
     resolved = first_seen(lambda name, labels: not firing(name, **labels), expected, 10 * INTERVAL)
     for name in expected:
-        wait_for(lambda name=name: notified(name, "resolved", started), 90, f"{name} resolved at the webhook", interval=1)
-    print(f"\nfiring after (s): {fired}; resolved after (s): {resolved} (for: {DOWN_FOR} s, scrape interval {INTERVAL} s)")
+        wait_for(lambda name=name: notified(name, "resolved", started), 90, f"{name} resolved at the webhook",
+                 interval=1)
+    print(f"\nfiring after (s): {fired}; resolved after (s): {resolved} "
+          f"(for: {DOWN_FOR} s, scrape interval {INTERVAL} s)")
     # What a fault costs before someone is told: the rule's `for:` plus the scrape and evaluation that see it.
     assert max(fired.values()) <= DOWN_FOR + 3 * INTERVAL, fired
 
@@ -259,7 +264,8 @@ def test_without_a_monitoring_group_no_node_exporter_is_left(monitored, deploy_d
     assert result.returncode == 0, result.output[-4000:]
     assert "litellm-node-exporter.service is gone" in result.output
     # Debian's package stays installed, its own unit masked: nothing listens on 9100.
-    assert ssh("systemctl is-active litellm-node-exporter prometheus-node-exporter", check=False).split() == ["inactive"] * 2
+    assert ssh("systemctl is-active litellm-node-exporter prometheus-node-exporter", check=False).split() \
+        == ["inactive"] * 2
     assert not ssh("ls /etc/systemd/system/litellm-node-exporter.service", check=False)
     assert not machines.port_open(TEST_GATEWAY.address, 9100)
     again = deploy(deploy_dir)

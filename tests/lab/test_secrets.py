@@ -28,7 +28,8 @@ def _leaks(canary: str) -> list[str]:
     return places
 
 
-def test_canary_key_never_appears_in_any_output_mode_the_journal_or_logs(first_deploy, deploy_dir, gateway_url, restore):
+def test_canary_key_never_appears_in_any_output_mode_the_journal_or_logs(first_deploy, deploy_dir, gateway_url,
+                                                                         restore):
     runs = [
         (CANARY_A, ()),
         (CANARY_B, ("-v",)),
@@ -72,7 +73,8 @@ def test_key_is_generated_on_the_host_once_and_kept(first_deploy, deploy_dir, re
     assert ssh(READ_KEY).strip() == key
 
     # A weak key left on the host (the seed's placeholder) is replaced, never kept.
-    ssh("sed -i 's/^LITELLM_MASTER_KEY=.*/LITELLM_MASTER_KEY=sk-1234567890abcdef-test-key-please-replace/' /etc/litellm/litellm.env")
+    ssh("sed -i 's/^LITELLM_MASTER_KEY=.*/LITELLM_MASTER_KEY=sk-1234567890abcdef-test-key-please-replace/' "
+        "/etc/litellm/litellm.env")
     replaced = deploy(deploy_dir, litellm_master_key=None)
     assert replaced.returncode == 0, replaced.output[-4000:]
     new_key = ssh(READ_KEY).strip()

@@ -15,16 +15,18 @@ def test_one_worker_per_cpu_forked_and_a_redis_reachable_by_the_service_user_onl
     # parent's command line, where a spawned one would run multiprocessing's spawn_main; and the
     # instance runs from the release's real directory, not through the slot's link.
     parent = service("MainPID")
-    lines = ssh(f"for p in {parent} $(cat /proc/{parent}/task/*/children); do tr '\\0' ' ' < /proc/$p/cmdline; echo; done")
+    lines = ssh(f"for p in {parent} $(cat /proc/{parent}/task/*/children); "
+                "do tr '\\0' ' ' < /proc/$p/cmdline; echo; done")
     own, *workers = [line.strip() for line in lines.strip().splitlines()]
     assert len(workers) == min(cpus, 8) and all(w == own for w in workers), lines
     assert own.startswith("/opt/litellm/releases/") and "/in_proxy/serve.py --config " in own, own
     assert ssh("systemctl is-active litellm-redis.service").strip() == "active"
     assert ssh("stat -c '%a %U %G %F' /run/litellm-redis/redis.sock").strip() == "700 litellm litellm socket"
-    assert "PONG" in ssh("setpriv --reuid=litellm --regid=litellm --clear-groups redis-cli -s /run/litellm-redis/redis.sock ping")
+    assert "PONG" in ssh("setpriv --reuid=litellm --regid=litellm --clear-groups "
+                         "redis-cli -s /run/litellm-redis/redis.sock ping")
     # Nobody else gets in, and no Redis listens on TCP: Debian's own instance was masked before install.
-    refused = ssh("setpriv --reuid=nobody --regid=nogroup --clear-groups redis-cli -s /run/litellm-redis/redis.sock ping 2>&1",
-                  check=False)
+    refused = ssh("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+                  "redis-cli -s /run/litellm-redis/redis.sock ping 2>&1", check=False)
     assert "PONG" not in refused and "Permission denied" in refused, refused
     listening = ssh("ss -ltnpH")
     assert "sshd" in listening and "redis" not in listening and ":6379" not in listening

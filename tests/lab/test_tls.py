@@ -70,7 +70,8 @@ def test_the_openai_client_verifies_the_certificate_and_gets_models_and_a_comple
 def test_a_client_that_does_not_trust_the_ca_is_refused_by_its_own_verification(https_gateway):
     with pytest.raises(openai.APIConnectionError) as error:
         client(HTTPS, control.master_key(), None).models.list()
-    assert "CERTIFICATE_VERIFY_FAILED" in repr(error.value.__cause__) or "certificate verify failed" in repr(error.value.__cause__)
+    assert "CERTIFICATE_VERIFY_FAILED" in repr(error.value.__cause__) \
+        or "certificate verify failed" in repr(error.value.__cause__)
 
 
 def test_plain_http_is_refused_and_its_key_never_read(https_gateway):
@@ -82,7 +83,8 @@ def test_plain_http_is_refused_and_its_key_never_read(https_gateway):
     assert "SSL handshake failure" in ssh("journalctl -u litellm-front --since -5min --no-pager")
 
 
-def test_a_config_change_switches_over_and_fab_status_is_healthy_over_https(https_gateway, deploy_dir, tls_settings, tmp_path):
+def test_a_config_change_switches_over_and_fab_status_is_healthy_over_https(https_gateway, deploy_dir, tls_settings,
+                                                                           tmp_path):
     changed = deploy(deploy_dir, litellm_timeout=31, **tls_settings)
     assert changed.returncode == 0, changed.output[-4000:]
     assert "switch-over:" in changed.output and "gateway verified" in changed.output
