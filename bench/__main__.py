@@ -22,6 +22,7 @@ from typing import TypeVar
 from bench import measure
 from gateway.table import table
 from lab import control, topology
+from lab.load import PAUSE
 
 RESULTS = measure.REPO / "bench-results"
 T = TypeVar("T")
@@ -76,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                         "context check")
         metrics = stage("metrics callback", measure.on_off_cost, lab, requests, runs, "litellm_metrics",
                         "metrics callback")
+        # A smoke run's client pauses between requests, as the tests' do: the changes keep their CPU.
         changes = stage("changes under load", measure.zero_downtime, lab, runs, clients=1 if args.smoke else 4,
-                        releases=not args.smoke)
+                        releases=not args.smoke, pause=PAUSE if args.smoke else 0.0)
         # Fresh hosts cost minutes: the smoke run leaves this one out (the lab tests deploy from the
         # wheels and from an index), a real run measures it.
         firsts = [] if args.smoke or not lab.fresh else stage("fleet first deploys", measure.fleet_first_deploy, lab,

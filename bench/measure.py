@@ -283,11 +283,11 @@ class MemorySampler(threading.Thread):
 
 
 @contextmanager
-def under_load(host: LabHost, clients: int):
+def under_load(host: LabHost, clients: int, pause: float = 0.0):
     """Steady completions through the gateway (the official client, its retries off) around the block;
     yields the outcomes, counted when the block ends."""
     with SteadyLoad(f"http://{host.address}:{GATEWAY_PORT}/v1", control.master_key(), "llama3-8b", clients,
-                    pause=0) as load:
+                    pause=pause) as load:
         time.sleep(2)
         yield load.outcomes
         time.sleep(2)
@@ -327,7 +327,7 @@ def _answers_again(host: LabHost, timeout: float = 300) -> None:
         raise TimeoutError(f"{host.name} did not serve again within {timeout:.0f} s: {last}")
 
 
-def zero_downtime(lab: Lab, runs: int, clients: int, releases: bool = True) -> list[Figure]:
+def zero_downtime(lab: Lab, runs: int, clients: int, releases: bool = True, pause: float = 0.0) -> list[Figure]:
     """Failed requests under steady load during each kind of change, how long each takes, and the
     gateway host's memory, with a plain restart of the serving instance side by side (what every
     change cost before the front). releases=False leaves out the release changes (minutes: an
@@ -352,29 +352,29 @@ def zero_downtime(lab: Lab, runs: int, clients: int, releases: bool = True) -> l
         sampler.start()
         time.sleep(2)
         steady = len(sampler.samples)
-        with under_load(host, clients) as outcomes:
+        with under_load(host, clients, pause) as outcomes:
             f["t_config"].samples.append(lab.deploy([host], litellm_timeout=31 + run % 2))
         sampler.stop.set()
         sampler.join()
         f["config"].samples.append(len(outcomes.failures))
         f["mem_steady"].samples.append(max(sampler.samples[:max(steady, 1)]))
         f["mem_switch"].samples.append(max(sampler.samples))
-        with under_load(host, clients) as outcomes:
+        with under_load(host, clients, pause) as outcomes:
             lab.fab([host], "restart")
         f["restart"].samples.append(len(outcomes.failures))
-        with under_load(host, clients) as outcomes:
+        with under_load(host, clients, pause) as outcomes:
             f["t_plain"].samples.append(timed(lambda: (machines.ssh(host, f"systemctl restart {_serving(host)}"),
                                                        _answers_again(host))))
         f["plain"].samples.append(len(outcomes.failures))
         if not releases:
             continue
         machines.ssh(host, f"rm -rf {other}")  # installed anew each run: the figure includes the install
-        with under_load(host, clients) as outcomes:
+        with under_load(host, clients, pause) as outcomes:
             f["t_release"].samples.append(lab.deploy([host], litellm_version=OTHER_RELEASE))
         f["release"].samples.append(len(outcomes.failures))
         lab.deploy([host])  # back to the inventory's release (a switch-over; the other stays for rollback)
         with release_does_not_start(other, lambda command: machines.ssh(host, command)), \
-                under_load(host, clients) as outcomes:
+                under_load(host, clients, pause) as outcomes:
             try:
                 lab.deploy([host], litellm_version=OTHER_RELEASE)
             except RuntimeError:

@@ -26,7 +26,7 @@ from gateway import front, shared_limits
 from lab import control, machines
 from lab.faults import release_does_not_start
 from lab.fleet import FLEET_CA_DIR, monitoring_urls
-from lab.load import SteadyLoad, client
+from lab.load import PAUSE, SteadyLoad, client
 from lab.topology import FLEET_VIP, GATEWAY_PORT, STATE_DIR, fleet_hosts
 from tests.lab.conftest import deploy, wait_for
 from tests.lab.test_edge import clients_routes_answer, refused_by_the_front, request
@@ -92,10 +92,11 @@ def fleet(deploy_dir):
 
 
 @contextmanager
-def steady(ca_file: str, clients: int = 4, timeout: float = 30, after: float = 2):
+def steady(ca_file: str, clients: int = 4, timeout: float = 30, after: float = 2, pause: float = PAUSE):
     """Load through the fleet's address from before the block until `after` seconds past it. A client
     gives up on a request after `timeout` s (a request a lost host never answers counts then)."""
-    with SteadyLoad(URL, control.master_key(), MODEL, clients=clients, ca_file=ca_file, timeout=timeout) as load:
+    with SteadyLoad(URL, control.master_key(), MODEL, clients=clients, ca_file=ca_file, timeout=timeout,
+                    pause=pause) as load:
         time.sleep(2)
         yield load.outcomes
         time.sleep(after)
@@ -237,8 +238,9 @@ def test_when_the_holder_stops_cleanly_it_hands_the_address_over_without_a_faile
     others = [h for h in FLEET if h is not old]
     try:
         # The load goes on until the clients have been served through the new holder for a while:
-        # it takes over, not only the address.
-        with steady(ca_file, clients=4, after=5) as outcomes:
+        # it takes over, not only the address. Without pause: the handover takes a fraction of a
+        # second, and new connections must arrive within it.
+        with steady(ca_file, clients=4, after=5, pause=0) as outcomes:
             stopping = threading.Thread(target=machines.stop, args=(old,))
             started = time.monotonic()
             stopping.start()

@@ -172,21 +172,21 @@ def test_rotated_key_replaces_the_old_one(fleet):
 
 
 def test_a_teams_limits_change_and_its_key_stays(fleet):
-    slower, shorter = create(fleet, "kilo"), create(fleet, "kilo-short")
-    changed = fleet("keys.limits", "--team", "kilo", "--rpm", "2")
+    slower, shorter = create(fleet, "mike"), create(fleet, "mike-short")
+    changed = fleet("keys.limits", "--team", "mike", "--rpm", "2")
     assert changed.returncode == 0, changed.stdout + changed.stderr
-    assert "team kilo: rpm 2, max_parallel 10, max_tokens 2048, timeout 30 (same key)" in changed.stdout
+    assert "team mike: rpm 2, max_parallel 10, max_tokens 2048, timeout 30 (same key)" in changed.stdout
     assert not re.search(r"sk-[0-9a-f]{64}", changed.stdout)  # no key shown: it did not change
     chat(slower, max_tokens=3)
     chat(slower, max_tokens=3)
     with pytest.raises(openai.RateLimitError):  # the third of the minute passes the new rpm
         chat(slower, max_tokens=3)
-    assert fleet("keys.limits", "--team", "kilo-short", "--max-tokens", "5").returncode == 0
+    assert fleet("keys.limits", "--team", "mike-short", "--max-tokens", "5").returncode == 0
     with pytest.raises(openai.BadRequestError):  # over the new max_tokens: refused before any backend
         chat(shorter, max_tokens=6)
     assert chat(shorter, max_tokens=5).choices
     rows = {r.split()[0]: r.split()[1:5] for r in fleet("keys.list").stdout.splitlines()[1:] if r.strip()}
-    assert rows["kilo"] == ["2", "10", "2048", "30"] and rows["kilo-short"] == ["60", "10", "5", "30"]
+    assert rows["mike"] == ["2", "10", "2048", "30"] and rows["mike-short"] == ["60", "10", "5", "30"]
 
 
 def test_redeploy_neither_loses_nor_resurrects_keys(fleet):
