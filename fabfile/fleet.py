@@ -42,15 +42,21 @@ def set_everywhere(fleet: Fleet, target: Gateway, state: str) -> list[Outcome]:
     return on_each(members_of(fleet, target), apply)
 
 
-def _set(c, gateway: str, state: str) -> None:
+def fleet_member(c, gateway: str, otherwise: str) -> tuple[Fleet, Gateway]:
+    """The inventory's fleet and GATEWAY in it; exit 2 naming the gateway and `otherwise` when it is in no fleet."""
     fleet = fleet_of(c)
     try:
         [target] = fleet.select(gateway)
     except ValueError as error:
         raise Exit(str(error), code=2) from None
     if not target.settings.fleet:
-        raise Exit(f"{target.name} is not in a fleet (litellm_fleet_address is None): nothing sends it requests "
-                   "but its own clients; stop or restart it instead", code=2)
+        raise Exit(f"{target.name} is not in a fleet (litellm_fleet_address is None): {otherwise}", code=2)
+    return fleet, target
+
+
+def _set(c, gateway: str, state: str) -> None:
+    fleet, target = fleet_member(c, gateway,
+                                 "nothing sends it requests but its own clients; stop or restart it instead")
     print(f"{state} {target.name} in every front of the fleet at {target.settings.fleet.address} "
           f"({', '.join(g.name for g in members_of(fleet, target))})")
     verdicts(set_everywhere(fleet, target, state), "FRONT", "FAILED",
@@ -68,25 +74,22 @@ def primary_off(c, gateway, wait=30):
     # Adjacent literals, one docstring: `fab --list` shows its first line whole.
     ("Move the fleet's rate-limit store primary (Redis) off GATEWAY before its maintenance: a replica takes over, "
      "no counter is lost.")
-    fleet = fleet_of(c)
-    try:
-        [target] = fleet.select(gateway)
-    except ValueError as error:
-        raise Exit(str(error), code=2) from None
-    if not target.settings.fleet:
-        raise Exit(f"{target.name} is not in a fleet (litellm_fleet_address is None): its Redis is its own", code=2)
+    fleet, target = fleet_member(c, gateway, "its Redis is its own")
+    members = {member.settings.fleet.address_of(member.name): member for member in members_of(fleet, target)}
     off = target.settings.fleet.address_of(target.name)
-    others = [g for g in members_of(fleet, target) if g.name != target.name]
     answers = []
-    for g in others:  # the first whose sentinel answers does it; the sentinels agree among themselves
-        own = g.settings.fleet.address_of(g.name)
-        with g.connection() as connection:
-            result = g.run(connection, primary_command(g.settings, own, off, float(wait)))
-        answer = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {
-            "error": result.stderr.strip()[-300:] or f"exit status {result.exited}"}
+    for own, g in members.items():  # the first other whose sentinel answers does it; the sentinels agree
+        if g is target:
+            continue
+        try:
+            with g.connection() as connection:
+                result = g.run(connection, primary_command(g.settings, own, off, float(wait)))
+            answer = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {
+                "error": result.stderr.strip()[-300:] or f"exit status {result.exited}"}
+        except Exception as error:  # an unreachable member: ask the next one
+            answer = {"error": f"unreachable ({type(error).__name__}: {error})"}
         if "error" not in answer:
-            where = {g.settings.fleet.address_of(g.name): g.name for g in members_of(fleet, target)}
-            now = where.get(answer["primary"], answer["primary"])
+            now = members[answer["primary"]].name if answer["primary"] in members else answer["primary"]
             print(f"the rate-limit store's primary is on {now}" + (f" (moved off {target.name})" if answer["moved"]
                                                                   else f", not on {target.name}: nothing to move"))
             return
