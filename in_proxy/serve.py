@@ -6,13 +6,29 @@ of an instance's start, and of every switch-over. LiteLLM's own gunicorn path do
 (the app imported once, then fork), and like it the parent is reserved first: LiteLLM's Rust
 runtime, whose threads do not survive a fork, may never start in it.
 
+A fork copies only the thread that forks: a lock another thread holds at that moment stays held
+in the child forever. So the parent runs no other thread (LiteLLM's Prisma query-engine reaper has
+nothing to reap here: the gateway has no database), and each worker guards itself: it dies with
+its parent (a parent killed at the end of TimeoutStopSec leaves no worker holding the port, even
+where systemd cannot kill the unit's control group), and a worker whose start has not finished
+within STARTUP_LIMIT exits, for uvicorn's supervisor to fork another.
+
 Runs inside the proxy, with the release's interpreter: standard library, LiteLLM and uvicorn only.
 """
 from __future__ import annotations
 
+import ctypes
+import faulthandler
 import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
+
+PR_SET_PDEATHSIG = 1
+STARTUP_LIMIT = 30.0  # seconds; a forked worker starts in well under one
+STARTUP_HUNG = 70  # a worker's exit code when its start hung: not uvicorn's 3 (a broken app, stop all)
 
 
 def release_interpreter() -> str | None:
@@ -23,6 +39,46 @@ def release_interpreter() -> str | None:
     return None if real == sys.prefix else os.path.join(real, "bin", "python")
 
 
+def die_with_parent(parent: int) -> None:
+    """The kernel kills this process when its parent dies (PR_SET_PDEATHSIG); if the parent died
+    before that was set, exit now."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(STARTUP_HUNG)
+
+
+def watch_startup(server, limit: float) -> None:
+    """Exit the worker when its server has not finished startup within `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if getattr(server, "started", False):
+            return
+        time.sleep(0.5)
+    print(f"serve.py: worker {os.getpid()} did not finish its start in {limit:.0f} s; "
+          "it exits and uvicorn starts another. Where it waited:", file=sys.stderr, flush=True)
+    faulthandler.dump_traceback(all_threads=True)
+    for task in pending_tasks():
+        task.print_stack(limit=12, file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(STARTUP_HUNG)
+
+
+def pending_tasks() -> list:
+    """The unfinished asyncio tasks of this process (a start that awaits forever shows here)."""
+    import asyncio
+    import gc
+
+    return [item for item in gc.get_objects() if isinstance(item, asyncio.Task) and not item.done()]
+
+
+def forked_worker(parent: int, run, run_kwargs: dict) -> None:
+    """A worker's first steps after the fork, then uvicorn's own (`subprocess_started`)."""
+    die_with_parent(parent)
+    server = getattr(getattr(run_kwargs.get("target"), "__self__", None), "server", None)
+    threading.Thread(target=watch_startup, args=(server, STARTUP_LIMIT), daemon=True, name="startup-watch").start()
+    run(**run_kwargs)
+
+
 class ForkedWorkers:
     """Stands in for uvicorn's spawn context (`uvicorn._subprocess.spawn`, whose `Process` its
     supervisor calls for each worker): a worker is forked, after the parent is reserved."""
@@ -31,13 +87,17 @@ class ForkedWorkers:
         self.context = multiprocessing.get_context("fork")
         self.reserved = False
 
-    def Process(self, **kwargs):  # the name uvicorn calls
+    def Process(self, target, kwargs):  # the name and arguments uvicorn calls with
         if not self.reserved:
             from litellm.rust_bridge.fork_guard import reserve_process_for_forking
 
             reserve_process_for_forking("a proxy instance's parent (in_proxy/serve.py)")
             self.reserved = True
-        return self.context.Process(**kwargs)
+        others = [thread.name for thread in threading.enumerate() if thread is not threading.current_thread()]
+        if others:
+            print(f"serve.py: forking a worker beside other threads ({', '.join(others)}); "
+                  "a lock one of them holds would stay held in the worker", file=sys.stderr, flush=True)
+        return self.context.Process(target=forked_worker, args=(os.getpid(), target, kwargs))
 
 
 def main() -> int:
@@ -52,9 +112,12 @@ def main() -> int:
               "the proxy's entry point needs a change for it", file=sys.stderr)
         return 1
     _subprocess.spawn = ForkedWorkers()
-    from litellm.proxy.proxy_cli import run_server
+    from litellm.proxy import proxy_cli
 
-    return run_server()
+    # Reaps Prisma query engines orphaned by killed workers, from a thread in the parent; the
+    # gateway runs no database, and the parent must have no thread when it forks.
+    proxy_cli.start_query_engine_reaper = lambda: None
+    return proxy_cli.run_server()
 
 
 if __name__ == "__main__":

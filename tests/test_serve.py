@@ -1,0 +1,85 @@
+"""The proxy instance's entry point guards its forked workers (in_proxy/serve.py): a worker whose
+start hangs exits for uvicorn to fork another, and no worker outlives its parent. Real forks."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from types import SimpleNamespace
+
+from in_proxy import serve
+from on_host.deadline import wait_until
+
+
+class Worker:
+    """uvicorn's per-worker object as the supervisor hands it over: `target`, and `server.started`."""
+
+    def __init__(self, starts_after: float | None, runs_for: float) -> None:
+        self.server = SimpleNamespace(started=False)
+        self.starts_after, self.runs_for = starts_after, runs_for
+
+    def target(self, sockets=None) -> None:
+        if self.starts_after is not None:
+            time.sleep(self.starts_after)
+            self.server.started = True
+        time.sleep(self.runs_for)
+
+
+def subprocess_started(config, target, sockets, stdin_fileno) -> None:
+    """uvicorn's `_subprocess.subprocess_started`, as far as a worker's start goes."""
+    target(sockets=sockets)
+
+
+def forked(worker: Worker):
+    workers = serve.ForkedWorkers()
+    workers.reserved = True  # no LiteLLM here to reserve the parent with
+    return workers.Process(target=subprocess_started,
+                           kwargs={"config": None, "target": worker.target, "sockets": [], "stdin_fileno": None})
+
+
+def test_a_worker_whose_start_hangs_exits_and_says_where_it_waited(monkeypatch, capfd):
+    monkeypatch.setattr(serve, "STARTUP_LIMIT", 1.0)
+    process = forked(Worker(starts_after=None, runs_for=60))
+    process.start()
+    process.join(15)
+    assert process.exitcode == serve.STARTUP_HUNG  # not uvicorn's 3, which would stop the instance
+    err = capfd.readouterr().err
+    assert "did not finish its start in 1 s" in err and "in target" in err, err
+
+
+def test_a_worker_that_starts_in_time_is_left_alone(monkeypatch):
+    monkeypatch.setattr(serve, "STARTUP_LIMIT", 1.0)
+    process = forked(Worker(starts_after=0.2, runs_for=2))
+    process.start()
+    process.join(15)
+    assert process.exitcode == 0
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_worker_dies_with_its_parent_killed():
+    # The parent of a real instance is SIGKILLed when it outlasts TimeoutStopSec; where systemd
+    # cannot kill the unit's control group, a worker left behind would keep the port.
+    read, write = os.pipe()
+    parent = os.fork()
+    if parent == 0:
+        os.close(read)
+        process = forked(Worker(starts_after=0, runs_for=60))
+        process.start()
+        os.write(write, str(process.pid).encode())
+        time.sleep(60)
+        os._exit(0)
+    os.close(write)
+    worker = int(os.read(read, 32))
+    assert alive(worker)
+    os.kill(parent, signal.SIGKILL)
+    os.waitpid(parent, 0)
+    gone, _ = wait_until(lambda: not alive(worker), 10, interval=0.1)
+    assert gone, f"worker {worker} outlived its parent"
+    os.close(read)
