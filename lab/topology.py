@@ -118,8 +118,9 @@ PLANNED_HOSTS = (TEST_GATEWAY, *BENCH_GATEWAYS, TRIXIE_GATEWAY, *fleet_hosts(3),
 
 
 def backends_of(gateways: Sequence[LabHost]) -> tuple[LabHost, ...]:
-    """The backends these gateways are deployed with: SIDE_BACKENDS for fleet and benchmark gateways."""
-    side = {bool(h.namespace) or h in BENCH_GATEWAYS for h in gateways}
+    """The backends these gateways are deployed with: SIDE_BACKENDS for the fleet, benchmark and Debian 13
+    gateways, whose tests run beside gw2's (`./run test`: two processes) while those slow or stop llm1, llm2."""
+    side = {bool(h.namespace) or h in BENCH_GATEWAYS or h == TRIXIE_GATEWAY for h in gateways}
     if len(side) > 1:
         raise ValueError("fleet or benchmark gateways and other gateways serve different lab backends: "
                          "deploy them apart")

@@ -1,11 +1,14 @@
 """For every test: the metrics token is made in the test's own directory, never in the home of whoever
-runs the tests. And how `./run test -n 2` splits the tests over two processes (pytest-xdist; one is the default here).
+runs the tests. And how the lab tests are split over two processes (`./run test` runs them with
+pytest-xdist's `-n 2`).
 
-The lab modules whose hosts are their own, the fleet's (fleet1..3) and the benchmark's (gw3..gw6),
-run in one process; every other lab module (gw2, gw1, trixie1) in the other, each group in its
-file order; the fast tests fill in wherever a process is free. What the two groups share is built
-under one lock (lab/machines.lab_lock). pytest-xdist's own --dist loadgroup does not group with
-this pytest (the marks are ignored), so the split is a scheduler of our own.
+The lab modules whose hosts are their own, the benchmark's (gw3, gw4), Debian 13's (trixie1) and the
+fleet's (fleet1..3), with the side backends llm3, llm4 (lab/topology.backends_of), run in one
+process; every other lab module (gw2, gw1, llm1, llm2) in the other, each group in its file order.
+What the two groups share is built under one lock (lab/machines.lab_lock); mon1, which both deploy,
+is held by one at a time (tests/lab/conftest.monitoring_host_held). pytest-xdist's own --dist
+loadgroup does not group with this pytest (the marks are ignored), so the split is a scheduler of
+our own.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import pytest
 
 from gateway import settings
 
-OWN_HOSTS = ("tests/lab/test_bench.py", "tests/lab/test_fleet.py")
+OWN_HOSTS = ("tests/lab/test_bench.py", "tests/lab/test_debian13.py", "tests/lab/test_fleet.py")
 
 
 def group_of(nodeid: str) -> str:

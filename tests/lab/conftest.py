@@ -1,6 +1,8 @@
 """Lab fixtures: the lab up, a gateway host of the tests' own built fresh, and a deploy helper."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import itertools
 import os
@@ -17,7 +19,7 @@ from gateway.front import instance_unit
 from gateway.settings import DEFAULTS
 from lab import control, machines
 from lab.fleet import write_inventory
-from lab.topology import GATEWAY_PORT, TEST_GATEWAY, LabHost, gateway
+from lab.topology import GATEWAY_PORT, STATE_DIR, TEST_GATEWAY, LabHost, gateway
 from on_host import readiness
 from on_host.deadline import wait_until
 
@@ -143,6 +145,15 @@ def gateway_url(first_deploy) -> str:
 @pytest.fixture(scope="session")
 def master_key(first_deploy) -> str:
     return control.master_key()
+
+
+@contextlib.contextmanager
+def monitoring_host_held():
+    """mon1 serves both test processes (`-n 2`): the fleet's module and tests/lab/test_monitoring.py
+    each deploy it to watch their own gateways, one after the other, never at once."""
+    with open(STATE_DIR / "mon1.tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture

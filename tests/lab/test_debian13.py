@@ -14,7 +14,7 @@ INDEX = "https://pypi.org/simple"  # the setting takes any mirror or proxy of Py
 
 
 @pytest.fixture(scope="module")
-def trixie(lab_ready, deploy_dir):
+def trixie(lab_up, deploy_dir):
     control.ensure_extra_host(TRIXIE_GATEWAY, fresh=True)
     result = deploy(deploy_dir, hosts=[TRIXIE_GATEWAY], litellm_pip_index_url=INDEX)
     assert result.returncode == 0, result.output[-5000:]

@@ -22,7 +22,7 @@ from gateway.monitoring_auth import OPERATOR, SCRAPER, authorization, scraper_pa
 from lab import alert_sink, control, machines
 from lab.fleet import FLEET_CA_DIR, METRICS_TOKEN_FILE, MONITORING_PASSWORD_FILE, monitoring_urls
 from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, MONITORING_HOST, OLLAMA_PORT, TEST_GATEWAY
-from tests.lab.conftest import REPO, deploy, ssh, wait_for
+from tests.lab.conftest import REPO, deploy, monitoring_host_held, ssh, wait_for
 from tests.lab.test_fabfile import fab
 
 pytestmark = pytest.mark.lab
@@ -65,11 +65,13 @@ def value(query: str, prometheus: str = PROMETHEUS) -> float:
 
 @pytest.fixture(scope="module")
 def monitored(first_deploy, deploy_dir):
-    """mon1 deployed watching gw2 (the lab's fast scrape and alert delays), gw2 with its node exporter."""
-    control.ensure_monitoring()
-    result = deploy(deploy_dir, monitoring=FAST)
-    assert result.returncode == 0, result.output[-6000:]
-    return result
+    """mon1 deployed watching gw2 (the lab's fast scrape and alert delays), gw2 with its node exporter;
+    mon1 is this module's until its last test."""
+    with monitoring_host_held():
+        control.ensure_monitoring()
+        result = deploy(deploy_dir, monitoring=FAST)
+        assert result.returncode == 0, result.output[-6000:]
+        yield result
 
 
 def test_the_deploy_shows_no_token_and_a_second_one_changes_nothing(monitored, deploy_dir):
