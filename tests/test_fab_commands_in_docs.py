@@ -1,5 +1,6 @@
 """Every `fab ...` command the README, the docs and the alerts' texts show parses as fab parses it
-(task names and flags), and `fab logs --since` takes the durations the alerts' runbook uses."""
+(task names and flags), and `fab logs --since` takes the durations the alerts' runbook uses. Each
+one also runs as written in the lab (tests/lab/test_fabfile.py), placeholders filled in."""
 from __future__ import annotations
 
 import re
@@ -19,30 +20,70 @@ REPO = Path(__file__).resolve().parent.parent
 SOURCES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "templates/alert-rules.yml.j2"]
 
 
-def shown_commands() -> list[str]:
-    """`fab TASK ...` inside backticks, as written (placeholders in capitals left out)."""
+# What a reader puts for each placeholder the docs use.
+PLACEHOLDERS = {"T": "alpha", "N": "120", "TASK": "logs", "GATEWAY": "gw1"}
+
+
+def shown_commands(with_placeholders: bool = False) -> list[str]:
+    """`fab TASK ...` inside backticks, as written; those with placeholders (capitals such as
+    `--team T`, optional parts in brackets) only when asked. Never a pattern such as `fab keys.*`."""
     found = []
     for source in SOURCES:
         for command in re.findall(r"`(fab [^`]+)`", source.read_text()):
-            if not re.search(r"[A-Z]{3,}|\.\.\.|\[|\||<|\*", command):
+            placeholders = re.search(r"\b[A-Z]+\b|\[", command)
+            if not re.search(r"\.\.\.|\||<|\*", command) and (with_placeholders or not placeholders):
                 found.append(command)
     return sorted(set(found))
+
+
+def runnable_commands() -> list[str]:
+    """Every shown command, placeholders included, but a task named in a sentence without the
+    arguments it needs ("then `fab undrain`"; the docs show it whole elsewhere)."""
+    return [c for c in shown_commands(with_placeholders=True) if parse_error(c) is None]
+
+
+def parse_error(command: str) -> str | None:
+    """What fab's parser says of the command as typed, or None when it takes it."""
+    tasks = Collection.from_module(fabfile)
+    argv = as_typed(command)[1:]
+    if argv[:1] == ["--help"] and len(argv) == 2:  # fab itself reads the task name that follows
+        return None if argv[1] in tasks.task_names else f"no task {argv[1]!r}"
+    parser = Parser(initial=ParserContext(args=program.core_args()), contexts=tasks.to_contexts())
+    try:
+        parser.parse_argv(argv)
+    except ParseError as error:
+        return str(error)
+    return None
+
+
+def as_typed(command: str, values: dict[str, str] = PLACEHOLDERS) -> list[str]:
+    """The command as a reader types it: optional parts ([...]) left out, each placeholder (a word
+    in capitals) given its value; argv, `fab` first."""
+    command = re.sub(r"\s*\[[^\]]*\]", "", command)
+    words = shlex.split(command)
+    missing = [w for w in words if re.fullmatch(r"[A-Z]+", w) and w not in values]
+    assert not missing, f"{command!r}: no value for {missing}"
+    return [values.get(word, word) for word in words]
 
 
 def test_the_docs_show_fab_commands():
     assert len(shown_commands()) >= 10 and "fab logs --since 15m" in shown_commands()
 
 
-@pytest.mark.parametrize("command", shown_commands())
+@pytest.mark.parametrize("command", shown_commands(with_placeholders=True))
 def test_each_fab_command_the_docs_show_parses(command):
-    parser = Parser(initial=ParserContext(args=program.core_args()),
-                    contexts=Collection.from_module(fabfile).to_contexts())
-    try:
-        parser.parse_argv(shlex.split(command)[1:])
-    except ParseError as error:
-        # A task named in a sentence without its arguments ("then `fab undrain`") is still a real task.
-        if "did not receive required positional arguments" not in str(error):
-            pytest.fail(f"{command!r}: {error}")
+    error = parse_error(command)
+    # A task named in a sentence without its arguments ("then `fab undrain`") is still a real task.
+    assert error is None or "did not receive required positional arguments" in error, f"{command!r}: {error}"
+
+
+def test_a_shown_command_is_typed_with_its_placeholders_filled_and_its_options_left_out():
+    assert as_typed("fab keys.limits --team T [--rpm --max-tokens]", {"T": "alpha"}) == \
+        ["fab", "keys.limits", "--team", "alpha"]
+    assert "fab undrain" not in runnable_commands() and "fab undrain GATEWAY" in runnable_commands()
+    assert "fab logs" in runnable_commands()  # shown alone, and complete alone
+    assert "fab keys.limits --team T --rpm N" in shown_commands(with_placeholders=True)
+    assert "fab keys.limits --team T --rpm N" not in shown_commands()
 
 
 def test_since_takes_a_duration_as_that_long_ago():

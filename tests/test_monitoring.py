@@ -277,3 +277,14 @@ def test_a_refused_login_names_the_password_file_and_the_fix():
                 watcher.query("up")
     finally:
         server.shutdown()
+
+
+def test_every_alert_has_its_row_in_the_docs_and_a_case_in_the_rules_tests():
+    rules = (REPO / "templates/alert-rules.yml.j2").read_text()
+    docs = (REPO / "docs/monitoring.md").read_text()
+    cases = (REPO / "tests/alerts/alert-rules.test.yml").read_text()
+    alerts = re.findall(r"- alert: (\w+)", rules)
+    assert len(alerts) >= 10
+    for alert in alerts:
+        assert re.search(rf"^\| [^|]*`{alert}`", docs, re.M), f"{alert}: no row in docs/monitoring.md's alerts table"
+        assert f'alertname="{alert}"' in cases or f"alertname: {alert}" in cases, f"{alert}: no promtool case"

@@ -235,3 +235,42 @@ def test_logs_follow_streams_new_lines(first_deploy, tmp_path):
     finally:
         follower.terminate()
         follower.wait(timeout=10)
+
+
+# Commands the docs show that another test runs as written, under load or against the hosts they
+# need (a fleet, the monitoring host): the test that does, by its node id.
+RUN_ELSEWHERE = {
+    "fab restart": "tests/lab/test_zero_downtime.py::test_fab_restart_under_load_loses_nothing",
+    "fab rollback": "tests/lab/test_zero_downtime.py::"
+                    "test_a_release_change_and_a_rollback_between_two_real_releases_lose_nothing",
+    "fab trial": "tests/lab/test_fabfile.py::test_trial_makes_a_completion_and_leaves_the_service_alone",
+    "fab drain GATEWAY": "tests/lab/test_fleet.py::"
+                         "test_fab_status_shows_the_fleet_and_a_drain_holds_across_a_reload_until_undrain",
+    "fab undrain GATEWAY": "tests/lab/test_fleet.py::"
+                           "test_fab_status_shows_the_fleet_and_a_drain_holds_across_a_reload_until_undrain",
+    "fab primary-off GATEWAY": "tests/lab/test_fleet.py::"
+                               "test_the_primary_moves_off_a_gateway_before_its_maintenance_and_nothing_fails",
+    "fab usage": "tests/lab/test_monitoring.py::test_fab_usage_shows_what_each_team_sent",
+    "fab usage [--since 24h] [--json]": "tests/lab/test_monitoring.py::test_fab_usage_shows_what_each_team_sent",
+}
+
+
+def test_every_fab_command_the_docs_show_runs_as_written(first_deploy, tmp_path):
+    """README, docs/ and the alerts' texts, each `fab ...` command with its placeholders filled in
+    (tests/test_fab_commands_in_docs.py): a team of this run's own gets its key first, loses it last."""
+    from tests.test_fab_commands_in_docs import PLACEHOLDERS, as_typed, runnable_commands
+
+    values = {**PLACEHOLDERS, "T": f"docs-{time.time_ns() % 10**8}"}
+    commands = [c for c in runnable_commands() if c not in RUN_ELSEWHERE]
+    assert len(commands) >= 15 and "fab logs --since 15m" in commands, commands
+    failed = []
+    for command in sorted(commands, key=lambda c: 0 if "keys.create" in c else 2 if "keys.revoke" in c else 1):
+        result = fab(tmp_path, *as_typed(command, values)[1:])
+        if result.returncode != 0:
+            failed.append(f"{command}: exit {result.returncode}\n{result.stdout[-600:]}{result.stderr[-600:]}")
+    assert not failed, "\n\n".join(failed)
+    for command, test in RUN_ELSEWHERE.items():
+        path, name = test.split("::")
+        source = (REPO / path).read_text()
+        task = as_typed(command)[1]
+        assert f"def {name}(" in source and f'"{task}"' in source, f"{command}: {test}"
