@@ -102,6 +102,7 @@ def switch_command(settings: Settings, release: str, ready_timeout: int, why: st
                    "--inputs", *inputs, "--expect", *expected)
 
 
-def readiness_command(url: str, lib: str = HOST_LIB, trust: tuple[str, ...] = ()) -> str:
-    """Exit 0 when the proxy at `url` answers ready now (on_host/readiness.py); `trust`: front_trust()."""
-    return on_host("readiness", url, *trust, lib=lib)
+def readiness_command(url: str, lib: str = HOST_LIB, trust: tuple[str, ...] = (), wait: float = 0) -> str:
+    """Exit 0 when the proxy at `url` answers ready now, or within `wait` seconds (on_host/readiness.py);
+    `trust`: front_trust()."""
+    return on_host("readiness", url, *trust, *(("--wait", f"{wait:g}") if wait else ()), lib=lib)

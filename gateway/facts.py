@@ -108,15 +108,16 @@ class ManagedFiles(FactBase):
 
 
 class ProxyAnswers(FactBase):
-    """Whether the proxy at `url` answers /health/readiness right now: the one readiness probe
-    (on_host/readiness.py), once, on the host. False too where the probe is not installed yet.
+    """Whether the proxy at `url` answers /health/readiness now: the one readiness probe
+    (on_host/readiness.py) on the host, asked again for up to `wait` seconds (a busy host's answer
+    can miss one probe's 5 s). False too where the probe is not installed yet.
 
     A service systemd calls running may still be starting (after a reboot) or be hung; the deploy
     verifies the gateway whenever it did not answer, not only after it (re)started it.
     """
 
-    def command(self, url: str, lib: str = HOST_LIB, trust: tuple[str, ...] = ()) -> str:
-        return f"{readiness_command(url, lib, trust)} >/dev/null 2>&1 && echo yes || echo no"
+    def command(self, url: str, lib: str = HOST_LIB, trust: tuple[str, ...] = (), wait: float = 10) -> str:
+        return f"{readiness_command(url, lib, trust, wait)} >/dev/null 2>&1 && echo yes || echo no"
 
     def process(self, output: list[str]) -> bool:
         return output == ["yes"]

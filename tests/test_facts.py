@@ -66,7 +66,7 @@ class _Readiness(BaseHTTPRequestHandler):
 def _answers(url: str) -> bool:
     fact = ProxyAnswers()
     # The one readiness probe, run from this checkout as the host runs it from where the deploy installs it.
-    output = subprocess.run(["sh", "-c", fact.command(url=url, lib=str(REPO))], capture_output=True,
+    output = subprocess.run(["sh", "-c", fact.command(url=url, lib=str(REPO), wait=1)], capture_output=True,
                             text=True).stdout.splitlines()
     return fact.process(output)
 
