@@ -2,13 +2,13 @@
 runs the tests. And how the lab tests are split over two processes (`./run test` runs them with
 pytest-xdist's `-n 2`).
 
-The lab modules whose hosts are their own, the benchmark's (gw3, gw4), Debian 13's (trixie1) and the
-fleet's (fleet1..3), with the side backends llm3, llm4 (lab/topology.backends_of), run in one
-process; every other lab module (gw2, gw1, llm1, llm2) in the other, each group in its file order.
-What the two groups share is built under one lock (lab/machines.lab_lock); mon1, which both deploy,
-is held by one at a time (tests/lab/conftest.monitoring_host_held). pytest-xdist's own --dist
-loadgroup does not group with this pytest (the marks are ignored), so the split is a scheduler of
-our own.
+The lab modules whose hosts are their own, the benchmark's (gw3, gw4), the fleet's (fleet1..3) and
+the master key's (gw3), with the side backends llm3, llm4 (lab/topology.backends_of), run in one
+process; every other lab module (gw2, gw1, llm1, llm2; trixie1 with the side backends) in the
+other, each group in its file order. What the two groups share is built under one lock
+(lab/machines.lab_lock); mon1, which both deploy, is held by one at a time
+(tests/lab/conftest.monitoring_host_held). pytest-xdist's own --dist loadgroup does not group with
+this pytest (the marks are ignored), so the split is a scheduler of our own.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from gateway import settings
 
-OWN_HOSTS = ("tests/lab/test_bench.py", "tests/lab/test_debian13.py", "tests/lab/test_fleet.py")
+OWN_HOSTS = ("tests/lab/test_bench.py", "tests/lab/test_fleet.py", "tests/lab/test_secrets.py")
 
 
 def group_of(nodeid: str) -> str:

@@ -95,12 +95,13 @@ def test_one_deploy_mixing_fleet_and_other_gateways_is_refused():
 
 
 
-def test_the_fleet_benchmark_and_debian_13_modules_share_one_process_and_every_other_lab_module_the_other():
+def test_the_fleet_benchmark_and_master_key_modules_share_one_process_and_every_other_lab_module_the_other():
     from lab.topology import SIDE_BACKENDS, TRIXIE_GATEWAY, backends_of
     from tests.conftest import group_of
 
     assert group_of("tests/lab/test_fleet.py::test_x") == group_of("tests/lab/test_bench.py::test_y") \
-        == group_of("tests/lab/test_debian13.py::test_z") == "lab: own hosts"
+        == group_of("tests/lab/test_secrets.py::test_z") == "lab: own hosts"
     assert backends_of([TRIXIE_GATEWAY]) == SIDE_BACKENDS  # never the backends the gw2 tests slow or stop
-    assert {group_of(f"tests/lab/{m}.py::t") for m in ("test_deploy", "test_tls", "test_zero_downtime")} == {"lab: gw2"}
+    assert {group_of(f"tests/lab/{m}.py::t") for m in ("test_deploy", "test_debian13", "test_zero_downtime")} \
+        == {"lab: gw2"}
     assert group_of("tests/test_settings.py::test_a") == "tests/test_settings.py::test_a"  # anywhere

@@ -116,8 +116,12 @@ def lab_up() -> None:
 def lab_ready(lab_up):
     """The lab up and gw2 built fresh (only the "gw2" group's process may ask for it)."""
     control.ensure_extra_host(TEST_GATEWAY, fresh=True)
-    # gw2's pip cannot reach any index, as in a closed network: the deploy must bring the wheels.
-    (TEST_GATEWAY.root / "etc/pip.conf").write_text(f"[global]\nindex-url = {DEAD_INDEX}\ntimeout = 3\nretries = 0\n")
+    # gw2's pip cannot reach any index, as in a closed network: the deploy must bring the wheels. In
+    # root's own pip config, over the lab's /etc/pip.conf, which the lab writes again whenever it
+    # brings gw2 up (another test process may, at any time).
+    config = TEST_GATEWAY.root / "root/.config/pip/pip.conf"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"[global]\nindex-url = {DEAD_INDEX}\ntimeout = 3\nretries = 0\n")
     return TEST_GATEWAY
 
 
