@@ -62,8 +62,7 @@ def fleet_data(backends: Sequence[LabHost] = BACKENDS, **overrides: Any) -> dict
 
 FLEET_CA_DIR = STATE_DIR / "fleet-ca"  # the lab fleet's own CA (outside git): clients get its ca.crt
 # One uvicorn worker per fleet gateway: the three share this machine's CPUs ("auto" would run six
-# workers on two cores), and a single worker answers in a third of the time (measured in the lab
-# under load: ~20 s, against ~65 s for two, whose workers import LiteLLM again after the parent).
+# workers on two cores, beside the other test process' gateways).
 FLEET_SETTINGS = {"litellm_fleet_address": f"{FLEET_VIP}/{FLEET_PREFIX}",
                   "litellm_fleet_name": f"{FLEET_NAME}.{DOMAIN}",
                   "litellm_tls": "own-ca", "litellm_tls_ca_dir": str(FLEET_CA_DIR), "litellm_workers": 1}
