@@ -107,6 +107,9 @@ class ManagedFiles(FactBase):
         return files
 
 
+ANSWER_PATIENCE = 10  # seconds ProxyAnswers keeps asking before it calls the proxy not answering
+
+
 class ProxyAnswers(FactBase):
     """Whether the proxy at `url` answers /health/readiness now: the one readiness probe
     (on_host/readiness.py) on the host, asked again for up to `wait` seconds (a busy host's answer
@@ -116,7 +119,8 @@ class ProxyAnswers(FactBase):
     verifies the gateway whenever it did not answer, not only after it (re)started it.
     """
 
-    def command(self, url: str, lib: str = HOST_LIB, trust: tuple[str, ...] = (), wait: float = 10) -> str:
+    def command(self, url: str, lib: str = HOST_LIB, trust: tuple[str, ...] = (),
+                wait: float = ANSWER_PATIENCE) -> str:
         return f"{readiness_command(url, lib, trust, wait)} >/dev/null 2>&1 && echo yes || echo no"
 
     def process(self, output: list[str]) -> bool:

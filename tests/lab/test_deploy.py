@@ -12,7 +12,7 @@ import pytest
 
 from gateway.account import MARKER
 from gateway.commands import release_dir
-from gateway.facts import ManagedFiles
+from gateway.facts import ANSWER_PATIENCE, ManagedFiles
 from gateway.files import managed_files
 from gateway.lock import read_lock
 from gateway.settings import load
@@ -90,13 +90,15 @@ def test_a_worker_busy_longer_than_uvicorns_default_health_check_is_not_killed(f
 
 def test_a_running_proxy_that_does_not_answer_is_verified_by_the_next_deploy(first_deploy, deploy_dir):
     """systemd calls a starting (after a reboot) or hung proxy running: no restart is due, but the
-    deploy must not end without the gateway answering. Frozen here, thawed 8 s later."""
+    deploy must not end without the gateway answering. Frozen here, thawed once the deploy's readiness
+    fact has given up on it (ANSWER_PATIENCE), before the verification's own wait ends."""
     pid = service("MainPID")
     # Every process of the unit (parent and workers); `systemctl kill` cannot signal a cgroup in the lab,
     # whose cgroup files also list a 0 for processes outside the host's PID namespace (`kill 0`: ourselves).
     every = (f"$(cg=$(systemctl show -p ControlGroup --value {serving()}); "
              "cat /sys/fs/cgroup$cg/cgroup.procs /sys/fs/cgroup/*$cg/cgroup.procs 2>/dev/null | sort -u | grep -vx 0)")
-    ssh(f"kill -STOP {every} && systemd-run --quiet --collect --on-active=8 --timer-property=AccuracySec=100ms "
+    ssh(f"kill -STOP {every} && systemd-run --quiet --collect --on-active={ANSWER_PATIENCE + 10} "
+        "--timer-property=AccuracySec=100ms "
         f"sh -c 'kill -CONT {every}'")
     try:
         result = deploy(deploy_dir)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -221,18 +222,24 @@ def test_logs_follow_streams_new_lines(first_deploy, tmp_path):
     env = {**os.environ, "FABRIC_LITELLM_INVENTORY": str(inventory_file(tmp_path))}
     follower = subprocess.Popen([FAB, "logs", "--follow", "--lines", "0"], cwd=REPO, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    marker = f"follow{time.time_ns()}"
+    client = openai.OpenAI(base_url=f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1", api_key=_key(),
+                           max_retries=0)
+    seen, done = [], threading.Event()
+
+    def ask() -> None:  # again every 2 s: a line written before the follower connected is not new to it
+        while not done.wait(2):
+            client.models.list(extra_query={"marker": marker})
+
+    asker = threading.Thread(target=ask, daemon=True)
+    asker.start()
     try:
-        time.sleep(3)  # let it connect and start following
-        marker = f"follow{time.time_ns()}"
-        client = openai.OpenAI(base_url=f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1", api_key=_key(),
-                               max_retries=0)
-        client.models.list(extra_query={"marker": marker})
-        deadline = time.monotonic() + 30
-        seen = ""
-        while time.monotonic() < deadline and marker not in seen:
-            seen += follower.stdout.readline()
-        assert marker in seen
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(marker in line for line in seen):
+            seen.append(follower.stdout.readline())
+        assert any(marker in line for line in seen), "".join(seen)[-2000:]
     finally:
+        done.set()
         follower.terminate()
         follower.wait(timeout=10)
 
