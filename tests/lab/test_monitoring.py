@@ -229,7 +229,7 @@ def test_a_stopped_backend_a_lost_model_a_stopped_front_and_rate_limit_store_fir
         ssh("systemctl stop litellm-front litellm-redis")
         fired = first_seen(lambda name, labels: firing(name, **labels), expected, DOWN_FOR + 10 * INTERVAL, since=t0)
         for name in expected:
-            wait_for(lambda name=name: notified(name, "firing", started), 30, f"{name} at the webhook", interval=1)
+            wait_for(lambda name=name: notified(name, "firing", started), 90, f"{name} at the webhook", interval=1)
         status = fab(tmp_path, "status", monitoring=FAST)
         assert status.returncode == 1 and all(name in status.stdout for name in expected), status.stdout[-3000:]
     finally:
