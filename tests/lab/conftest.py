@@ -161,6 +161,13 @@ def monitoring_host_held():
 
 
 @pytest.fixture
+def monitoring_host():
+    """mon1 for one test (monitoring_host_held)."""
+    with monitoring_host_held():
+        yield
+
+
+@pytest.fixture
 def restore(deploy_dir):
     """Redeploy the lab's own settings after a test that deployed others."""
     yield

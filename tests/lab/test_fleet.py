@@ -28,7 +28,7 @@ from lab.faults import release_does_not_start
 from lab.fleet import FLEET_CA_DIR, monitoring_urls
 from lab.load import PAUSE, SteadyLoad, client
 from lab.topology import FLEET_VIP, GATEWAY_PORT, STATE_DIR, fleet_hosts
-from tests.lab.conftest import deploy, monitoring_host_held, wait_for
+from tests.lab.conftest import deploy, wait_for
 from tests.lab.test_edge import clients_routes_answer, refused_by_the_front, request
 from tests.lab.test_fabfile import fab
 
@@ -437,12 +437,6 @@ def test_the_fleet_benchmark_smoke_run_prints_every_figure(fleet, tmp_path):
         assert figures[f"p95 to one gateway's own front, {clients} client(s)"]["median"] > 0
     assert not any(name.startswith("failed requests") for name in figures)  # a real run's: rolls, lost hosts
     assert "req/s, 3 gateways / 1" in result.stdout
-
-
-@pytest.fixture
-def monitoring_host():
-    with monitoring_host_held():
-        yield
 
 
 def test_the_monitoring_host_watches_the_fleet_over_https(fleet, deploy_dir, tmp_path, monitoring_host):
