@@ -17,6 +17,9 @@ RUNTIME_DIRECTORY = "litellm-fleet"
 # Written by a stopping front that holds the address (on_host/handover.py): keep it until its
 # clients' requests are done. In keepalived's runtime directory: root's alone.
 HANDOVER_FILE = f"/run/{RUNTIME_DIRECTORY}/handover"
+# Set in the stopping front (its admin socket) by on_host/handover.py: every answer of the fleet's
+# frontend then closes its connection (litellm-front.cfg.j2).
+HANDOVER_VARIABLE = "proc.handover"
 DISTRIBUTION_UNIT = "keepalived.service"  # masked: the fleet's keepalived is litellm-fleet.service
 
 
@@ -29,6 +32,7 @@ class Vrrp:
     runtime_directory: str = RUNTIME_DIRECTORY
     front_unit: str = front.UNIT
     handover_file: str = HANDOVER_FILE
+    handover_variable: str = HANDOVER_VARIABLE
 
     @property
     def check(self) -> str:

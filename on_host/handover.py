@@ -1,14 +1,17 @@
 """The fleet's address leaves a stopping front without a failed request: the front's stop and start.
 
-`python3 -m on_host.handover stop ADDRESS PORT LIMIT HANDOVER_FILE [PID]` (litellm-front.service's
-ExecStop, as root), when this gateway holds the fleet's address: HANDOVER_FILE tells keepalived's
-check (on_host/fleet_check.py) to keep the address though the front no longer answers; new
-connections to it are dropped in the kernel (not refused: the client's TCP sends its SYN again
-after 1 s and 3 s, by then to the gateway that took the address); HAProxy is told to stop softly
-(it finishes the requests it is serving and closes each client's connection after its answer);
-and this waits until no client connection to the address is left. Only then does the address move
-(keepalived is stopped after the front, or its check fails): the move cuts no connection. The wait
-ends early, the front's remaining connections closed, once a new client has been kept waiting
+`python3 -m on_host.handover stop ADDRESS PORT LIMIT HANDOVER_FILE ADMIN_SOCKET VARIABLE [PID]`
+(litellm-front.service's ExecStop, as root), when this gateway holds the fleet's address:
+HANDOVER_FILE tells keepalived's check (on_host/fleet_check.py) to keep the address meanwhile;
+new connections to it are dropped in the kernel (not refused: the client's TCP sends its SYN again
+after 1 s and 3 s, by then to the gateway that took the address); VARIABLE is set in the front
+(ADMIN_SOCKET), so every answer on the connections open closes its connection (the fleet's
+frontend, litellm-front.cfg.j2); and this waits until no client connection to the address is left.
+The front keeps serving all along: a request that arrives at any moment is answered (a soft stop
+here would stop its proxies under a request arriving that instant). Only then does the address
+move (keepalived is stopped after the front, or its check fails): the move cuts no connection, and
+systemd's soft stop (SIGUSR1) finishes what other gateways' fronts still have running here. The
+wait ends early, the front's remaining connections closed, once a new client has been kept waiting
 PATIENCE seconds (the official client gives up connecting after 5 s), or after LIMIT seconds.
 
 `python3 -m on_host.handover start` (ExecStartPost, once the new front listens): the drop is
@@ -25,10 +28,12 @@ import subprocess
 import sys
 import time
 
+from .front import FrontError, command
+
 TABLE = "litellm_handover"  # nft table inet TABLE: only the stopping front's drop, nothing else
 COUNTER = "waiting"  # new connections dropped so far
 PATIENCE = 2.0  # seconds a new client may wait: SYNs go again at 1 s and 3 s, the SDK connects for 5 s
-SETTLE = 0.2  # connections the kernel completed before the drop are accepted by HAProxy meanwhile
+SETTLE = 0.2  # without the variable: connections the kernel completed before the drop are accepted meanwhile
 # TCP states of a connection whose client still waits on the front: ESTABLISHED, SYN_RECV, and
 # FIN_WAIT1/CLOSING (the front closed it, its last bytes not yet acknowledged). Not CLOSE_WAIT or
 # LAST_ACK: that client has closed its side, it waits for nothing (one that gave up on a request
@@ -123,7 +128,17 @@ def handing_over(path: str) -> bool:
         return False
 
 
-def stop(address: str, port: int, pid: int, limit: float, handover_file: str) -> str:
+def close_every_answer(admin_socket: str, variable: str) -> str | None:
+    """Set VARIABLE in the front: each answer now closes its connection. Why not, if it could not."""
+    try:
+        command(admin_socket, f"experimental-mode on; set var {variable} int(1)")
+    except FrontError as error:
+        return str(error)
+    return None
+
+
+def stop(address: str, port: int, pid: int, limit: float, handover_file: str, admin_socket: str,
+         variable: str) -> str:
     """Hand the address over as above; what happened, for the journal."""
     if not pid or not alive(pid):
         return "the front is not running: nothing to hand over"
@@ -132,16 +147,20 @@ def stop(address: str, port: int, pid: int, limit: float, handover_file: str) ->
     with contextlib.suppress(OSError):  # keepalived is not running: nothing moves the address meanwhile
         write_handover(handover_file, limit + 5)
     try:
-        return _drain(address, port, pid, limit)
+        return _drain(address, port, pid, limit, admin_socket, variable)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(handover_file)
 
 
-def _drain(address: str, port: int, pid: int, limit: float) -> str:
+def _drain(address: str, port: int, pid: int, limit: float, admin_socket: str, variable: str) -> str:
     add_drop(address, port)
-    time.sleep(SETTLE)
-    os.kill(pid, signal.SIGUSR1)
+    refused = close_every_answer(admin_socket, variable)
+    if refused:
+        # A front that cannot be told (its socket does not answer): its own soft stop closes each
+        # connection after its answer instead.
+        time.sleep(SETTLE)
+        os.kill(pid, signal.SIGUSR1)
     started = time.monotonic()
     first_wait = None
     while True:
@@ -160,20 +179,23 @@ def _drain(address: str, port: int, pid: int, limit: float) -> str:
         time.sleep(0.05)
     if left and alive(pid):
         os.kill(pid, signal.SIGTERM)  # hard stop: the connections left are closed before the address moves
+    how = f"; the front soft-stopped instead, as {refused}" if refused else ""
     return (f"handed {address} over after {time.monotonic() - started:.2f} s ({reason}): {left} connection(s) "
-            f"left, {dropped()} new connection(s) kept waiting")
+            f"left, {dropped()} new connection(s) kept waiting{how}")
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["start"]:
         remove_drop()
         return 0
-    if argv[:1] == ["stop"] and len(argv) in (5, 6):
-        address, port, limit, handover_file = argv[1], int(argv[2]), float(argv[3]), argv[4]
-        pid = int(argv[5]) if len(argv) == 6 and argv[5] else 0  # no MAINPID: the front exited already
-        print(f"litellm-front: {stop(address, port, pid, limit, handover_file)}", flush=True)
+    if argv[:1] == ["stop"] and len(argv) in (7, 8):
+        address, port, limit, handover_file, admin_socket, variable = (
+            argv[1], int(argv[2]), float(argv[3]), argv[4], argv[5], argv[6])
+        pid = int(argv[7]) if len(argv) == 8 and argv[7] else 0  # no MAINPID: the front exited already
+        print(f"litellm-front: {stop(address, port, pid, limit, handover_file, admin_socket, variable)}", flush=True)
         return 0
-    print("usage: python3 -m on_host.handover start | stop ADDRESS PORT LIMIT HANDOVER_FILE [PID]", file=sys.stderr)
+    print("usage: python3 -m on_host.handover start | "
+          "stop ADDRESS PORT LIMIT HANDOVER_FILE ADMIN_SOCKET VARIABLE [PID]", file=sys.stderr)
     return 2
 
 
