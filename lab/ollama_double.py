@@ -10,7 +10,15 @@ steers it through a JSON behaviour file that is re-read whenever it changes:
      "fail": false,          # every model call answers 500
      "hang": false,          # every model call sleeps until the client gives up
      "reply": "...",         # the text a completion generates, one token per word
-     "default_num_ctx": 4096}  # the window a request without options.num_ctx gets (OLLAMA_CONTEXT_LENGTH)
+     "default_num_ctx": 4096,  # the window a request without options.num_ctx gets (OLLAMA_CONTEXT_LENGTH)
+     # The scheduler (below); absent, a key leaves the backend room for everything at once:
+     "vram_mib": 24576,      # GPU memory: loaded models must fit in it whole
+     "model_sizes_mib": {"mistral:7b": 4170},  # a model's size loaded (defaults: MODEL_SIZES_MIB)
+     "load_seconds_per_gib": 0.05,  # a load's time, proportional to the model's size
+     "keep_alive": "5m",     # how long an idle model stays loaded (OLLAMA_KEEP_ALIVE; the request's wins)
+     "num_parallel": 1,      # requests one loaded model runs at once (OLLAMA_NUM_PARALLEL)
+     "max_queue": 512,       # requests waiting at most; beyond, 503 (OLLAMA_MAX_QUEUE)
+     "max_loaded_models": 3}  # models loaded at once (OLLAMA_MAX_LOADED_MODELS)
 
 Like Ollama, each request is served with its own context window (`options.num_ctx`, else the
 default): a prompt longer than the window is truncated, keeping its first NUM_KEEP tokens and its
@@ -18,10 +26,18 @@ end, with Ollama's "truncating input prompt" warning in the log, and `prompt_eva
 the truncated length. Tokens are counted by `tokenize` below: a word or a sign is one token,
 a chat template marker such as <|user|> one more.
 
-`GET /_double/stats` counts the requests served (load distribution) and lists the last model
+Like Ollama's scheduler (shared/reference/ollama-scheduler.md), a model is loaded before its first
+request runs (the request waits for the load), stays loaded for its keep-alive after its last
+request, runs `num_parallel` requests at once with the rest queued, and is reloaded when a request
+asks for another window. A model that does not fit beside the loaded ones first evicts one: an
+idle one, else the one whose keep-alive ends soonest, once its requests have finished. `/api/ps`
+lists what is loaded, and an empty prompt loads a model (or, with keep_alive 0, unloads it).
+
+`GET /_double/stats` counts the requests served (load distribution), lists the last model
 calls (model, num_ctx as sent, prompt tokens before and after truncation, the options and
-keep_alive as sent); `POST /_double/reset`
-clears both. Neither path exists in Ollama, so no client can mistake them for its API.
+keep_alive as sent) and the scheduler's counts (loads and evictions per model, the seconds
+requests waited for loads and for slots, requests refused as busy); `POST /_double/reset`
+clears them. Neither path exists in Ollama, so no client can mistake them for its API.
 """
 from __future__ import annotations
 
@@ -48,6 +64,21 @@ TOKEN = re.compile(r"\s*<\|\w+\|>|\s*\w+|\s*[^\w\s]")
 DEFAULT_REPLY = (
     "The gateway answered through the lab backend and every token arrived in order as expected"
 )
+# What the seed's models take loaded, in MiB (their size in Ollama's library); another model: 4 GiB.
+MODEL_SIZES_MIB = {
+    "phi3:3.8b-mini-128k-instruct-q8_0": 3910,
+    "llama3:8b": 4480,
+    "llama3.1:8b": 4670,
+    "mistral:7b": 4170,
+    "gemma2:9b": 5150,
+}
+OTHER_SIZE_MIB = 4096
+DEFAULT_KEEP_ALIVE = "5m"  # Ollama's OLLAMA_KEEP_ALIVE
+DEFAULT_LOAD_SECONDS_PER_GIB = 0.05  # a 4 GiB model loads in 0.2 s: scaled down from seconds
+DEFAULT_MAX_QUEUE = 512  # Ollama's OLLAMA_MAX_QUEUE
+BUSY = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's text, two spaces
+FOREVER = (2 ** 63 - 1) // 10 ** 9  # seconds: a negative keep_alive keeps it loaded (Go's longest duration)
+DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 
 
 class Behaviour:
@@ -130,6 +161,185 @@ def model_entry(tag: str) -> dict[str, Any]:
         "digest": digest,
         "details": model_details(name),
     }
+
+
+def keep_alive_seconds(value: Any) -> float:
+    """A keep_alive as Ollama takes it: seconds, or a Go duration ("5m", "1h30m"); negative: forever."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid keep_alive {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        sign = -1 if text.startswith("-") else 1
+        text = text.lstrip("+-")
+        if text.replace(".", "", 1).isdigit():
+            seconds = float(text)
+        else:
+            parts = DURATION.findall(text)
+            if not parts or "".join(number + unit for number, unit in parts) != text:
+                raise ValueError(f'time: invalid duration "{value}"')
+            scale = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+            seconds = sum(float(number) * scale[unit] for number, unit in parts)
+        seconds *= sign
+    return FOREVER if seconds < 0 else seconds
+
+
+class Busy(Exception):
+    """More requests wait than max_queue allows."""
+
+
+class Runner:
+    """One loaded (or loading) model: its window, its slots, when it may go."""
+
+    def __init__(self, tag: str, num_ctx: int, size_mib: int, ready_at: float) -> None:
+        self.tag, self.num_ctx, self.size_mib, self.ready_at = tag, num_ctx, size_mib, ready_at
+        self.loading = True
+        self.running = 0
+        self.keep_alive = keep_alive_seconds(DEFAULT_KEEP_ALIVE)
+        self.expires = ready_at + self.keep_alive
+        self.unloading = False  # chosen to go: it takes no new request, it goes once idle
+
+    def expires_at(self) -> str:
+        wall = time.time() + (self.expires - time.monotonic())
+        return datetime.fromtimestamp(wall, UTC).isoformat().replace("+00:00", "Z")
+
+
+class Scheduler:
+    """Which models are loaded, and who waits for what: Ollama's server/sched.go, in small."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.runners: dict[str, Runner] = {}
+        self.waiting = 0
+        self.loads: Counter = Counter()
+        self.evictions: Counter = Counter()
+        self.load_wait = 0.0
+        self.slot_wait = 0.0
+        self.busy = 0
+
+    def run(self, tag: str, num_ctx: int, keep_alive: float, settings: dict[str, Any]) -> tuple[Runner, float]:
+        """Wait until `tag` is loaded at `num_ctx` with a free slot, and take the slot; the seconds
+        waited for a load (0.0 when it was loaded already)."""
+        with self.changed:
+            if self.waiting >= int(settings.get("max_queue", DEFAULT_MAX_QUEUE)):
+                self.busy += 1
+                raise Busy(BUSY)
+            self.waiting += 1
+            since = time.monotonic()
+            loaded = False
+            try:
+                while True:
+                    now = time.monotonic()
+                    self._let_go(now)
+                    runner = self.runners.get(tag)
+                    if runner is not None and runner.loading and now >= runner.ready_at:
+                        runner.loading = False
+                        self.loads[tag] += 1
+                        self.changed.notify_all()
+                    if runner is None:
+                        loaded = True
+                        if self._load_or_evict(tag, num_ctx, settings, now):
+                            continue
+                    elif runner.loading or runner.unloading:
+                        loaded = loaded or runner.loading
+                    elif runner.num_ctx != num_ctx:  # another window: this one goes, then it loads again
+                        runner.unloading = True
+                        self._let_go(now)
+                        continue
+                    elif runner.running < int(settings.get("num_parallel") or 1 << 30):
+                        runner.running += 1
+                        runner.keep_alive = keep_alive
+                        waited = time.monotonic() - since
+                        if loaded:
+                            self.load_wait += waited
+                        else:
+                            self.slot_wait += waited
+                        return runner, waited if loaded else 0.0
+                    wake = [r.ready_at - now for r in self.runners.values() if r.loading and r.ready_at > now]
+                    self.changed.wait(min([0.5, *wake]))
+            finally:
+                self.waiting -= 1
+
+    def done(self, runner: Runner, keep_alive: float) -> None:
+        """A request on `runner` ended: its keep-alive starts again from now."""
+        with self.changed:
+            runner.running -= 1
+            runner.keep_alive = keep_alive
+            runner.expires = time.monotonic() + keep_alive
+            self._let_go(time.monotonic())
+            self.changed.notify_all()
+
+    def preload(self, tag: str, num_ctx: int, keep_alive: float, settings: dict[str, Any]) -> None:
+        """An empty prompt: load the model (or, with keep_alive 0, unload it once idle)."""
+        if keep_alive == 0:
+            with self.changed:
+                runner = self.runners.get(tag)
+                if runner is not None:
+                    runner.unloading = True
+                    self._let_go(time.monotonic())
+                    self.changed.notify_all()
+            return
+        self.done(self.run(tag, num_ctx, keep_alive, settings)[0], keep_alive)
+
+    def loaded(self) -> list[Runner]:
+        with self.changed:
+            now = time.monotonic()
+            self._let_go(now)
+            for runner in self.runners.values():
+                if runner.loading and now >= runner.ready_at:
+                    runner.loading = False
+                    self.loads[runner.tag] += 1
+            return sorted((r for r in self.runners.values() if not r.loading), key=lambda r: r.tag)
+
+    def counts(self) -> dict[str, Any]:
+        with self.changed:
+            return {"loads": dict(self.loads), "evictions": dict(self.evictions),
+                    "load_wait_seconds": round(self.load_wait, 3), "slot_wait_seconds": round(self.slot_wait, 3),
+                    "busy": self.busy, "waiting": self.waiting}
+
+    def reset_counts(self) -> None:
+        with self.changed:
+            self.loads.clear()
+            self.evictions.clear()
+            self.load_wait = self.slot_wait = 0.0
+            self.busy = 0
+
+    # --- under the lock ---------------------------------------------------------------------
+    def _let_go(self, now: float) -> None:
+        """Unload what is idle and either chosen to go or past its keep-alive."""
+        for tag, runner in list(self.runners.items()):
+            if runner.running or runner.loading:
+                continue
+            if runner.unloading or now >= runner.expires:
+                del self.runners[tag]
+                self.changed.notify_all()
+
+    def _load_or_evict(self, tag: str, num_ctx: int, settings: dict[str, Any], now: float) -> bool:
+        """Start loading `tag` if it fits; else choose one to go (findRunnerToUnload). Whether
+        anything changed (a load started, a model went): if not, the caller waits."""
+        size = int((settings.get("model_sizes_mib") or {}).get(tag, MODEL_SIZES_MIB.get(tag, OTHER_SIZE_MIB)))
+        vram = settings.get("vram_mib")
+        most = int(settings.get("max_loaded_models") or 0)
+        used = sum(r.size_mib for r in self.runners.values())
+        fits = (vram is None or used + size <= int(vram) or not self.runners) and (
+            not most or len(self.runners) < most)
+        if fits:
+            seconds = size / 1024 * float(settings.get("load_seconds_per_gib", DEFAULT_LOAD_SECONDS_PER_GIB))
+            self.runners[tag] = Runner(tag, num_ctx, size, now + seconds)
+            return True
+        if any(r.unloading for r in self.runners.values()):
+            return False  # one is going already: wait for it
+        candidates = [r for r in self.runners.values() if not r.loading]
+        if not candidates:
+            return False
+        # Sorted by keep-alive, then name; the first idle one, else the first (it goes once its requests end).
+        idle = [r for r in candidates if not r.running]
+        victim = min(idle or candidates, key=lambda r: (r.keep_alive, r.tag))
+        victim.unloading = True
+        self.evictions[victim.tag] += 1
+        self._let_go(now)
+        return victim.tag not in self.runners
 
 
 class OllamaHandler(BaseHTTPRequestHandler):
@@ -219,7 +429,8 @@ class OllamaHandler(BaseHTTPRequestHandler):
         elif path == "/_double/stats":
             with self.stats_lock:
                 self._send_json(200, {"requests": dict(self.stats),
-                                      "calls": list(self.server.calls)})  # type: ignore[attr-defined]
+                                      "calls": list(self.server.calls),  # type: ignore[attr-defined]
+                                      "scheduler": self.server.scheduler.counts()})  # type: ignore[attr-defined]
         else:
             self._send_text(404, "404 page not found")
 
@@ -242,12 +453,12 @@ class OllamaHandler(BaseHTTPRequestHandler):
             route(body)
 
     def _loaded(self) -> list[dict[str, Any]]:
-        loaded = getattr(self.server, "loaded", {})
         out = []
-        for tag, (expires, context) in sorted(loaded.items()):
-            entry = model_entry(tag)
+        for runner in self.server.scheduler.loaded():  # type: ignore[attr-defined]
+            entry = model_entry(runner.tag)
             entry.pop("modified_at")
-            entry.update(expires_at=expires, size_vram=entry["size"], context_length=context)
+            size = runner.size_mib * 1024 * 1024
+            entry.update(size=size, expires_at=runner.expires_at(), size_vram=size, context_length=runner.num_ctx)
             out.append(entry)
         return out
 
@@ -255,6 +466,7 @@ class OllamaHandler(BaseHTTPRequestHandler):
         with self.stats_lock:
             self.stats.clear()
             self.server.calls.clear()  # type: ignore[attr-defined]
+        self.server.scheduler.reset_counts()  # type: ignore[attr-defined]
         self._send_json(200, {"status": "reset"})
 
     def _show(self, body: dict[str, Any]) -> None:
@@ -326,7 +538,39 @@ class OllamaHandler(BaseHTTPRequestHandler):
         sent_ctx = options.get("num_ctx")
         num_ctx = (sent_ctx if isinstance(sent_ctx, int) and sent_ctx > 0
                    else int(behaviour.get("default_num_ctx", DEFAULT_NUM_CTX)))
-        self.server.loaded[tag] = (_now(), num_ctx)  # type: ignore[attr-defined]
+        try:
+            keep_alive = keep_alive_seconds(body["keep_alive"] if body.get("keep_alive") is not None
+                                            else behaviour.get("keep_alive", DEFAULT_KEEP_ALIVE))
+        except ValueError as error:
+            self._send_json(400, {"error": str(error)})
+            return
+        scheduler: Scheduler = self.server.scheduler  # type: ignore[attr-defined]
+        if not (body.get("messages") if "messages" in body else body.get("prompt")):
+            # Nothing to say: Ollama loads the model (or unloads it, keep_alive 0) and answers at once.
+            try:
+                scheduler.preload(tag, num_ctx, keep_alive, behaviour)
+            except Busy as busy:
+                self._send_json(503, {"error": str(busy)})
+                return
+            reason = "unload" if keep_alive == 0 else "load"
+            self._send_json(200, {"model": tag, "created_at": _now(), **piece(""), "done_reason": reason,
+                                  "done": True})
+            return
+        try:
+            runner, load_seconds = scheduler.run(tag, num_ctx, keep_alive, behaviour)
+        except Busy as busy:
+            self._send_json(503, {"error": str(busy)})
+            return
+        try:
+            self._generate_on(runner, tag, body, behaviour, options, sent_ctx, num_ctx, load_seconds, piece,
+                              final_extra)
+        finally:
+            scheduler.done(runner, keep_alive)
+
+    def _generate_on(self, runner: Runner, tag: str, body: dict[str, Any], behaviour: dict[str, Any],
+                     options: dict[str, Any], sent_ctx: Any, num_ctx: int, load_seconds: float, piece,
+                     final_extra: dict[str, Any] | None) -> None:
+        """The completion itself, on a slot of a loaded model."""
         prompt = chat_prompt(body.get("messages") or []) if "messages" in body else str(body.get("prompt") or "")
         whole = tokenize(prompt)
         read = fit_to_window(whole, num_ctx)
@@ -352,7 +596,7 @@ class OllamaHandler(BaseHTTPRequestHandler):
                 "done": True,
                 "done_reason": done_reason,
                 "total_duration": total,
-                "load_duration": 1_000_000,
+                "load_duration": max(int(load_seconds * 1e9), 1_000_000),
                 "prompt_eval_count": prompt_tokens,
                 "prompt_eval_duration": 2_000_000,
                 "eval_count": len(tokens),
@@ -387,7 +631,7 @@ def serve(host: str, port: int, behaviour_file: str) -> ThreadingHTTPServer:
     server_class = type("Server", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True,
                                                           "request_queue_size": 128})
     server = server_class((host, port), handler)
-    server.loaded = {}  # type: ignore[attr-defined]
+    server.scheduler = Scheduler()  # type: ignore[attr-defined]
     server.calls = deque(maxlen=200)  # type: ignore[attr-defined]
     return server
 
