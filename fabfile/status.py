@@ -10,6 +10,7 @@ from fabric import Connection, task
 from invoke.exceptions import Exit
 
 from fabfile.common import ONLY_HELP, gateways_of
+from gateway import services
 from gateway.commands import status_command
 from gateway.facts import EnvFileState, ManagedFiles
 from gateway.files import ManagedFile, managed_files
@@ -66,7 +67,8 @@ def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
     st = outcome.value
     drift = st["drift"]
     version_ok = st["version"] == g.settings.version
-    limits_shared = st["redis"] == "active"
+    limits_shared = st["services"].get(services.REDIS.unit) == "active"
+    down = [f"{unit} {state}" for unit, state in st["services"].items() if state != "active"]
     lock, _ = read_lock(g.settings.requirements)
     want = hashlib.sha256(lock.encode()).hexdigest() if lock else None
     lock_ok = want is not None and st.get("lock") == want
@@ -74,11 +76,11 @@ def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
                  f"{(st.get('lock') or 'none')[:10]} (want {want[:10] if want else 'a lock: python -m gateway.lock'})")
     front_ok = st["front"] == "active" and (st.get("front_server") or "").startswith("UP")
     healthy = (st["active"] == "active" and st["listening"] and st["readiness"] == "healthy" and not drift
-               and version_ok and limits_shared and lock_ok and front_ok)
+               and version_ok and limits_shared and lock_ok and front_ok and not down)
     memory = f"{st['rss_kib'] // 1024} MiB" if st.get("rss_kib") else "-"
     return [
         g.name,
-        f"{st['active']}/{st['sub']} {st['instance']}",
+        f"{st['active']}/{st['sub']} {st['instance']}" + (f"; NOT RUNNING: {', '.join(down)}" if down else ""),
         st["since"] or "-",
         st["restarts"] or "0",
         memory,
@@ -89,7 +91,7 @@ def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
         st["version"] if version_ok else f"{st['version']} (want {g.settings.version})",
         lock_cell,
         f"{st['release'] or '-'} (rollback: {st['previous'] or 'none'})",
-        "shared" if limits_shared else f"PER WORKER (litellm-redis {st['redis']})",
+        "shared" if limits_shared else f"PER WORKER ({services.REDIS.unit} {st['services'].get(services.REDIS.unit)})",
         "none" if not drift else "DRIFT: " + ", ".join(drift),
     ], healthy
 

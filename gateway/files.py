@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway import commands, front, metrics, render, shared_limits, tls, vrrp
+from gateway import commands, front, metrics, render, services, shared_limits, tls, vrrp
 from gateway.settings import Settings
 from gateway.team_keys import KeyStore, host_file
 
@@ -23,11 +23,9 @@ UNIT_DIR = "/etc/systemd/system"
 LOGROTATE_PATH = "/etc/logrotate.d/litellm"
 TEAM_KEYS = commands.TEAM_KEYS
 AUTH_HOOK = f"{commands.HOOK_MODULE}.py"
-PROXY = front.INSTANCE_TEMPLATE  # a change to a file it restarts on means a switch-over, not a restart
-REDIS = shared_limits.REDIS_UNIT
-SENTINEL = shared_limits.SENTINEL_UNIT  # a fleet's: restarted on a changed seed or unit
-FRONT = front.UNIT  # reloaded on a change: no connection refused
-FLEET = vrrp.UNIT  # a fleet's address (keepalived): reloaded on a changed config
+# The services a row's change reaches (what the change does to each: gateway/services.py).
+PROXY, REDIS, SENTINEL, FRONT, FLEET = (services.PROXY.unit, services.REDIS.unit, services.SENTINEL.unit,
+                                        services.FRONT.unit, services.FLEET.unit)
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,7 @@ class ManagedFile:
     content: bytes = field(repr=False)  # for a secret: every line but the secret one
     secret: bool = False  # holds the master key: never uploaded whole, never diffed
     validate: str | None = None  # run on the staged copy ({path}) before it replaces the live file
-    restarts: tuple[str, ...] = ()  # services that must restart onto a changed version
+    restarts: tuple[str, ...] = ()  # the services a changed version reaches (their units: gateway/services.py)
 
     @property
     def name(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from gateway import front, shared_limits, vrrp
+from gateway import front, services, shared_limits, vrrp
 from gateway.settings import Settings
 
 
@@ -13,6 +13,7 @@ def layout(s: Settings) -> str:
     """The host-side scripts' view of the front and instances, as one JSON argument."""
     return json.dumps({
         "front_unit": front.UNIT,
+        "services": list(services.units(s)),  # each one's state in fab status
         "admin_socket": front.ADMIN_SOCKET,
         "backend": front.BACKEND,
         "instances": {str(port): {"unit": front.instance_unit(port), "server": front.server(port),

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             "version": litellm_version(release) if release else None,
             "lock": lock_digest(release) if release else None,
             "cpus": os.cpu_count() or 1,  # what the deploy's "auto" workers were resolved with
-            "redis": systemd("litellm-redis.service").get("ActiveState"),
+            "services": {name: systemd(name).get("ActiveState") for name in layout["services"]},
             "fleet": fleet_view(layout, address.hostname or ""),
         },
         sys.stdout,

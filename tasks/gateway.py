@@ -1,4 +1,6 @@
-"""The gateway itself: the release, the managed files, rate-limit Redis, the front, the switch-over.
+"""The gateway itself: the release, the managed files, then each service (gateway/services.py) as a
+change of its files asks: rate-limit Redis and Sentinel restarted, the front reloaded, the proxy
+switched over, the fleet's address reloaded.
 
 Every file comes from one table (gateway/files.py) and is compared against one snapshot of them
 all (ManagedFiles), taken once while preparing. The proxy is never restarted in place: when its
@@ -6,19 +8,18 @@ release or anything it reads changed, or nothing serves, the idle instance is st
 wanted release and takes the traffic only once it answered (gateway/verify.py: switch_over). A
 changed config or auth hook is checked by the release's LiteLLM before it replaces the live one.
 """
-from pathlib import Path
-
 from pyinfra import host
 from pyinfra.facts.hardware import Cpus
 from pyinfra.operations import files, python, server, systemd
 from pyinfra.operations.util import any_changed
 
-from gateway import front, metrics, vrrp
+from gateway import front, metrics, services, vrrp
 from gateway.commands import front_trust, release_dir, validate_command
 from gateway.facts import Instances, ManagedFiles, ProxyAnswers
-from gateway.files import FLEET, FRONT, PROXY, REDIS, SENTINEL, by_name, instance_inputs, managed_files
+from gateway.files import by_name, instance_inputs, managed_files
 from gateway.lock import lock_path, read_lock
 from gateway.operations import pinned_virtualenv, secret_env_file, whole_file
+from gateway.services import Change, Service
 from gateway.settings import for_host
 from gateway.verify import switch_over, verify_gateway
 
@@ -67,38 +68,81 @@ for f in table:
         installed[f.name] = whole_file(name=f"{f.path} {f.wanted}", file=f, present=present[f.path])
 
 
-def inputs_of(service: str) -> tuple:
-    return tuple(installed[f.name] for f in table if service in f.restarts)
-
-
-def unit_read(service: str) -> None:
-    systemd.daemon_reload(name=f"systemd has read the changed {service} unit", _if=installed[service].did_change)
+def inputs_of(service: Service) -> tuple:
+    return tuple(installed[f.name] for f in table if service.unit in f.restarts)
 
 
 # Decided at execution time (`_if=`): asking `will_change` while preparing would gather the facts
 # of every input twice, the bulk of a no-change run on a fleet.
-unit_read(REDIS)
-systemd.service(
-    name=f"{REDIS} is restarted onto the changed config or unit",
-    service=REDIS, running=True, restarted=True, _if=any_changed(*inputs_of(REDIS)),
-)
-systemd.service(name=f"{REDIS} is enabled and running", service=REDIS, running=True, enabled=True)
-if s.fleet:
-    unit_read(SENTINEL)
-    systemd.service(
-        name=f"{SENTINEL} is restarted onto the changed seed or unit",
-        service=SENTINEL, running=True, restarted=True, _if=any_changed(*inputs_of(SENTINEL)),
-    )
-    systemd.service(name=f"{SENTINEL} is enabled and running: it names the fleet's Redis primary",
-                    service=SENTINEL, running=True, enabled=True)
 
-unit_read(FRONT)
-server.shell(
-    name=f"{FRONT}, when running, has reloaded its changed config, unit or certificate "
-         "(the listening socket is handed over)",
-    commands=[f"systemctl try-reload-or-restart {FRONT}"],
-    _if=any_changed(*inputs_of(FRONT)),
-)
+def restart(service: Service) -> None:
+    systemd.service(name=f"{service.unit} is restarted onto its changed files", service=service.unit, running=True,
+                    restarted=True, _if=any_changed(*inputs_of(service)))
+
+
+def reload(service: Service) -> None:
+    server.shell(
+        name=f"{service.unit}, when running, has reloaded its changed files (the listening socket is handed over)",
+        commands=[f"systemctl try-reload-or-restart {service.unit}"],
+        _if=any_changed(*inputs_of(service)),
+    )
+
+
+def switch(service: Service) -> None:
+    server.shell(
+        name=f"The new release accepts {s.config_dir}/config.yaml (--validate_config)",
+        commands=[validate_command(s, by_name(table)["config.yaml"].path)],
+        # A changed config was checked when staged; this is for the same config under new code.
+        _if=lambda: venv.did_change() and not installed["config.yaml"].did_change(),
+    )
+    python.call(
+        name=f"Traffic is on an instance of {release.rsplit('/', 1)[1]} with these files: switched over "
+             "once the new instance answered, the old one drained",
+        function=switch_over,
+        settings=s,
+        release=release,
+        why="deploy",
+        inputs=instance_inputs(table),
+        # A fleet gateway that serves changes in its turn, drained from the fleet; a first start does not wait.
+        roll=bool(s.fleet) and instances["serving"] is not None,
+        _if=lambda: due or changed(),
+    )
+
+
+def reload_config(service: Service) -> None:
+    """A changed unit restarts it; a changed config alone is reloaded (keepalived: the address stays put)."""
+    unit_changed = installed[service.unit].did_change
+    config_changed = any_changed(*(i for i in inputs_of(service) if i is not installed[service.unit]))
+    server.shell(
+        name=f"{service.unit}, when running, runs its changed unit (restarted)",
+        commands=[f"if systemctl -q is-active {service.unit}; then systemctl restart {service.unit}; fi"],
+        _if=unit_changed,
+    )
+    server.shell(
+        name=f"{service.unit}, when running, has reloaded its changed config",
+        commands=[f"systemctl try-reload-or-restart {service.unit}"],
+        _if=lambda: config_changed() and not unit_changed(),
+    )
+
+
+CHANGE = {Change.RESTART: restart, Change.RELOAD: reload, Change.SWITCH_OVER: switch,
+          Change.RELOAD_CONFIG: reload_config}
+
+# Nothing serves, not this release, or not the files on disk: a switch is due whatever changes this run.
+due = instances["serving"] is None or instances["serving_release"] != release or instances["stale"]
+changed = any_changed(*inputs_of(services.PROXY), venv)
+hosted = services.on_host(s)
+for service in hosted:
+    systemd.daemon_reload(name=f"systemd has read the changed {service.unit} unit",
+                          _if=installed[service.unit].did_change)
+    CHANGE[service.change](service)
+    # Enabled and running: the proxy's instances are the switch-over's; a service another one
+    # starts is checked after that one.
+    for ready in (service, *(other for other in hosted if other.started_by == service.unit)):
+        if ready is not services.PROXY and (ready is not service or not ready.started_by):
+            systemd.service(name=f"{ready.unit} is enabled and running: it {ready.does}", service=ready.unit,
+                            running=True, enabled=True)
+
 gone_tls = [path for path in (front.TLS_PEM, front.TLS_CERT) if path in leftover and present.get(path)]
 if gone_tls:
     server.shell(name="The certificate and key of the front are gone: litellm_tls is off",
@@ -106,53 +150,12 @@ if gone_tls:
 if metrics.TOKEN_MAP in leftover and present.get(metrics.TOKEN_MAP):
     server.shell(name="The metrics token's digest is gone: litellm_metrics is off",
                  commands=[f"rm -f {metrics.TOKEN_MAP}"])
-
-server.shell(
-    name=f"The new release accepts {s.config_dir}/config.yaml (--validate_config)",
-    commands=[validate_command(s, by_name(table)["config.yaml"].path)],
-    # A changed config was checked when staged; this is for the same config under new code.
-    _if=lambda: venv.did_change() and not installed["config.yaml"].did_change(),
-)
-
-unit_read(PROXY)
-# Nothing serves, not this release, or not the files on disk: a switch is due whatever changes this run.
-due = instances["serving"] is None or instances["serving_release"] != release or instances["stale"]
-changed = any_changed(*inputs_of(PROXY), venv)
-python.call(
-    name=f"Traffic is on an instance of {release.rsplit('/', 1)[1]} with these files: switched over "
-         "once the new instance answered, the old one drained",
-    function=switch_over,
-    settings=s,
-    release=release,
-    why="deploy",
-    inputs=instance_inputs(table),
-    # A fleet gateway that serves changes in its turn, drained from the fleet; a first start does not wait.
-    roll=bool(s.fleet) and instances["serving"] is not None,
-    _if=lambda: due or changed(),
-)
-systemd.service(name=f"{FRONT} is enabled and running", service=FRONT, running=True, enabled=True)
-
-if s.fleet:
-    # After the front serves: the address comes to a gateway whose front answers.
-    unit_read(FLEET)
-    conf_changed = installed[Path(vrrp.CONFIG).name].did_change
-    server.shell(
-        name=f"{FLEET}, when running, runs its changed unit (restarted) or has reloaded its changed config",
-        commands=[f"if systemctl -q is-active {FLEET}; then systemctl restart {FLEET}; fi"],
-        _if=installed[FLEET].did_change,
-    )
-    server.shell(
-        name=f"{FLEET}, when running, has reloaded its changed config (the address stays where it is)",
-        commands=[f"systemctl try-reload-or-restart {FLEET}"],
-        _if=lambda: conf_changed() and not installed[FLEET].did_change(),
-    )
-    systemd.service(name=f"{FLEET} is enabled and running: {s.fleet.address} is held by one ready gateway",
-                    service=FLEET, running=True, enabled=True)
-elif any(present.get(path) for path in (vrrp.CONFIG, front.FLEET_CA)):
+if not s.fleet and any(present.get(path) for path in (vrrp.CONFIG, front.FLEET_CA)):
     server.shell(
         name="The fleet's address is not served from here: litellm_fleet_address is None",
-        commands=[f"systemctl disable --now {FLEET} 2>/dev/null || true",
-                  f"rm -f {vrrp.CONFIG} {front.FLEET_CA} /etc/systemd/system/{FLEET}", "systemctl daemon-reload"],
+        commands=[f"systemctl disable --now {services.FLEET.unit} 2>/dev/null || true",
+                  f"rm -f {vrrp.CONFIG} {front.FLEET_CA} /etc/systemd/system/{services.FLEET.unit}",
+                  "systemctl daemon-reload"],
     )
 
 if instances["legacy_unit"]:

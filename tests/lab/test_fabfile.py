@@ -85,14 +85,16 @@ def test_status_with_a_backend_down_says_so_and_fails(first_deploy, tmp_path):
     assert "NOT healthy" in result.stderr
 
 
-def test_status_says_when_rate_limits_are_no_longer_shared(first_deploy, tmp_path):
+def test_status_says_when_a_service_stops_and_rate_limits_are_no_longer_shared(first_deploy, tmp_path):
     ssh("systemctl stop litellm-redis.service")
     try:
         result = fab(tmp_path, "status")
     finally:
         ssh("systemctl start litellm-redis.service")
     assert result.returncode != 0
-    assert "PER WORKER (litellm-redis inactive)" in row(result.stdout, TEST_GATEWAY.fqdn)
+    shown = row(result.stdout, TEST_GATEWAY.fqdn)
+    assert "PER WORKER (litellm-redis.service inactive)" in shown
+    assert "NOT RUNNING: litellm-redis.service inactive" in shown
     assert fab(tmp_path, "status").returncode == 0
 
 

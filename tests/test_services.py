@@ -1,0 +1,69 @@
+"""The gateway host's services (gateway/services.py): each declared once, and the deploy, the
+managed-files table and `fab status` all read that declaration."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gateway import services
+from gateway.files import managed_files
+from gateway.host_layout import layout
+from gateway.services import Change
+from gateway.settings import load
+from tests.test_fleet import fleet_settings
+from tests.test_settings import GOOD_KEY, seed_data
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def single():
+    return load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2)
+
+
+def test_a_gateway_runs_the_fleets_services_only_in_a_fleet():
+    assert [x.unit for x in services.on_host(single())] == [
+        "litellm-redis.service", "litellm-front.service", "litellm@.service"]
+    assert [x.unit for x in services.on_host(fleet_settings(0))] == [
+        "litellm-redis.service", "litellm-sentinel.service", "litellm-front.service", "litellm@.service",
+        "litellm-fleet.service"]
+
+
+def test_every_row_reaches_a_declared_service_and_every_service_has_its_unit_in_the_table():
+    for s in (single(), fleet_settings(0)):
+        rows = managed_files(s, "gw-a.example.org", '{"version": 1, "keys": {}}\n')
+        hosted = {x.unit for x in services.on_host(s)}
+        reached = {unit for f in rows for unit in f.restarts}
+        assert reached <= hosted, reached - hosted
+        unit_files = {f.name for f in rows if f.is_unit}
+        assert hosted <= unit_files, hosted - unit_files  # a changed unit reaches its own service
+        for f in rows:
+            if f.is_unit:
+                assert f.restarts == (f.name,), f.name
+
+
+def test_the_order_brings_up_what_each_service_needs_first():
+    order = [x.unit for x in services.ORDER]
+    # The proxy counts in Redis (through Sentinel in a fleet) and its switch-over sets the front's states.
+    for needed in (services.REDIS, services.SENTINEL, services.FRONT):
+        assert order.index(needed.unit) < order.index(services.PROXY.unit)
+    # The fleet's address comes to a gateway whose front answers.
+    assert order.index(services.FLEET.unit) > order.index(services.PROXY.unit)
+    # The front is started by the switch-over (it may take the port from the unit of before it).
+    assert services.FRONT.started_by == services.PROXY.unit
+    assert {x.change for x in services.ORDER} == set(Change)
+
+
+def test_the_deploy_brings_every_service_up_by_its_declaration():
+    """tasks/gateway.py names no service itself: it loops over the declaration (the lab's deploys
+    show what each change does)."""
+    task = (REPO / "tasks/gateway.py").read_text()
+    assert "for service in hosted:" in task and "CHANGE[service.change](service)" in task
+    for unit in ("litellm-redis", "litellm-sentinel", "litellm-front", "litellm-fleet", "REDIS", "SENTINEL"):
+        assert unit not in task, unit
+
+
+def test_fab_status_is_told_every_service_but_the_instances_which_it_reports_one_by_one():
+    told = json.loads(layout(fleet_settings(0)))["services"]
+    assert told == ["litellm-redis.service", "litellm-sentinel.service", "litellm-front.service",
+                    "litellm-fleet.service"]
+    assert json.loads(layout(single()))["services"] == ["litellm-redis.service", "litellm-front.service"]
