@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from .deadline import wait_until
 from .readiness import PATH, pin_argument, trust_pinned, wait_ready
 
 KEY_VAR = "LITELLM_MASTER_KEY"
@@ -81,19 +82,21 @@ def ready_with_models(base: str, key: str, expected: list[str], timeout: float) 
     from an instance the front is just marking down (a thawed or slow one): its 503 until the front
     marks it up again is waited out within the same deadline, never past it."""
     deadline = time.monotonic() + timeout
-    while True:
+
+    def attempt() -> tuple[str, list[str] | Unavailable]:
         ready, answer = wait_ready(base, max(deadline - time.monotonic(), 0.0))
         if not ready:
             raise CheckFailed(f"{PATH} did not answer healthy within {timeout:.0f} s (last: {answer})")
         try:
-            listed = check_models(base, key, expected)
-        except Unavailable:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(1.0)
-            continue
-        print(f"ok   readiness: {answer}")
-        return listed
+            return answer, check_models(base, key, expected)
+        except Unavailable as unavailable:
+            return answer, unavailable
+
+    _, (answer, models) = wait_until(attempt, timeout, 1.0, good=lambda got: not isinstance(got[1], Unavailable))
+    if isinstance(models, Unavailable):
+        raise models
+    print(f"ok   readiness: {answer}")
+    return models
 
 
 def main(argv: list[str] | None = None) -> int:
