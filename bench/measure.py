@@ -26,7 +26,7 @@ from lab import control, machines
 from lab.faults import release_does_not_start
 from lab.fleet import fleet_data, write_inventory
 from lab.load import SteadyLoad
-from lab.topology import BENCH_GATEWAYS, GATEWAY_PORT, OLLAMA_PORT, LabHost, backends_of
+from lab.topology import BENCH_GATEWAYS, GATEWAY_PORT, LabHost
 from on_host.deadline import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -187,29 +187,6 @@ def _latencies(call: Callable[[], float], requests: int, concurrency: int) -> li
 def percentile(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
-def gateway_latency(lab: Lab, requests: int, runs: int) -> list[Figure]:
-    """Latency added by the proxy over calling the double directly, at 1 and 10 concurrent clients."""
-    host = lab.gateways[0]
-    key = control.master_key()
-    backend = backends_of(lab.gateways)[1]  # serves mistral-7b alone: every gateway call lands on it
-    direct = lambda: _post(f"http://{backend.address}:{OLLAMA_PORT}/api/chat",  # noqa: E731
-                           {"model": "mistral:7b", "messages": [{"role": "user", "content": "hi"}], "stream": False})
-    through = lambda: _post(f"http://{host.address}:{GATEWAY_PORT}/v1/chat/completions",  # noqa: E731
-                            {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}]}, key)
-    figures = []
-    for concurrency in (1, 10):
-        _latencies(through, 20, concurrency)  # warm up
-        by_label: dict[str, Figure] = {}
-        for _ in range(runs):
-            d, g = _latencies(direct, requests, concurrency), _latencies(through, requests, concurrency)
-            for label, p in (("p50", 50), ("p95", 95)):
-                for where, samples in (("direct to Ollama double", d), ("through the gateway", g)):
-                    name = f"{label} {where}, {concurrency} client(s)"
-                    by_label.setdefault(name, Figure(name, "ms")).samples.append(percentile(samples, p))
-        figures += by_label.values()
-    return figures
 
 
 def worker_throughput(lab: Lab, requests: int, runs: int,

@@ -31,7 +31,11 @@ def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(
     for name in ("first deploy to a fresh host", "floor: pip install + start to readiness", "re-run, nothing changed",
                  "floor: pyinfra connect + one no-op operation", "re-run, nothing changed, 2 gateway(s)",
                  "fab status, 2 gateways", "DNS preflight, 10 names, dead nameserver",
-                 "p50 through the gateway, 10 client(s)", "requests/s through the gateway, 1 worker(s) (seed)",
+                 "p50 through the gateway, 10 client(s)", "p95 the instance directly, 1 client(s)",
+                 "requests/s direct to Ollama double, 10 client(s)", "requests/s through the gateway, 10 client(s)",
+                 "CPU per request of the instance, the instance directly",
+                 "CPU per request of the instance, through the gateway",
+                 "requests/s through the gateway, 1 worker(s) (seed)",
                  "p50 through the gateway, context check on, 1 client(s)",
                  "requests/s through the gateway, context check off, 10 client(s)",
                  "p50 through the gateway, metrics callback on, 1 client(s)",
@@ -51,7 +55,11 @@ def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(
     failed = {name: c["value"] for name, c in report["comparisons"].items() if name.startswith("failed requests")}
     assert len(failed) == 2 and set(failed.values()) == {0}, failed
     assert figures["failed requests: plain systemctl restart (for comparison)"]["median"] > 0
-    assert len(report["comparisons"]) == 15  # a real run adds the fleet's first deploys, the release changes
+    assert len(report["comparisons"]) == 17  # a real run adds the fleet's first deploys, the release changes
+    # Where a worker's main thread spends its time, beside the figures: py-spy's top frames.
+    profile = report_file.with_suffix(".profile.txt").read_text()
+    assert "top 15 frames by inclusive time" in profile and profile in result.stdout, profile
+    assert len([line for line in profile.splitlines() if line.strip().endswith(")") and " %  " in line]) == 15
     # The deploy's default is measured as the count it resolves to on the host, marked in the table.
     assert sum("default: auto)" in name for name in figures) == 1
     for name, comparison in report["comparisons"].items():

@@ -1,0 +1,227 @@
+"""The gateway's own cost per request, side by side in one run: the Ollama double called directly,
+the serving proxy instance called directly, and the gateway's front; at 1 and 10 keep-alive
+clients, p50, p95 and requests/s; the instance's CPU per request (its processes' user + system
+time over the run); and where a worker's main thread spends it (py-spy, top frames by inclusive
+time), written beside the figures so a regression shows where it came from.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.measure import _serving, percentile
+from lab import control, machines
+from lab.topology import GATEWAY_PORT, OLLAMA_PORT, LabHost, backends_of
+
+CLIENTS = (1, 10)
+# What the gateway should cost on this 2-core machine, with everything it promises on: its added p50
+# at one client, its throughput at ten (three times the ~80/s LiteLLM's defaults reach here) and the
+# instance's CPU per request (a third of their ~20 ms).
+GOALS = {"p50 overhead, 1 client (ms)": 5.0, "requests/s through the gateway, 10 clients": 240.0,
+         "CPU per request of the instance (ms)": 6.7}
+PROFILE_FRAMES = 15
+PY_SPY = Path(sys.executable).parent / "py-spy"
+# The serving instance's processes (its main process and the workers it forked): user + system
+# time in clock ticks, and the ticks per second; run with the gateway host's python3.
+CPU_SCRIPT = """
+import os, subprocess, sys
+main = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", sys.argv[1]],
+                      capture_output=True, text=True).stdout.strip()
+ticks = 0
+for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+        continue
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    if pid == main or fields[1] == main:
+        ticks += int(fields[11]) + int(fields[12])
+print(ticks, os.sysconf("SC_CLK_TCK"))
+"""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way to the model: where requests go and what they look like there."""
+
+    name: str
+    host: str
+    port: int
+    path: str
+    body: dict
+    key: str | None = None
+
+
+class KeepAliveClients:
+    """Requests over one kept-alive connection per client thread, as the official SDKs send them."""
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.local = threading.local()
+        self.payload = json.dumps(route.body).encode()
+        self.headers = {"Content-Type": "application/json",
+                        **({"Authorization": f"Bearer {route.key}"} if route.key else {})}
+
+    def call(self) -> float:
+        """One request; its time in ms."""
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = http.client.HTTPConnection(self.route.host, self.route.port, timeout=60)
+        started = time.perf_counter()
+        conn.request("POST", self.route.path, self.payload, self.headers)
+        answer = conn.getresponse()
+        answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"{self.route.name}: HTTP {answer.status}")
+        return (time.perf_counter() - started) * 1000
+
+    def busy_until(self, stop: threading.Event, clients: int) -> None:
+        """`clients` threads sending one request after another until `stop` is set."""
+        def loop() -> None:
+            while not stop.is_set():
+                self.call()
+
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            for _ in range(clients):
+                pool.submit(loop)
+
+    def run(self, requests: int, clients: int) -> tuple[list[float], float]:
+        """`requests` spread over `clients` threads: their times (ms) and the run's seconds."""
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            times = list(pool.map(lambda _: self.call(), range(requests)))
+        return times, time.perf_counter() - started
+
+
+def serving_port(host: LabHost) -> int:
+    """The serving instance's port, by the host's own rule (on_host/serving.py)."""
+    return int(_serving(host).split("@", 1)[1].split(".", 1)[0])
+
+
+def cpu_seconds(host: LabHost, unit: str) -> float:
+    ticks, per_second = machines.ssh(host, f"python3 -c '{CPU_SCRIPT}' {unit}").stdout.split()
+    return int(ticks) / int(per_second)
+
+
+def paths(host: LabHost, port: int) -> list[Route]:
+    """The double that serves mistral-7b alone (every gateway call lands on it), the serving
+    instance, and the front: 16-token completions of the same model."""
+    backend = backends_of([host])[1]
+    key = control.master_key()
+    chat = {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
+    return [
+        Route("direct to Ollama double", backend.address, OLLAMA_PORT, "/api/chat",
+              {"model": "mistral:7b", "messages": chat["messages"], "stream": False,
+               "options": {"num_predict": 16}}),
+        Route("the instance directly", host.address, port, "/v1/chat/completions", chat, key),
+        Route("through the gateway", host.address, GATEWAY_PORT, "/v1/chat/completions", chat, key),
+    ]
+
+
+def worker_pid(host: LabHost, port: int) -> int | None:
+    """The host-side PID (as this machine sees it) of the serving instance's busiest worker: a
+    process in the host's root whose parent is the instance's main process."""
+    marker = f"--port {port}"
+    found: dict[int, tuple[int, int]] = {}  # pid: (parent, cpu ticks)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/root") != str(host.root):
+                continue
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if "in_proxy/serve.py" in command and marker in command:
+            found[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    workers = {pid: ticks for pid, (parent, ticks) in found.items() if parent in found}
+    return max(workers, key=workers.get) if workers else None
+
+
+def profile(pid: int | None, seconds: float) -> tuple[Counter, int, str]:
+    """py-spy's samples of the worker's main thread, idle ones included: inclusive samples per
+    frame, all samples, and what went wrong (empty when nothing did)."""
+    if pid is None:
+        return Counter(), 0, "no worker of the serving instance found"
+    with tempfile.TemporaryDirectory() as work:
+        raw = Path(work) / "raw.txt"
+        done = subprocess.run([str(PY_SPY), "record", "-p", str(pid), "-d", str(max(1, round(seconds))), "-f", "raw",
+                               "--threads", "--idle", "--nonblocking", "-o", str(raw)],
+                              capture_output=True, text=True, timeout=seconds + 60)
+        if done.returncode != 0 or not raw.exists():
+            return Counter(), 0, f"py-spy failed: {done.stderr.strip()[-300:]}"
+        frames: Counter = Counter()
+        total = 0
+        for line in raw.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            thread, *calls = stack.split(";")
+            if not thread.endswith("MainThread") or not count.isdigit():
+                continue
+            total += int(count)
+            for call in set(calls):
+                frames[call] += int(count)
+        return frames, total, ""
+
+
+def profile_summary(frames: Counter, total: int, problem: str) -> str:
+    if problem or not total:
+        return f"profile: {problem or 'no samples of the main thread'}\n"
+    idle = sum(n for call, n in frames.items() if call.startswith("select (selectors.py"))
+    lines = [f"profile of one worker's main thread: {total} samples, busy {100 * (total - idle) / total:.0f} % "
+             f"(the rest waiting in the event loop's select); top {PROFILE_FRAMES} frames by inclusive time:"]
+    for call, count in frames.most_common(PROFILE_FRAMES):
+        lines.append(f"  {100 * count / total:5.1f} %  {call}")
+    return "\n".join(lines) + "\n"
+
+
+def cost_per_request(host: LabHost, requests: int, runs: int, figure) -> tuple[list, str]:
+    """The figures (built with `figure(name, unit)`, samples appended run by run) and the profile
+    summary. The instance's CPU is counted over its direct and front runs at 10 clients."""
+    port = serving_port(host)
+    unit = f"litellm@{port}.service"
+    ways = paths(host, port)
+    callers = {way.name: KeepAliveClients(way) for way in ways}
+    figures: dict[str, object] = {}
+
+    def sample(name: str, unit_: str, value: float) -> None:
+        if name not in figures:
+            figures[name] = figure(name, unit_)
+        figures[name].samples.append(value)
+
+    for caller in callers.values():
+        caller.run(20, 10)  # warm up: connections, the first loads
+    for _ in range(runs):
+        for clients in CLIENTS:
+            for way in ways:
+                before = cpu_seconds(host, unit) if way.name != ways[0].name else 0.0
+                times, seconds = callers[way.name].run(requests, clients)
+                sample(f"p50 {way.name}, {clients} client(s)", "ms", percentile(times, 50))
+                sample(f"p95 {way.name}, {clients} client(s)", "ms", percentile(times, 95))
+                sample(f"requests/s {way.name}, {clients} client(s)", "req/s", requests / seconds)
+                if way.name != ways[0].name and clients == max(CLIENTS):
+                    used = cpu_seconds(host, unit) - before
+                    sample(f"CPU per request of the instance, {way.name}", "ms", 1000 * used / requests)
+    # Where a worker's time goes, under 10 clients through the front.
+    load_seconds = 5.0
+    stop = threading.Event()
+
+    loader = threading.Thread(target=callers[ways[-1].name].busy_until, args=(stop, max(CLIENTS)), daemon=True)
+    loader.start()
+    try:
+        summary = profile_summary(*profile(worker_pid(host, port), load_seconds))
+    finally:
+        stop.set()
+        loader.join(60)
+    return list(figures.values()), summary
