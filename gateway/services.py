@@ -8,19 +8,20 @@ state of each one the host runs (on_host/status.py, told by gateway/host_layout.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, unique
 
 from gateway import front, shared_limits, vrrp
 from gateway.settings import Settings
 
 
+@unique
 class Change(Enum):
     """What a changed file of a service (or its unit) does to it."""
 
-    RESTART = "restarted"  # stopped and started on the new files
-    RELOAD = "reloaded"  # a new process takes the listening socket over: no connection refused
-    SWITCH_OVER = "switched over"  # the idle instance starts on them, takes the traffic once it answers
-    RELOAD_CONFIG = "reloaded"  # a changed config is reloaded; a changed unit restarts it
+    RESTART = "restart"  # stopped and started on the new files
+    RELOAD = "reload"  # a new process takes the listening socket over: no connection refused
+    SWITCH_OVER = "switch-over"  # the idle instance starts on them, takes the traffic once it answers
+    RELOAD_CONFIG = "reload-config"  # a changed config is reloaded; a changed unit restarts it
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,9 @@ def test_the_order_brings_up_what_each_service_needs_first():
     assert order.index(services.FLEET.unit) > order.index(services.PROXY.unit)
     # The front is started by the switch-over (it may take the port from the unit of before it).
     assert services.FRONT.started_by == services.PROXY.unit
-    assert {x.change for x in services.ORDER} == set(Change)
+    assert len(Change) == 4 and {x.change for x in services.ORDER} == set(Change)
+    assert [x.change for x in services.ORDER] == [Change.RESTART, Change.RESTART, Change.RELOAD, Change.SWITCH_OVER,
+                                                  Change.RELOAD_CONFIG]
 
 
 def test_the_deploy_brings_every_service_up_by_its_declaration():
