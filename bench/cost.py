@@ -130,16 +130,17 @@ def paths(host: LabHost, port: int) -> list[Route]:
 
 
 def worker_pid(host: LabHost, port: int) -> int | None:
-    """The host-side PID (as this machine sees it) of the serving instance's busiest worker: a
-    process in the host's root whose parent is the instance's main process."""
-    marker = f"--port {port}"
+    """The PID (as this machine sees it) of the serving instance's busiest worker: its command line
+    names the host's own instance address and the port (the lab's gateways outside a network
+    namespace listen on their own address), its parent is the instance's main process."""
+    if host.namespace:
+        return None  # its instances listen on 127.0.0.1 of its own namespace: not told apart here
+    marker = f"--host {host.address} --port {port} "
     found: dict[int, tuple[int, int]] = {}  # pid: (parent, cpu ticks)
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            if os.readlink(f"/proc/{entry}/root") != str(host.root):
-                continue
             command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -150,38 +151,54 @@ def worker_pid(host: LabHost, port: int) -> int | None:
     return max(workers, key=workers.get) if workers else None
 
 
-def profile(pid: int | None, seconds: float) -> tuple[Counter, int, str]:
-    """py-spy's samples of the worker's main thread, idle ones included: inclusive samples per
-    frame, all samples, and what went wrong (empty when nothing did)."""
+# The worker's event loop: frames up to it are the same in every sample, a sample that ends there
+# is the loop waiting (uvloop waits in C, below asyncio's Runner.run; asyncio's own loop in select).
+LOOP_FRAMES = ("Runner.run (asyncio/runners.py", "select (selectors.py")
+
+
+def profile(pid: int | None, seconds: float) -> tuple[Counter, Counter, int, int, str]:
+    """py-spy's samples of the worker's main thread, idle ones included: per frame below the event
+    loop its inclusive samples and its own (the frame running), all samples, the idle ones, and what
+    went wrong (empty when nothing did)."""
     if pid is None:
-        return Counter(), 0, "no worker of the serving instance found"
+        return (Counter(), Counter(), 0, 0,
+                "no worker of the serving instance found (a host in a network namespace of its own?)")
     with tempfile.TemporaryDirectory() as work:
         raw = Path(work) / "raw.txt"
         done = subprocess.run([str(PY_SPY), "record", "-p", str(pid), "-d", str(max(1, round(seconds))), "-f", "raw",
                                "--threads", "--idle", "--nonblocking", "-o", str(raw)],
                               capture_output=True, text=True, timeout=seconds + 60)
         if done.returncode != 0 or not raw.exists():
-            return Counter(), 0, f"py-spy failed: {done.stderr.strip()[-300:]}"
+            return Counter(), Counter(), 0, 0, f"py-spy failed: {done.stderr.strip()[-300:]}"
         frames: Counter = Counter()
-        total = 0
+        own: Counter = Counter()
+        total = idle = 0
         for line in raw.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             thread, *calls = stack.split(";")
             if not thread.endswith("MainThread") or not count.isdigit():
                 continue
             total += int(count)
-            for call in set(calls):
+            loop = max((i for i, call in enumerate(calls) if call.startswith(LOOP_FRAMES)), default=None)
+            below = calls[loop + 1:] if loop is not None else calls
+            if not below:
+                idle += int(count)
+                continue
+            own[below[-1]] += int(count)
+            for call in set(below):
                 frames[call] += int(count)
-        return frames, total, ""
+        return frames, own, total, idle, ""
 
 
-def profile_summary(frames: Counter, total: int, problem: str) -> str:
+def profile_summary(frames: Counter, own: Counter, total: int, idle: int, problem: str) -> str:
     if problem or not total:
         return f"profile: {problem or 'no samples of the main thread'}\n"
-    idle = sum(n for call, n in frames.items() if call.startswith("select (selectors.py"))
     lines = [f"profile of one worker's main thread: {total} samples, busy {100 * (total - idle) / total:.0f} % "
-             f"(the rest waiting in the event loop's select); top {PROFILE_FRAMES} frames by inclusive time:"]
+             f"(the rest its event loop waiting); top {PROFILE_FRAMES} frames by inclusive time:"]
     for call, count in frames.most_common(PROFILE_FRAMES):
+        lines.append(f"  {100 * count / total:5.1f} %  {call}")
+    lines.append(f"top {PROFILE_FRAMES} frames by own time (the frame itself running):")
+    for call, count in own.most_common(PROFILE_FRAMES):
         lines.append(f"  {100 * count / total:5.1f} %  {call}")
     return "\n".join(lines) + "\n"
 
