@@ -14,6 +14,7 @@ from invoke.exceptions import Exit
 from fabfile.common import fleet_of, verdicts
 from gateway.commands import fleet_member_command, primary_command
 from gateway.remote import Fleet, Gateway, Outcome, on_each
+from gateway.roll import member_answer
 
 GATEWAY_HELP = "the gateway's inventory name (or SSH address)"
 
@@ -24,20 +25,20 @@ def members_of(fleet: Fleet, target: Gateway) -> list[Gateway]:
     return [g for g in fleet.gateways if g.settings.fleet and g.settings.fleet.address == target.settings.fleet.address]
 
 
+def missed_everywhere(fleet: Fleet, target: Gateway, state: str) -> list[str]:
+    """Set `target`'s state in every front of its fleet; the fronts that did not do it (each with why)."""
+    return [f"{o.host} ({o.error or o.value[1]})" for o in set_everywhere(fleet, target, state)
+            if o.error or not o.value[0]]
+
+
 def set_everywhere(fleet: Fleet, target: Gateway, state: str) -> list[Outcome]:
     """Set `target`'s state (drain, ready) in every front of its fleet; a drain waits for its requests."""
     wait = target.settings.drain_timeout if state == "drain" else 0
 
     def apply(g: Gateway, connection: Connection) -> tuple[bool, str]:
         result = g.run(connection, fleet_member_command(g.settings, target.name, state, wait))
-        answer = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
-        if "error" in answer or result.exited or not answer:
-            return False, answer.get("error") or result.stderr.strip()[-300:] or f"exit status {result.exited}"
-        left = answer["in_flight"]
-        if state != "drain":  # back in: it may take requests at once
-            return True, f"{target.name}: {answer['status']}, {left} request(s) running"
-        return left == 0, f"{target.name}: {answer['status']}, {left} request(s) still running" + (
-            f" after {wait} s" if left else "")
+        told, finished, detail = member_answer(state, wait, result.stdout, result.exited, result.stderr)
+        return told and finished, f"{target.name}: {detail}" if told else detail
 
     return on_each(members_of(fleet, target), apply)
 

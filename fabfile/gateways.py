@@ -10,11 +10,12 @@ from fabric import Connection, task
 from invoke.exceptions import Exit
 
 from fabfile.common import ONLY_HELP, gateways_of, verdicts
-from fabfile.fleet import set_everywhere
+from fabfile.fleet import missed_everywhere
 from gateway.commands import smoke_command, switch_command, validate_command
 from gateway.files import instance_inputs, managed_files
 from gateway.front import instance_host
 from gateway.remote import Gateway, on_each
+from gateway.roll import NotPutBack, stays_drained, take_turn
 from gateway.ssh_trust import HostKeyRefused
 from gateway.usage import DURATION
 
@@ -102,51 +103,53 @@ def validate(c, only=""):
 
 def _roll(c, only: str, release: str, done: str, ready_timeout: int, check_config: bool) -> None:
     """One gateway at a time: a switch-over onto `release` (same / previous); stop at the first failure.
-    A fleet gateway is drained in every front of the fleet first and put back once it answers again
-    (left drained when it fails: the others carry the traffic). Each step is printed as the host
-    says it, behind the gateway's name: a roll of a fleet takes minutes."""
+    A fleet gateway takes its turn as gateway/roll.py says (drained in every front, changed, put
+    back; left drained when it fails). Each step is printed as the host says it, behind the
+    gateway's name: a roll of a fleet takes minutes."""
     fleet, gateways = gateways_of(c, only)
     for index, g in enumerate(gateways):
         left = ", ".join(x.name for x in gateways[index + 1:]) or "none"
         print(f"{g.name}: {done} ({index + 1} of {len(gateways)})" + (": draining it in every front of the fleet"
                                                                      if g.settings.fleet else ""), flush=True)
         if g.settings.fleet:
-            left += f". {g.name} stays drained (the others carry the traffic): `fab undrain {g.name}` once fixed"
-            for outcome in set_everywhere(fleet, g, "drain"):
-                if outcome.error or not outcome.value[0]:
-                    print(f"{g.name}: warning: not drained in the front of {outcome.host}: "
-                          f"{outcome.error or outcome.value[1]}", file=sys.stderr)
+            left += f". {stays_drained(g.name)}"
+
+        def change(g: Gateway = g, left: str = left) -> list[str]:
+            return _switch(g, release, done, ready_timeout, check_config, left)
+
         try:
-            with g.connection() as connection:
-                if check_config:
-                    ok, detail = _validate(g, connection)
-                    if not ok:
-                        raise Exit(f"{g.name}: config is invalid ({detail}); nothing changed, "
-                                   f"the serving instance keeps serving. Roll stopped; not done: {left}", code=1)
-                inputs = instance_inputs(managed_files(g.settings.resolved(1), g.name, issue=False))
-                steps = _Prefixed(f"{g.name}: ")
-                result = g.run(connection,
-                               switch_command(g.settings, release, int(ready_timeout), f"fab {done}", inputs),
-                               out_stream=steps)
-                steps.flush()
-                if not result.ok:
-                    raise Exit(f"{g.name}: {result.stdout.rstrip()}\nThe serving instance keeps serving. "
-                               f"Roll stopped at {g.name}; not done: {left}", code=1)
-        except Exit:
-            raise
-        except HostKeyRefused as refused:
-            raise Exit(f"{g.name}: REFUSED: {refused}. Roll stopped; not done: {left}", code=1) from None
-        except Exception as error:
-            raise Exit(f"{g.name}: unreachable or failed ({type(error).__name__}: {error}). "
-                       f"Roll stopped; not done: {left}", code=1) from None
-        lines = result.stdout.strip().splitlines()
+            lines = take_turn(g.name, (lambda state, g=g: missed_everywhere(fleet, g, state)) if g.settings.fleet
+                              else (lambda state: []), change, lambda line: print(line, file=sys.stderr))
+        except NotPutBack as missed:
+            raise Exit(f"{missed}. Roll stopped; not done: {left}", code=1) from None
         print(f"{g.name}: {done}: " + " | ".join(line[5:] for line in lines if line.startswith("ok")))
-        if g.settings.fleet:
-            back = [o for o in set_everywhere(fleet, g, "ready") if o.error or not o.value[0]]
-            if back:
-                raise Exit(f"{g.name}: {done} done, but not put back in the front of "
-                           + ", ".join(f"{o.host} ({o.error or o.value[1]})" for o in back)
-                           + f": run `fab undrain {g.name}`. Roll stopped; not done: {left}", code=1)
+
+
+def _switch(g: Gateway, release: str, done: str, ready_timeout: int, check_config: bool, left: str) -> list[str]:
+    """The switch-over on one gateway (its config checked first for a restart): the host's lines."""
+    try:
+        with g.connection() as connection:
+            if check_config:
+                ok, detail = _validate(g, connection)
+                if not ok:
+                    raise Exit(f"{g.name}: config is invalid ({detail}); nothing changed, "
+                               f"the serving instance keeps serving. Roll stopped; not done: {left}", code=1)
+            inputs = instance_inputs(managed_files(g.settings.resolved(1), g.name, issue=False))
+            steps = _Prefixed(f"{g.name}: ")
+            result = g.run(connection, switch_command(g.settings, release, int(ready_timeout), f"fab {done}", inputs),
+                           out_stream=steps)
+            steps.flush()
+            if not result.ok:
+                raise Exit(f"{g.name}: {result.stdout.rstrip()}\nThe serving instance keeps serving. "
+                           f"Roll stopped at {g.name}; not done: {left}", code=1)
+    except Exit:
+        raise
+    except HostKeyRefused as refused:
+        raise Exit(f"{g.name}: REFUSED: {refused}. Roll stopped; not done: {left}", code=1) from None
+    except Exception as error:
+        raise Exit(f"{g.name}: unreachable or failed ({type(error).__name__}: {error}). "
+                   f"Roll stopped; not done: {left}", code=1) from None
+    return result.stdout.strip().splitlines()
 
 
 @task(help={"only": ONLY_HELP, "ready_timeout": "seconds each new instance may take to answer (default 180)"})

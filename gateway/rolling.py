@@ -9,17 +9,19 @@ traffic), and every gateway still waiting for its turn is left unchanged, named 
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from typing import TypeVar
 
 from pyinfra import host, logger, state
 from pyinfra.api.exceptions import OperationError
 
 from gateway.commands import fleet_member_command
+from gateway.roll import NotPutBack, member_answer, stays_drained, take_turn
 from gateway.settings import Settings
+
+T = TypeVar("T")
 
 GATHER = 1.0  # seconds from the first arrival in which every gateway lines up, so the roll keeps inventory order
 
@@ -79,7 +81,8 @@ def current_roll(settings: Settings, batch: int) -> Roll:
 
 
 def set_in_every_front(settings: Settings, gateway: str, wanted: str) -> list[str]:
-    """Set `gateway`'s state in every fleet member's front; the members that could not be told."""
+    """Set `gateway`'s state in every fleet member's front; the members that could not be told (a
+    drain whose requests outlast the wait is only logged: nothing new reaches the gateway)."""
     assert settings.fleet
     wait = settings.drain_timeout if wanted == "drain" else 0
     missed = []
@@ -88,38 +91,33 @@ def set_in_every_front(settings: Settings, gateway: str, wanted: str) -> list[st
         arguments = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in ("_sudo", "_sudo_user")}
         try:
             ok, output = member.run_shell_command(fleet_member_command(settings, gateway, wanted, wait), **arguments)
-            answer = output.stdout if ok else output.output  # a failure may explain itself on stderr
+            told, finished, detail = member_answer(wanted, wait, output.stdout if ok else "", 0 if ok else 1,
+                                                   output.output)
         except Exception as error:  # a member that cannot be reached serves nobody
-            ok, answer = False, f"{type(error).__name__}: {error}"
-        if not ok:
-            missed.append(f"{name} ({answer.strip()[-200:] or 'no answer'})")
-        else:
-            left = json.loads(answer).get("in_flight", 0)
-            if left:
-                logger.warning(f"{name}: {left} request(s) to {gateway} still running after {wait} s")
+            told, finished, detail = False, False, f"{type(error).__name__}: {error}"
+        if not told:
+            missed.append(f"{name} ({detail or 'no answer'})")
+        elif not finished:
+            logger.warning(f"{name}: {gateway}: {detail}")
     return missed
 
 
-@contextmanager
-def turn(settings: Settings, batch: int = 1) -> Iterator[None]:
-    """This host's turn in the roll (inventory order, `batch` at a time): drained everywhere around
-    the block, put back after it."""
+def in_turn(settings: Settings, change: Callable[[], T], batch: int = 1) -> T:
+    """`change` in this host's turn of the roll (inventory order, `batch` at a time): drained in every
+    front around it, put back after it (gateway/roll.py); a failure stops the roll here."""
     roll = current_roll(settings, batch)
     stopped = roll.wait_for_turn(host.name)
     if stopped:
         raise OperationError(f"{host.name}: not changed: the roll stopped at {stopped}")
     try:
-        for missed in set_in_every_front(settings, host.name, "drain"):
-            logger.warning(f"{host.name}: not drained in the front of {missed}")
-        try:
-            yield
-        except Exception:
-            waiting = roll.stop_here(host.name)
-            host.log(f"roll stopped here: {host.name} stays drained (the others carry the traffic; `fab undrain "
-                     f"{host.name}` once it is fixed); not changed: {', '.join(waiting) or 'none'}",
-                     log_func=logger.error)
-            raise
-        for missed in set_in_every_front(settings, host.name, "ready"):
-            logger.warning(f"{host.name}: not put back in the front of {missed}: run `fab undrain {host.name}`")
+        return take_turn(host.name, lambda wanted: set_in_every_front(settings, host.name, wanted), change,
+                         logger.warning)
+    except Exception as error:
+        waiting = roll.stop_here(host.name)
+        host.log(f"roll stopped here: {stays_drained(host.name)}; not changed: {', '.join(waiting) or 'none'}",
+                 log_func=logger.error)
+        if isinstance(error, NotPutBack):
+            raise OperationError(str(error)) from None
+        raise
     finally:
         roll.turn_done()

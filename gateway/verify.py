@@ -36,10 +36,9 @@ def switch_over(settings: Settings, release: str, why: str, inputs: tuple[str, .
     then verify through the front. A refused switch leaves traffic where it was: OperationError names why.
     With `roll` (a fleet gateway that was serving), it takes its turn in the fleet's roll."""
     if roll:
-        from gateway.rolling import turn  # pyinfra's state: only inside a deploy
+        from gateway.rolling import in_turn  # pyinfra's state: only inside a deploy
 
-        with turn(settings):
-            _switch_and_verify(settings, release, why, inputs)
+        in_turn(settings, lambda: _switch_and_verify(settings, release, why, inputs))
     else:
         _switch_and_verify(settings, release, why, inputs)
 
