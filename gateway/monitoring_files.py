@@ -26,6 +26,7 @@ from gateway.monitoring import (
     Watch,
 )
 from gateway.monitoring_auth import OPERATOR, SCRAPER, scraper_password
+from gateway.services import Change, Service
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Unit:
     description: str
     documentation: str
     exec_start: str
+    does: str = ""  # what it is for, in the deploy's operation names
     user: str = SERVICE_USER
     reloads: bool = True  # SIGHUP re-reads its config
     state_directory: str | None = None
@@ -63,6 +65,12 @@ class Unit:
     # HTTPS: a fingerprint of the certificate served. The services set up TLS when they start, so a
     # new certificate, or TLS turned on or off, changes the unit and restarts them.
     certificate: str | None = None
+
+    @property
+    def service(self) -> Service:
+        """As the deploy brings it up: a changed config is re-read (SIGHUP) where it can be, a changed
+        unit restarts it."""
+        return Service(self.name, self.does, Change.RELOAD_CONFIG if self.reloads else Change.RESTART)
 
 
 def units(m: MonitoringSettings, host_name: str, certificate: str | None = None) -> list[Unit]:
@@ -75,19 +83,20 @@ def units(m: MonitoringSettings, host_name: str, certificate: str | None = None)
              f"/usr/bin/prometheus --config.file={PATHS.config} --storage.tsdb.path=/var/lib/{STATE_DIR}/prometheus "
              f"--storage.tsdb.retention.time={m.retention} --web.listen-address={bind}:{m.prometheus_port} "
              f"--web.external-url={m.scheme}://{address}:{m.prometheus_port}/ --web.config.file={PATHS.web_config}",
+             "scrapes the gateways and evaluates the alert rules",
              state_directory=f"{STATE_DIR}/prometheus", memory_max="2G", tasks_max=256, certificate=certificate),
         Unit(ALERTMANAGER, f"Alertmanager of the LiteLLM gateways (port {m.alertmanager_port})",
              "man:prometheus-alertmanager(1)",
              f"/usr/bin/prometheus-alertmanager --config.file={PATHS.alertmanager} "
              f"--storage.path=/var/lib/{STATE_DIR}/alertmanager --web.listen-address={bind}:{m.alertmanager_port} "
              f"--web.external-url={m.scheme}://{address}:{m.alertmanager_port}/ --cluster.listen-address= "
-             f"--web.config.file={PATHS.web_config}",
+             f"--web.config.file={PATHS.web_config}", "sends the alerts",
              state_directory=f"{STATE_DIR}/alertmanager", certificate=certificate),
         Unit(BLACKBOX, f"Blackbox exporter probing the LiteLLM gateways and backends (port {m.blackbox_port})",
              "man:prometheus-blackbox-exporter(1)",
              f"/usr/bin/prometheus-blackbox-exporter --config.file={PATHS.blackbox} "
              f"--web.listen-address={m.local_address}:{m.blackbox_port} --web.config.file={PATHS.web_config}",
-             certificate=certificate),
+             "probes the gateways and their backends from outside", certificate=certificate),
     ]
 
 
@@ -100,7 +109,7 @@ def node_exporter_unit(address: str) -> Unit:
                 # No timex collector: it needs adjtimex, which the unit's system call filter refuses.
                 "--no-collector.timex --collector.systemd "
                 "--collector.systemd.unit-include=(litellm.*|ollama)\\.service",
-                reloads=False, reads_host=True)
+                "reports the host's disks, memory, CPU and services", reloads=False, reads_host=True)
 
 
 def _unit_file(unit: Unit, host_name: str) -> ManagedFile:

@@ -19,6 +19,7 @@ from gateway.facts import Instances, ManagedFiles, ProxyAnswers
 from gateway.files import by_name, instance_inputs, managed_files
 from gateway.lock import lock_path, read_lock
 from gateway.operations import pinned_virtualenv, secret_env_file, whole_file
+from gateway.service_ops import apply_change, enabled_and_running, unit_read
 from gateway.services import Change, Service
 from gateway.settings import for_host
 from gateway.verify import switch_over, verify_gateway
@@ -68,27 +69,14 @@ for f in table:
         installed[f.name] = whole_file(name=f"{f.path} {f.wanted}", file=f, present=present[f.path])
 
 
-def inputs_of(service: Service) -> tuple:
-    return tuple(installed[f.name] for f in table if service.unit in f.restarts)
+def files_of(service: Service) -> list:
+    """The service's files other than its unit: their operations, whose change it must see."""
+    return [installed[f.name] for f in table if service.unit in f.restarts and f.name != service.unit]
 
 
-# Decided at execution time (`_if=`): asking `will_change` while preparing would gather the facts
-# of every input twice, the bulk of a no-change run on a fleet.
-
-def restart(service: Service) -> None:
-    systemd.service(name=f"{service.unit} is restarted onto its changed files", service=service.unit, running=True,
-                    restarted=True, _if=any_changed(*inputs_of(service)))
-
-
-def reload(service: Service) -> None:
-    server.shell(
-        name=f"{service.unit}, when running, has reloaded its changed files (the listening socket is handed over)",
-        commands=[f"systemctl try-reload-or-restart {service.unit}"],
-        _if=any_changed(*inputs_of(service)),
-    )
-
-
-def switch(service: Service) -> None:
+def switch_over_proxy() -> None:
+    """The proxy's change: the idle instance starts on the wanted release and files, takes the traffic
+    once it answers (gateway/verify.py)."""
     server.shell(
         name=f"The new release accepts {s.config_dir}/config.yaml (--validate_config)",
         commands=[validate_command(s, by_name(table)["config.yaml"].path)],
@@ -109,39 +97,21 @@ def switch(service: Service) -> None:
     )
 
 
-def reload_config(service: Service) -> None:
-    """A changed unit restarts it; a changed config alone is reloaded (keepalived: the address stays put)."""
-    unit_changed = installed[service.unit].did_change
-    config_changed = any_changed(*(i for i in inputs_of(service) if i is not installed[service.unit]))
-    server.shell(
-        name=f"{service.unit}, when running, runs its changed unit (restarted)",
-        commands=[f"if systemctl -q is-active {service.unit}; then systemctl restart {service.unit}; fi"],
-        _if=unit_changed,
-    )
-    server.shell(
-        name=f"{service.unit}, when running, has reloaded its changed config",
-        commands=[f"systemctl try-reload-or-restart {service.unit}"],
-        _if=lambda: config_changed() and not unit_changed(),
-    )
-
-
-CHANGE = {Change.RESTART: restart, Change.RELOAD: reload, Change.SWITCH_OVER: switch,
-          Change.RELOAD_CONFIG: reload_config}
-
 # Nothing serves, not this release, or not the files on disk: a switch is due whatever changes this run.
 due = instances["serving"] is None or instances["serving_release"] != release or instances["stale"]
-changed = any_changed(*inputs_of(services.PROXY), venv)
+changed = any_changed(installed[services.PROXY.unit], *files_of(services.PROXY), venv)
 hosted = services.on_host(s)
 for service in hosted:
-    systemd.daemon_reload(name=f"systemd has read the changed {service.unit} unit",
-                          _if=installed[service.unit].did_change)
-    CHANGE[service.change](service)
+    unit_read(service, installed[service.unit])
+    if service.change is Change.SWITCH_OVER:
+        switch_over_proxy()
+    else:
+        apply_change(service, installed[service.unit], files_of(service))
     # Enabled and running: the proxy's instances are the switch-over's; a service another one
     # starts is checked after that one.
     for ready in (service, *(other for other in hosted if other.started_by == service.unit)):
-        if ready is not services.PROXY and (ready is not service or not ready.started_by):
-            systemd.service(name=f"{ready.unit} is enabled and running: it {ready.does}", service=ready.unit,
-                            running=True, enabled=True)
+        if ready.change is not Change.SWITCH_OVER and (ready is not service or not ready.started_by):
+            enabled_and_running(ready)
 
 gone_tls = [path for path in (front.TLS_PEM, front.TLS_CERT) if path in leftover and present.get(path)]
 if gone_tls:

@@ -7,7 +7,7 @@ before it replaces the live one. A changed config is reloaded (SIGHUP: Prometheu
 its alerts' state), a changed unit restarts its service.
 """
 from pyinfra import host, state
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
 from gateway.facts import ManagedFiles
@@ -16,6 +16,7 @@ from gateway.inventory import is_gateway, is_monitoring
 from gateway.monitoring import load_monitoring, reach_address, watch
 from gateway.monitoring_files import monitoring_files, ready_command, units
 from gateway.operations import whole_file
+from gateway.service_ops import apply_change, enabled_and_running, unit_read
 from gateway.settings import load
 
 m = load_monitoring(host.data.dict())
@@ -27,18 +28,12 @@ table = monitoring_files(m, w, host.name, m.password())
 present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table))
 installed = {f.path: whole_file(name=f"{f.path} {f.wanted}", file=f, present=present[f.path]) for f in table}
 
-services = units(m, host.name)
-for unit in services:
+for unit in units(m, host.name):
     unit_file = installed[f"{UNIT_DIR}/{unit.name}"]
     configs = [installed[f.path] for f in table if unit.name in f.restarts and not f.is_unit]
-    systemd.daemon_reload(name=f"systemd has read the changed {unit.name} unit", _if=unit_file.did_change)
-    systemd.service(name=f"{unit.name} is restarted onto its changed unit", service=unit.name, running=True,
-                    restarted=True, _if=unit_file.did_change)
-    server.shell(name=f"{unit.name}, when running, has re-read its changed configuration (SIGHUP)",
-                 commands=[f"systemctl try-reload-or-restart {unit.name}"],
-                 _if=lambda configs=configs, unit_file=unit_file: (any_changed(*configs)()
-                                                                   and not unit_file.did_change()))
-    systemd.service(name=f"{unit.name} is enabled and running", service=unit.name, running=True, enabled=True)
+    unit_read(unit.service, unit_file)
+    apply_change(unit.service, unit_file, configs)
+    enabled_and_running(unit.service)
 
 server.shell(
     name="Prometheus, Alertmanager and the blackbox exporter answer as ready",

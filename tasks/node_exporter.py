@@ -2,15 +2,16 @@
 host's disks, memory and CPU for the monitoring host's alerts, on the address the host serves on.
 Without a monitoring host in the inventory (any more), none runs: an earlier one is stopped and removed."""
 from pyinfra import host, state
-from pyinfra.operations import server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import server
 
 from gateway.facts import ManagedFiles
+from gateway.files import UNIT_DIR
 from gateway.inventory import is_gateway
 from gateway.monitoring import NODE_EXPORTER, load_monitoring
 from gateway.monitoring_auth import monitoring_password
-from gateway.monitoring_files import node_exporter_files
+from gateway.monitoring_files import node_exporter_files, node_exporter_unit
 from gateway.operations import whole_file
+from gateway.service_ops import apply_change, enabled_and_running, unit_read
 from gateway.settings import for_host
 
 data = host.data.dict()
@@ -21,11 +22,12 @@ table = node_exporter_files(address, host.name, password or "")
 present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table))
 
 if password:
-    changed = [whole_file(name=f"{f.path} {f.wanted}", file=f, present=present[f.path]) for f in table]
-    systemd.daemon_reload(name=f"systemd has read the changed {NODE_EXPORTER} unit", _if=any_changed(*changed))
-    systemd.service(name=f"{NODE_EXPORTER} is restarted onto its changed unit", service=NODE_EXPORTER,
-                    running=True, restarted=True, _if=any_changed(*changed))
-    systemd.service(name=f"{NODE_EXPORTER} is enabled and running", service=NODE_EXPORTER, running=True, enabled=True)
+    installed = {f.path: whole_file(name=f"{f.path} {f.wanted}", file=f, present=present[f.path]) for f in table}
+    service = node_exporter_unit(address).service
+    unit_file = installed[f"{UNIT_DIR}/{NODE_EXPORTER}"]
+    unit_read(service, unit_file)
+    apply_change(service, unit_file, [change for path, change in installed.items() if change is not unit_file])
+    enabled_and_running(service)
 elif any(present.values()):
     server.shell(
         name=f"{NODE_EXPORTER} is gone: the inventory has no monitoring host",

@@ -59,7 +59,7 @@ def test_the_deploy_brings_every_service_up_by_its_declaration():
     """tasks/gateway.py names no service itself: it loops over the declaration (the lab's deploys
     show what each change does)."""
     task = (REPO / "tasks/gateway.py").read_text()
-    assert "for service in hosted:" in task and "CHANGE[service.change](service)" in task
+    assert "for service in hosted:" in task and "apply_change(service, " in task
     for unit in ("litellm-redis", "litellm-sentinel", "litellm-front", "litellm-fleet", "REDIS", "SENTINEL"):
         assert unit not in task, unit
 
@@ -69,3 +69,21 @@ def test_fab_status_is_told_every_service_but_the_instances_which_it_reports_one
     assert told == ["litellm-redis.service", "litellm-sentinel.service", "litellm-front.service",
                     "litellm-fleet.service"]
     assert json.loads(layout(single()))["services"] == ["litellm-redis.service", "litellm-front.service"]
+
+
+def test_the_monitoring_hosts_services_are_brought_up_the_same_way():
+    """A changed config is re-read where the service can (SIGHUP), a changed unit restarts it; the
+    node exporter cannot re-read its login, so any change restarts it."""
+    from gateway.monitoring import load_monitoring
+    from gateway.monitoring_files import node_exporter_unit, units
+    from tests.test_monitoring import WEBHOOK
+
+    m = load_monitoring({**WEBHOOK})
+    kinds = {unit.name: unit.service.change for unit in units(m, "mon1.example.org")}
+    assert kinds == {"litellm-prometheus.service": Change.RELOAD_CONFIG,
+                     "litellm-alertmanager.service": Change.RELOAD_CONFIG,
+                     "litellm-blackbox.service": Change.RELOAD_CONFIG}
+    assert node_exporter_unit("0.0.0.0").service.change is Change.RESTART
+    assert all(unit.service.does for unit in [*units(m, "mon1.example.org"), node_exporter_unit("0.0.0.0")])
+    task = (REPO / "tasks/monitoring.py").read_text() + (REPO / "tasks/node_exporter.py").read_text()
+    assert "systemd.service(" not in task and task.count("apply_change(") == 2
