@@ -18,6 +18,7 @@ from gateway.settings import load
 from lab import control, machines
 from lab.fleet import fleet_data, write_inventory
 from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, gateway
+from on_host.deadline import wait_until
 from tests.lab.conftest import REPO, TEST_GATEWAY, service, ssh
 
 pytestmark = pytest.mark.lab
@@ -233,13 +234,15 @@ def test_logs_follow_streams_new_lines(first_deploy, tmp_path):
         while not done.wait(2):
             client.models.list(extra_query={"marker": marker})
 
-    asker = threading.Thread(target=ask, daemon=True)
-    asker.start()
+    def read() -> None:  # the follower's lines as they come (a read blocks: not in the test's own thread)
+        for line in follower.stdout:
+            seen.append(line)
+
+    for work in (ask, read):
+        threading.Thread(target=work, daemon=True).start()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(marker in line for line in seen):
-            seen.append(follower.stdout.readline())
-        assert any(marker in line for line in seen), "".join(seen)[-2000:]
+        shown, _ = wait_until(lambda: any(marker in line for line in list(seen)), 60, 0.2)
+        assert shown, "".join(seen)[-2000:]
     finally:
         done.set()
         follower.terminate()
