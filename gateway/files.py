@@ -1,4 +1,5 @@
-"""Every file the deploy puts on a gateway host, in one table, and the one way they are installed.
+"""Every file the deploy puts on a gateway host, in one table (the host's own, then each service's
+rows), and the one way they are installed.
 
 Each row says where the file goes, where it comes from (a template, or a file of this repository
 shipped as it is), its owner, group and mode, whether it holds a secret, the check a new version
@@ -56,124 +57,174 @@ class ManagedFile:
         return self.path.startswith(UNIT_DIR + "/")
 
 
-def managed_files(s: Settings, host_name: str, team_keys: str | None = None, issue: bool = True) -> list[ManagedFile]:
-    """The table for one host, in the order the deploy installs it; `s` resolved() for the host.
-    team-keys.json holds the operator's keys file (`litellm_team_keys_file`) unless `team_keys`
-    gives its rendered content (what `fab keys.push` is about to install). Read-only tasks pass
-    `issue=False`: no TLS certificate is made, and its rows are left out where none was made yet."""
-    if s.workers == "auto":  # the unit holds the worker count
-        raise ValueError("managed_files needs settings resolved() with the host's CPU count")
-    conf = s.config_dir
-    if team_keys is None:
-        team_keys = host_file(KeyStore(s.team_keys_file).read() if s.team_keys_file else {})
+@dataclass(frozen=True)
+class Rows:
+    """What every service's rows are made from, for one host."""
 
-    def readable(name: str, source: str, content: str, wanted: str, **extra) -> ManagedFile:
+    s: Settings  # resolved() for the host
+    host_name: str
+    team_keys: str  # team-keys.json as it is to be installed
+    issue: bool  # False for read-only tasks: no certificate or token is made
+    served: tls.Material | None  # the front's certificate, with litellm_tls
+
+    def readable(self, name: str, source: str, content: str, wanted: str, **extra) -> ManagedFile:
         """Read by the service, changed only by root: root:GROUP 0640."""
-        return ManagedFile(f"{conf}/{name}", source, "root", s.group, "640", wanted, content.encode(), **extra)
+        return ManagedFile(f"{self.s.config_dir}/{name}", source, "root", self.s.group, "640", wanted,
+                           content.encode(), **extra)
 
-    def system(path: str, source: str, content: str, wanted: str, **extra) -> ManagedFile:
+    def system(self, path: str, source: str, content: str, wanted: str, **extra) -> ManagedFile:
         return ManagedFile(path, source, "root", "root", "644", wanted, content.encode(), **extra)
 
-    def template(name: str) -> tuple[str, str]:
-        return f"templates/{name}", render.render(name, s, host_name)
+    def template(self, name: str) -> tuple[str, str]:
+        return f"templates/{name}", render.render(name, self.s, self.host_name)
 
-    def shipped(source: str) -> tuple[str, str]:
-        return source, (REPO / source).read_text()
+    def unit(self, service: services.Service) -> ManagedFile:
+        """The service's unit: a change of it reaches the service itself."""
+        return self.system(f"{UNIT_DIR}/{service.unit}", *self.template(f"{service.unit}.j2"),
+                           "is installed, hardened", restarts=(service.unit,))
 
-    secured = []
-    served = tls.material(s, host_name, issue) if s.tls else None
-    store = (REDIS, SENTINEL) if s.fleet and s.tls else ()  # they serve the same certificate, verified by the same CA
+    @property
+    def store(self) -> tuple[str, ...]:
+        """A fleet's Redis and Sentinel serve the front's certificate, verified by the same CA."""
+        return (REDIS, SENTINEL) if self.s.fleet and self.s.tls else ()
+
+
+ON_HOST_SOURCES = tuple(sorted(p.relative_to(REPO).as_posix() for p in (REPO / "on_host").glob("*.py")))
+IN_PROXY_SOURCES = ("in_proxy/__init__.py", "in_proxy/log_limits.py", "in_proxy/serve.py")  # the proxy imports these
+
+
+def shipped(source: str) -> tuple[str, str]:
+    return source, (REPO / source).read_text()
+
+
+def host_rows(r: Rows) -> list[ManagedFile]:
+    """What the host itself has: the host-side scripts, the proxy log's rotation, the team keys."""
+    return [
+        *(r.system(f"{commands.HOST_LIB}/{source}", *shipped(source), "is installed for the deploy's checks and "
+                   "fab status") for source in ON_HOST_SOURCES),
+        r.system(LOGROTATE_PATH, *r.template("logrotate.j2"),
+                 f"rotates {r.s.log_dir}/proxy.log daily, keeps {r.s.log_keep_days} old files"),
+        # Re-read by the auth hook whenever it changes: a new, rotated or revoked key needs no restart.
+        r.readable(TEAM_KEYS, "the operator's litellm_team_keys_file", r.team_keys,
+                   "holds the team keys' hashes and limits"),
+    ]
+
+
+def store_rows(r: Rows) -> list[ManagedFile]:
+    """Redis, the rate-limit counters."""
+    s = r.s
+    return [
+        r.readable("redis.conf", *r.template("redis.conf.j2"),
+                   f"keeps the rate-limit counters in memory, reachable at {s.redis_socket} only" if not s.fleet else
+                   f"keeps the fleet's rate-limit counters, on port {s.fleet.redis_port} for the gateways only",
+                   restarts=(REDIS,)),
+        r.unit(services.REDIS),
+    ]
+
+
+def sentinel_rows(r: Rows) -> list[ManagedFile]:
+    """A fleet's Sentinel, which names the Redis primary, and the firewall of the store's ports."""
+    s = r.s
+    return [
+        # Loaded by Sentinel's and Redis' units at start: a change is applied by restarting
+        # Sentinel (Redis keeps its counters; the table is the same for both).
+        r.system(shared_limits.Limits(s).store_rules, *r.template("litellm-fleet-store.nft.j2"),
+                 f"lets only the fleet's gateways reach Redis ({s.fleet.redis_port}) and Sentinel "
+                 f"({s.fleet.sentinel_port}), checked by nft -c", validate="/usr/sbin/nft -c -f {path}",
+                 restarts=(SENTINEL,)),
+        r.readable("sentinel.conf", *r.template("sentinel.conf.j2"),
+                   f"seeds Sentinel, which names the fleet's Redis primary (quorum {s.fleet.quorum} of "
+                   f"{len(s.fleet.members)})", restarts=(SENTINEL,)),
+        r.unit(services.SENTINEL),
+    ]
+
+
+def front_rows(r: Rows) -> list[ManagedFile]:
+    """HAProxy's config and unit, after what its check reads: the certificate, the scrape token's
+    digest, the CA the fleet's fronts verify each other with."""
+    s, served = r.s, r.served
+    rows = []
     if served:
         until = f"valid until {served.not_after:%Y-%m-%d}"
-        secured = [
+        rows += [
             ManagedFile(front.TLS_PEM, "litellm_tls (certificate chain and key)", "root", "root", "600",
                         f"holds the front's certificate for {', '.join(served.names)} and its key, root only",
                         served.pem, validate=f"{front.PEM_VARIABLE}={{path}} /usr/sbin/haproxy -c -q -f {front.CONFIG}",
-                        restarts=(FRONT, *store)),
-            system(front.TLS_CERT, "litellm_tls (certificate chain)", served.chain.decode(),
-                   f"holds the front's certificate chain ({until}), which the host's own checks pin"),
+                        restarts=(FRONT, *r.store)),
+            r.system(front.TLS_CERT, "litellm_tls (certificate chain)", served.chain.decode(),
+                     f"holds the front's certificate chain ({until}), which the host's own checks pin"),
         ]
-    if s.metrics:
-        token = metrics.ensure_token(s) if issue else metrics.read_token(s)
-        if token:
-            # Before the front's config, whose check reads it.
-            secured.append(system(metrics.TOKEN_MAP, "litellm_metrics_token_file (its SHA-256)",
-                                  metrics.token_map(token),
-                                  f"lets scrapes with the metrics token in on port {s.metrics.port} (holds its "
-                                  "SHA-256 only)", restarts=(FRONT,)))
-    fleet = []
-    if s.fleet:
-        limits = shared_limits.Limits(s)
-        if served and front.Front(s).fleet_ca == front.FLEET_CA:
-            # Before the front's config, whose check reads it.
-            secured.append(system(front.FLEET_CA, "litellm_tls (the CA clients are given)",
-                                  Path(served.ca_file).read_text(),
-                                  "holds the CA the fronts verify each other's certificates with",
-                                  restarts=(FRONT, *store)))
-        fleet = [
-            # Loaded by Sentinel's and Redis' units at start: a change is applied by restarting
-            # Sentinel (Redis keeps its counters; the table is the same for both).
-            system(limits.store_rules, *template("litellm-fleet-store.nft.j2"),
-                   f"lets only the fleet's gateways reach Redis ({s.fleet.redis_port}) and Sentinel "
-                   f"({s.fleet.sentinel_port}), checked by nft -c", validate="/usr/sbin/nft -c -f {path}",
-                   restarts=(SENTINEL,)),
-            readable("sentinel.conf", *template("sentinel.conf.j2"),
-                     f"seeds Sentinel, which names the fleet's Redis primary (quorum {s.fleet.quorum} of "
-                     f"{len(s.fleet.members)})", restarts=(SENTINEL,)),
-            system(f"{UNIT_DIR}/{SENTINEL}", *template("litellm-sentinel.service.j2"), "is installed, hardened",
-                   restarts=(SENTINEL,)),
-            system(vrrp.CONFIG, *template("litellm-fleet.conf.j2"),
-                   f"holds {s.fleet.address} on one gateway at a time while its front answers (VRRP, priority "
-                   f"{s.fleet.priority(host_name)})", validate="/usr/sbin/keepalived --config-test -f {path}",
-                   restarts=(FLEET,)),
-            system(f"{UNIT_DIR}/{FLEET}", *template("litellm-fleet.service.j2"), "is installed, hardened",
-                   restarts=(FLEET,)),
-        ]
-    on_host = [
-        system(f"{commands.HOST_LIB}/{source}", *shipped(source), "is installed for the deploy's checks and fab status")
-        for source in sorted(p.relative_to(REPO).as_posix() for p in (REPO / "on_host").glob("*.py"))
-    ] + [
-        # The proxy's entry point and its logging filter (logging.json), beside on_host/ on its PYTHONPATH.
-        system(f"{commands.HOST_LIB}/{source}", *shipped(source), "is installed for the proxy's start and logging",
-               restarts=(PROXY,))
-        for source in ("in_proxy/__init__.py", "in_proxy/log_limits.py", "in_proxy/serve.py")
-    ]
+    token = (metrics.ensure_token(s) if r.issue else metrics.read_token(s)) if s.metrics else None
+    if token:
+        rows.append(r.system(metrics.TOKEN_MAP, "litellm_metrics_token_file (its SHA-256)", metrics.token_map(token),
+                             f"lets scrapes with the metrics token in on port {s.metrics.port} (holds its SHA-256 "
+                             "only)", restarts=(FRONT,)))
+    if s.fleet and served and front.Front(s).fleet_ca == front.FLEET_CA:
+        rows.append(r.system(front.FLEET_CA, "litellm_tls (the CA clients are given)", Path(served.ca_file).read_text(),
+                             "holds the CA the fronts verify each other's certificates with",
+                             restarts=(FRONT, *r.store)))
     return [
-        *on_host,
-        readable("logging.json", *template("logging.json.j2"),
-                 f"sends the proxy's log to the journal and {s.log_dir}/proxy.log", restarts=(PROXY,)),
-        system(LOGROTATE_PATH, *template("logrotate.j2"),
-               f"rotates {s.log_dir}/proxy.log daily, keeps {s.log_keep_days} old files"),
+        *rows,
+        r.system(front.CONFIG, *r.template("litellm-front.cfg.j2"),
+                 f"sends port {s.port} ({s.scheme}) to the serving proxy instance, checked by haproxy -c",
+                 validate=f"{front.PEM_VARIABLE}={front.TLS_PEM} /usr/sbin/haproxy -c -q -f {{path}}",
+                 restarts=(FRONT,)),
+        r.unit(services.FRONT),
+    ]
+
+
+def proxy_rows(r: Rows) -> list[ManagedFile]:
+    """The proxy instances (LiteLLM): what they read at start. A change means a switch-over."""
+    s = r.s
+    env_source, env = r.template("litellm.env.j2")
+    return [
+        # The proxy's entry point and its logging filter (logging.json), beside on_host/ on its PYTHONPATH.
+        *(r.system(f"{commands.HOST_LIB}/{source}", *shipped(source), "is installed for the proxy's start and logging",
+                   restarts=(PROXY,)) for source in IN_PROXY_SOURCES),
+        r.readable("logging.json", *r.template("logging.json.j2"),
+                   f"sends the proxy's log to the journal and {s.log_dir}/proxy.log", restarts=(PROXY,)),
         # Checked by the installed LiteLLM's Python before it replaces the live hook.
-        readable(AUTH_HOOK, *shipped(f"in_proxy/{AUTH_HOOK}"),
-                 "lets the master key and team keys in, any other key gets 401",
-                 validate=commands.hook_check_command(s, "{path}"), restarts=(PROXY,)),
-        # Re-read by the auth hook whenever it changes: a new, rotated or revoked key needs no restart.
-        readable(TEAM_KEYS, "the operator's litellm_team_keys_file", team_keys,
-                 "holds the team keys' hashes and limits"),
-        readable("redis.conf", *template("redis.conf.j2"),
-                 f"keeps the rate-limit counters in memory, reachable at {s.redis_socket} only" if not s.fleet else
-                 f"keeps the fleet's rate-limit counters, on port {s.fleet.redis_port} for the gateways only",
-                 restarts=(REDIS,)),
-        system(f"{UNIT_DIR}/{REDIS}", *template("litellm-redis.service.j2"), "is installed, hardened",
-               restarts=(REDIS,)),
+        r.readable(AUTH_HOOK, *shipped(f"in_proxy/{AUTH_HOOK}"), "lets the master key and team keys in, any other key "
+                   "gets 401", validate=commands.hook_check_command(s, "{path}"), restarts=(PROXY,)),
         # Staged and checked by the installed LiteLLM before it replaces the config in place: a
         # config it refuses never reaches the disk the service (or its next restart) reads.
-        readable("config.yaml", *template("config.yaml.j2"),
-                 "holds the rendered model list and router settings, accepted by LiteLLM",
-                 validate=commands.validate_command(s, "{path}"), restarts=(PROXY,)),
-        ManagedFile(s.env_file, "templates/litellm.env.j2", "root", "root", "600",
-                    "holds the master key and runtime settings", render.render("litellm.env.j2", s, host_name).encode(),
-                    secret=True, restarts=(PROXY,)),
-        system(f"{UNIT_DIR}/{PROXY}", *template("litellm@.service.j2"), "is installed, hardened", restarts=(PROXY,)),
-        *secured,
-        system(front.CONFIG, *template("litellm-front.cfg.j2"),
-               f"sends port {s.port} ({s.scheme}) to the serving proxy instance, checked by haproxy -c",
-               validate=f"{front.PEM_VARIABLE}={front.TLS_PEM} /usr/sbin/haproxy -c -q -f {{path}}", restarts=(FRONT,)),
-        system(f"{UNIT_DIR}/{FRONT}", *template("litellm-front.service.j2"), "is installed, hardened",
-               restarts=(FRONT,)),
-        *fleet,
+        r.readable("config.yaml", *r.template("config.yaml.j2"),
+                   "holds the rendered model list and router settings, accepted by LiteLLM",
+                   validate=commands.validate_command(s, "{path}"), restarts=(PROXY,)),
+        ManagedFile(s.env_file, env_source, "root", "root", "600", "holds the master key and runtime settings",
+                    env.encode(), secret=True, restarts=(PROXY,)),
+        r.unit(services.PROXY),
     ]
+
+
+def fleet_rows(r: Rows) -> list[ManagedFile]:
+    """The fleet's address: keepalived's config (reloaded) and unit."""
+    s = r.s
+    return [
+        r.system(vrrp.CONFIG, *r.template("litellm-fleet.conf.j2"),
+                 f"holds {s.fleet.address} on one gateway at a time while its front answers (VRRP, priority "
+                 f"{s.fleet.priority(r.host_name)})", validate="/usr/sbin/keepalived --config-test -f {path}",
+                 restarts=(FLEET,)),
+        r.unit(services.FLEET),
+    ]
+
+
+# Each service's rows, in the order its service is brought up (gateway/services.py).
+SERVICE_ROWS = {REDIS: store_rows, SENTINEL: sentinel_rows, FRONT: front_rows, PROXY: proxy_rows, FLEET: fleet_rows}
+
+
+def managed_files(s: Settings, host_name: str, team_keys: str | None = None, issue: bool = True) -> list[ManagedFile]:
+    """The table for one host, in the order the deploy installs it (the host's own files, then each
+    service's); `s` resolved() for the host. team-keys.json holds the operator's keys file
+    (`litellm_team_keys_file`) unless `team_keys` gives its rendered content (what `fab keys.push`
+    is about to install). Read-only tasks pass `issue=False`: no TLS certificate is made, and its
+    rows are left out where none was made yet."""
+    if s.workers == "auto":  # the unit holds the worker count
+        raise ValueError("managed_files needs settings resolved() with the host's CPU count")
+    if team_keys is None:
+        team_keys = host_file(KeyStore(s.team_keys_file).read() if s.team_keys_file else {})
+    r = Rows(s, host_name, team_keys, issue, tls.material(s, host_name, issue) if s.tls else None)
+    return [*host_rows(r), *(row for service in services.on_host(s) for row in SERVICE_ROWS[service.unit](r))]
 
 
 def instance_inputs(files: list[ManagedFile]) -> tuple[str, ...]:

@@ -1,8 +1,9 @@
 """The gateway host's services, each declared once: its unit, what it does, and what a changed file
 of its does to it.
 
-The deploy (tasks/gateway.py) brings them up in ORDER, each as its `change` says; the managed-files
-table (gateway/files.py) names in each row the services a change reaches; `fab status` reports the
+The deploy (tasks/gateway.py) brings them up in ORDER, each as its `change` says
+(gateway/service_ops.py); the managed-files table (gateway/files.py) holds each one's rows, in the
+same order, and names in each row the services a change reaches; `fab status` reports the
 state of each one the host runs (on_host/status.py, told by gateway/host_layout.py).
 """
 from __future__ import annotations
