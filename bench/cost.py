@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.measure import _serving, percentile
 from lab import control, machines
-from lab.topology import GATEWAY_PORT, OLLAMA_PORT, LabHost, backends_of
+from lab.topology import GATEWAY_PORT, MODELS, OLLAMA_PORT, LabHost, backends_of
 
 CLIENTS = (1, 10)
 # What the gateway should cost on this 2-core machine, with everything it promises on: its added p50
@@ -121,9 +121,11 @@ def paths(host: LabHost, port: int) -> list[Route]:
     key = control.master_key()
     chat = {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
     return [
+        # The window the gateway sends with the model (its context_window): another one would make the
+        # double load the model again, as Ollama does, at every change of path.
         Route("direct to Ollama double", backend.address, OLLAMA_PORT, "/api/chat",
-              {"model": "mistral:7b", "messages": chat["messages"], "stream": False,
-               "options": {"num_predict": 16}}),
+              {"model": MODELS["mistral-7b"]["tag"], "messages": chat["messages"], "stream": False,
+               "options": {"num_predict": 16, "num_ctx": MODELS["mistral-7b"]["context_window"]}}),
         Route("the instance directly", host.address, port, "/v1/chat/completions", chat, key),
         Route("through the gateway", host.address, GATEWAY_PORT, "/v1/chat/completions", chat, key),
     ]

@@ -10,6 +10,7 @@ import json
 import secrets
 from typing import Any
 
+from gateway import monitoring
 from lab import alert_sink, dns, machines, network, package_proxy
 from lab.topology import (
     MONITORING_HOST,
@@ -90,7 +91,13 @@ def ensure_fleet(count: int, fresh: bool = False) -> list[LabHost]:
 
 @machines.lab_lock()
 def ensure_monitoring(fresh: bool = False) -> LabHost:
-    """The monitoring host and the alert sink its Alertmanager posts to."""
+    """The monitoring host and the alert sink its Alertmanager posts to. Booted again (the lab
+    brought down, this machine rebooted), its Alertmanager has forgotten what it notified before:
+    an alert that fired in an earlier session and never resolved would not be sent again when it
+    fires anew, and a test waiting for it would wait in vain."""
+    if machines.pid(MONITORING_HOST) is None:
+        for kept in ("nflog", "silences"):
+            (MONITORING_HOST.root / "var/lib" / monitoring.STATE_DIR / "alertmanager" / kept).unlink(missing_ok=True)
     machines.ensure_host(MONITORING_HOST, fresh=fresh)
     refresh_dns()
     alert_sink.ensure()

@@ -443,7 +443,7 @@ def test_the_monitoring_host_watches_the_fleet_over_https(fleet, deploy_dir, tmp
     """Last (it adds a node exporter to each fleet host): mon1, in the root namespace, scrapes every
     fleet gateway's instances and front over HTTPS (the fleet's CA), each host's node exporter, and
     probes each gateway's and the fleet address' readiness and the fleet's backends."""
-    from tests.lab.test_monitoring import FAST, get
+    from tests.lab.test_monitoring import FAST, get, probes_succeed
     from tests.lab.test_monitoring import api as api_of
     from tests.lab.test_monitoring import value as value_of
 
@@ -467,7 +467,7 @@ def test_the_monitoring_host_watches_the_fleet_over_https(fleet, deploy_dir, tmp
         jobs: dict[str, int] = {}
         for target in targets:
             jobs[target["labels"]["job"]] = jobs.get(target["labels"]["job"], 0) + 1
-        return jobs == expected and all(t["health"] == "up" for t in targets) and value("min(probe_success)") == 1
+        return jobs == expected and all(t["health"] == "up" for t in targets) and probes_succeed(targets, prometheus)
 
     wait_for(healthy, 90, f"every fleet target up: {expected}", interval=2)
     schemes = {t["scrapeUrl"].split(":")[0] for t in api("targets")["activeTargets"] if t["labels"]["job"] == "litellm"}
