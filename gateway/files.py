@@ -209,13 +209,15 @@ def fleet_rows(r: Rows) -> list[ManagedFile]:
     ]
 
 
-# Each service's rows, in the order its service is brought up (gateway/services.py).
-SERVICE_ROWS = {REDIS: store_rows, SENTINEL: sentinel_rows, FRONT: front_rows, PROXY: proxy_rows, FLEET: fleet_rows}
+# Each service's rows, in the order the deploy installs them: the proxy's first, since the release's
+# LiteLLM may refuse its config or auth hook (the deploy stops there), and a refused change must
+# leave every other service's files as they were.
+SERVICE_ROWS = {PROXY: proxy_rows, REDIS: store_rows, FRONT: front_rows, SENTINEL: sentinel_rows, FLEET: fleet_rows}
 
 
 def managed_files(s: Settings, host_name: str, team_keys: str | None = None, issue: bool = True) -> list[ManagedFile]:
     """The table for one host, in the order the deploy installs it (the host's own files, then each
-    service's); `s` resolved() for the host. team-keys.json holds the operator's keys file
+    service's, as SERVICE_ROWS orders them); `s` resolved() for the host. team-keys.json holds the operator's keys file
     (`litellm_team_keys_file`) unless `team_keys` gives its rendered content (what `fab keys.push`
     is about to install). Read-only tasks pass `issue=False`: no TLS certificate is made, and its
     rows are left out where none was made yet."""
@@ -224,7 +226,8 @@ def managed_files(s: Settings, host_name: str, team_keys: str | None = None, iss
     if team_keys is None:
         team_keys = host_file(KeyStore(s.team_keys_file).read() if s.team_keys_file else {})
     r = Rows(s, host_name, team_keys, issue, tls.material(s, host_name, issue) if s.tls else None)
-    return [*host_rows(r), *(row for service in services.on_host(s) for row in SERVICE_ROWS[service.unit](r))]
+    hosted = {service.unit for service in services.on_host(s)}
+    return [*host_rows(r), *(row for unit, rows in SERVICE_ROWS.items() if unit in hosted for row in rows(r))]
 
 
 def instance_inputs(files: list[ManagedFile]) -> tuple[str, ...]:

@@ -2,8 +2,8 @@
 of its does to it.
 
 The deploy (tasks/gateway.py) brings them up in ORDER, each as its `change` says
-(gateway/service_ops.py); the managed-files table (gateway/files.py) holds each one's rows, in the
-same order, and names in each row the services a change reaches; `fab status` reports the
+(gateway/service_ops.py); the managed-files table (gateway/files.py) holds each one's rows (the
+proxy's first: its config may be refused) and names in each row the services a change reaches; `fab status` reports the
 state of each one the host runs (on_host/status.py, told by gateway/host_layout.py).
 """
 from __future__ import annotations

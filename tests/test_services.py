@@ -87,3 +87,13 @@ def test_the_monitoring_hosts_services_are_brought_up_the_same_way():
     assert all(unit.service.does for unit in [*units(m, "mon1.example.org"), node_exporter_unit("0.0.0.0")])
     task = (REPO / "tasks/monitoring.py").read_text() + (REPO / "tasks/node_exporter.py").read_text()
     assert "systemd.service(" not in task and task.count("apply_change(") == 2
+
+
+def test_a_config_the_release_refuses_stops_the_deploy_before_another_services_file_changes():
+    """The deploy installs the rows in order and stops at the first check that fails: the proxy's
+    checked files (config, auth hook) come before every other service's."""
+    for s in (single(), fleet_settings(0)):
+        rows = managed_files(s, "gw-a.example.org", '{"version": 1, "keys": {}}\n')
+        last_checked = max(i for i, f in enumerate(rows) if f.validate and services.PROXY.unit in f.restarts)
+        others = [i for i, f in enumerate(rows) if f.restarts and services.PROXY.unit not in f.restarts]
+        assert others and last_checked < min(others), [f.name for f in rows]

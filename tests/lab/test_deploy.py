@@ -413,8 +413,9 @@ def test_an_auth_hook_litellm_refuses_never_replaces_the_one_in_place(first_depl
 
 
 def test_a_config_litellm_refuses_never_replaces_the_one_in_place(first_deploy, deploy_dir):
-    """Fault injection: the installed LiteLLM refuses every config; the deploy must leave the old one."""
-    before = ssh("sha256sum /etc/litellm/config.yaml")
+    """Fault injection: the installed LiteLLM refuses every config; the deploy must leave the old one,
+    and every other service's files (the timeout is in the front's config too)."""
+    before = ssh("sha256sum /etc/litellm/config.yaml /etc/haproxy/litellm-front.cfg")
     pid = service("MainPID")
     ssh(
         "mv /opt/litellm/current/bin/litellm /opt/litellm/current/bin/litellm.real && "
@@ -429,5 +430,5 @@ def test_a_config_litellm_refuses_never_replaces_the_one_in_place(first_deploy, 
             "&& rm -f /etc/litellm/config.yaml.staged")
     assert result.returncode != 0
     assert "config validation failed: injected" in result.output
-    assert ssh("sha256sum /etc/litellm/config.yaml") == before
+    assert ssh("sha256sum /etc/litellm/config.yaml /etc/haproxy/litellm-front.cfg") == before
     assert service("MainPID") == pid
