@@ -109,9 +109,10 @@ for service in hosted:
         apply_change(service, installed[service.unit], files_of(service))
     # Enabled and running: the proxy's instances are the switch-over's; a service another one
     # starts is checked after that one.
-    for ready in (service, *(other for other in hosted if other.started_by == service.unit)):
-        if ready.change is not Change.SWITCH_OVER and (ready is not service or not ready.started_by):
-            enabled_and_running(ready)
+    if service.change is not Change.SWITCH_OVER and not service.started_by:
+        enabled_and_running(service)
+    for started in (other for other in hosted if other.started_by == service.unit):
+        enabled_and_running(started)
 
 gone_tls = [path for path in (front.TLS_PEM, front.TLS_CERT) if path in leftover and present.get(path)]
 if gone_tls:

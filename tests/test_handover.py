@@ -5,9 +5,11 @@ stopped cleanly under load, no request failed); here, the parts on their own wit
 """
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 
 from gateway import front, render, vrrp
 from gateway.settings import load
@@ -67,8 +69,10 @@ def test_keepalived_keeps_the_address_while_a_stopping_front_hands_it_over_and_n
     assert fleet_check.main([gone, marker]) == 1
 
 
-def test_a_front_answering_keeps_the_address(tmp_path):
-    path = str(tmp_path / "admin.sock")
+@contextlib.contextmanager
+def admin_socket(path: str, reply: bytes) -> Iterator[list[str]]:
+    """A front's admin socket that answers one command with `reply`; yields the commands it heard."""
+    heard: list[str] = []
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
         listener.bind(path)
         listener.listen(1)
@@ -76,13 +80,19 @@ def test_a_front_answering_keeps_the_address(tmp_path):
         def answer():
             conn, _ = listener.accept()
             with conn:
-                conn.recv(100)
-                conn.sendall(b"Name: HAProxy\nVersion: 2.6.12\n")
+                heard.append(conn.recv(200).decode())
+                conn.sendall(reply)
 
         thread = threading.Thread(target=answer)
         thread.start()
-        assert fleet_check.main([path, str(tmp_path / "none")]) == 0
+        yield heard
         thread.join()
+
+
+def test_a_front_answering_keeps_the_address(tmp_path):
+    path = str(tmp_path / "admin.sock")
+    with admin_socket(path, b"Name: HAProxy\nVersion: 2.6.12\n"):
+        assert fleet_check.main([path, str(tmp_path / "none")]) == 0
 
 
 def test_a_front_that_is_not_running_is_left_alone(capsys):
@@ -96,21 +106,8 @@ def test_the_front_is_told_to_close_every_answer_through_its_admin_socket(tmp_pa
     """HAProxy 2.6 sets a process variable from its CLI in experimental mode only; its answer to a
     command that worked is empty. (The lab's handover test shows the front closing on it.)"""
     path = str(tmp_path / "admin.sock")
-    heard = []
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        listener.bind(path)
-        listener.listen(1)
-
-        def answer():
-            conn, _ = listener.accept()
-            with conn:
-                heard.append(conn.recv(200).decode())
-                conn.sendall(b"\n\n")
-
-        thread = threading.Thread(target=answer)
-        thread.start()
+    with admin_socket(path, b"\n\n") as heard:
         assert handover.close_every_answer(path, vrrp.HANDOVER_VARIABLE) is None
-        thread.join()
     assert heard == [f"experimental-mode on; set var {vrrp.HANDOVER_VARIABLE} int(1)\n"]
     refused = handover.close_every_answer(str(tmp_path / "gone.sock"), vrrp.HANDOVER_VARIABLE)
     assert refused and "gone.sock" in refused and "does not answer" in refused
