@@ -91,15 +91,18 @@ def primary_command(settings: Settings, own: str, off: str, wait: float) -> str:
                    "--wait", str(wait))
 
 
-def switch_command(settings: Settings, release: str, ready_timeout: int, why: str, inputs: tuple[str, ...] = ()) -> str:
+def switch_command(settings: Settings, release: str, ready_timeout: int, why: str, inputs: tuple[str, ...] = (),
+                   unless_serving: bool = False) -> str:
     """The switch-over on the host (on_host/switch.py): start the idle instance on `release` (a
     release directory, or `same` / `previous`: what serves now / what served before), let it take
-    the traffic only once it answered a completion, then drain and stop the one serving."""
+    the traffic only once it answered a completion, then drain and stop the one serving.
+    `unless_serving`: only ask whether the serving instance already runs `release` with `inputs` as
+    they are on disk (exit 0) or a switch-over is due (exit 3)."""
     expected = sorted({model.name for model, _ in settings.deployments})
     return on_host("switch", "--layout", host_layout.layout(settings), "--release", release, "--why", why,
                    "--key-env-file", settings.env_file, "--ready-timeout", str(ready_timeout),
                    "--drain-timeout", str(settings.drain_timeout), "--keep", str(settings.releases_keep),
-                   "--inputs", *inputs, "--expect", *expected)
+                   *(["--unless-serving"] if unless_serving else []), "--inputs", *inputs, "--expect", *expected)
 
 
 def readiness_command(url: str, lib: str = HOST_LIB, trust: tuple[str, ...] = (), wait: float = 0) -> str:

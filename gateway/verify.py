@@ -34,7 +34,16 @@ def verify_gateway(settings: Settings) -> None:
 def switch_over(settings: Settings, release: str, why: str, inputs: tuple[str, ...] = (), roll: bool = False) -> None:
     """Move traffic onto an instance of `release` with the files as they are now (on_host/switch.py),
     then verify through the front. A refused switch leaves traffic where it was: OperationError names why.
-    With `roll` (a fleet gateway that was serving), it takes its turn in the fleet's roll."""
+    With `roll` (a fleet gateway that was serving), it takes its turn in the fleet's roll.
+
+    When the serving instance already runs `release` with the files as they are now (a deploy that
+    put drifted files back as it read them) and answers, nothing is switched or drained: verified only."""
+    if inputs:
+        current, report = _run(switch_command(settings, release, READY_TIMEOUT, why, inputs, unless_serving=True))
+        if current:
+            host.log(f"switch-over not needed:\n{report}")
+            verify_gateway(settings)
+            return
     if roll:
         from gateway.rolling import in_turn  # pyinfra's state: only inside a deploy
 

@@ -15,7 +15,11 @@ Run on the gateway host by the deploy (a change the proxy reads, a new release),
    --drain-timeout seconds), stopped, and set to maint. The new one is enabled for the next boot.
 4. `current` points at the release; releases no slot uses are pruned to --keep.
 
-Prints one line per step (never the key). Exit status: 0 switched, 1 failed (traffic unchanged), 2 bad arguments.
+With --unless-serving it only checks whether the serving instance already runs the release with the
+files on disk as they are now, and answers (a deploy that put drifted files back needs no switch-over).
+
+Prints one line per step (never the key). Exit status: 0 switched (or, with --unless-serving, nothing to
+switch), 1 failed (traffic unchanged), 2 bad arguments, 3 with --unless-serving: a switch-over is due.
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ from .deadline import wait_until
 from .readiness import probe
 from .serving import choose, unit_state
 from .smoke import CheckFailed, check_completion, check_models, read_key
+
+NOT_SERVING = 3  # --unless-serving's exit status: a switch-over is due
 
 
 class SwitchFailed(Exception):
@@ -116,6 +122,15 @@ def record_inputs(slot: str, digest: str) -> None:
     os.replace(f"{slot}.inputs.new", f"{slot}.inputs")
 
 
+def recorded_inputs(slot: str) -> str | None:
+    """The digest of the files the instance of `slot` started with (record_inputs), or None."""
+    try:
+        with open(f"{slot}.inputs", encoding="ascii") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
 def serving(instances: dict) -> str | None:
     """The instance serving now (on_host/serving.py's rule)."""
     return choose({port: unit_state(instances[port]["unit"]) for port in instances})
@@ -153,6 +168,24 @@ class Switch:
         if not is_release(wanted):
             raise SwitchFailed(f"{wanted} is not an installed release (no bin/litellm); run the deploy")
         return os.path.realpath(wanted)
+
+    def already_serving(self) -> str | None:
+        """The serving instance runs the wanted release with exactly the files on disk now, and answers
+        ready: a deploy that only put files back as that instance read them needs no switch-over.
+        What was found, or None when a switch-over is due."""
+        serving = self.serving()
+        if serving is None or self.args.release in ("same", "previous") or not is_release(self.args.release):
+            return None
+        slot = self.instances[serving]["slot"]
+        if target(slot) != os.path.realpath(self.args.release):
+            return None
+        if recorded_inputs(slot) != inputs_digest(self.args.inputs):
+            return None
+        ready, answer = probe(self.instances[serving]["url"], timeout=5)
+        if not ready:
+            return None
+        return (f"{self.unit(serving)} already serves release {os.path.basename(target(slot))} with exactly "
+                "these files, and answers ready: no switch-over")
 
     def prove(self, port: str, since: float) -> str:
         """The new instance answers: ready, the expected models, one completion. Its own port, no front."""
@@ -295,9 +328,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=300)
     parser.add_argument("--keep", type=int, default=3)
     parser.add_argument("--inputs", nargs="*", default=[], help="the files an instance reads at start")
+    parser.add_argument("--unless-serving", action="store_true",
+                        help=f"only check: exit 0 when the serving instance already runs --release with the "
+                             f"--inputs as they are on disk and answers, {NOT_SERVING} when a switch-over is due")
     args = parser.parse_args(argv)
     try:
-        Switch(json.loads(args.layout), args).run()
+        switch = Switch(json.loads(args.layout), args)
+        if args.unless_serving:
+            found = switch.already_serving()
+            print(f"ok   {found}" if found else "a switch-over is due")
+            return 0 if found else NOT_SERVING
+        switch.run()
     except (SwitchFailed, CheckFailed, front.FrontError) as error:
         print(f"FAIL {error}")
         return 1

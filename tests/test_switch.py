@@ -73,3 +73,36 @@ def test_the_serving_instance_is_the_running_one_a_boot_starts(states, expected)
     from on_host.serving import choose
 
     assert choose(states) == expected
+
+
+def test_files_put_back_as_the_serving_instance_read_them_need_no_switch_over(tmp_path, monkeypatch, capsys):
+    """--unless-serving: nothing to switch only while the serving instance runs the wanted release,
+    with exactly the files now on disk, and answers ready; anything else: a switch-over is due."""
+    root = tree(tmp_path, ["r1", "r2"])
+    lay = layout(tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text("model_list: []\n")
+    slot = lay["instances"]["4001"]["slot"]
+    switch.relink(slot, str(root / "r1"))
+    switch.record_inputs(slot, switch.inputs_digest([str(config)]))
+    ready = [True]
+    monkeypatch.setattr(switch, "serving", lambda instances: "4001")
+    monkeypatch.setattr(switch, "probe", lambda url, timeout: (ready[0], "healthy" if ready[0] else "error"))
+
+    def exit_status(release: str = str(root / "r1")) -> int:
+        return switch.main(["--layout", json.dumps(lay), "--release", release, "--key-env-file", "/nowhere",
+                            "--unless-serving", "--inputs", str(config)])
+
+    assert exit_status() == 0
+    assert "litellm@4001.service already serves release r1 with exactly these files" in capsys.readouterr().out
+    config.write_text("model_list: [drifted]\n")
+    assert exit_status() == switch.NOT_SERVING  # the files on disk are not what it read
+    config.write_text("model_list: []\n")
+    assert exit_status() == 0  # put back as it read them
+    assert exit_status(str(root / "r2")) == switch.NOT_SERVING  # another release
+    assert exit_status("same") == switch.NOT_SERVING  # fab restart always restarts
+    ready[0] = False
+    assert exit_status() == switch.NOT_SERVING  # it does not answer: replaced
+    monkeypatch.setattr(switch, "serving", lambda instances: None)
+    ready[0] = True
+    assert exit_status() == switch.NOT_SERVING  # nothing serves

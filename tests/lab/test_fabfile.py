@@ -19,7 +19,7 @@ from lab import control, machines
 from lab.fleet import fleet_data, write_inventory
 from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, gateway
 from on_host.deadline import wait_until
-from tests.lab.conftest import REPO, TEST_GATEWAY, service, ssh
+from tests.lab.conftest import REPO, TEST_GATEWAY, deploy, service, ssh
 
 pytestmark = pytest.mark.lab
 FAB = str(Path(sys.executable).parent / "fab")
@@ -99,14 +99,22 @@ def test_status_says_when_a_service_stops_and_rate_limits_are_no_longer_shared(f
     assert fab(tmp_path, "status").returncode == 0
 
 
-def test_status_reports_drift_of_every_kind_of_managed_file(first_deploy, tmp_path, restore):
-    """Content of a rendered file, of a shipped one (the auth hook, the on-host checks), and a secret's mode."""
+def test_status_reports_drift_of_every_kind_of_managed_file(first_deploy, tmp_path, deploy_dir):
+    """Content of a rendered file, of a shipped one (the auth hook, the on-host checks), and a secret's
+    mode. The deploy then puts each back; the serving instance read them as they were, so it keeps
+    serving (no switch-over)."""
+    before = main_pid()
     ssh("sed -i 's/^  num_retries: 2/  num_retries: 3/' /etc/litellm/config.yaml && "
         "echo '# edited' >> /etc/litellm/gateway_auth.py && "
         "echo '# edited' >> /usr/local/lib/litellm-gateway/on_host/smoke.py && chmod 640 /etc/litellm/litellm.env")
     result = fab(tmp_path, "status")
     assert result.returncode != 0
     assert "DRIFT: smoke.py, gateway_auth.py, config.yaml, litellm.env" in row(result.stdout, TEST_GATEWAY.fqdn)
+    put_back = deploy(deploy_dir)
+    assert put_back.returncode == 0, put_back.output[-4000:]
+    assert "switch-over not needed" in put_back.output and "takes over" not in put_back.output, put_back.output[-4000:]
+    assert "gateway verified" in put_back.output and main_pid() == before
+    assert fab(tmp_path, "status").returncode == 0
 
 
 def known_hosts(tmp_path: Path, line: str) -> Path:
