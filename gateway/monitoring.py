@@ -22,6 +22,8 @@ from gateway.settings import (
     Setting,
     Settings,
     SettingsError,
+    Whole,
+    as_declared,
     control_path,
     merged_checker,
     plain_ip,
@@ -59,12 +61,10 @@ DECLARED: tuple[Setting, ...] = (
     # None: Prometheus and Alertmanager over plain HTTP (reach them over a management network).
     # "own-ca": HTTPS, with a certificate from the own CA the watched gateways use (litellm_tls own-ca).
     Setting("monitoring_tls", None, 'None: plain HTTP; "own-ca": HTTPS from the watched gateways\' own CA'),
-    Setting("monitoring_prometheus_port", 9090, "Prometheus"),
-    Setting("monitoring_alertmanager_port", 9093, "Alertmanager"),
-    Setting("monitoring_blackbox_port", 9115, "the blackbox exporter (Prometheus' probes)"),
-    Setting(
-        "monitoring_scrape_interval", 15, "seconds between scrapes and rule evaluations"
-    ),  # seconds, also how often the rules are evaluated
+    Setting("monitoring_prometheus_port", 9090, "Prometheus", check=Whole(1024, 65535)),
+    Setting("monitoring_alertmanager_port", 9093, "Alertmanager", check=Whole(1024, 65535)),
+    Setting("monitoring_blackbox_port", 9115, "the blackbox exporter (Prometheus' probes)", check=Whole(1024, 65535)),
+    Setting("monitoring_scrape_interval", 15, "seconds between scrapes and rule evaluations", check=Whole(1, 3600)),
     Setting(
         "monitoring_retention", "30d", "how long Prometheus keeps samples, like 30d or 12w"
     ),  # how long Prometheus keeps samples (a number and s, m, h, d, w or y)
@@ -131,7 +131,7 @@ class MonitoringSettings:
     receiver: Receiver
     thresholds: Thresholds
     password_file: str
-    tls: bool = False  # HTTPS from the gateways' own CA
+    tls: bool  # HTTPS from the gateways' own CA
 
     def password(self, issue: bool = True) -> str | None:
         """The operators' password, made on first use when `issue` (None: not made yet)."""
@@ -232,10 +232,8 @@ def load_monitoring(data: Mapping[str, Any]) -> MonitoringSettings:
         check.problem(
             "monitoring_bind_address", f"{shown(bind)} is not an IP address; use 0.0.0.0 or one of the host's addresses"
         )
-    ports = {
-        key: check.integer(key, 1024, 65535)
-        for key in ("monitoring_prometheus_port", "monitoring_alertmanager_port", "monitoring_blackbox_port")
-    }
+    declared = as_declared(check, DECLARED, "monitoring_")
+    ports = {key: declared[key] for key in ("prometheus_port", "alertmanager_port", "blackbox_port")}
     if len(set(ports.values())) < len(ports) or NODE_EXPORTER_PORT in ports.values():
         check.problem(
             "monitoring ports",
@@ -246,11 +244,8 @@ def load_monitoring(data: Mapping[str, Any]) -> MonitoringSettings:
     if not isinstance(retention, str) or not RETENTION.fullmatch(retention):
         check.problem("monitoring_retention", f"{shown(retention)} is not a duration like '30d' or '12w'")
     settings = MonitoringSettings(
+        **declared,
         bind_address=bind if plain_ip(bind) else "0.0.0.0",
-        prometheus_port=ports["monitoring_prometheus_port"],
-        alertmanager_port=ports["monitoring_alertmanager_port"],
-        blackbox_port=ports["monitoring_blackbox_port"],
-        scrape_interval=check.integer("monitoring_scrape_interval", 1, 3600),
         retention=retention if isinstance(retention, str) else "",
         receiver=_receiver(check),
         thresholds=_thresholds(check),

@@ -18,14 +18,43 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
+class Whole:
+    """A setting's check: a whole number from `low` to `high`."""
+
+    low: int
+    high: int
+
+    def __call__(self, check: Checker, key: str) -> int:
+        return check.integer(key, self.low, self.high)
+
+    def __str__(self) -> str:
+        return f"{self.low} to {self.high}"
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A setting's check: True or False."""
+
+    def __call__(self, check: Checker, key: str) -> bool:
+        return check.boolean(key)
+
+    def __str__(self) -> str:
+        return "True or False"
+
+
+@dataclass(frozen=True)
 class Setting:
-    """One setting, declared once: its name, its default, and the line of help the docs' table shows
-    (docs/settings.md, made by `python -m gateway.settings_doc`). Its check is in load() (or
-    load_monitoring()), which takes every declared name and refuses any other of the prefix."""
+    """One setting, declared once: its name, its default, the line of help the docs' table shows
+    (docs/settings.md, made by `python -m gateway.settings_doc`) and, for a value the settings take
+    as it is (the Settings field of its name without the prefix), its check, which the table shows
+    too. A setting checked together with others (ports that must differ, paths, the fleet) is
+    checked in its section of load() (or load_monitoring()). Every declared name is taken, any
+    other of the prefix refused."""
 
     name: str
     default: Any
     help: str
+    check: Whole | Flag | None = None
 
 
 SEED_PLACEHOLDER_KEY = "sk-1234567890abcdef-test-key-please-replace"
@@ -72,7 +101,7 @@ DECLARED: tuple[Setting, ...] = (
         "litellm_tls_ca_dir",
         "~/.local/share/litellm-gateway/ca",
         "the own CA's directory on the control machine (back it up)",
-    ),  # on the control machine; back it up
+    ),
     # Names and addresses clients reach the gateway by, besides its inventory name (and
     # litellm_bind_address when it is one address): a DNS alias, the fleet's name.
     Setting("litellm_tls_names", [], "further names and addresses clients reach the gateway by (in its certificate)"),
@@ -92,10 +121,10 @@ DECLARED: tuple[Setting, ...] = (
         "litellm_fleet_interface",
         "eth0",
         "the interface that holds litellm_bind_address, where the fleet's address is added",
-    ),  # where the address is added; it must hold litellm_bind_address
+    ),
     Setting(
         "litellm_fleet_router_id", 51, "VRRP virtual router id, 1-255, unique among fleets on that network"
-    ),  # VRRP virtual router id, 1-255: unique among fleets on that network
+    ),
     # The fleet's rate-limit store: Redis on every gateway (the first in the inventory starts as its
     # primary, the others replicate it) watched by Redis Sentinel on every gateway, which promotes a
     # replica when the primary is lost. Reached by the gateways only, with a password derived from
@@ -125,7 +154,7 @@ DECLARED: tuple[Setting, ...] = (
         "litellm_metrics_token_file",
         "~/.local/share/litellm-gateway/metrics.token",
         "the scrape token on the control machine (made once, 0600; hosts hold its SHA-256)",
-    ),  # on the control machine
+    ),
     # The address the instances listen on: loopback, so only the front (and the host) reach them.
     Setting(
         "litellm_instance_address",
@@ -134,15 +163,15 @@ DECLARED: tuple[Setting, ...] = (
     ),
     # Seconds a switch-over waits for the requests still running on the old instance (long
     # streaming completions included) before it stops it anyway.
-    Setting(
-        "litellm_drain_timeout", 300, "seconds a switch-over waits for the old instance's requests before stopping it"
-    ),
+    Setting("litellm_drain_timeout", 300,
+            "seconds a switch-over waits for the old instance's requests before stopping it", check=Whole(1, 86400)),
     # What one client may make the front take, per source address (a fleet's gateways are exempt
     # between themselves): request bodies up to this many MiB (larger: 413, before an instance
     # reads a byte), this many open connections, this many requests per second (10-s average).
-    Setting("litellm_max_body_mib", 16, "largest request body, MiB (larger: 413 at the front)"),
-    Setting("litellm_client_max_connections", 128, "open connections per source address"),
-    Setting("litellm_client_max_rate", 200, "requests per second per source address, over 10 s (then 429)"),
+    Setting("litellm_max_body_mib", 16, "largest request body, MiB (larger: 413 at the front)", check=Whole(1, 1024)),
+    Setting("litellm_client_max_connections", 128, "open connections per source address", check=Whole(1, 100000)),
+    Setting("litellm_client_max_rate", 200, "requests per second per source address, over 10 s (then 429)",
+            check=Whole(1, 100000)),
     # Where the hosts get the lock's packages. None: from the control machine, which downloads the
     # lock's wheels once into `litellm_wheel_cache` and sends them to each host; the hosts' pip
     # uses no index at all. A URL: the hosts' pip installs from this PyPI mirror or proxy instead
@@ -154,13 +183,13 @@ DECLARED: tuple[Setting, ...] = (
     ),
     Setting(
         "litellm_wheel_cache", "~/.cache/litellm-gateway/wheels", "the control machine's cache of the lock's wheels"
-    ),  # on the control machine
+    ),
     # Releases (virtualenvs, one per lock) kept on each host: the serving one, the one
     # `fab rollback` goes back to, and the newest others up to this number.
     Setting(
         "litellm_releases_keep",
         3,
-        "releases (virtualenvs) kept per host: the serving one, the rollback one, the newest others",
+        "releases (virtualenvs) kept per host: the serving one, the rollback one, the newest others", check=Whole(2, 50)
     ),
     # uvicorn worker processes: "auto" is one per CPU of the host, at most 8 (each worker holds
     # ~400 MB), or a number. The workers share their rate-limit counters through the host's own
@@ -169,29 +198,29 @@ DECLARED: tuple[Setting, ...] = (
     # Router: how requests are spread over the deployments of one model, and how failures count.
     Setting("litellm_routing_strategy", "least-busy", "how requests are spread over a model's deployments"),
     Setting(
-        "litellm_timeout", 30, "seconds a backend call may take, streaming or not"
-    ),  # seconds a backend call may take, streaming or not
+        "litellm_timeout", 30, "seconds a backend call may take, streaming or not", check=Whole(1, 3600)
+    ),
     Setting(
-        "litellm_num_retries", 2, "retries of a failed call, on another deployment where one exists"
-    ),  # retries of a failed call, on another deployment where one exists
+        "litellm_num_retries", 2, "retries of a failed call, on another deployment where one exists", check=Whole(0, 10)
+    ),
     Setting(
-        "litellm_allowed_fails", 3, "failures in a minute before a deployment is cooled down"
-    ),  # failures in a minute before a deployment is cooled down
+        "litellm_allowed_fails", 3, "failures in a minute before a deployment is cooled down", check=Whole(0, 1000)
+    ),
     Setting(
-        "litellm_cooldown_time", 30, "seconds a failing deployment is left out"
-    ),  # seconds a failing deployment is left out
+        "litellm_cooldown_time", 30, "seconds a failing deployment is left out", check=Whole(0, 86400)
+    ),
     # Service account: a system user, no login shell, home outside /home.
     Setting("litellm_user", "litellm", "the service account's user (a system user, no login)"),
     Setting("litellm_group", "litellm", "the service account's group"),
-    Setting("litellm_uid", 1002, "the service user's uid"),
-    Setting("litellm_gid", 1002, "the service group's gid"),
+    Setting("litellm_uid", 1002, "the service user's uid", check=Whole(100, 65533)),
+    Setting("litellm_gid", 1002, "the service group's gid", check=Whole(100, 65533)),
     Setting("litellm_home", "/var/lib/litellm", "the service user's home (outside /home, not created)"),
     # Paths on the gateway hosts.
     Setting("litellm_venv_dir", "/opt/litellm", "where the releases (virtualenvs) live on the hosts"),
     Setting("litellm_config_dir", "/etc/litellm", "the gateway's configuration on the hosts"),
     Setting("litellm_log_dir", "/var/log/litellm", "proxy.log on the hosts"),
     # proxy.log is rotated daily (sooner past 100 MB) by logrotate; this many old files are kept.
-    Setting("litellm_log_keep_days", 14, "rotated proxy.log files kept (daily, or at 100 MB)"),
+    Setting("litellm_log_keep_days", 14, "rotated proxy.log files kept (daily, or at 100 MB)", check=Whole(1, 3650)),
     # The master key (operators' key). None: generate one on each host on the first deploy and keep
     # it there. A value: it comes from outside git (environment, secret store, a 0600 file).
     Setting("litellm_master_key", None, "the operators' key; None: each host generates one on its first deploy"),
@@ -213,7 +242,7 @@ DECLARED: tuple[Setting, ...] = (
     # Preflight: nameservers to ask (None: the system's), seconds a lookup or backend call may
     # take, and check classes to skip in an emergency ("dns", "backends"; loudly reported).
     Setting("litellm_dns_nameservers", None, "nameservers the preflight asks; None: the system's"),
-    Setting("litellm_preflight_timeout", 3, "seconds a preflight lookup or backend call may take"),
+    Setting("litellm_preflight_timeout", 3, "seconds a preflight lookup or backend call may take", check=Whole(1, 60)),
     Setting(
         "litellm_preflight_skip", [], 'preflight checks to skip in an emergency: "dns", "backends" (loudly reported)'
     ),
@@ -225,11 +254,10 @@ DECLARED: tuple[Setting, ...] = (
     Setting(
         "litellm_context_check",
         True,
-        "refuse prompts that do not fit a model's window (400) before a backend is called",
+        "refuse prompts that do not fit a model's window (400) before a backend is called", check=Flag()
     ),
-    Setting(
-        "litellm_context_margin", 25, "percent added to LiteLLM's token count before it is held against the window"
-    ),
+    Setting("litellm_context_margin", 25, "percent added to LiteLLM's token count before it is held against the window",
+            check=Whole(0, 300)),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in DECLARED}
 
@@ -451,6 +479,8 @@ PROMETHEUS_CLIENT = "prometheus-client==0.23.1"
 
 @dataclass(frozen=True)
 class Settings:
+    """The checked settings (load()); no field has a default of its own: DECLARED holds them."""
+
     version: str
     extra_requirements: tuple[str, ...]
     bind_address: str
@@ -474,23 +504,23 @@ class Settings:
     master_key: str | None = field(repr=False)  # never in a repr, log or traceback
     models: tuple[Model, ...]
     backends: tuple[Backend, ...]
-    dns_nameservers: tuple[str, ...] | None = None
-    preflight_timeout: float = 3
-    preflight_skip: frozenset[str] = frozenset()
-    team_keys_file: str | None = None
-    log_keep_days: int = 14
-    context_check: bool = True
-    context_margin: int = 25  # percent
-    drain_timeout: int = 300
-    max_body_mib: int = 16
-    client_max_connections: int = 128
-    client_max_rate: int = 200
-    pip_index_url: str | None = None
-    wheel_cache: str = "~/.cache/litellm-gateway/wheels"
-    releases_keep: int = 3
-    tls: TLS | None = None
-    fleet: Fleet | None = None
-    metrics: Metrics | None = None
+    dns_nameservers: tuple[str, ...] | None
+    preflight_timeout: int
+    preflight_skip: frozenset[str]
+    team_keys_file: str | None
+    log_keep_days: int
+    context_check: bool
+    context_margin: int  # percent
+    drain_timeout: int
+    max_body_mib: int
+    client_max_connections: int
+    client_max_rate: int
+    pip_index_url: str | None
+    wheel_cache: str
+    releases_keep: int
+    tls: TLS | None
+    fleet: Fleet | None
+    metrics: Metrics | None
 
     def resolved(self, cpus: int) -> Settings:
         """These settings on a host with `cpus` CPUs: "auto" workers become a number."""
@@ -984,6 +1014,11 @@ def merged_checker(data: Mapping[str, Any], defaults: Mapping[str, Any], prefix:
     return check
 
 
+def as_declared(check: Checker, declared: tuple[Setting, ...], prefix: str) -> dict[str, Any]:
+    """The settings taken as they are, each by its declared check: fields named without the prefix."""
+    return {s.name.removeprefix(prefix): s.check(check, s.name) for s in declared if s.check}
+
+
 def _release(check: Checker) -> dict[str, Any]:
     """What gets installed, and from where."""
     merged = check.data
@@ -1010,7 +1045,6 @@ def _release(check: Checker) -> dict[str, Any]:
         "extra_requirements": tuple(extra),
         "pip_index_url": index_url,
         "wheel_cache": wheel_cache,
-        "releases_keep": check.integer("litellm_releases_keep", 2, 50),
     }
 
 
@@ -1066,16 +1100,6 @@ def _proxy(check: Checker) -> dict[str, Any]:
     return {
         "routing_strategy": strategy,
         "workers": workers,
-        "timeout": check.integer("litellm_timeout", 1, 3600),
-        "num_retries": check.integer("litellm_num_retries", 0, 10),
-        "allowed_fails": check.integer("litellm_allowed_fails", 0, 1000),
-        "cooldown_time": check.integer("litellm_cooldown_time", 0, 86400),
-        "context_check": check.boolean("litellm_context_check"),
-        "context_margin": check.integer("litellm_context_margin", 0, 300),
-        "drain_timeout": check.integer("litellm_drain_timeout", 1, 86400),
-        "max_body_mib": check.integer("litellm_max_body_mib", 1, 1024),
-        "client_max_connections": check.integer("litellm_client_max_connections", 1, 100000),
-        "client_max_rate": check.integer("litellm_client_max_rate", 1, 100000),
     }
 
 
@@ -1115,13 +1139,10 @@ def _account(check: Checker) -> dict[str, Any]:
     return {
         "user": user,
         "group": group,
-        "uid": check.integer("litellm_uid", 100, 65533),
-        "gid": check.integer("litellm_gid", 100, 65533),
         "home": paths["litellm_home"],
         "venv_dir": paths["litellm_venv_dir"],
         "config_dir": paths["litellm_config_dir"],
         "log_dir": paths["litellm_log_dir"],
-        "log_keep_days": check.integer("litellm_log_keep_days", 1, 3650),
     }
 
 
@@ -1145,8 +1166,7 @@ def _preflight(check: Checker) -> dict[str, Any]:
     if not isinstance(skip, (list, tuple, set, frozenset)) or not set(skip) <= set(PREFLIGHT_CLASSES):
         check.problem("litellm_preflight_skip", f"{shown(skip)}: only {', '.join(PREFLIGHT_CLASSES)} can be skipped")
         skip = []
-    return {"dns_nameservers": nameservers, "preflight_skip": frozenset(skip),
-            "preflight_timeout": check.integer("litellm_preflight_timeout", 1, 60)}
+    return {"dns_nameservers": nameservers, "preflight_skip": frozenset(skip)}
 
 
 def _team_keys_file(check: Checker) -> dict[str, Any]:
@@ -1177,7 +1197,7 @@ def _taken_ports(check: Checker, listening: dict[str, Any]) -> set[int]:
 def load(data: Mapping[str, Any]) -> Settings:
     """Merge `data` over DEFAULTS and check every value; raise SettingsError listing all problems."""
     check = merged_checker(data, DEFAULTS, "litellm_")
-    fields: dict[str, Any] = {}
+    fields = as_declared(check, DECLARED, "litellm_")
     for group in (_release, _listening, _proxy, _master_key, _account, _preflight, _team_keys_file):
         fields |= group(check)
     models = _models(check)

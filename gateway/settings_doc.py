@@ -25,7 +25,8 @@ def _default(value: object) -> str:
 
 def table(title: str, declared: Iterable[settings.Setting]) -> str:
     rows = [f"## {title}", "", "| setting | default | |", "|---|---|---|"]
-    rows += [f"| `{s.name}` | {_default(s.default)} | {s.help.replace('|', '/')} |" for s in declared]
+    rows += [f"| `{s.name}` | {_default(s.default)} | {s.help.replace('|', '/')}{f'; {s.check}' if s.check else ''} |"
+             for s in declared]
     return "\n".join(rows) + "\n"
 
 

@@ -213,3 +213,31 @@ def test_context_window_mistakes_are_named():
 
 def test_the_readme_leads_to_the_settings_table():
     assert "](docs/settings.md)" in (REPO / "README.md").read_text()
+
+
+def test_a_setting_taken_as_it_is_is_checked_by_its_declaration_alone():
+    """Adding such a setting is its declaration (name, default, help, check) and the Settings field
+    of its name: the check on the declaration refuses a wrong value naming what is allowed, and the
+    field holds a right one."""
+    import dataclasses
+
+    from gateway import monitoring
+    from gateway.settings import DECLARED, Flag, Settings, SettingsError, Whole
+
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    checked = [s for s in DECLARED if s.check]
+    assert len(checked) >= 15 and all(s.name.removeprefix("litellm_") in fields for s in checked)
+    monitoring_fields = {f.name for f in dataclasses.fields(monitoring.MonitoringSettings)}
+    assert all(s.name.removeprefix("monitoring_") in monitoring_fields for s in monitoring.DECLARED if s.check)
+    for s in checked:
+        field_name = s.name.removeprefix("litellm_")
+        if isinstance(s.check, Whole):
+            wrong, right = s.check.high + 1, s.check.low
+            said = f"set an integer from {s.check.low} to {s.check.high}"
+        else:
+            assert isinstance(s.check, Flag)
+            wrong, right, said = "yes", False, "is not True or False"
+        with pytest.raises(SettingsError) as refused:
+            load(seed_data(**{s.name: wrong}))
+        assert any(p.startswith(f"{s.name}: ") and said in p for p in refused.value.problems), refused.value.problems
+        assert getattr(load(seed_data(**{s.name: right})), field_name) == right
