@@ -26,13 +26,15 @@ from lab.load import PAUSE
 
 RESULTS = measure.REPO / "bench-results"
 T = TypeVar("T")
+STAGES: dict[str, float] = {}  # seconds each stage took, in the report too
 
 
 def stage(name: str, measurement: Callable[..., T], *args, **kwargs) -> T:
     """Run one measurement and say on stderr how long it took: where a run's minutes go."""
     started = time.perf_counter()
     result = measurement(*args, **kwargs)
-    print(f"bench: {name} took {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    STAGES[name] = time.perf_counter() - started
+    print(f"bench: {name} took {STAGES[name]:.0f} s", file=sys.stderr, flush=True)
     return result
 
 
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(("COMPARISON", "VALUE", "GOAL", ""), goal_rows))
     print()
     print(profile, end="")
-    measure.write_report(args.json, runs, requests, args.smoke, figures, goals)
+    measure.write_report(args.json, runs, requests, args.smoke, figures, goals, STAGES)
     profile_file = args.json.with_suffix(".profile.txt")
     profile_file.write_text(profile)
     print(f"profile written to {profile_file}")

@@ -380,8 +380,9 @@ def fleet_first_deploy(lab: Lab, runs: int, fleet: int) -> list[Figure]:
 
 
 def write_report(path: Path, runs: int, requests: int, smoke: bool, figures: list[Figure],
-                 comparisons: list[tuple[str, float, float | None]]) -> None:
-    """The figures and comparisons as JSON, with the machine they came from."""
+                 comparisons: list[tuple[str, float, float | None]], stages: dict[str, float] | None = None) -> None:
+    """The figures and comparisons as JSON, with the machine they came from and the seconds each
+    stage of the run took."""
     import os
     import platform
     from datetime import datetime
@@ -392,6 +393,7 @@ def write_report(path: Path, runs: int, requests: int, smoke: bool, figures: lis
         "runs": runs, "requests": requests, "smoke": smoke,
         "figures": {f.name: f.summary() for f in figures},
         "comparisons": {name: {"value": value, "goal": goal} for name, value, goal in comparisons},
+        "stages": {name: round(seconds, 1) for name, seconds in (stages or {}).items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")

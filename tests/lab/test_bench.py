@@ -28,6 +28,8 @@ def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(
     report = json.loads(report_file.read_text())
     assert report["smoke"] is True and report["machine"]["cpus"] >= 1
     figures = report["figures"]
+    assert set(report["stages"]) >= {"first deploy", "cost per request", "changes under load"}, report["stages"]
+    print("stages (s):", report["stages"])  # where the smoke run's minutes went (pytest -rP shows it)
     for name in ("first deploy to a fresh host", "floor: pip install + start to readiness", "re-run, nothing changed",
                  "floor: pyinfra connect + one no-op operation", "re-run, nothing changed, 2 gateway(s)",
                  "fab status, 2 gateways", "DNS preflight, 10 names, dead nameserver",

@@ -44,12 +44,16 @@ def words(n: int) -> str:
 def longest(first_deploy) -> int:
     """The most words of a prompt that fits with ANSWER tokens, by the gateway's own count on the host
     (the installed LiteLLM's token counter, raised by the default 25 % margin)."""
-    script = (
+    script = (  # a bisection: the count grows with the words
         "import math, litellm\n"
-        "for n in range(1000, 2100):\n"
-        "    count = litellm.token_counter(messages=[{'role': 'user', 'content': ' '.join(['hello'] * n)}])\n"
-        f"    if math.ceil(count * 1.25) + {ANSWER} > {WINDOW}:\n"
-        "        print(n - 1); break\n"
+        "fits = lambda n: math.ceil(litellm.token_counter(messages=[{'role': 'user', 'content': "
+        f"' '.join(['hello'] * n)}}]) * 1.25) + {ANSWER} <= {WINDOW}\n"
+        "low, high = 1000, 2100\n"
+        "assert fits(low) and not fits(high)\n"
+        "while high - low > 1:\n"
+        "    middle = (low + high) // 2\n"
+        "    low, high = (middle, high) if fits(middle) else (low, middle)\n"
+        "print(low)\n"
     )
     return int(ssh(f"LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/current/bin/python -c \"{script}\"").strip())
 
