@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
+import importlib
 import multiprocessing
 import os
 import signal
@@ -29,6 +30,29 @@ import time
 PR_SET_PDEATHSIG = 1
 STARTUP_LIMIT = 30.0  # seconds; a forked worker starts in well under one
 STARTUP_HUNG = 70  # a worker's exit code when its start hung: not uvicorn's 3 (a broken app, stop all)
+
+
+# Imported by LiteLLM's auth on every request (its OpenTelemetry tenant routing), though the release
+# does not install what they need (opentelemetry-sdk): each request executed part of them again
+# before the import failed (~4 % of a worker's time under load). Tried once in the parent: one that
+# fails is marked absent (None in sys.modules), so each later attempt fails at once, as it would anyway.
+REQUEST_TIME_IMPORTS = (
+    "litellm.integrations.otel.logger",
+    "litellm.integrations.otel.plumbing.context",
+    "litellm.integrations.otel.plumbing.providers",
+)
+
+
+def mark_unimportable(names: tuple[str, ...]) -> list[str]:
+    """Import each once; mark those that fail absent. The names marked."""
+    marked = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            sys.modules[name] = None
+            marked.append(name)
+    return marked
 
 
 def release_interpreter() -> str | None:
@@ -117,6 +141,7 @@ def main() -> int:
     # Reaps Prisma query engines orphaned by killed workers, from a thread in the parent; the
     # gateway runs no database, and the parent must have no thread when it forks.
     proxy_cli.start_query_engine_reaper = lambda: None
+    mark_unimportable(REQUEST_TIME_IMPORTS)
     return proxy_cli.run_server()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from types import SimpleNamespace
 
@@ -83,3 +84,26 @@ def test_a_worker_dies_with_its_parent_killed():
     gone, _ = wait_until(lambda: not alive(worker), 10, interval=0.1)
     assert gone, f"worker {worker} outlived its parent"
     os.close(read)
+
+
+def test_a_module_that_cannot_be_imported_is_tried_once_then_fails_at_once(tmp_path, monkeypatch):
+    """What LiteLLM's request path imports each time but the release cannot import is marked absent
+    at start: later attempts fail as before, without executing the module again."""
+    package = tmp_path / "requesttime"
+    package.mkdir()
+    (package / "__init__.py").write_text("runs = []\n")
+    (package / "broken.py").write_text("from requesttime import runs\nruns.append(1)\nimport not_installed_anywhere\n")
+    (package / "fine.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("requesttime", "requesttime.broken", "requesttime.fine"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert serve.mark_unimportable(("requesttime.broken", "requesttime.fine")) == ["requesttime.broken"]
+    import requesttime
+
+    assert requesttime.runs == [1] and sys.modules["requesttime.fine"].VALUE == 1
+    for _ in range(3):  # as LiteLLM's auth does, on every request
+        try:
+            from requesttime.broken import anything  # noqa: F401
+        except ImportError:
+            pass
+    assert requesttime.runs == [1]  # without the mark, each attempt ran the module again
