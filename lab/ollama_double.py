@@ -20,6 +20,9 @@ steers it through a JSON behaviour file that is re-read whenever it changes:
      "max_queue": 512,       # requests waiting at most; beyond, 503 (OLLAMA_MAX_QUEUE)
      "max_loaded_models": 3}  # models loaded at once (OLLAMA_MAX_LOADED_MODELS)
 
+`POST /api/pull` adds a model to those the behaviour file lists and `DELETE /api/delete` removes
+one, as `ollama pull` and `ollama rm` do (until the double restarts; no bytes are downloaded).
+
 Like Ollama, each request is served with its own context window (`options.num_ctx`, else the
 default): a prompt longer than the window is truncated, keeping its first NUM_KEEP tokens and its
 end, with Ollama's "truncating input prompt" warning in the log, and `prompt_eval_count` shows
@@ -103,6 +106,11 @@ class Behaviour:
                     with open(self.path, encoding="utf-8") as handle:
                         self._data = json.load(handle)
             return dict(self._data)
+
+
+def full_tag(name: str) -> str:
+    """A model's tag as Ollama lists it: `name:latest` when no tag is given."""
+    return name if ":" in name else f"{name}:latest"
 
 
 def tokenize(text: str) -> list[str]:
@@ -400,11 +408,51 @@ class OllamaHandler(BaseHTTPRequestHandler):
 
     # --- models ---------------------------------------------------------------------------
     def _models(self) -> list[str]:
-        tags = self.behaviour.get().get("models", [])
-        return [t if ":" in t else f"{t}:latest" for t in tags]
+        listed = [full_tag(t) for t in self.behaviour.get().get("models", [])]
+        changed = self.server.pulled  # type: ignore[attr-defined]  # tag -> True pulled, False deleted
+        pulled = [t for t, kept in changed.items() if kept and t not in listed]
+        return [t for t in listed if changed.get(t, True)] + pulled
+
+    def _pull(self, body: dict[str, Any]) -> None:
+        """`ollama pull`: the model is there afterwards; progress lines as Ollama streams them."""
+        name = body.get("model") or body.get("name")
+        if not isinstance(name, str) or not name:
+            self._send_json(400, {"error": "model is required"})
+            return
+        self.server.pulled[full_tag(name)] = True  # type: ignore[attr-defined]
+        steps = ["pulling manifest", "verifying sha256 digest", "writing manifest", "success"]
+        if body.get("stream") is False:
+            self._send_json(200, {"status": "success"})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for step in steps:
+            self._chunk({"status": step})
+        self.wfile.write(b"0\r\n\r\n")
+
+    def do_DELETE(self) -> None:
+        """`ollama rm`: 200 without a body, 404 for a model that is not there."""
+        self._count()
+        if self.path.split("?", 1)[0] != "/api/delete":
+            self._send_text(404, "404 page not found")
+            return
+        body = self._read_json()
+        if body is None:
+            return
+        name = body.get("model") or body.get("name")
+        tag = self._find(name) if isinstance(name, str) and name else None
+        if tag is None:
+            self._send_json(404, {"error": f"model '{name}' not found"})
+            return
+        self.server.pulled[tag] = False  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _find(self, name: str) -> str | None:
-        wanted = name if ":" in name else f"{name}:latest"
+        wanted = full_tag(name)
         return wanted if wanted in self._models() else None
 
     # --- routes ---------------------------------------------------------------------------
@@ -442,6 +490,7 @@ class OllamaHandler(BaseHTTPRequestHandler):
             "/api/chat": self._chat,
             "/api/generate": self._generate,
             "/api/embed": self._embed,
+            "/api/pull": self._pull,
             "/_double/reset": self._reset,
         }
         route = routes.get(path)
@@ -633,6 +682,7 @@ def serve(host: str, port: int, behaviour_file: str) -> ThreadingHTTPServer:
     server = server_class((host, port), handler)
     server.scheduler = Scheduler()  # type: ignore[attr-defined]
     server.calls = deque(maxlen=200)  # type: ignore[attr-defined]
+    server.pulled = {}  # type: ignore[attr-defined]  # tag -> True (pulled) or False (deleted)
     return server
 
 

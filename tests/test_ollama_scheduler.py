@@ -170,3 +170,22 @@ def test_another_window_reloads_the_model_and_max_loaded_models_bounds_how_many_
     configure(max_loaded_models=1)
     client.chat(model=MISTRAL, messages=HELLO)
     assert list(loaded(client)) == [MISTRAL] and stats(client)["evictions"] == {PHI3: 1}
+
+
+def test_a_model_is_pulled_and_removed_as_ollama_pull_and_rm_do(backend):
+    """The official client's pull (streamed and not) and delete, and what /api/tags lists after."""
+    client, _ = backend
+    names = lambda: sorted(m.model for m in client.list().models)  # noqa: E731
+    before = names()
+    assert client.pull("qwen2.5:7b").status == "success"
+    assert [step.status for step in client.pull("tinyllama", stream=True)][-1] == "success"
+    assert names() == sorted([*before, "qwen2.5:7b", "tinyllama:latest"])
+    assert client.chat("qwen2.5:7b", messages=HELLO).message.content  # served at once
+    assert client.delete("qwen2.5:7b").status == "success" and client.delete(MISTRAL).status == "success"
+    assert names() == sorted(set(before) - {MISTRAL} | {"tinyllama:latest"})
+    with pytest.raises(ollama.ResponseError) as gone:
+        client.delete("qwen2.5:7b")
+    assert gone.value.status_code == 404
+    with pytest.raises(ollama.ResponseError) as missing:
+        client.chat("qwen2.5:7b", messages=HELLO)
+    assert missing.value.status_code == 404
