@@ -56,20 +56,32 @@ def release_name(requirements: str) -> str:
     return f"litellm-{version}-{hashlib.sha256((text or requirements).encode()).hexdigest()[:10]}"
 
 
+def previous_lock(requirements: str) -> Path | None:
+    """The newest lock of the same LiteLLM release made from other pins, if any."""
+    version = lock_path(requirements).stem.split("-")[1]
+    others = [p for p in LOCKS.glob(f"litellm-{version}-*.txt") if p != lock_path(requirements)]
+    return max(others, key=lambda p: p.stat().st_mtime, default=None)
+
+
 def make_lock(requirements: str, uv: str) -> Path:
-    """Resolve the pins with uv for every supported Python and write the lock with its header."""
+    """Resolve the pins with uv for every supported Python and write the lock with its header. The
+    versions of the release's previous lock are kept where the pins allow (uv prefers what the
+    output file holds): adding a pin adds its packages and moves nothing else."""
     path = lock_path(requirements)
     with tempfile.TemporaryDirectory() as work:
-        pins = Path(work) / "pins.in"
+        pins, output = Path(work) / "pins.in", Path(work) / "lock.txt"
         pins.write_text(requirements)
+        previous = previous_lock(requirements)
+        if previous is not None:
+            output.write_text(previous.read_text())
         result = subprocess.run(
             [uv, "pip", "compile", "--quiet", "--universal", "--generate-hashes", "--no-header",
-             "--python-version", OLDEST_PYTHON, str(pins)],
+             "--python-version", OLDEST_PYTHON, "--output-file", str(output), str(pins)],
             capture_output=True, text=True,
         )
-    if result.returncode != 0:
-        raise SystemExit(f"gateway.lock: uv could not resolve {' '.join(requirements.split())}:\n{result.stderr}")
-    body = result.stdout.replace(f"-r {pins}", "the pins").replace(str(pins), "the pins")
+        if result.returncode != 0:
+            raise SystemExit(f"gateway.lock: uv could not resolve {' '.join(requirements.split())}:\n{result.stderr}")
+        body = output.read_text().replace(f"-r {pins}", "the pins").replace(str(pins), "the pins")
     LOCKS.mkdir(exist_ok=True)
     path.write_text(
         f"{HEADER}{' '.join(requirements.split())}\n"

@@ -1,6 +1,7 @@
 """The lock of the gateway virtualenv: kept in the repository, matching the default pins, hash-checked."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -30,7 +31,8 @@ def test_pins_without_a_lock_stop_the_preflight_naming_the_command():
     report = run_for_data({"gw.example.org": seed_data(litellm_master_key=GOOD_KEY, litellm_version="1.200.0")})
     assert report.exit_code == EXIT_SETTINGS
     [problem] = report.settings_problems["gw.example.org"]
-    assert "no lock for these pins (litellm[proxy]==1.200.0 prisma==0.15.0 prometheus-client==0.23.1)" in problem
+    pins = "litellm[proxy]==1.200.0 prisma==0.15.0 prometheus-client==0.23.1 httptools==0.6.4"
+    assert f"no lock for these pins ({pins})" in problem
     assert "python -m gateway.lock" in problem and "locks/litellm-1.200.0-" in problem
 
 
@@ -87,3 +89,20 @@ def test_a_monitoring_host_is_not_judged_as_a_gateway():
     report = run_for_data({"gw.example.org": seed_data(litellm_master_key=GOOD_KEY), "mon1.example.org": monitoring},
                           skip={"dns", "backends"})
     assert report.ok and report.exit_code == 0, report.table()
+
+
+def test_a_lock_made_again_starts_from_the_releases_previous_lock(tmp_path, monkeypatch):
+    """make_lock hands uv the newest other lock of the same LiteLLM release as its output file, whose
+    versions uv keeps where the pins allow: a pin added moves no other package."""
+    from gateway import lock
+
+    monkeypatch.setattr(lock, "LOCKS", tmp_path)
+    pins = "litellm[proxy]==1.108.7\nprisma==0.15.0\nhttptools==0.6.4\n"
+    assert lock.previous_lock(pins) is None
+    older, newer, other_release = (tmp_path / name for name in (
+        "litellm-1.108.7-aaaaaaaaaa.txt", "litellm-1.108.7-bbbbbbbbbb.txt", "litellm-1.108.6-cccccccccc.txt"))
+    for age, path in enumerate((older, newer, other_release)):
+        path.write_text("# a lock\n")
+        os.utime(path, (1000 + age, 1000 + age))
+    lock.lock_path(pins).write_text("# this very lock, made before\n")
+    assert lock.previous_lock(pins) == newer
