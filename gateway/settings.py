@@ -475,9 +475,6 @@ class Metrics:
 # The Prometheus client LiteLLM's callback needs (its [proxy] extra leaves it out): in every lock,
 # so that turning metrics on or off changes no release.
 PROMETHEUS_CLIENT = "prometheus-client==0.23.1"
-# uvicorn parses HTTP with httptools (C) when it is installed, else with the pure-Python h11, which
-# cost the proxy ~2 ms of CPU per request here (15 % of its throughput). In every lock too.
-HTTP_PARSER = "httptools==0.6.4"
 
 
 @dataclass(frozen=True)
@@ -558,8 +555,7 @@ class Settings:
     @property
     def requirements(self) -> str:
         """The pip requirements file of the virtualenv: exact pins only."""
-        return "\n".join([f"litellm[proxy]=={self.version}", *self.extra_requirements, PROMETHEUS_CLIENT,
-                          HTTP_PARSER]) + "\n"
+        return "\n".join([f"litellm[proxy]=={self.version}", *self.extra_requirements, PROMETHEUS_CLIENT]) + "\n"
 
     @property
     def deployments(self) -> list[tuple[Model, Backend]]:
