@@ -139,18 +139,19 @@ def test_wrong_key_is_refused_with_401(gateway_url):
 
 
 def test_config_passes_litellm_validate_config_and_the_seed_config_does_not(first_deploy):
-    ours = ssh("LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/current/bin/litellm --config /etc/litellm/config.yaml "
-               "--validate_config")
-    deployments = sum(len(b.models) for b in BACKENDS)  # one entry per (model, backend)
-    assert f"config OK ({deployments} models)" in ours
     # The seed's file, put on the host through its file system (the lab host's root is a directory here).
     (TEST_GATEWAY.root / "root" / "seed-config.yaml").write_text((DATA / "seed-config.yaml").read_text())
-    result = ssh(
-        "LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/current/bin/litellm --config /root/seed-config.yaml "
-        "--validate_config 2>&1; echo rc=$?"
-    )
-    assert "rc=1" in result
-    assert "health_check_interval" in result
+    validate = "LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/current/bin/litellm --validate_config --config"
+    # Both at once (each is a LiteLLM start), each answer with its exit status, ours first.
+    ours, seed = ssh(
+        f"({validate} /etc/litellm/config.yaml > /root/ours.out 2>&1; echo rc=$? >> /root/ours.out) & "
+        f"({validate} /root/seed-config.yaml > /root/seed.out 2>&1; echo rc=$? >> /root/seed.out) & wait; "
+        "cat /root/ours.out; echo ====; cat /root/seed.out; rm -f /root/ours.out /root/seed.out"
+    ).split("====\n")
+    deployments = sum(len(b.models) for b in BACKENDS)  # one entry per (model, backend)
+    assert f"config OK ({deployments} models)" in ours and "rc=0" in ours, ours[-2000:]
+    assert "rc=1" in seed
+    assert "health_check_interval" in seed
 
 
 def test_service_runs_as_litellm_with_no_capabilities(first_deploy):
@@ -280,36 +281,37 @@ def test_installed_units_score_2_or_better_on_the_host(first_deploy, unit):
     assert "rc=0" in result, result[-1500:]
 
 
-@pytest.mark.parametrize("workers,status", [(1, "3"), (2, "0")])
-def test_unsafe_master_key_exit_does_not_loop(first_deploy, workers, status):
+def test_unsafe_master_key_exit_does_not_loop(first_deploy):
     """LiteLLM refuses a public default key; the unit does not restart it into the same refusal.
 
     With one worker the proxy exits 3 (RestartPreventExitStatus=3); with several, uvicorn's parent
-    stops with status 0 once a worker fails to start (Restart=on-failure). Each path is run, on an
-    instance of the unit of its own (port 4009, the serving release): the gateway keeps serving."""
-    unit = "litellm@4009.service"
-    ssh(
-        f"mkdir -p /etc/systemd/system/{unit}.d && printf 'LITELLM_MASTER_KEY=sk-1234\\n' > /run/unsafe.env && "
-        "exec=$(sed -n 's/^ExecStart=//p' /etc/systemd/system/litellm@.service "
-        f"| sed 's#/slots/%i/#/current/#; s/--num_workers [0-9]*/--num_workers {workers}/') && "
-        "printf '[Service]\\nEnvironmentFile=/run/unsafe.env\\nExecStart=\\nExecStart=%s\\n' \"$exec\" "
-        f"> /etc/systemd/system/{unit}.d/unsafe.conf && "
-        f"systemctl daemon-reload && systemctl restart {unit}"
-    )
+    stops with status 0 once a worker fails to start (Restart=on-failure). Both paths run at once,
+    each on an instance of the unit of its own (ports 4009, 4010, the serving release): the gateway
+    keeps serving."""
+    paths = {"litellm@4009.service": (1, "3"), "litellm@4010.service": (2, "0")}
+    for unit, (workers, _) in paths.items():
+        ssh(
+            f"mkdir -p /etc/systemd/system/{unit}.d && printf 'LITELLM_MASTER_KEY=sk-1234\\n' > /run/unsafe.env && "
+            "exec=$(sed -n 's/^ExecStart=//p' /etc/systemd/system/litellm@.service "
+            f"| sed 's#/slots/%i/#/current/#; s/--num_workers [0-9]*/--num_workers {workers}/') && "
+            "printf '[Service]\\nEnvironmentFile=/run/unsafe.env\\nExecStart=\\nExecStart=%s\\n' \"$exec\" "
+            f"> /etc/systemd/system/{unit}.d/unsafe.conf"
+        )
+    ssh(f"systemctl daemon-reload && systemctl restart {' '.join(paths)}")
 
-    def show(prop: str) -> str:
+    def show(unit: str, prop: str) -> str:
         return ssh(f"systemctl show -p {prop} --value {unit}").strip()
     try:
-        wait_until(lambda: show("ActiveState") in ("failed", "inactive"), 60, 1)
+        wait_until(lambda: all(show(unit, "ActiveState") in ("failed", "inactive") for unit in paths), 90, 1)
         time.sleep(8)  # longer than RestartSec=5: a loop would have restarted by now
-        assert f"--num_workers {workers} " in show("ExecStart")
-        assert show("ActiveState") in ("failed", "inactive")
-        assert show("ExecMainStatus") == status
-        assert show("NRestarts") == "0"
-        assert "UnsafeMasterKeyError" in ssh(f"journalctl -u {unit} -n 200 --no-pager -o cat")
+        for unit, (workers, status) in paths.items():
+            assert f"--num_workers {workers} " in show(unit, "ExecStart")
+            assert show(unit, "ActiveState") in ("failed", "inactive"), unit
+            assert (show(unit, "ExecMainStatus"), show(unit, "NRestarts")) == (status, "0"), unit
+            assert "UnsafeMasterKeyError" in ssh(f"journalctl -u {unit} -n 200 --no-pager -o cat"), unit
     finally:
-        ssh(f"systemctl stop {unit}; rm -rf /etc/systemd/system/{unit}.d /run/unsafe.env && systemctl daemon-reload && "
-            f"systemctl reset-failed {unit}", check=False)
+        ssh(f"systemctl stop {' '.join(paths)}; rm -rf {' '.join(f'/etc/systemd/system/{u}.d' for u in paths)} "
+            f"/run/unsafe.env && systemctl daemon-reload && systemctl reset-failed {' '.join(paths)}", check=False)
 
 
 def test_bad_setting_is_refused_before_any_host_changes(first_deploy, deploy_dir):
