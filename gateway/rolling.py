@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
 
 from pyinfra import host, logger, state
 from pyinfra.api.exceptions import OperationError
@@ -20,8 +19,6 @@ from pyinfra.api.exceptions import OperationError
 from gateway.commands import fleet_member_command
 from gateway.roll import NotPutBack, member_answer, stays_drained, take_turn
 from gateway.settings import Settings
-
-T = TypeVar("T")
 
 GATHER = 1.0  # seconds from the first arrival in which every gateway lines up, so the roll keeps inventory order
 
@@ -102,16 +99,21 @@ def set_in_every_front(settings: Settings, gateway: str, wanted: str) -> list[st
     return missed
 
 
-def in_turn(settings: Settings, change: Callable[[], T], batch: int = 1) -> T:
+def in_turn(settings: Settings, change: Callable[[], object], batch: int = 1,
+            needed: Callable[[], bool] = lambda: True) -> bool:
     """`change` in this host's turn of the roll (inventory order, `batch` at a time): drained in every
-    front around it, put back after it (gateway/roll.py); a failure stops the roll here."""
+    front around it, put back after it (gateway/roll.py); a failure stops the roll here. `needed` is
+    asked once the turn has come (so however long it takes, the turns keep inventory order): when it
+    says no, the gateway is neither drained nor changed. Whether it was changed."""
     roll = current_roll(settings, batch)
     stopped = roll.wait_for_turn(host.name)
     if stopped:
         raise OperationError(f"{host.name}: not changed: the roll stopped at {stopped}")
     try:
-        return take_turn(host.name, lambda wanted: set_in_every_front(settings, host.name, wanted), change,
-                         logger.warning)
+        if not needed():
+            return False
+        take_turn(host.name, lambda wanted: set_in_every_front(settings, host.name, wanted), change, logger.warning)
+        return True
     except Exception as error:
         waiting = roll.stop_here(host.name)
         host.log(f"roll stopped here: {stays_drained(host.name)}; not changed: {', '.join(waiting) or 'none'}",

@@ -38,18 +38,28 @@ def switch_over(settings: Settings, release: str, why: str, inputs: tuple[str, .
 
     When the serving instance already runs `release` with the files as they are now (a deploy that
     put drifted files back as it read them) and answers, nothing is switched or drained: verified only."""
-    if inputs:
+
+    def needed() -> bool:
+        if not inputs:
+            return True
         current, report = _run(switch_command(settings, release, READY_TIMEOUT, why, inputs, unless_serving=True))
         if current:
             host.log(f"switch-over not needed:\n{report}")
-            verify_gateway(settings)
-            return
+        return not current
+
+    def change() -> None:
+        _switch_and_verify(settings, release, why, inputs)
+
     if roll:
         from gateway.rolling import in_turn  # pyinfra's state: only inside a deploy
 
-        in_turn(settings, lambda: _switch_and_verify(settings, release, why, inputs))
+        changed = in_turn(settings, change, needed=needed)
     else:
-        _switch_and_verify(settings, release, why, inputs)
+        changed = needed()
+        if changed:
+            change()
+    if not changed:
+        verify_gateway(settings)
 
 
 def _switch_and_verify(settings: Settings, release: str, why: str, inputs: tuple[str, ...]) -> None:

@@ -181,7 +181,7 @@ class Switch:
             return None
         if recorded_inputs(slot) != inputs_digest(self.args.inputs):
             return None
-        ready, answer = probe(self.instances[serving]["url"], timeout=5)
+        ready, _ = probe(self.instances[serving]["url"], timeout=5)
         if not ready:
             return None
         return (f"{self.unit(serving)} already serves release {os.path.basename(target(slot))} with exactly "

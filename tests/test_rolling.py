@@ -102,3 +102,28 @@ def test_every_front_is_told_and_those_that_could_not_be_are_named(monkeypatch):
     command = members["gw-a.example.org"].commands[0]
     assert "on_host.fleet_member" in command and "--server gw-b.example.org --state drain" in command
     assert f"--wait {settings.drain_timeout}" in command
+
+
+def test_a_gateway_whose_change_is_not_needed_is_asked_in_its_turn_and_never_drained(monkeypatch):
+    """in_turn asks `needed` only once the turn has come (arrival order stays the roll's); a gateway
+    that needs no change is neither drained nor changed, and frees the turn for the next one."""
+    from types import SimpleNamespace
+
+    from gateway import rolling
+    from tests.test_fleet import fleet_settings
+
+    roll, told, done = Roll(ORDER, 1), [], []
+    monkeypatch.setattr(rolling, "current_roll", lambda settings, batch: roll)
+    monkeypatch.setattr(rolling, "set_in_every_front", lambda settings, name, wanted: told.append((name, wanted)) or [])
+    settings = fleet_settings()
+    asked = []
+
+    def turn(name: str, needed: bool) -> bool:
+        monkeypatch.setattr(rolling, "host", SimpleNamespace(name=name))
+        return rolling.in_turn(settings, lambda: done.append(name),
+                               needed=lambda: asked.append((name, roll.running)) or needed)
+
+    assert turn("fleet1", needed=False) is False
+    assert (told, done, asked) == ([], [], [("fleet1", 1)])  # asked inside its turn, nothing drained
+    assert turn("fleet2", needed=True) is True and roll.running == 0
+    assert told == [("fleet2", "drain"), ("fleet2", "ready")] and done == ["fleet2"]
