@@ -18,8 +18,8 @@ from datetime import UTC
 from pathlib import Path
 
 from gateway import wheels
-from gateway.commands import release_dir, serving_command
-from gateway.lock import read_lock
+from gateway.commands import serving_command
+from gateway.lock import read_lock, release_dir
 from gateway.preflight import dns as dns_checks
 from gateway.settings import DEFAULTS, load
 from lab import control, machines

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.fleet import host_data
+from gateway.inventory_reader import host_data
 from gateway.preflight import EXIT_SETTINGS, run_for_data
 from gateway.settings import PREFLIGHT_CLASSES
 

@@ -11,11 +11,12 @@ from invoke.exceptions import Exit
 
 from fabfile.common import ONLY_HELP, gateways_of, verdicts
 from fabfile.fleet import missed_everywhere
-from gateway.commands import smoke_command, switch_command, validate_command
-from gateway.files import instance_inputs, managed_files
-from gateway.front import instance_host
+from gateway.commands import smoke_command, switch_command
 from gateway.remote import Gateway, on_each
 from gateway.roll import NotPutBack, stays_drained, take_turn
+from gateway.services.proxy import inputs as instance_inputs
+from gateway.services.proxy import instance_host, validate_command
+from gateway.services.registry import managed_files
 from gateway.ssh_trust import HostKeyRefused
 from gateway.usage import DURATION
 

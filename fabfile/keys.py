@@ -8,8 +8,10 @@ from fabric import Connection, task
 from invoke.exceptions import Exit
 
 from fabfile.common import fleet_of
-from gateway.files import TEAM_KEYS, by_name, commit_commands, managed_files, stage_command, staged
 from gateway.remote import Fleet, Gateway, on_each
+from gateway.services.base import commit_commands, stage_command, staged
+from gateway.services.host import TEAM_KEYS
+from gateway.services.registry import by_name, managed_files
 from gateway.table import table
 from gateway.team_keys import KeyStore, TeamKeyError, host_file
 
@@ -22,7 +24,7 @@ def _key_store(fleet: Fleet) -> KeyStore:
 
 
 def install_command(g: Gateway, content: str) -> str:
-    """The deploy's own staged install of team-keys.json (gateway/files.py), fed on stdin: no file in /tmp."""
+    """The deploy's own staged install of team-keys.json (gateway/services/), fed on stdin: no file in /tmp."""
     row = by_name(managed_files(g.settings.resolved(1), g.name, content, issue=False))[TEAM_KEYS]
     return " && ".join([stage_command(row), f"cat > {staged(row.path)}", *commit_commands(row)])
 

@@ -10,14 +10,15 @@ from fabric import Connection, task
 from invoke.exceptions import Exit
 
 from fabfile.common import ONLY_HELP, gateways_of
-from gateway import services
 from gateway.commands import status_command
 from gateway.facts import EnvFileState, ManagedFiles
-from gateway.files import ManagedFile, managed_files
 from gateway.lock import read_lock
 from gateway.preflight.backends import check_backends
 from gateway.prometheus import PrometheusError, Watcher, watchers
 from gateway.remote import Gateway, Outcome, on_each
+from gateway.services import store
+from gateway.services.base import ManagedFile
+from gateway.services.registry import managed_files
 from gateway.table import table
 
 SEPARATOR = "----litellm-gateway-status----"
@@ -67,7 +68,7 @@ def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
     st = outcome.value
     drift = st["drift"]
     version_ok = st["version"] == g.settings.version
-    limits_shared = st["services"].get(services.REDIS.unit) == "active"
+    limits_shared = st["services"].get(store.REDIS.unit) == "active"
     down = [f"{unit} {state}" for unit, state in st["services"].items() if state != "active"]
     lock, _ = read_lock(g.settings.requirements)
     want = hashlib.sha256(lock.encode()).hexdigest() if lock else None
@@ -91,7 +92,7 @@ def _gateway_row(g: Gateway, outcome: Outcome) -> tuple[list[str], bool]:
         st["version"] if version_ok else f"{st['version']} (want {g.settings.version})",
         lock_cell,
         f"{st['release'] or '-'} (rollback: {st['previous'] or 'none'})",
-        "shared" if limits_shared else f"PER WORKER ({services.REDIS.unit} {st['services'].get(services.REDIS.unit)})",
+        "shared" if limits_shared else f"PER WORKER ({store.REDIS.unit} {st['services'].get(store.REDIS.unit)})",
         "none" if not drift else "DRIFT: " + ", ".join(drift),
     ], healthy
 

@@ -7,52 +7,16 @@ from __future__ import annotations
 
 import shlex
 
-from gateway import front, host_layout
-from gateway.lock import release_name
+from gateway.services import front, proxy
+from gateway.services.host import HOST_LIB
+from gateway.services.registry import layout
 from gateway.settings import Settings
-
-HOST_LIB = front.HOST_LIB
-TEAM_KEYS = "team-keys.json"  # in the config directory; its path reaches the auth hook through litellm.env
 
 
 def on_host(module: str, *arguments: str, lib: str = HOST_LIB) -> str:
     """Run on_host.MODULE with the host's python3; `arguments` are quoted here. Unbuffered (-u): a
     long step's lines (a switch-over's) reach the operator as the host prints them."""
     return " ".join([f"PYTHONPATH={lib}", "python3", "-u", "-m", f"on_host.{module}", *map(shlex.quote, arguments)])
-
-
-def release_dir(settings: Settings) -> str:
-    """Where the release of the settings' lock is installed (gateway/lock.py names it)."""
-    return f"{settings.releases_dir}/{release_name(settings.requirements)}"
-
-
-def validate_command(settings: Settings, config_path: str, release: str | None = None) -> str:
-    """A LiteLLM release's own check of a config file, offline (no cost-map download); by default
-    the release of the settings' lock, which the deploy installs before any file."""
-    return (f"LITELLM_LOCAL_MODEL_COST_MAP=True {release or release_dir(settings)}/bin/litellm "
-            f"--config {shlex.quote(config_path)} --validate_config")
-
-
-# What config.yaml names in the hook (templates/config.yaml.j2): the check below asks for exactly these.
-HOOK_MODULE, HOOK_AUTH, HOOK_LIMITS = "gateway_auth", "user_api_key_auth", "request_limits"
-HOOK = {"module": HOOK_MODULE, "auth": HOOK_AUTH, "limits": HOOK_LIMITS}
-_HOOK_CHECK = (
-    "import importlib.machinery, importlib.util, sys\n"
-    f"loader = importlib.machinery.SourceFileLoader({HOOK_MODULE!r}, sys.argv[1])\n"
-    "spec = importlib.util.spec_from_loader(loader.name, loader)\n"
-    "module = importlib.util.module_from_spec(spec)\n"
-    "loader.exec_module(module)\n"
-    f"missing = [name for name in ({HOOK_AUTH!r}, {HOOK_LIMITS!r}) if not hasattr(module, name)]\n"
-    "if missing:\n"
-    "    sys.exit(f'LiteLLM: auth hook refused: it does not define {missing}')\n"
-    "print('LiteLLM: auth hook OK')\n"
-)
-
-
-def hook_check_command(settings: Settings, hook_path: str) -> str:
-    """The release's Python loads the auth hook as the proxy would and finds what config.yaml names."""
-    return (f"cd {shlex.quote(settings.config_dir)} && LITELLM_LOCAL_MODEL_COST_MAP=True "
-            f"{release_dir(settings)}/bin/python -c {shlex.quote(_HOOK_CHECK)} {shlex.quote(hook_path)} 2>&1")
 
 
 def front_trust(settings: Settings) -> tuple[str, ...]:
@@ -70,24 +34,24 @@ def smoke_command(settings: Settings, url: str, ready_timeout: int) -> str:
 
 def serving_command(ports: tuple[int, ...]) -> str:
     """Prints the unit of the instance serving now, by the host's own rule (on_host/serving.py)."""
-    return on_host("serving", *(front.instance_unit(port) for port in ports))
+    return on_host("serving", *(proxy.instance_unit(port) for port in ports))
 
 
 def status_command(settings: Settings) -> str:
     """What `fab status` asks of a host, as JSON (on_host/status.py)."""
-    return on_host("status", "--url", settings.local_url, "--layout", host_layout.layout(settings),
+    return on_host("status", "--url", settings.local_url, "--layout", layout(settings),
                    *front_trust(settings))
 
 
 def fleet_member_command(settings: Settings, server: str, state: str, wait: float = 0) -> str:
     """Set gateway `server`'s state (drain, ready) in this host's front (on_host/fleet_member.py)."""
-    return on_host("fleet_member", "--layout", host_layout.layout(settings), "--server", server, "--state", state,
+    return on_host("fleet_member", "--layout", layout(settings), "--server", server, "--state", state,
                    "--wait", str(wait))
 
 
 def primary_command(settings: Settings, own: str, off: str, wait: float) -> str:
     """Ask this fleet gateway's sentinel to move the Redis primary off the gateway at `off` (on_host/primary.py)."""
-    return on_host("primary", "--layout", host_layout.layout(settings), "--address", own, "--off", off,
+    return on_host("primary", "--layout", layout(settings), "--address", own, "--off", off,
                    "--wait", str(wait))
 
 
@@ -99,7 +63,7 @@ def switch_command(settings: Settings, release: str, ready_timeout: int, why: st
     `unless_serving`: only ask whether the serving instance already runs `release` with `inputs` as
     they are on disk (exit 0) or a switch-over is due (exit 3)."""
     expected = sorted({model.name for model, _ in settings.deployments})
-    return on_host("switch", "--layout", host_layout.layout(settings), "--release", release, "--why", why,
+    return on_host("switch", "--layout", layout(settings), "--release", release, "--why", why,
                    "--key-env-file", settings.env_file, "--ready-timeout", str(ready_timeout),
                    "--drain-timeout", str(settings.drain_timeout), "--keep", str(settings.releases_keep),
                    *(["--unless-serving"] if unless_serving else []), "--inputs", *inputs, "--expect", *expected)

@@ -9,8 +9,10 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from gateway import front, wheels
-from gateway.commands import HOST_LIB, readiness_command
+from gateway import wheels
+from gateway.commands import readiness_command
+from gateway.services import front
+from gateway.services.host import HOST_LIB
 from on_host.serving import choose
 
 KEY_VAR = "LITELLM_MASTER_KEY"

@@ -15,6 +15,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 LOCKS = REPO / "locks"
@@ -54,6 +58,11 @@ def release_name(requirements: str) -> str:
     text, _ = read_lock(requirements)
     version = lock_path(requirements).stem.split("-")[1]
     return f"litellm-{version}-{hashlib.sha256((text or requirements).encode()).hexdigest()[:10]}"
+
+
+def release_dir(settings: Settings) -> str:
+    """Where the release of the settings' lock is installed on a host."""
+    return f"{settings.releases_dir}/{release_name(settings.requirements)}"
 
 
 def previous_lock(requirements: str) -> Path | None:
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inventory", nargs="?", default="inventory.py",
                         help="pyinfra inventory (default: inventory.py)")
     args = parser.parse_args(argv)
-    from gateway.fleet import host_data
+    from gateway.inventory_reader import host_data
     from gateway.settings import load
 
     uv = str(Path(sys.executable).parent / "uv")

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from gateway import control_secrets, front, metrics, tls
+from gateway import control_secrets, tls
+from gateway.services import front, metrics
 from gateway.settings import (
     HOSTNAME,
     Checker,

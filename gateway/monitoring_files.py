@@ -1,6 +1,6 @@
 """Every file the deploy puts on a monitoring host, and the node exporter's unit on every managed host.
 
-The same rows as the gateway's (gateway.files.ManagedFile): installed staged and checked by the
+The same rows as the gateway's (gateway.services.base.ManagedFile): installed staged and checked by the
 service's own tool (promtool, amtool, the blackbox exporter's --config.check) before they replace
 the live file; a changed config reloads its service, a changed unit restarts it.
 """
@@ -10,8 +10,7 @@ import hashlib
 import shlex
 from dataclasses import dataclass
 
-from gateway import monitoring_auth, render
-from gateway.files import UNIT_DIR, ManagedFile
+from gateway import monitoring_auth
 from gateway.monitoring import (
     ALERTMANAGER,
     BLACKBOX,
@@ -26,7 +25,9 @@ from gateway.monitoring import (
     Watch,
 )
 from gateway.monitoring_auth import OPERATOR, SCRAPER, scraper_password
-from gateway.services import Change, Service
+from gateway.render import render
+from gateway.services.base import UNIT_DIR, Change, ManagedFile, Service
+from gateway.services.metrics import MetricsView
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def node_exporter_unit(address: str) -> Unit:
 def _unit_file(unit: Unit, host_name: str) -> ManagedFile:
     return ManagedFile(f"{UNIT_DIR}/{unit.name}", "templates/monitoring.service.j2", "root", "root", "644",
                        "is installed, hardened",
-                       render.render_with("monitoring.service.j2", host_name, unit=unit).encode(),
+                       render("monitoring.service.j2", host_name=host_name, metrics=MetricsView(), unit=unit).encode(),
                        restarts=(unit.name,))
 
 
@@ -140,7 +141,8 @@ def monitoring_files(m: MonitoringSettings, w: Watch, host_name: str, password: 
     `password`: the operators' (MonitoringSettings.password())."""
 
     def config(path: str, template: str, wanted: str, service: str, validate: str, mode: str = "640") -> ManagedFile:
-        content = render.render_with(template, host_name, m=m, w=w, paths=PATHS, node_port=NODE_EXPORTER_PORT,
+        content = render(template, host_name=host_name, metrics=MetricsView(), m=m, w=w, paths=PATHS,
+                         node_port=NODE_EXPORTER_PORT,
                                      readiness=READINESS, scraper=SCRAPER)
         # Read by the services' user, changed by root only; a change is a reload (SIGHUP), not a restart.
         return ManagedFile(path, f"templates/{template}", "root", SERVICE_USER, mode, wanted, content.encode(),

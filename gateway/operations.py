@@ -19,7 +19,7 @@ from pyinfra.facts.files import Sha256File
 
 from gateway import account, wheels
 from gateway.facts import KEY_VAR, Account, EnvFileState, PythonTarget
-from gateway.files import ManagedFile, commit_commands, stage_command, staged
+from gateway.services.base import ManagedFile, commit_commands, stage_command, staged
 from gateway.settings import WEAK_KEYS
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -183,11 +183,11 @@ def whole_file(file: ManagedFile, present: dict | None):
     Keep a whole file of the managed-files table: its content, owner, group and mode; replaced in
     one move, never edited.
 
-    + file: the table's row (gateway.files.ManagedFile)
+    + file: the table's row (gateway.services.base.ManagedFile)
     + present: what ManagedFiles found at its path while preparing (None: missing)
 
     The new content is staged beside the file with its owner and mode set before a byte is written
-    (gateway.files: the same install `fab keys.push` uses). When the row's check refuses it, the
+    (gateway/services/base.py: the same install `fab keys.push` uses). When the row's check refuses it, the
     operation fails and the file in place, and what reads it, are untouched. With no file in place
     yet (a first deploy) there is nothing to protect: the copy goes in unchecked, and what first
     reads it checks it (for config.yaml: the service's start and the deploy's verification, which

@@ -10,8 +10,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.fleet import host_data
 from gateway.inventory import is_gateway, is_monitoring
+from gateway.inventory_reader import host_data
 from gateway.monitoring import load_monitoring, watch
 from gateway.monitoring_auth import OPERATOR, authorization
 from gateway.settings import load

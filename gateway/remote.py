@@ -16,8 +16,8 @@ import paramiko
 from fabric import Config, Connection
 from fabric.runners import Remote
 
-from gateway.fleet import host_data
 from gateway.inventory import is_gateway
+from gateway.inventory_reader import host_data
 from gateway.preflight.dns import resolver_function
 from gateway.settings import Backend, Settings, load
 from gateway.ssh_trust import HostKeyRefused, HostKeyTrust

@@ -1,20 +1,15 @@
-"""The whole files the deploy manages, rendered from templates/ and the typed settings.
+"""The whole files the deploy manages, rendered from templates/.
 
-Deterministic (no timestamps, no random values): the same settings always give the same bytes,
+Deterministic (no timestamps, no random values): the same context always gives the same bytes,
 so pyinfra's checksum comparison is the whole change detection, and `fab status` can tell drift.
+What a template reads is its caller's to give: a gateway's from its components
+(gateway/services/registry.py: context), the monitoring host's from gateway/monitoring_files.py.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import jinja2
-
-from gateway.commands import HOOK, TEAM_KEYS
-from gateway.front import Front
-from gateway.metrics import MetricsView
-from gateway.settings import Settings
-from gateway.shared_limits import Limits
-from gateway.vrrp import Vrrp
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -26,12 +21,5 @@ _env = jinja2.Environment(
 )
 
 
-def render(template: str, settings: Settings, host_name: str) -> str:
-    return _env.get_template(template).render(s=settings, host_name=host_name, hook=HOOK, team_keys=TEAM_KEYS,
-                                              front=Front(settings), vrrp=Vrrp(),
-                                              limits=Limits(settings), metrics=MetricsView())
-
-
-def render_with(template: str, host_name: str, **context) -> str:
-    """A template of the monitoring host (or any other not rendered from one gateway's settings)."""
-    return _env.get_template(template).render(host_name=host_name, metrics=MetricsView(), **context)
+def render(template: str, **context: object) -> str:
+    return _env.get_template(template).render(**context)

@@ -1,5 +1,5 @@
 """The deploy's operations that bring a service onto its changed files, as its kind of change says
-(gateway/services.py): one way for the gateway's services (tasks/gateway.py) and the monitoring
+(gateway/services/): one way for the gateway's services (tasks/gateway.py) and the monitoring
 host's (tasks/monitoring.py). The proxy's switch-over is the gateway task's own.
 
 Decided at execution time (`_if=`): asking `will_change` while preparing would gather the facts
@@ -11,7 +11,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
-from gateway.services import Change, Service
+from gateway.services.base import Change, Service
 
 
 def unit_read(service: Service, unit_file: OperationMeta) -> None:

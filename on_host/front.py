@@ -1,7 +1,7 @@
 """Talk to the gateway's front (HAProxy) through its admin socket: instance states and requests in flight.
 
 Used by the switch-over (on_host/switch.py) and by `fab status` (on_host/status.py). The socket's
-path, the backend's and the servers' names come from the control side's layout (gateway/front.py).
+path, the backend's and the servers' names come from the control side's layout (gateway/services/front.py).
 """
 from __future__ import annotations
 

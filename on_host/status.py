@@ -1,7 +1,7 @@
 """What `fab status` needs from one gateway host, gathered on the host in one go, as JSON.
 
 `python3 -m on_host.status --url URL --layout JSON`, run by `fab status` over SSH (the layout of the
-front and instances comes from gateway/front.py). It reads nothing secret. (The managed files'
+front and instances comes from gateway/services/registry.py). It reads nothing secret. (The managed files'
 fingerprints come from the deploy's own ManagedFiles fact, not from here.)
 """
 from __future__ import annotations

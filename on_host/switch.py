@@ -319,7 +319,7 @@ def prune(layout: dict, keep: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m on_host.switch", description=__doc__.splitlines()[0])
-    parser.add_argument("--layout", required=True, help="the front and instances (gateway/front.py), JSON")
+    parser.add_argument("--layout", required=True, help="the front and instances (gateway/services/registry.py), JSON")
     parser.add_argument("--release", required=True, help="a release directory, or same / previous")
     parser.add_argument("--why", default="switch-over", help="what asked for it, for the first line")
     parser.add_argument("--key-env-file", required=True)

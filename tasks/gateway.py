@@ -1,8 +1,8 @@
-"""The gateway itself: the release, the managed files, then each service (gateway/services.py) as a
+"""The gateway itself: the release, the managed files, then each service (gateway/services/) as a
 change of its files asks: rate-limit Redis and Sentinel restarted, the front reloaded, the proxy
 switched over, the fleet's address reloaded.
 
-Every file comes from one table (gateway/files.py) and is compared against one snapshot of them
+Every file comes from one table (gateway/services/registry.py) and is compared against one snapshot of them
 all (ManagedFiles), taken once while preparing. The proxy is never restarted in place: when its
 release or anything it reads changed, or nothing serves, the idle instance is started on the
 wanted release and takes the traffic only once it answered (gateway/verify.py: switch_over). A
@@ -13,14 +13,15 @@ from pyinfra.facts.hardware import Cpus
 from pyinfra.operations import files, python, server, systemd
 from pyinfra.operations.util import any_changed
 
-from gateway import front, metrics, services, vrrp
-from gateway.commands import front_trust, release_dir, validate_command
+from gateway.commands import front_trust
 from gateway.facts import Instances, ManagedFiles, ProxyAnswers
-from gateway.files import by_name, instance_inputs, managed_files
-from gateway.lock import lock_path, read_lock
+from gateway.lock import lock_path, read_lock, release_dir
 from gateway.operations import pinned_virtualenv, secret_env_file, whole_file
 from gateway.service_ops import apply_change, enabled_and_running, unit_read
-from gateway.services import Change, Service
+from gateway.services import proxy, registry
+from gateway.services.base import Change, Service
+from gateway.services.proxy import validate_command
+from gateway.services.registry import by_name, managed_files
 from gateway.settings import for_host
 from gateway.verify import switch_over, verify_gateway
 
@@ -29,12 +30,12 @@ table = managed_files(s, host.name)
 # Files of a feature turned off since an earlier deploy are looked for too (removed below): the
 # certificate and key with TLS off, the fleet's address outside a fleet, the scrape token's digest
 # with metrics off.
-leftover = ((() if s.tls else (front.TLS_PEM, front.TLS_CERT)) + (() if s.fleet else (vrrp.CONFIG, front.FLEET_CA))
-            + (() if s.metrics else (metrics.TOKEN_MAP,)))
-present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table if not f.secret) + leftover)
+retired = registry.retired(s)
+present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table if not f.secret)
+                        + tuple(path for gone in retired for path in gone.paths))
 answered = host.get_fact(ProxyAnswers, url=s.local_url, trust=front_trust(s))  # before this run changed anything
 instances = host.get_fact(Instances, ports=s.instance_ports, slots_dir=s.slots_dir,
-                          legacy_unit=front.LEGACY_UNIT, venv_dir=s.venv_dir, inputs=instance_inputs(table))
+                          legacy_unit=proxy.LEGACY_UNIT, venv_dir=s.venv_dir, inputs=proxy.inputs(table))
 
 lock, _ = read_lock(s.requirements)  # the preflight refused a run without it
 release = release_dir(s)
@@ -90,7 +91,7 @@ def switch_over_proxy() -> None:
         settings=s,
         release=release,
         why="deploy",
-        inputs=instance_inputs(table),
+        inputs=proxy.inputs(table),
         # A fleet gateway that serves changes in its turn, drained from the fleet; a first start does not wait.
         roll=bool(s.fleet) and instances["serving"] is not None,
         _if=lambda: due or changed(),
@@ -99,8 +100,8 @@ def switch_over_proxy() -> None:
 
 # Nothing serves, not this release, or not the files on disk: a switch is due whatever changes this run.
 due = instances["serving"] is None or instances["serving_release"] != release or instances["stale"]
-changed = any_changed(installed[services.PROXY.unit], *files_of(services.PROXY), venv)
-hosted = services.on_host(s)
+changed = any_changed(installed[proxy.SERVICE.unit], *files_of(proxy.SERVICE), venv)
+hosted = registry.on_host(s)
 for service in hosted:
     unit_read(service, installed[service.unit])
     if service.change is Change.SWITCH_OVER:
@@ -114,25 +115,14 @@ for service in hosted:
     for started in (other for other in hosted if other.started_by == service.unit):
         enabled_and_running(started)
 
-gone_tls = [path for path in (front.TLS_PEM, front.TLS_CERT) if path in leftover and present.get(path)]
-if gone_tls:
-    server.shell(name="The certificate and key of the front are gone: litellm_tls is off",
-                 commands=[f"rm -f {' '.join(gone_tls)}"])
-if metrics.TOKEN_MAP in leftover and present.get(metrics.TOKEN_MAP):
-    server.shell(name="The metrics token's digest is gone: litellm_metrics is off",
-                 commands=[f"rm -f {metrics.TOKEN_MAP}"])
-if not s.fleet and any(present.get(path) for path in (vrrp.CONFIG, front.FLEET_CA)):
-    server.shell(
-        name="The fleet's address is not served from here: litellm_fleet_address is None",
-        commands=[f"systemctl disable --now {services.FLEET.unit} 2>/dev/null || true",
-                  f"rm -f {vrrp.CONFIG} {front.FLEET_CA} /etc/systemd/system/{services.FLEET.unit}",
-                  "systemctl daemon-reload"],
-    )
+for gone in retired:
+    if any(present.get(path) for path in gone.paths):
+        server.shell(name=gone.wanted, commands=list(gone.commands))
 
 if instances["legacy_unit"]:
-    files.file(name=f"The unit of before the front, {front.LEGACY_UNIT}, is gone",
-               path=f"/etc/systemd/system/{front.LEGACY_UNIT}", present=False)
-    systemd.daemon_reload(name=f"systemd has forgotten {front.LEGACY_UNIT}")
+    files.file(name=f"The unit of before the front, {proxy.LEGACY_UNIT}, is gone",
+               path=f"/etc/systemd/system/{proxy.LEGACY_UNIT}", present=False)
+    systemd.daemon_reload(name=f"systemd has forgotten {proxy.LEGACY_UNIT}")
 if instances["legacy_venv"]:
     server.shell(
         name=f"The virtualenv of before the releases, in {s.venv_dir} itself, is gone",

@@ -11,12 +11,12 @@ from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
 from gateway.facts import ManagedFiles
-from gateway.files import UNIT_DIR
 from gateway.inventory import is_gateway, is_monitoring
 from gateway.monitoring import load_monitoring, reach_address, watch
 from gateway.monitoring_files import monitoring_files, ready_command, units
 from gateway.operations import whole_file
 from gateway.service_ops import apply_change, enabled_and_running, unit_read
+from gateway.services.base import UNIT_DIR
 from gateway.settings import load
 
 m = load_monitoring(host.data.dict())

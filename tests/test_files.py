@@ -5,8 +5,9 @@ import subprocess
 from pathlib import Path
 
 from fabfile.keys import install_command
-from gateway.files import REPO, by_name, commit_commands, managed_files, stage_command
 from gateway.remote import Gateway
+from gateway.services.base import REPO, commit_commands, stage_command
+from gateway.services.registry import by_name, managed_files
 from gateway.settings import load
 from gateway.ssh_trust import HostKeyTrust
 from tests.test_settings import GOOD_KEY, seed_data

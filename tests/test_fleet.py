@@ -9,9 +9,10 @@ import subprocess
 
 import pytest
 
-from gateway import render, tls, vrrp
-from gateway.files import managed_files
+from gateway import tls
 from gateway.inventory import gateway_group, with_fleet_members
+from gateway.services import fleet_address
+from gateway.services.registry import managed_files, rendered
 from gateway.settings import SettingsError, load
 from on_host import shared_limits as on_host_limits
 from tests.test_settings import GOOD_KEY, seed_data
@@ -41,7 +42,7 @@ def test_the_group_lists_its_own_gateways_as_the_fleet_in_inventory_order():
 def test_without_a_fleet_address_nothing_of_a_fleet_is_rendered():
     s = load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2)
     assert s.fleet is None
-    assert "frontend fleet" not in render.render("litellm-front.cfg.j2", s, "gw")
+    assert "frontend fleet" not in rendered("litellm-front.cfg.j2", s, "gw")
     assert not [f.path for f in managed_files(s, "gw")
                 if ("fleet" in f.path or "keepalived" in f.path) and not f.path.startswith("/usr/local/lib/")]
 
@@ -79,7 +80,7 @@ def test_fleet_settings_without_the_address_are_refused():
 
 
 def test_every_front_listens_on_the_fleet_address_and_sends_to_every_gateways_front():
-    cfg = render.render("litellm-front.cfg.j2", fleet_settings(2), "gw-c.example.org")
+    cfg = rendered("litellm-front.cfg.j2", fleet_settings(2), "gw-c.example.org")
     assert "bind 10.1.2.13:4000\n" in cfg  # its own address, as before
     assert "bind 10.1.2.100:4000 transparent\n" in cfg
     fleet_backend = cfg.split("backend gateways", 1)[1].split("\nfrontend ", 1)[0]
@@ -90,7 +91,7 @@ def test_every_front_listens_on_the_fleet_address_and_sends_to_every_gateways_fr
 
 def test_with_tls_the_fronts_verify_each_other_and_the_certificate_names_the_fleet(tmp_path):
     s = fleet_settings(0, litellm_tls="own-ca", litellm_tls_ca_dir=str(tmp_path / "ca"))
-    cfg = render.render("litellm-front.cfg.j2", s, "gw-a.example.org")
+    cfg = rendered("litellm-front.cfg.j2", s, "gw-a.example.org")
     assert "bind 10.1.2.100:4000 transparent ssl crt" in cfg
     assert ("server gw-b.example.org 10.1.2.12:4000 ssl verify required ca-file /etc/haproxy/litellm-fleet-ca.crt "
             "verifyhost gw-b.example.org") in cfg
@@ -106,21 +107,21 @@ def test_operator_certificates_without_a_ca_file_are_verified_with_the_systems_c
     from tests.test_tls import _operator_pair  # a certificate of the test's own for the gateway's name
     cert, key, _ = _operator_pair(tmp_path, "gw-a.example.org")
     s = fleet_settings(0, litellm_tls={"cert_file": str(cert), "key_file": str(key)})
-    assert "ca-file @system-ca verifyhost" in render.render("litellm-front.cfg.j2", s, "gw-a.example.org")
+    assert "ca-file @system-ca verifyhost" in rendered("litellm-front.cfg.j2", s, "gw-a.example.org")
     assert "/etc/haproxy/litellm-fleet-ca.crt" not in {f.path for f in managed_files(s, "gw-a.example.org")}
 
 
 @pytest.mark.skipif(not shutil.which("keepalived"), reason="keepalived is installed by ./run setup")
 def test_keepalived_accepts_the_rendered_config_and_refuses_a_broken_one(tmp_path):
     s = fleet_settings(1)
-    conf = render.render("litellm-fleet.conf.j2", s, "gw-b.example.org")
+    conf = rendered("litellm-fleet.conf.j2", s, "gw-b.example.org")
     assert "priority 190" in conf and "nopreempt" in conf and "check_unicast_src" in conf
     assert "unicast_src_ip 10.1.2.12" in conf and "10.1.2.11\n" in conf and "10.1.2.13\n" in conf
     assert "10.1.2.100/24 dev eth0\n" in conf  # not scope host: only a lab's 127/8 address needs it
     good, bad = tmp_path / "good.conf", tmp_path / "bad.conf"
     good.write_text(conf)
     bad.write_text(conf.replace("virtual_router_id 51", "virtual_router_id 999"))
-    check = [f.validate for f in managed_files(s, "gw-b.example.org") if f.path == vrrp.CONFIG][0]
+    check = [f.validate for f in managed_files(s, "gw-b.example.org") if f.path == fleet_address.CONFIG][0]
     assert subprocess.run(check.replace("{path}", str(good)), shell=True, capture_output=True).returncode == 0
     refused = subprocess.run(check.replace("{path}", str(bad)), shell=True, capture_output=True, text=True)
     assert refused.returncode != 0 and "999" in refused.stdout + refused.stderr
@@ -130,28 +131,28 @@ def test_a_lab_fleet_on_loopback_puts_its_address_in_scope_host():
     data = with_fleet_members([("a", {"litellm_bind_address": "127.1.0.1"})],
                               seed_data(litellm_master_key=GOOD_KEY, litellm_fleet_address="127.1.0.100/16"))
     s = load({**data, "litellm_bind_address": "127.1.0.1"}).resolved(2)
-    assert "127.1.0.100/16 dev eth0 scope host" in render.render("litellm-fleet.conf.j2", s, "a")
+    assert "127.1.0.100/16 dev eth0 scope host" in rendered("litellm-fleet.conf.j2", s, "a")
 
 
 def test_the_fleets_limits_live_in_redis_behind_sentinel_with_a_password_that_is_not_the_key():
-    from gateway.shared_limits import password
+    from gateway.services.store import password
 
     first, second = fleet_settings(0), fleet_settings(1)
     assert password(first) == password(second) != GOOD_KEY and GOOD_KEY not in password(first)
-    config = render.render("config.yaml.j2", second, "gw-b.example.org")
+    config = rendered("config.yaml.j2", second, "gw-b.example.org")
     # Its own sentinel first: one on a host killed outright is never the first asked.
     assert 'sentinel_nodes: [["10.1.2.12", 26380], ["10.1.2.11", 26380], ["10.1.2.13", 26380]]' in config
     assert 'sentinel_nodes: [["10.1.2.11", 26380], ["10.1.2.12", 26380], ["10.1.2.13", 26380]]' in \
-        render.render("config.yaml.j2", first, "gw-a.example.org")
+        rendered("config.yaml.j2", first, "gw-a.example.org")
     assert "url:" not in config.split("coordination_redis:")[1].split("\n\n")[0]  # a url would win over Sentinel
     assert password(first) not in config and "os.environ/LITELLM_REDIS_PASSWORD" in config
-    redis = render.render("redis.conf.j2", second, "gw-b.example.org")
+    redis = rendered("redis.conf.j2", second, "gw-b.example.org")
     assert "bind 10.1.2.12\n" in redis and "\nport 6380\n" in redis and "replicaof 10.1.2.11 6380" in redis
     assert password(first) not in redis
-    assert "replicaof" not in render.render("redis.conf.j2", first, "gw-a.example.org")
-    sentinel = render.render("sentinel.conf.j2", second, "gw-b.example.org")
+    assert "replicaof" not in rendered("redis.conf.j2", first, "gw-a.example.org")
+    sentinel = rendered("sentinel.conf.j2", second, "gw-b.example.org")
     assert "sentinel monitor litellm-fleet 10.1.2.11 6380 2" in sentinel and password(first) not in sentinel
-    env = render.render("litellm.env.j2", second, "gw-b.example.org")
+    env = rendered("litellm.env.j2", second, "gw-b.example.org")
     assert f"LITELLM_REDIS_PASSWORD={password(first)}\n" in env and GOOD_KEY not in env
 
 
@@ -226,21 +227,22 @@ def test_redis_and_sentinel_answer_the_fleets_gateways_only(tmp_path):
 
 def test_a_fleet_is_tls_unless_its_inventory_says_cleartext_in_words(tmp_path):
     """Redis, Sentinel and LiteLLM's client speak TLS only, with the front's certificate and the fleet's CA."""
-    from gateway import front, shared_limits
+    from gateway.services import front, store
 
     s = fleet_settings(1, litellm_tls=None, litellm_tls_ca_dir=str(tmp_path / "ca"))
     assert s.tls and s.tls.own_ca and s.scheme == "https"
-    limits = shared_limits.Limits(s)
+    limits = store.Limits(s)
     assert limits.tls_ca == front.FLEET_CA
-    redis = render.render("redis.conf.j2", s, "gw-b.example.org")
+    redis = rendered("redis.conf.j2", s, "gw-b.example.org")
     assert "\nport 0\n" in redis and "\ntls-port 6380\n" in redis and "tls-replication yes" in redis
-    assert f"tls-cert-file {shared_limits.REDIS_TLS_PEM}\n" in redis and f"tls-ca-cert-file {front.FLEET_CA}\n" in redis
-    sentinel = render.render("sentinel.conf.j2", s, "gw-b.example.org")
+    assert f"tls-cert-file {store.REDIS_TLS_PEM}\n" in redis and f"tls-ca-cert-file {front.FLEET_CA}\n" in redis
+    sentinel = rendered("sentinel.conf.j2", s, "gw-b.example.org")
     assert "\nport 0\n" in sentinel and "\ntls-port 26380\n" in sentinel and "tls-replication yes" in sentinel
-    assert f"tls-key-file {shared_limits.SENTINEL_TLS_PEM}\n" in sentinel
-    store = render.render("config.yaml.j2", s, "gw-b.example.org").split("coordination_redis:")[1]
-    assert "ssl: true" in store and f'ssl_ca_certs: "{front.FLEET_CA}"' in store and "ssl_cert_reqs: required" in store
-    for kind, copy in (("redis", shared_limits.REDIS_TLS_PEM), ("sentinel", shared_limits.SENTINEL_TLS_PEM)):
+    assert f"tls-key-file {store.SENTINEL_TLS_PEM}\n" in sentinel
+    client = rendered("config.yaml.j2", s, "gw-b.example.org").split("coordination_redis:")[1]
+    assert "ssl: true" in client and f'ssl_ca_certs: "{front.FLEET_CA}"' in client
+    assert "ssl_cert_reqs: required" in client
+    for kind, copy in (("redis", store.REDIS_TLS_PEM), ("sentinel", store.SENTINEL_TLS_PEM)):
         assert f"--tls-pem {front.TLS_PEM} --tls-out {copy}" in limits.write_auth(kind)
     rows = {f.path: f for f in managed_files(s, "gw-b.example.org", '{"version": 1, "keys": {}}\n')}
     assert set(rows[front.TLS_PEM].restarts) == {"litellm-front.service", "litellm-redis.service",
@@ -248,9 +250,9 @@ def test_a_fleet_is_tls_unless_its_inventory_says_cleartext_in_words(tmp_path):
     assert set(rows[front.FLEET_CA].restarts) == set(rows[front.TLS_PEM].restarts)
     # Said in words, a fleet stays cleartext; the words mean plain HTTP on a single gateway too.
     plain = fleet_settings(1)
-    assert plain.tls is None and shared_limits.Limits(plain).tls_ca is None
-    assert "tls-port" not in render.render("redis.conf.j2", plain, "gw-b.example.org")
-    assert "ssl" not in render.render("config.yaml.j2", plain, "gw-b.example.org").split("coordination_redis:")[1]
+    assert plain.tls is None and store.Limits(plain).tls_ca is None
+    assert "tls-port" not in rendered("redis.conf.j2", plain, "gw-b.example.org")
+    assert "ssl" not in rendered("config.yaml.j2", plain, "gw-b.example.org").split("coordination_redis:")[1]
     assert load(seed_data(litellm_master_key=GOOD_KEY, litellm_tls="none-i-accept-cleartext")).tls is None
     with pytest.raises(SettingsError, match="none-i-accept-cleartext"):
         fleet_settings(1, litellm_tls="none")

@@ -11,7 +11,8 @@ import subprocess
 import threading
 from collections.abc import Iterator
 
-from gateway import front, render, vrrp
+from gateway.services import fleet_address, front
+from gateway.services.registry import rendered
 from gateway.settings import load
 from on_host import fleet_check, handover
 from tests.lab.conftest import wait_for
@@ -97,7 +98,7 @@ def test_a_front_answering_keeps_the_address(tmp_path):
 
 def test_a_front_that_is_not_running_is_left_alone(capsys):
     assert handover.main(["stop", "10.1.2.100", "4000", "300", "/nonexistent/handover", "/nonexistent/admin.sock",
-                          vrrp.HANDOVER_VARIABLE, ""]) == 0
+                          fleet_address.HANDOVER_VARIABLE, ""]) == 0
     assert "not running: nothing to hand over" in capsys.readouterr().out
     assert handover.main(["stop", "10.1.2.100"]) == 2
 
@@ -107,28 +108,29 @@ def test_the_front_is_told_to_close_every_answer_through_its_admin_socket(tmp_pa
     command that worked is empty. (The lab's handover test shows the front closing on it.)"""
     path = str(tmp_path / "admin.sock")
     with admin_socket(path, b"\n\n") as heard:
-        assert handover.close_every_answer(path, vrrp.HANDOVER_VARIABLE) is None
-    assert heard == [f"experimental-mode on; set var {vrrp.HANDOVER_VARIABLE} int(1)\n"]
-    refused = handover.close_every_answer(str(tmp_path / "gone.sock"), vrrp.HANDOVER_VARIABLE)
+        assert handover.close_every_answer(path, fleet_address.HANDOVER_VARIABLE) is None
+    assert heard == [f"experimental-mode on; set var {fleet_address.HANDOVER_VARIABLE} int(1)\n"]
+    refused = handover.close_every_answer(str(tmp_path / "gone.sock"), fleet_address.HANDOVER_VARIABLE)
     assert refused and "gone.sock" in refused and "does not answer" in refused
 
 
 def test_the_front_hands_over_before_keepalived_lets_the_address_go():
     s = fleet_settings(0)
-    unit = render.render("litellm-front.service.j2", s, "gw-a.example.org")
-    stop = (f"ExecStop=+{vrrp.Vrrp().handover} stop 10.1.2.100 4000 {s.drain_timeout} {vrrp.HANDOVER_FILE} "
-            f"{front.ADMIN_SOCKET} {vrrp.HANDOVER_VARIABLE} ${{MAINPID}}")
+    unit = rendered("litellm-front.service.j2", s, "gw-a.example.org")
+    stop = (f"ExecStop=+{fleet_address.Vrrp().handover} stop 10.1.2.100 4000 {s.drain_timeout} "
+            f"{fleet_address.HANDOVER_FILE} {front.ADMIN_SOCKET} {fleet_address.HANDOVER_VARIABLE} ${{MAINPID}}")
     assert stop in unit.splitlines()
-    assert f"ExecStartPost=+{vrrp.Vrrp().handover} start" in unit.splitlines()
-    keepalived = render.render("litellm-fleet.service.j2", s, "gw-a.example.org")
+    assert f"ExecStartPost=+{fleet_address.Vrrp().handover} start" in unit.splitlines()
+    keepalived = rendered("litellm-fleet.service.j2", s, "gw-a.example.org")
     assert "Before=litellm-front.service" in keepalived.splitlines()  # stopped after the front
     assert "litellm-front.service" not in [word for line in keepalived.splitlines() if line.startswith("After=")
                                            for word in line.split("=", 1)[1].split()]
-    assert f"{vrrp.HANDOVER_FILE}\"" in render.render("litellm-fleet.conf.j2", s, "gw-a.example.org")
-    config = render.render("litellm-front.cfg.j2", s, "gw-a.example.org")
+    assert f"{fleet_address.HANDOVER_FILE}\"" in rendered("litellm-fleet.conf.j2", s, "gw-a.example.org")
+    config = rendered("litellm-front.cfg.j2", s, "gw-a.example.org")
     fleet_frontend = config.split("frontend fleet", 1)[1].split("backend ", 1)[0]
     assert "option idle-close-on-response" in fleet_frontend
-    closing = f"http-after-response set-header Connection close if {{ var({vrrp.HANDOVER_VARIABLE}) -m found }}"
+    variable = fleet_address.HANDOVER_VARIABLE
+    closing = f"http-after-response set-header Connection close if {{ var({variable}) -m found }}"
     assert closing in [line.strip() for line in fleet_frontend.splitlines()]
     single = load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2)
-    assert "handover" not in render.render("litellm-front.service.j2", single, "gw")
+    assert "handover" not in rendered("litellm-front.service.j2", single, "gw")

@@ -1,4 +1,4 @@
-"""fab and `python -m checks` read the inventory as pyinfra does (gateway/fleet.py): group data,
+"""fab and `python -m checks` read the inventory as pyinfra does (gateway/inventory_reader.py): group data,
 group_data/ files in the working directory and beside the inventory, host data; compared here with
 pyinfra's own loader, run in a process of its own (it patches threads with gevent)."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from gateway.fleet import host_data
+from gateway.inventory_reader import host_data
 
 PYINFRA_VIEW = textwrap.dedent("""
     import json, sys

@@ -8,7 +8,7 @@ import logging.config
 import sys
 import time
 
-from gateway import render
+from gateway.services.registry import rendered
 from in_proxy.log_limits import RefusedKeys
 from tests.test_files import HOST, table
 
@@ -49,7 +49,7 @@ def test_the_rendered_logging_config_puts_the_filter_on_both_loggers_and_ships_t
     from gateway.settings import load
     from tests.test_settings import GOOD_KEY, seed_data
     s = load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2)
-    config = json.loads(render.render("logging.json.j2", s, HOST))
+    config = json.loads(rendered("logging.json.j2", s, HOST))
     assert config["loggers"]["uvicorn.access"]["filters"] == ["refused_keys"]
     assert config["loggers"]["LiteLLM Proxy"]["filters"] == ["refused_keys"]
     for handler in config["handlers"].values():
@@ -68,4 +68,4 @@ def test_the_rendered_logging_config_puts_the_filter_on_both_loggers_and_ships_t
     paths = {f.path for f in table()}
     assert {"/usr/local/lib/litellm-gateway/in_proxy/log_limits.py",
             "/usr/local/lib/litellm-gateway/in_proxy/__init__.py"} <= paths
-    assert "Environment=PYTHONPATH=/usr/local/lib/litellm-gateway\n" in render.render("litellm@.service.j2", s, HOST)
+    assert "Environment=PYTHONPATH=/usr/local/lib/litellm-gateway\n" in rendered("litellm@.service.j2", s, HOST)

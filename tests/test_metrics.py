@@ -7,9 +7,9 @@ import threading
 import pytest
 import yaml
 
-from gateway import metrics, render
-from gateway.files import managed_files
-from gateway.front import CLIENT_ROUTES
+from gateway.services import metrics
+from gateway.services.front import CLIENT_ROUTES
+from gateway.services.registry import managed_files, rendered
 from gateway.settings import REPO, SettingsError, load
 from tests.test_settings import GOOD_KEY, seed_data
 
@@ -56,7 +56,7 @@ def test_read_only_tasks_make_no_token(tmp_path):
 
 def test_litellm_exports_per_team_and_deployment_but_no_key_person_or_client(tmp_path):
     s = settings(litellm_metrics_token_file=str(tmp_path / "t"))
-    config = yaml.safe_load(render.render("config.yaml.j2", s, HOST))["litellm_settings"]
+    config = yaml.safe_load(rendered("config.yaml.j2", s, HOST))["litellm_settings"]
     assert config["callbacks"][-1] == "prometheus" and config["require_auth_for_metrics_endpoint"] is False
     assert {"hashed_api_key", "api_key_alias", "user_email", "end_user", "client_ip"} \
         <= set(config["prometheus_exclude_labels"])
@@ -65,7 +65,7 @@ def test_litellm_exports_per_team_and_deployment_but_no_key_person_or_client(tmp
 
 def test_the_front_serves_metrics_on_their_own_port_to_the_token_only(tmp_path):
     s = settings(litellm_metrics_token_file=str(tmp_path / "t"))
-    cfg = render.render("litellm-front.cfg.j2", s, HOST)
+    cfg = rendered("litellm-front.cfg.j2", s, HOST)
     public, metrics_part = cfg.split("\nfrontend metrics\n")
     # the public port lets through the client routes only, exactly as spelled: no metrics there
     assert f"http-request deny deny_status 404 unless {{ path {' '.join(CLIENT_ROUTES)} }}" in public
@@ -82,15 +82,15 @@ def test_the_front_serves_metrics_on_their_own_port_to_the_token_only(tmp_path):
 def test_with_tls_the_metrics_port_is_https_too(tmp_path):
     s = settings(litellm_metrics_token_file=str(tmp_path / "t"), litellm_tls="own-ca",
                  litellm_tls_ca_dir=str(tmp_path / "ca"))
-    cfg = render.render("litellm-front.cfg.j2", s, HOST)
+    cfg = rendered("litellm-front.cfg.j2", s, HOST)
     assert '    bind 0.0.0.0:9400 ssl crt "${LITELLM_FRONT_PEM}" alpn http/1.1\n' in cfg
 
 
 def test_metrics_off_means_no_callback_no_port_no_token(tmp_path):
     s = settings(litellm_metrics=False, litellm_metrics_token_file=str(tmp_path / "t"))
     assert s.metrics is None
-    assert "prometheus" not in yaml.safe_load(render.render("config.yaml.j2", s, HOST))["litellm_settings"]["callbacks"]
-    assert "frontend metrics" not in render.render("litellm-front.cfg.j2", s, HOST)
+    assert "prometheus" not in yaml.safe_load(rendered("config.yaml.j2", s, HOST))["litellm_settings"]["callbacks"]
+    assert "frontend metrics" not in rendered("litellm-front.cfg.j2", s, HOST)
     assert metrics.TOKEN_MAP not in {f.path for f in managed_files(s, HOST)} and not (tmp_path / "t").exists()
     # The release does not depend on it: turning metrics on or off installs nothing.
     assert s.requirements == settings(litellm_metrics_token_file=str(tmp_path / "t")).requirements

@@ -11,7 +11,7 @@ from pyinfra.api import FileUploadCommand, OperationError, StringCommand
 from pyinfra.context import ctx_host
 
 from gateway import account, operations
-from gateway.files import ManagedFile
+from gateway.services.base import ManagedFile
 
 SUDO_TEMP = 'install -m 600 -o "${SUDO_USER:-$(id -un)}" /dev/null '
 KEY = "sk-" + "a1" * 32

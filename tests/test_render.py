@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway import render
-from gateway.files import managed_files
+from gateway.services.registry import managed_files, rendered
 from gateway.settings import load
 from tests.test_settings import GOOD_KEY, seed_data
 
@@ -41,7 +40,7 @@ def seed():
 
 
 def test_seed_fleet_renders_one_entry_per_model_and_backend(seed):
-    config = yaml.safe_load(render.render("config.yaml.j2", seed, HOST))
+    config = yaml.safe_load(rendered("config.yaml.j2", seed, HOST))
     entries = {(e["model_name"], e["litellm_params"]["api_base"]) for e in config["model_list"]}
     assert len(config["model_list"]) == len(entries) == 10
     backends = {"http://hx-llm01-server.dev-test.hana-x.ai:11434", "http://hx-llm02-server.dev-test.hana-x.ai:11434"}
@@ -54,7 +53,7 @@ def test_seed_fleet_renders_one_entry_per_model_and_backend(seed):
 
 
 def test_every_key_is_in_the_section_litellm_reads_it_from(seed):
-    config = yaml.safe_load(render.render("config.yaml.j2", seed, HOST))
+    config = yaml.safe_load(rendered("config.yaml.j2", seed, HOST))
     assert set(config) == {"model_list", "router_settings", "litellm_settings", "general_settings"}
     assert set(config["router_settings"]) <= ROUTER_KEYS
     assert set(config["litellm_settings"]) <= LITELLM_KEYS
@@ -79,16 +78,16 @@ def test_the_seed_config_puts_keys_where_litellm_rejects_them():
 
 
 def test_secrets_stay_out_of_every_rendered_file_but_the_env_file(seed):
-    for text in (render.render("config.yaml.j2", seed, HOST), render.render("litellm@.service.j2", seed, HOST),
-                 render.render("logging.json.j2", seed, HOST),
-                 render.render("litellm.env.j2", seed, HOST), render.render("redis.conf.j2", seed, HOST),
-                 render.render("litellm-redis.service.j2", seed, HOST),
-                 render.render("logrotate.j2", seed, HOST)):
+    for text in (rendered("config.yaml.j2", seed, HOST), rendered("litellm@.service.j2", seed, HOST),
+                 rendered("logging.json.j2", seed, HOST),
+                 rendered("litellm.env.j2", seed, HOST), rendered("redis.conf.j2", seed, HOST),
+                 rendered("litellm-redis.service.j2", seed, HOST),
+                 rendered("logrotate.j2", seed, HOST)):
         assert GOOD_KEY not in text
 
 
 def test_env_file_runs_the_proxy_offline_and_read_only(seed):
-    env = dict(line.split("=", 1) for line in render.render("litellm.env.j2", seed, HOST).splitlines()
+    env = dict(line.split("=", 1) for line in rendered("litellm.env.j2", seed, HOST).splitlines()
                if "=" in line and not line.startswith("#"))
     assert env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
     assert env["DISABLE_ADMIN_UI"] == "True"
@@ -97,7 +96,7 @@ def test_env_file_runs_the_proxy_offline_and_read_only(seed):
 
 RENDER_ALL = """
 import hashlib, json, sys
-from gateway.files import managed_files
+from gateway.services.registry import managed_files
 from gateway.settings import load
 from tests.test_settings import GOOD_KEY, seed_data
 table = managed_files(load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2), sys.argv[1], "{}")
@@ -119,7 +118,7 @@ def test_rendering_is_deterministic():
 
 
 def test_unit_runs_the_slots_release_on_the_instance_port_of_loopback_only(seed):
-    unit = render.render("litellm@.service.j2", seed, HOST)
+    unit = rendered("litellm@.service.j2", seed, HOST)
     assert ("ExecStart=/opt/litellm/slots/%i/bin/python /usr/local/lib/litellm-gateway/in_proxy/serve.py "
             "--config /etc/litellm/config.yaml --host 127.0.0.1 "
             "--port %i --num_workers 2") in unit
@@ -129,21 +128,21 @@ def test_unit_runs_the_slots_release_on_the_instance_port_of_loopback_only(seed)
 
 
 def test_the_front_owns_the_gateway_port_and_checks_readiness_of_both_instances(seed):
-    cfg = render.render("litellm-front.cfg.j2", seed, HOST)
+    cfg = rendered("litellm-front.cfg.j2", seed, HOST)
     assert "    bind 0.0.0.0:4000\n" in cfg
     instances = cfg.split("\nbackend instances", 1)[1].split("\n\n", 1)[0]
     assert instances.endswith("    server i4001 127.0.0.1:4001\n    server i4002 127.0.0.1:4002")
     assert "option httpchk GET /health/readiness" in cfg and "expose-fd listeners" in cfg
     assert "retries 3" in cfg and "option redispatch 1" in cfg and "option http-server-close" in cfg
-    unit = render.render("litellm-front.service.j2", seed, HOST)
+    unit = rendered("litellm-front.service.j2", seed, HOST)
     assert "ExecStart=/usr/sbin/haproxy -Ws -f /etc/haproxy/litellm-front.cfg\n" in unit
     assert "DynamicUser=yes" in unit and "CapabilityBoundingSet=\n" in unit
-    low = render.render("litellm-front.service.j2", replace(seed, port=443, instance_ports=(4001, 4002)), HOST)
+    low = rendered("litellm-front.service.j2", replace(seed, port=443, instance_ports=(4001, 4002)), HOST)
     assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in low  # only what binding port 443 needs
 
 
 def test_the_front_asks_the_readiness_the_gateway_probe_asks():
-    from gateway import front
+    from gateway.services import front
     from on_host import readiness
     assert front.READINESS_PATH == readiness.PATH
 
@@ -154,14 +153,14 @@ def test_the_managed_files_are_only_rendered_with_a_worker_count():
 
 
 def test_workers_share_limits_through_a_redis_on_a_unix_socket_only(seed):
-    config = yaml.safe_load(render.render("config.yaml.j2", seed, HOST))
+    config = yaml.safe_load(rendered("config.yaml.j2", seed, HOST))
     assert config["general_settings"]["coordination_redis"] == {"url": "unix:///run/litellm-redis/redis.sock"}
-    redis = dict(line.split(" ", 1) for line in render.render("redis.conf.j2", seed, HOST).splitlines()
+    redis = dict(line.split(" ", 1) for line in rendered("redis.conf.j2", seed, HOST).splitlines()
                  if line and not line.startswith("#"))
     assert redis["port"] == "0"  # no TCP listener
     assert redis["unixsocket"] == "/run/litellm-redis/redis.sock" and redis["unixsocketperm"] == "700"
     assert redis["save"] == '""' and redis["appendonly"] == "no"
-    unit = render.render("litellm-redis.service.j2", seed, HOST)
+    unit = rendered("litellm-redis.service.j2", seed, HOST)
     assert "User=litellm" in unit and "RuntimeDirectory=litellm-redis" in unit and "PrivateNetwork=yes" in unit
 
 
@@ -174,8 +173,8 @@ def _exposure(unit_file: Path) -> float:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_unit_scores_2_or_better_and_the_seed_unit_does_not(seed, tmp_path):
-    for name, text in (("litellm.service", render.render("litellm@.service.j2", seed, HOST)),
-                       ("litellm-redis.service", render.render("litellm-redis.service.j2", seed, HOST))):
+    for name, text in (("litellm.service", rendered("litellm@.service.j2", seed, HOST)),
+                       ("litellm-redis.service", rendered("litellm-redis.service.j2", seed, HOST))):
         ours = tmp_path / name
         ours.write_text(text)
         result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(ours)],
@@ -188,12 +187,12 @@ def test_unit_scores_2_or_better_and_the_seed_unit_does_not(seed, tmp_path):
 
 
 def test_logrotate_rotates_the_proxy_log_as_the_service_account_with_the_units_file_mode(seed):
-    text = render.render("logrotate.j2", seed, HOST)
+    text = rendered("logrotate.j2", seed, HOST)
     assert f"{seed.log_dir}/proxy.log {{" in text.splitlines()
     # the log directory belongs to the service account: logrotate refuses it without `su`
     assert f"su {seed.user} {seed.group}" in text and f"rotate {seed.log_keep_days}" in text
     assert f"create 0600 {seed.user} {seed.group}" in text \
-        and "UMask=0077" in render.render("litellm@.service.j2", seed.resolved(2), HOST)
+        and "UMask=0077" in rendered("litellm@.service.j2", seed.resolved(2), HOST)
     directives = [line.strip() for line in text.splitlines() if not line.startswith("#")]
     assert "copytruncate" not in directives  # the WatchedFileHandler reopens; copytruncate would lose lines
 
@@ -201,12 +200,12 @@ def test_logrotate_rotates_the_proxy_log_as_the_service_account_with_the_units_f
 def test_every_deployment_carries_its_window_to_ollama():
     data = seed_data(litellm_master_key=GOOD_KEY)
     data["litellm_backends"]["hx-llm02-server"]["context_windows"] = {"phi3-3.8b": 4096}
-    config = yaml.safe_load(render.render("config.yaml.j2", load(data).resolved(2), HOST))
+    config = yaml.safe_load(rendered("config.yaml.j2", load(data).resolved(2), HOST))
     windows = {(e["model_name"], e["litellm_params"]["api_base"]): (e["litellm_params"]["num_ctx"],
                                                                     e["model_info"]["max_input_tokens"])
                for e in config["model_list"]}
     assert windows[("phi3-3.8b", "http://hx-llm02-server.dev-test.hana-x.ai:11434")] == (4096, 4096)
     assert {w for k, w in windows.items() if k[1].startswith("http://hx-llm01")} == {(2048, 2048)}
     assert config["router_settings"]["enable_pre_call_checks"] is True
-    env = render.render("litellm.env.j2", load(seed_data(litellm_context_check=False, litellm_context_margin=40)), HOST)
+    env = rendered("litellm.env.j2", load(seed_data(litellm_context_check=False, litellm_context_margin=40)), HOST)
     assert "GATEWAY_CONTEXT_CHECK=0\n" in env and "GATEWAY_CONTEXT_MARGIN=40\n" in env

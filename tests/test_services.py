@@ -1,14 +1,13 @@
-"""The gateway host's services (gateway/services.py): each declared once, and the deploy, the
+"""The gateway host's services (gateway/services/, a component each): each declared once, and the deploy, the
 managed-files table and `fab status` all read that declaration."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from gateway import services
-from gateway.files import managed_files
-from gateway.host_layout import layout
-from gateway.services import Change
+from gateway.services import fleet_address, front, proxy, registry, store
+from gateway.services.base import Change
+from gateway.services.registry import layout, managed_files
 from gateway.settings import load
 from tests.test_fleet import fleet_settings
 from tests.test_settings import GOOD_KEY, seed_data
@@ -21,9 +20,9 @@ def single():
 
 
 def test_a_gateway_runs_the_fleets_services_only_in_a_fleet():
-    assert [x.unit for x in services.on_host(single())] == [
+    assert [x.unit for x in registry.on_host(single())] == [
         "litellm-redis.service", "litellm-front.service", "litellm@.service"]
-    assert [x.unit for x in services.on_host(fleet_settings(0))] == [
+    assert [x.unit for x in registry.on_host(fleet_settings(0))] == [
         "litellm-redis.service", "litellm-sentinel.service", "litellm-front.service", "litellm@.service",
         "litellm-fleet.service"]
 
@@ -31,7 +30,7 @@ def test_a_gateway_runs_the_fleets_services_only_in_a_fleet():
 def test_every_row_reaches_a_declared_service_and_every_service_has_its_unit_in_the_table():
     for s in (single(), fleet_settings(0)):
         rows = managed_files(s, "gw-a.example.org", '{"version": 1, "keys": {}}\n')
-        hosted = {x.unit for x in services.on_host(s)}
+        hosted = {x.unit for x in registry.on_host(s)}
         reached = {unit for f in rows for unit in f.restarts}
         assert reached <= hosted, reached - hosted
         unit_files = {f.name for f in rows if f.is_unit}
@@ -42,16 +41,16 @@ def test_every_row_reaches_a_declared_service_and_every_service_has_its_unit_in_
 
 
 def test_the_order_brings_up_what_each_service_needs_first():
-    order = [x.unit for x in services.ORDER]
+    order = [x.unit for x in registry.ORDER]
     # The proxy counts in Redis (through Sentinel in a fleet) and its switch-over sets the front's states.
-    for needed in (services.REDIS, services.SENTINEL, services.FRONT):
-        assert order.index(needed.unit) < order.index(services.PROXY.unit)
+    for needed in (store.REDIS, store.SENTINEL, front.SERVICE):
+        assert order.index(needed.unit) < order.index(proxy.SERVICE.unit)
     # The fleet's address comes to a gateway whose front answers.
-    assert order.index(services.FLEET.unit) > order.index(services.PROXY.unit)
+    assert order.index(fleet_address.SERVICE.unit) > order.index(proxy.SERVICE.unit)
     # The front is started by the switch-over (it may take the port from the unit of before it).
-    assert services.FRONT.started_by == services.PROXY.unit
-    assert len(Change) == 4 and {x.change for x in services.ORDER} == set(Change)
-    assert [x.change for x in services.ORDER] == [Change.RESTART, Change.RESTART, Change.RELOAD, Change.SWITCH_OVER,
+    assert front.SERVICE.started_by == proxy.SERVICE.unit
+    assert len(Change) == 4 and {x.change for x in registry.ORDER} == set(Change)
+    assert [x.change for x in registry.ORDER] == [Change.RESTART, Change.RESTART, Change.RELOAD, Change.SWITCH_OVER,
                                                   Change.RELOAD_CONFIG]
 
 
@@ -62,6 +61,22 @@ def test_the_deploy_brings_every_service_up_by_its_declaration():
     assert "for service in hosted:" in task and "apply_change(service, " in task
     for unit in ("litellm-redis", "litellm-sentinel", "litellm-front", "litellm-fleet", "REDIS", "SENTINEL"):
         assert unit not in task, unit
+    # Nor a feature's files: what a turned-off feature leaves is each component's `retired`.
+    for name in ("TLS_PEM", "TOKEN_MAP", "FLEET_CA", "CONFIG", "front.", "metrics.", "fleet_address."):
+        assert name not in task, name
+
+
+def test_every_component_declares_its_rows_its_templates_part_and_what_it_leaves_when_off(tmp_path):
+    for component in registry.COMPONENTS:
+        for name in ("rows", "context", "retired"):
+            assert callable(getattr(component, name, None)), f"{component.__name__}.{name}"
+    # A feature turned off: its files are looked for and removed, by the component that owns them.
+    off = single()
+    gone = {path for retired in registry.retired(off) for path in retired.paths}
+    assert {front.TLS_PEM, front.TLS_CERT, fleet_address.CONFIG, front.FLEET_CA} <= gone
+    assert not {f.path for f in managed_files(off, "gw-a.example.org", '{"version": 1, "keys": {}}\n')} & gone
+    on = fleet_settings(0, litellm_tls=None, litellm_tls_ca_dir=str(tmp_path / "ca"))
+    assert on.tls and not {front.TLS_PEM, fleet_address.CONFIG} & {p for r in registry.retired(on) for p in r.paths}
 
 
 def test_fab_status_is_told_every_service_but_the_instances_which_it_reports_one_by_one():
@@ -94,6 +109,6 @@ def test_a_config_the_release_refuses_stops_the_deploy_before_another_services_f
     checked files (config, auth hook) come before every other service's."""
     for s in (single(), fleet_settings(0)):
         rows = managed_files(s, "gw-a.example.org", '{"version": 1, "keys": {}}\n')
-        last_checked = max(i for i, f in enumerate(rows) if f.validate and services.PROXY.unit in f.restarts)
-        others = [i for i, f in enumerate(rows) if f.restarts and services.PROXY.unit not in f.restarts]
+        last_checked = max(i for i, f in enumerate(rows) if f.validate and proxy.SERVICE.unit in f.restarts)
+        others = [i for i, f in enumerate(rows) if f.restarts and proxy.SERVICE.unit not in f.restarts]
         assert others and last_checked < min(others), [f.name for f in rows]

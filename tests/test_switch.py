@@ -8,7 +8,7 @@ from argparse import Namespace
 
 import pytest
 
-from gateway import host_layout
+from gateway.services import registry
 from gateway.settings import load
 from on_host import switch
 from tests.test_settings import seed_data
@@ -26,7 +26,7 @@ def tree(tmp_path, names):
 
 def layout(tmp_path) -> dict:
     s = load(seed_data(litellm_venv_dir=str(tmp_path)))
-    return json.loads(host_layout.layout(s))
+    return json.loads(registry.layout(s))
 
 
 def test_prune_keeps_the_releases_in_use_and_the_newest_others_up_to_keep(tmp_path):

@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway import front, render, tls
+from gateway import tls
 from gateway.commands import smoke_command, status_command
-from gateway.files import managed_files
+from gateway.services import front
+from gateway.services.registry import managed_files, rendered
 from gateway.settings import SettingsError, load
 from tests.test_settings import GOOD_KEY, seed_data
 
@@ -172,10 +173,10 @@ def test_the_host_gets_the_pem_root_only_the_chain_public_and_the_front_serves_h
     paths = list(table)
     assert paths.index(front.TLS_PEM) < paths.index(front.CONFIG)  # in place before the config is checked
     assert table[front.CONFIG].validate.startswith(f"{front.PEM_VARIABLE}={front.TLS_PEM} ")
-    cfg = render.render("litellm-front.cfg.j2", s, HOST)
+    cfg = rendered("litellm-front.cfg.j2", s, HOST)
     assert '    bind 0.0.0.0:4000 ssl crt "${LITELLM_FRONT_PEM}" alpn http/1.1\n' in cfg
     assert "ssl-min-ver TLSv1.2" in cfg
-    unit = render.render("litellm-front.service.j2", s, HOST)
+    unit = rendered("litellm-front.service.j2", s, HOST)
     assert f"    presetenv LITELLM_FRONT_PEM {front.SERVED_PEM}\n" in cfg
     copy = f"+/bin/sh -c 'install -m 0400 {front.TLS_PEM} {front.SERVED_PEM}.new"
     assert unit.count(copy) == 2 and unit.index("ExecReload=+") < unit.index("ExecReload=/usr/sbin/haproxy")
@@ -188,8 +189,8 @@ def test_without_tls_nothing_changes(tmp_path):
     s = replace(settings(tmp_path), tls=None)
     table = {f.path for f in managed_files(s, HOST, "{}")}
     assert front.TLS_PEM not in table and front.TLS_CERT not in table
-    assert "    bind 0.0.0.0:4000\n" in render.render("litellm-front.cfg.j2", s, HOST)
-    assert "LITELLM_FRONT_PEM" not in render.render("litellm-front.service.j2", s, HOST)
+    assert "    bind 0.0.0.0:4000\n" in rendered("litellm-front.cfg.j2", s, HOST)
+    assert "LITELLM_FRONT_PEM" not in rendered("litellm-front.service.j2", s, HOST)
     assert s.local_url == "http://127.0.0.1:4000" and "--tls-pin" not in smoke_command(s, s.local_url, 10)
     assert not (tmp_path / "ca").exists()  # no CA made for a gateway without TLS
 

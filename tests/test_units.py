@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.files import managed_files
 from gateway.monitoring import load_monitoring, watch
 from gateway.monitoring_files import monitoring_files, node_exporter_files
+from gateway.services.registry import managed_files
 from tests.test_fleet import fleet_settings
 from tests.test_monitoring import PASSWORD, WEBHOOK, gateway
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.commands import serving_command
-from gateway.front import instance_unit
+from gateway.services.proxy import instance_unit
 from gateway.settings import DEFAULTS
 from lab import control, machines
 from lab.fleet import write_inventory

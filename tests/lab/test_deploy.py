@@ -11,10 +11,9 @@ import openai
 import pytest
 
 from gateway.account import MARKER
-from gateway.commands import release_dir
 from gateway.facts import ANSWER_PATIENCE, ManagedFiles
-from gateway.files import managed_files
-from gateway.lock import read_lock
+from gateway.lock import read_lock, release_dir
+from gateway.services.registry import managed_files
 from gateway.settings import load
 from lab.fleet import fleet_data, host_entry
 from lab.topology import BACKENDS, MODELS, OLLAMA_PORT, gateway
@@ -171,7 +170,7 @@ def table_for(host=TEST_GATEWAY, **overrides):
 
 
 def test_every_file_of_the_managed_table_is_on_the_host_as_the_table_says(first_deploy):
-    """The deploy installs exactly the table (gateway/files.py); the drift check and this test read the same rows."""
+    """The deploy installs exactly the table (gateway/services/); the drift check and this test read the same rows."""
     fact = ManagedFiles()
     table = table_for()
     plain = [f for f in table if not f.secret]

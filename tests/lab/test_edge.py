@@ -20,7 +20,7 @@ import openai
 import pytest
 
 from bench.measure import MemorySampler
-from gateway.front import CLIENT_ROUTES
+from gateway.services.front import CLIENT_ROUTES
 from gateway.settings import load
 from lab import control
 from lab.fleet import fleet_data

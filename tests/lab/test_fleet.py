@@ -22,7 +22,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from gateway import front, shared_limits
+from gateway.services import front, store
 from lab import control, machines
 from lab.faults import release_does_not_start
 from lab.fleet import FLEET_CA_DIR, monitoring_urls
@@ -204,7 +204,7 @@ def test_losing_gateway_hosts_under_load(fleet, ca_file):
         # The primary is on the holder: the sentinels hand it to a replica (one of the others).
         on(others[0], f"REDISCLI_AUTH=$({with_redis_password('print(p)')}) redis-cli --no-auth-warning "
                       f"--tls --cacert {FLEET_CA} -h {others[0].address} -p 26380 "
-                      f"SENTINEL FAILOVER {shared_limits.SERVICE_NAME}")
+                      f"SENTINEL FAILOVER {store.SERVICE_NAME}")
         wait_for(lambda: any(redis_view(h).get("role") == "master" for h in others), 30, "the primary on a replica")
     clean = next(h for h in others if redis_view(h).get("role") != "master")
     clients = 4
@@ -313,7 +313,7 @@ def with_redis_password(code: str) -> str:
     """A command running `code` on a gateway with on_host.shared_limits as `s` and the fleet's Redis
     password (read there, never sent here) as `p`."""
     script = (f"import json; from on_host import shared_limits as s; "
-              f"p = s.read_variable('/etc/litellm/litellm.env', '{shared_limits.PASSWORD_VAR}'); {code}")
+              f"p = s.read_variable('/etc/litellm/litellm.env', '{store.PASSWORD_VAR}'); {code}")
     return f"PYTHONPATH=/usr/local/lib/litellm-gateway python3 -c \"{script}\""
 
 
@@ -393,8 +393,8 @@ def test_the_primary_moves_off_a_gateway_before_its_maintenance_and_nothing_fail
 
 
 def test_no_key_or_redis_password_reaches_the_output_or_the_journal(fleet):
+    from gateway.services.store import password
     from gateway.settings import load
-    from gateway.shared_limits import password
     from lab.fleet import fleet_data
 
     secret = password(load(fleet_data()))

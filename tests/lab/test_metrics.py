@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
-from gateway.metrics import FRONT_PATH, instance_path
+from gateway.services.metrics import FRONT_PATH, instance_path
 from lab import control
 from lab.fleet import METRICS_TOKEN_FILE
 from lab.topology import GATEWAY_PORT

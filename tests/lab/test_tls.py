@@ -9,7 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from gateway import front
+from gateway.services import front
 from lab import control
 from lab.topology import GATEWAY_PORT, MODELS
 from tests.lab.conftest import TEST_GATEWAY, deploy, service, ssh

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from gateway.commands import release_dir
+from gateway.lock import release_dir
 from gateway.settings import load
 from lab import control
 from lab.faults import INJECTED, release_does_not_start

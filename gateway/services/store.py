@@ -16,11 +16,16 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
-from gateway import front
+from gateway.services import front
+from gateway.services.base import Change, ManagedFile, Retired, Rows, Service
+from gateway.services.host import unit_command
 from gateway.settings import Settings
 
 REDIS_UNIT = "litellm-redis.service"
 SENTINEL_UNIT = "litellm-sentinel.service"
+REDIS = Service(REDIS_UNIT, "keeps the rate-limit counters", Change.RESTART)
+SENTINEL = Service(SENTINEL_UNIT, "names the fleet's Redis primary", Change.RESTART, fleet_only=True)
+SERVICES = (REDIS, SENTINEL)
 SERVICE_NAME = "litellm-fleet"  # the primary's name the sentinels monitor
 PASSWORD_VAR = "LITELLM_REDIS_PASSWORD"  # in litellm.env (root only), beside the master key
 REDIS_AUTH = "/run/litellm-redis/auth.conf"  # written at each start by the unit (on_host/shared_limits.py)
@@ -61,7 +66,7 @@ class Limits:
         """What Redis, Sentinel and LiteLLM verify each other's certificates with (None: no TLS)."""
         if not self.s.tls:
             return None
-        ca = front.Front(self.s).fleet_ca
+        ca = front.fleet_ca(self.s)
         return SYSTEM_CA_BUNDLE if ca.startswith("@") else ca
 
     @property
@@ -115,5 +120,53 @@ class Limits:
         if self.tls_ca:
             seed += ["--tls-pem", front.TLS_PEM,
                      "--tls-out", self.redis_tls_pem if kind == "redis" else self.sentinel_tls_pem]
-        return front.unit_command("shared_limits", kind, "--env-file", self.env_file, "--variable", PASSWORD_VAR,
+        return unit_command("shared_limits", kind, "--env-file", self.env_file, "--variable", PASSWORD_VAR,
                                   "--out", target, *seed, "--owner", f"{self.s.user}:{self.s.group}")
+
+
+def certificate_readers(s: Settings) -> tuple[str, ...]:
+    """A fleet's Redis and Sentinel serve the front's certificate, verified by the same CA: a new
+    certificate restarts them too."""
+    return (REDIS_UNIT, SENTINEL_UNIT) if s.fleet and s.tls else ()
+
+
+def rows(r: Rows) -> list[ManagedFile]:
+    """Redis, the rate-limit counters; in a fleet, Sentinel, which names the Redis primary, and the
+    firewall of the store's ports."""
+    s = r.s
+    redis = [
+        r.readable("redis.conf", *r.template("redis.conf.j2"),
+                   f"keeps the rate-limit counters in memory, reachable at {s.redis_socket} only" if not s.fleet else
+                   f"keeps the fleet's rate-limit counters, on port {s.fleet.redis_port} for the gateways only",
+                   restarts=(REDIS_UNIT,)),
+        r.unit(REDIS),
+    ]
+    if not s.fleet:
+        return redis
+    return [
+        *redis,
+        # Loaded by Sentinel's and Redis' units at start: a change is applied by restarting
+        # Sentinel (Redis keeps its counters; the table is the same for both).
+        r.system(Limits(s).store_rules, *r.template("litellm-fleet-store.nft.j2"),
+                 f"lets only the fleet's gateways reach Redis ({s.fleet.redis_port}) and Sentinel "
+                 f"({s.fleet.sentinel_port}), checked by nft -c", validate="/usr/sbin/nft -c -f {path}",
+                 restarts=(SENTINEL_UNIT,)),
+        r.readable("sentinel.conf", *r.template("sentinel.conf.j2"),
+                   f"seeds Sentinel, which names the fleet's Redis primary (quorum {s.fleet.quorum} of "
+                   f"{len(s.fleet.members)})", restarts=(SENTINEL_UNIT,)),
+        r.unit(SENTINEL),
+    ]
+
+
+def retired(s: Settings) -> list[Retired]:
+    return []
+
+
+def context(s: Settings) -> dict[str, object]:
+    return {"limits": Limits(s)}
+
+
+def fleet_layout(s: Settings) -> dict[str, object]:
+    """The fleet's rate-limit store, asked on this gateway's own address (password from the env file)."""
+    return {"redis_port": s.fleet.redis_port, "sentinel_port": s.fleet.sentinel_port, "env_file": s.env_file,
+            "password_variable": PASSWORD_VAR, "redis_ca": Limits(s).tls_ca}

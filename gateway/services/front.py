@@ -1,26 +1,26 @@
-"""The gateway's front and its two proxy instances: every name they share, declared once.
-
-HAProxy from the distribution (litellm-front.service) owns the gateway port; behind it, two
-LiteLLM instances (litellm@PORT.service on loopback) take turns. The deploy, `fab restart` and
-`fab rollback` switch traffic with on_host/switch.py, `fab status` reads the front with
-on_host/status.py: both get this layout as one JSON argument, so the host side names nothing itself.
-"""
+"""The front: HAProxy from the distribution (litellm-front.service) owns the gateway port and sends
+each request to the serving proxy instance; with litellm_tls it serves the gateway's certificate.
+A change of its files is a reload: a new process takes the listening socket over, and the servers'
+states (drained, stopped) are kept across it (on_host/front_state.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from gateway.services import proxy
+from gateway.services.base import Change, ManagedFile, Retired, Rows, Service
+from gateway.services.host import unit_command
 from gateway.settings import Settings
 
-HOST_LIB = "/usr/local/lib/litellm-gateway"  # on_host/ is installed below it (gateway/files.py)
-
 UNIT = "litellm-front.service"
+SERVICE = Service(UNIT, "owns the gateway port, in front of the proxy instances", Change.RELOAD,
+                  started_by=proxy.SERVICE.unit)
 CONFIG = "/etc/haproxy/litellm-front.cfg"  # /etc/litellm is not readable by the front's dynamic user
 RUNTIME_DIRECTORY = "litellm-front"
 ADMIN_SOCKET = f"/run/{RUNTIME_DIRECTORY}/admin.sock"
 # servers' states, saved before a reload (on_host/front_state.py)
 STATE_FILE = f"/run/{RUNTIME_DIRECTORY}/servers.state"
 BACKEND = "instances"
-INSTANCE_TEMPLATE = "litellm@.service"
 # TLS (litellm_tls): the chain and key, root's alone on disk; a copy the front's dynamic user owns is
 # made at each start and reload (systemd's credentials are not refreshed on reload); the chain
 # alone, public, which the host's own checks pin.
@@ -42,29 +42,6 @@ CLIENT_ROUTES = (
     "/v1/embeddings", "/embeddings", "/v1/models", "/models",
     "/health/liveliness", READINESS_PATH,
 )
-# The unit every gateway ran before the front existed: stopped and removed when the front takes its port.
-LEGACY_UNIT = "litellm.service"
-
-
-def unit_command(module: str, *arguments: str) -> str:
-    """on_host.MODULE as a unit's Exec line or keepalived's script: no shell, so env sets the path.
-    (`gateway.commands.on_host` is the same for a shell, over SSH.)"""
-    return " ".join([f"/usr/bin/env PYTHONPATH={HOST_LIB} /usr/bin/python3 -m on_host.{module}", *arguments])
-
-
-def instance_unit(port: int) -> str:
-    return INSTANCE_TEMPLATE.replace("@", f"@{port}")
-
-
-
-def instance_host(s: Settings) -> str:
-    """The instances' address as a URL names it."""
-    return f"[{s.instance_address}]" if ":" in s.instance_address else s.instance_address
-
-
-def server(port: int) -> str:
-    """The instance's name in the front's backend."""
-    return f"i{port}"
 
 
 @dataclass(frozen=True)
@@ -81,7 +58,6 @@ class Front:
     fleet_backend: str = FLEET_BACKEND
     state_file: str = STATE_FILE
     client_routes: tuple[str, ...] = CLIENT_ROUTES
-    host_lib: str = HOST_LIB
 
     # Connection slots of the global maxconn (4096): each client frontend may take this many, so a
     # flood on one leaves the other and the metrics port theirs.
@@ -118,7 +94,7 @@ class Front:
 
     @staticmethod
     def server(port: int) -> str:
-        return server(port)
+        return proxy.server(port)
 
     @property
     def save_state(self) -> str:
@@ -127,8 +103,53 @@ class Front:
 
     @property
     def fleet_ca(self) -> str:
-        """What a front verifies the other gateways' fronts with: the CA the deploy installs (the own
-        CA, or the operator's ca_file), else the system's CAs."""
-        tls = self.s.tls
-        return FLEET_CA if tls and (tls.own_ca or tls.ca_file) else "@system-ca"
+        return fleet_ca(self.s)
 
+
+def fleet_ca(s: Settings) -> str:
+    """What a front verifies the other gateways' fronts with: the CA the deploy installs (the own
+    CA, or the operator's ca_file), else the system's CAs."""
+    return FLEET_CA if s.tls and (s.tls.own_ca or s.tls.ca_file) else "@system-ca"
+
+
+def rows(r: Rows) -> list[ManagedFile]:
+    """HAProxy's config and unit, after what its check reads: the certificate and the CA the fleet's
+    fronts verify each other with (the scrape token's digest is the metrics' own row)."""
+    s, served = r.s, r.served
+    reached = (UNIT, *r.certificate_readers)
+    rows = []
+    if served:
+        until = f"valid until {served.not_after:%Y-%m-%d}"
+        rows += [
+            ManagedFile(TLS_PEM, "litellm_tls (certificate chain and key)", "root", "root", "600",
+                        f"holds the front's certificate for {', '.join(served.names)} and its key, root only",
+                        served.pem, validate=f"{PEM_VARIABLE}={{path}} /usr/sbin/haproxy -c -q -f {CONFIG}",
+                        restarts=reached),
+            r.system(TLS_CERT, "litellm_tls (certificate chain)", served.chain.decode(),
+                     f"holds the front's certificate chain ({until}), which the host's own checks pin"),
+        ]
+    if s.fleet and served and fleet_ca(s) == FLEET_CA:
+        rows.append(r.system(FLEET_CA, "litellm_tls (the CA clients are given)", Path(served.ca_file).read_text(),
+                             "holds the CA the fronts verify each other's certificates with", restarts=reached))
+    return [
+        *rows,
+        r.system(CONFIG, *r.template("litellm-front.cfg.j2"),
+                 f"sends port {s.port} ({s.scheme}) to the serving proxy instance, checked by haproxy -c",
+                 validate=f"{PEM_VARIABLE}={TLS_PEM} /usr/sbin/haproxy -c -q -f {{path}}", restarts=(UNIT,)),
+        r.unit(SERVICE),
+    ]
+
+
+def retired(s: Settings) -> list[Retired]:
+    if s.tls:
+        return []
+    return [Retired((TLS_PEM, TLS_CERT), "The certificate and key of the front are gone: litellm_tls is off",
+                    (f"rm -f {TLS_PEM} {TLS_CERT}",))]
+
+
+def context(s: Settings) -> dict[str, object]:
+    return {"front": Front(s)}
+
+
+def layout(s: Settings) -> dict[str, object]:
+    return {"front_unit": UNIT, "admin_socket": ADMIN_SOCKET, "backend": BACKEND}

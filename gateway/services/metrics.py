@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway import control_secrets
+from gateway.services import front
+from gateway.services.base import ManagedFile, Retired, Rows
 from gateway.settings import Settings
 
 TOKEN_MAP = "/etc/haproxy/litellm-metrics.map"
@@ -85,3 +87,25 @@ def token_map(token: str) -> str:
     return ("# The SHA-256 of the Authorization header Prometheus sends to the metrics port (managed by the\n"
             "# gateway deploy: edits here are overwritten). The token itself is never on this host.\n"
             f"{header_digest(token)} prometheus\n")
+
+
+def rows(r: Rows) -> list[ManagedFile]:
+    """The token's digest the front lets scrapes in with (read by its check: installed before its config)."""
+    s = r.s
+    token = (ensure_token(s) if r.issue else read_token(s)) if s.metrics else None
+    if not token:
+        return []
+    return [r.system(TOKEN_MAP, "litellm_metrics_token_file (its SHA-256)", token_map(token),
+                     f"lets scrapes with the metrics token in on port {s.metrics.port} (holds its SHA-256 only)",
+                     restarts=(front.UNIT,))]
+
+
+def retired(s: Settings) -> list[Retired]:
+    if s.metrics:
+        return []
+    return [Retired((TOKEN_MAP,), "The metrics token's digest is gone: litellm_metrics is off",
+                    (f"rm -f {TOKEN_MAP}",))]
+
+
+def context(s: Settings) -> dict[str, object]:
+    return {"metrics": MetricsView()}
