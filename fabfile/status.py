@@ -13,8 +13,8 @@ from fabfile.common import ONLY_HELP, gateways_of
 from gateway.commands import status_command
 from gateway.facts import EnvFileState, ManagedFiles
 from gateway.lock import read_lock
+from gateway.monitoring.prometheus import PrometheusError, Watcher, watchers
 from gateway.preflight.backends import check_backends
-from gateway.prometheus import PrometheusError, Watcher, watchers
 from gateway.remote import Gateway, Outcome, on_each
 from gateway.services import store
 from gateway.services.base import ManagedFile

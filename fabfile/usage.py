@@ -7,7 +7,7 @@ import time
 from invoke import task
 from invoke.exceptions import Exit
 
-from gateway.prometheus import PrometheusError, watchers
+from gateway.monitoring.prometheus import PrometheusError, watchers
 from gateway.table import table
 from gateway.usage import COUNTERS, GRAPH, NO_TEAM, seconds, usage
 

@@ -11,7 +11,7 @@ from pyinfra.api import FactBase
 
 from gateway import wheels
 from gateway.commands import readiness_command
-from gateway.services import front
+from gateway.services import proxy
 from gateway.services.host import HOST_LIB
 from on_host.serving import choose
 
@@ -137,8 +137,8 @@ class Instances(FactBase):
     def command(self, ports: tuple[int, ...], slots_dir: str, legacy_unit: str, venv_dir: str,
                 inputs: tuple[str, ...] = ()) -> str:
         rows = "; ".join(
-            f"e=$(systemctl is-enabled {front.instance_unit(port)} 2>/dev/null | head -n1); "
-            f"printf '%s %s %s %s %s\\n' {port} \"$(systemctl is-active {front.instance_unit(port)})\" \"${{e:-no}}\" "
+            f"e=$(systemctl is-enabled {proxy.instance_unit(port)} 2>/dev/null | head -n1); "
+            f"printf '%s %s %s %s %s\\n' {port} \"$(systemctl is-active {proxy.instance_unit(port)})\" \"${{e:-no}}\" "
             f"\"$(readlink -e {shlex.quote(f'{slots_dir}/{port}')} || echo -)\" "
             f"\"$(cat {shlex.quote(f'{slots_dir}/{port}.inputs')} 2>/dev/null || echo -)\""
             for port in ports

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from gateway.monitoring import load_monitoring
+from gateway.monitoring.settings import load_monitoring
 from gateway.settings import SettingsError, host_problems, load, shown
 
 

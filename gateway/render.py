@@ -3,7 +3,7 @@
 Deterministic (no timestamps, no random values): the same context always gives the same bytes,
 so pyinfra's checksum comparison is the whole change detection, and `fab status` can tell drift.
 What a template reads is its caller's to give: a gateway's from its components
-(gateway/services/registry.py: context), the monitoring host's from gateway/monitoring_files.py.
+(gateway/services/registry.py: context), the monitoring host's from gateway/monitoring/files.py.
 """
 from __future__ import annotations
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from gateway import monitoring, settings
+from gateway import settings
+from gateway.monitoring import settings as monitoring
 
 HEADER = """# Settings
 
 Every setting, its default and what it does, as the code declares them (`gateway/settings.py`,
-`gateway/monitoring.py`; this file is made from them by `python -m gateway.settings_doc`). Set them
+`gateway/monitoring/settings.py`; this file is made from them by `python -m gateway.settings_doc`). Set them
 as group or host data in the inventory; a deploy checks all of them before any host changes and
 names each one that is wrong, with what would be right. A name with the prefix that is not in
 these tables is refused as a typo.

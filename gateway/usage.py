@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from gateway.prometheus import Watcher
+from gateway.monitoring.prometheus import Watcher
 
 # Column -> the counter it sums (LiteLLM's metric names; 429 is a team's own limit refusing it).
 COUNTERS = {

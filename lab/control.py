@@ -10,7 +10,7 @@ import json
 import secrets
 from typing import Any
 
-from gateway import monitoring
+from gateway.monitoring import settings as monitoring
 from lab import alert_sink, dns, machines, network, package_proxy
 from lab.topology import (
     MONITORING_HOST,

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.inventory import gateway_group, monitoring_group
-from gateway.monitoring import load_monitoring
+from gateway.monitoring.settings import load_monitoring
 from lab import control
 from lab.machines import KNOWN_HOSTS, SSH_KEY
 from lab.topology import (

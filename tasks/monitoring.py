@@ -2,7 +2,7 @@
 the inventory (their instances and fronts through the metrics port, their readiness and their
 backends from outside).
 
-Every file comes from one table (gateway/monitoring_files.py), checked by the service's own tool
+Every file comes from one table (gateway/monitoring/files.py), checked by the service's own tool
 before it replaces the live one. A changed config is reloaded (SIGHUP: Prometheus keeps its data and
 its alerts' state), a changed unit restarts its service.
 """
@@ -12,8 +12,8 @@ from pyinfra.operations.util import any_changed
 
 from gateway.facts import ManagedFiles
 from gateway.inventory import is_gateway, is_monitoring
-from gateway.monitoring import load_monitoring, reach_address, watch
-from gateway.monitoring_files import monitoring_files, ready_command, units
+from gateway.monitoring.files import monitoring_files, ready_command, units
+from gateway.monitoring.settings import load_monitoring, reach_address, watch
 from gateway.operations import whole_file
 from gateway.service_ops import apply_change, enabled_and_running, unit_read
 from gateway.services.base import UNIT_DIR

@@ -6,9 +6,9 @@ from pyinfra.operations import server
 
 from gateway.facts import ManagedFiles
 from gateway.inventory import is_gateway
-from gateway.monitoring import NODE_EXPORTER, load_monitoring
-from gateway.monitoring_auth import monitoring_password
-from gateway.monitoring_files import node_exporter_files, node_exporter_unit
+from gateway.monitoring.auth import monitoring_password
+from gateway.monitoring.files import node_exporter_files, node_exporter_unit
+from gateway.monitoring.settings import NODE_EXPORTER, load_monitoring
 from gateway.operations import whole_file
 from gateway.service_ops import apply_change, enabled_and_running, unit_read
 from gateway.services.base import UNIT_DIR

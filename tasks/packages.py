@@ -7,8 +7,8 @@ from pyinfra import host, state
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files
 
-from gateway import monitoring
 from gateway.inventory import is_gateway, is_monitoring, monitored
+from gateway.monitoring import settings as monitoring
 from gateway.settings import for_host
 
 data = host.data.dict()

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from gateway.inventory import is_gateway, is_monitoring, monitored, monitoring_group
-from gateway.monitoring import READINESS, READY, THRESHOLDS, load_monitoring, watch
-from gateway.monitoring_files import PATHS, monitoring_files, node_exporter_files
+from gateway.monitoring.files import PATHS, monitoring_files, node_exporter_files
+from gateway.monitoring.settings import READINESS, READY, THRESHOLDS, load_monitoring, watch
 from gateway.settings import SettingsError, load
 from lab.fleet import FLEET_SETTINGS, fleet_data
 from lab.ollama_double import model_entry
@@ -171,7 +171,7 @@ def test_usage_counts_every_request_of_a_series_born_reset_or_old():
 def test_every_service_asks_for_a_login_and_only_hashes_of_the_password_reach_a_host(tmp_path):
     import bcrypt
 
-    from gateway.monitoring_auth import scraper_password
+    from gateway.monitoring.auth import scraper_password
     m = load_monitoring({**WEBHOOK, "monitoring_bind_address": "127.0.10.90"})
     rows = {f.path: f for f in monitoring_files(m, watch([gateway(tmp_path)], []), "mon1", PASSWORD)}
     rows.update({f.path: f for f in node_exporter_files("127.0.10.102", "gw2", PASSWORD)})
@@ -205,7 +205,7 @@ def test_every_service_asks_for_a_login_and_only_hashes_of_the_password_reach_a_
 
 
 def test_monitoring_hosts_with_different_password_files_are_refused(tmp_path):
-    from gateway.monitoring_auth import monitoring_password
+    from gateway.monitoring.auth import monitoring_password
     _, one = monitoring_group(["mon1.example.org"], {**WEBHOOK, "monitoring_password_file": str(tmp_path / "a")})
     _, two = monitoring_group(["mon2.example.org"], {**WEBHOOK, "monitoring_password_file": str(tmp_path / "b")})
     assert monitoring_password([fleet_data()]) is None
@@ -256,7 +256,7 @@ def test_a_refused_login_names_the_password_file_and_the_fix():
     import http.server
     import threading
 
-    from gateway.prometheus import PrometheusError, Watcher
+    from gateway.monitoring.prometheus import PrometheusError, Watcher
 
     class Refuses(http.server.BaseHTTPRequestHandler):
         def do_GET(self):

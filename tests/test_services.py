@@ -89,8 +89,8 @@ def test_fab_status_is_told_every_service_but_the_instances_which_it_reports_one
 def test_the_monitoring_hosts_services_are_brought_up_the_same_way():
     """A changed config is re-read where the service can (SIGHUP), a changed unit restarts it; the
     node exporter cannot re-read its login, so any change restarts it."""
-    from gateway.monitoring import load_monitoring
-    from gateway.monitoring_files import node_exporter_unit, units
+    from gateway.monitoring.files import node_exporter_unit, units
+    from gateway.monitoring.settings import load_monitoring
     from tests.test_monitoring import WEBHOOK
 
     m = load_monitoring({**WEBHOOK})

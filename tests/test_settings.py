@@ -38,7 +38,7 @@ def test_every_setting_is_declared_once_with_a_line_of_help_and_the_docs_table_i
     import subprocess
     import sys
 
-    from gateway import monitoring
+    from gateway.monitoring import settings as monitoring
     from gateway.settings import DECLARED
 
     for declared, prefix in ((DECLARED, "litellm_"), (monitoring.DECLARED, "monitoring_")):
@@ -221,7 +221,7 @@ def test_a_setting_taken_as_it_is_is_checked_by_its_declaration_alone():
     field holds a right one."""
     import dataclasses
 
-    from gateway import monitoring
+    from gateway.monitoring import settings as monitoring
     from gateway.settings import DECLARED, Flag, Settings, SettingsError, Whole
 
     fields = {f.name for f in dataclasses.fields(Settings)}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.monitoring import load_monitoring, watch
-from gateway.monitoring_files import monitoring_files, node_exporter_files
+from gateway.monitoring.files import monitoring_files, node_exporter_files
+from gateway.monitoring.settings import load_monitoring, watch
 from gateway.services.registry import managed_files
 from tests.test_fleet import fleet_settings
 from tests.test_monitoring import PASSWORD, WEBHOOK, gateway

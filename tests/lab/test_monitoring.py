@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
-from gateway.monitoring_auth import OPERATOR, SCRAPER, authorization, scraper_password
+from gateway.monitoring.auth import OPERATOR, SCRAPER, authorization, scraper_password
 from lab import alert_sink, control, machines
 from lab.fleet import FLEET_CA_DIR, METRICS_TOKEN_FILE, MONITORING_PASSWORD_FILE, monitoring_urls
 from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, MONITORING_HOST, OLLAMA_PORT, TEST_GATEWAY

@@ -10,8 +10,9 @@ import hashlib
 import shlex
 from dataclasses import dataclass
 
-from gateway import monitoring_auth
-from gateway.monitoring import (
+from gateway.monitoring import auth
+from gateway.monitoring.auth import OPERATOR, SCRAPER, scraper_password
+from gateway.monitoring.settings import (
     ALERTMANAGER,
     BLACKBOX,
     CONFIG_DIR,
@@ -24,7 +25,6 @@ from gateway.monitoring import (
     MonitoringSettings,
     Watch,
 )
-from gateway.monitoring_auth import OPERATOR, SCRAPER, scraper_password
 from gateway.render import render
 from gateway.services.base import UNIT_DIR, Change, ManagedFile, Service
 from gateway.services.metrics import MetricsView
@@ -124,9 +124,9 @@ def _web_config(path: str, users: dict[str, str], restarts: tuple[str, ...], val
                 https: bool = False) -> ManagedFile:
     """Who may log in, and with `https` the certificate served (the services read it at every request)."""
     tls_files = (PATHS.tls_cert, PATHS.tls_key) if https else ()
-    return ManagedFile(path, "gateway/monitoring_auth.py", "root", SERVICE_USER, "640",
+    return ManagedFile(path, "gateway/monitoring/auth.py", "root", SERVICE_USER, "640",
                        f"lets only {' and '.join(sorted(users))} in (basic auth, bcrypt{', HTTPS' if https else ''})",
-                       monitoring_auth.web_config(users, *tls_files).encode(), validate=validate, restarts=restarts)
+                       auth.web_config(users, *tls_files).encode(), validate=validate, restarts=restarts)
 
 
 def node_exporter_files(address: str, host_name: str, password: str) -> list[ManagedFile]:

@@ -12,8 +12,8 @@ from typing import Any
 
 from gateway.inventory import is_gateway, is_monitoring
 from gateway.inventory_reader import host_data
-from gateway.monitoring import load_monitoring, watch
-from gateway.monitoring_auth import OPERATOR, authorization
+from gateway.monitoring.auth import OPERATOR, authorization
+from gateway.monitoring.settings import load_monitoring, watch
 from gateway.settings import load
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import bcrypt
 
 from gateway.inventory import is_monitoring
-from gateway.monitoring import load_monitoring, read_password
+from gateway.monitoring.settings import load_monitoring, read_password
 from gateway.settings import SettingsError
 
 OPERATOR = "operator"  # the people: fab status, fab usage, the web UIs
