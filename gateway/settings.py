@@ -224,6 +224,13 @@ DECLARED: tuple[Setting, ...] = (
     # The master key (operators' key). None: generate one on each host on the first deploy and keep
     # it there. A value: it comes from outside git (environment, secret store, a 0600 file).
     Setting("litellm_master_key", None, "the operators' key; None: each host generates one on its first deploy"),
+    # A master-key rotation: the key being replaced, still let in (and, in a fleet, its Redis
+    # password still accepted) until a deploy without it. Only its SHA-256 reaches the hosts.
+    Setting(
+        "litellm_previous_master_key",
+        None,
+        "while rotating the master key: the old one, still accepted until a deploy without it",
+    ),
     # Team keys (hashes and limits) on the operator's machine, outside git; None: no team keys,
     # only the master key. Managed with `fab keys.create|list|rotate|revoke`.
     Setting(
@@ -502,6 +509,7 @@ class Settings:
     config_dir: str
     log_dir: str
     master_key: str | None = field(repr=False)  # never in a repr, log or traceback
+    previous_master_key: str | None = field(repr=False)  # a rotation's old key: let in until the next deploy
     models: tuple[Model, ...]
     backends: tuple[Backend, ...]
     dns_nameservers: tuple[str, ...] | None
@@ -1115,7 +1123,16 @@ def _master_key(check: Checker) -> dict[str, Any]:
                 "python3 -c 'import secrets; print(\"sk-\" + secrets.token_hex(32))', "
                 "or leave it unset to have each host generate and keep its own",
             )
-    return {"master_key": key}
+    previous = check.data["litellm_previous_master_key"]
+    if previous is not None:
+        if key is None:
+            check.problem("litellm_previous_master_key", "a rotation needs the new key in litellm_master_key")
+        elif previous == key:
+            check.problem("litellm_previous_master_key", "is the master key itself: give the key being replaced")
+        elif not isinstance(previous, str) or weak_key_reason(previous):
+            # Never echo it: it is a real key.
+            check.problem("litellm_previous_master_key", "is not a master key (sk- and at least 32 characters)")
+    return {"master_key": key, "previous_master_key": previous}
 
 
 def _account(check: Checker) -> dict[str, Any]:

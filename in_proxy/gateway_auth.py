@@ -4,9 +4,10 @@ The proxy imports this module at start-up (custom_auth), in every worker; it als
 fix for the pinned LiteLLM (`cache_ollama_cost_map_names`, applied on import).
 
 - `user_api_key_auth` (general_settings.custom_auth): the master key is the operators' key (all
-  routes); a team key is looked up by its SHA-256 in team-keys.json, re-read whenever the file
-  changes (no restart), and may call the model routes only; any other key gets 401. The team's
-  rpm and max_parallel_requests go to LiteLLM's own limiters (429 with Retry-After).
+  routes), and while it is rotated so is the key it replaces (known here by its SHA-256 only); a
+  team key is looked up by its SHA-256 in team-keys.json, re-read whenever the file changes (no
+  restart), and may call the model routes only; any other key gets 401. The team's rpm and
+  max_parallel_requests go to LiteLLM's own limiters (429 with Retry-After).
 - `request_limits` (litellm_settings.callbacks), before any backend is called:
   - the model's context window: a prompt whose tokens (LiteLLM's count, raised by a margin) plus
     the requested max_tokens exceed the window is refused with OpenAI's own 400
@@ -39,6 +40,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
 
 MASTER_KEY_VAR = "LITELLM_MASTER_KEY"
+PREVIOUS_KEY_VAR = "LITELLM_PREVIOUS_MASTER_KEY_SHA256"  # litellm_previous_master_key, while a rotation rolls
 KEYS_FILE_VAR = "LITELLM_TEAM_KEYS_FILE"
 CONTEXT_CHECK_VAR = "GATEWAY_CONTEXT_CHECK"  # "1": refuse a prompt over the window (litellm_context_check)
 CONTEXT_MARGIN_VAR = "GATEWAY_CONTEXT_MARGIN"  # percent added to the token count (litellm_context_margin)
@@ -90,6 +92,9 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     if master and hmac.compare_digest(presented.encode(), master.encode()):
         return UserAPIKeyAuth(api_key=presented, user_role=LitellmUserRoles.PROXY_ADMIN)
     digest = hashlib.sha256(presented.encode()).hexdigest()
+    previous = os.environ.get(PREVIOUS_KEY_VAR, "")
+    if previous and hmac.compare_digest(digest.encode(), previous.encode()):
+        return UserAPIKeyAuth(api_key=digest, user_role=LitellmUserRoles.PROXY_ADMIN)
     team = TEAM_KEYS.get(digest)
     if team is None:
         raise _refuse("Invalid API key.")

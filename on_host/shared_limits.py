@@ -1,11 +1,13 @@
 """The fleet's rate-limit store on the host: the password into runtime files, and its state for `fab status`.
 
-`python3 -m on_host.shared_limits redis|sentinel --env-file F --variable V --out FILE --owner U:G
-[--seed SEED]`, run as root by litellm-redis.service / litellm-sentinel.service before they start:
-the password (from the root-only env file) goes into a 0600 file of the service user's, never
+`python3 -m on_host.shared_limits redis|sentinel --env-file F --variable V [--previous-variable P]
+--out FILE --owner U:G [--seed SEED]`, run as root by litellm-redis.service / litellm-sentinel.service
+before they start: the password (from the root-only env file) goes into a 0600 file of the service user's, never
 into a unit, a command line or the deploy's files. Sentinel rewrites its own file as it learns the
 fleet (replicas, other sentinels, a new primary): it is written anew only when the deploy's seed or
-the password changed, and otherwise left as Sentinel keeps it.
+the password changed, and otherwise left as Sentinel keeps it. While the master key is rotated, the
+env file also holds the password of the key being replaced: both let clients in (an ACL user line),
+the new one is what this server and sentinel use towards the others.
 """
 from __future__ import annotations
 
@@ -23,12 +25,21 @@ import sys
 SERVICE_NAME = "litellm-fleet"
 
 
-def read_variable(env_file: str, name: str) -> str:
+def read_variable(env_file: str, name: str, required: bool = True) -> str | None:
     with open(env_file, encoding="utf-8") as handle:
         for line in handle:
             if line.startswith(f"{name}="):
                 return line.rstrip("\n").split("=", 1)[1]
-    raise SystemExit(f"{env_file} has no {name}: deploy the gateway again")
+    if required:
+        raise SystemExit(f"{env_file} has no {name}: deploy the gateway again")
+    return None
+
+
+def accepted(password: str, previous: str | None) -> str:
+    """Who may log in: the password, and while a rotation rolls the previous one too."""
+    if not previous:
+        return f"requirepass {password}\n"
+    return f"user default on >{password} >{previous} ~* &* +@all\n"
 
 
 def write_private(path: str, text: str, owner: str) -> None:
@@ -60,16 +71,17 @@ def read_own(path: str) -> str | None:
         return handle.read()
 
 
-def sentinel_file(seed: str, password: str, existing: str | None) -> str | None:
-    """Sentinel's file for this seed and password; None when the existing one already is."""
-    digest = hashlib.sha256(f"{seed}\0{password}".encode()).hexdigest()
+def sentinel_file(seed: str, password: str, existing: str | None, previous: str | None = None) -> str | None:
+    """Sentinel's file for this seed and password(s); None when the existing one already is."""
+    given = f"{seed}\0{password}" + (f"\0{previous}" if previous else "")
+    digest = hashlib.sha256(given.encode()).hexdigest()
     marker = f"# litellm-gateway seed {digest}\n"
     if existing is not None and marker in existing:
         return None
     return (marker + seed.rstrip("\n") + "\n"
             + f"sentinel auth-pass {SERVICE_NAME} {password}\n"
             + f"sentinel sentinel-pass {password}\n"
-            + f"requirepass {password}\n")
+            + accepted(password, previous))
 
 
 class Resp:
@@ -143,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("kind", choices=("redis", "sentinel"))
     parser.add_argument("--env-file", required=True)
     parser.add_argument("--variable", required=True)
+    parser.add_argument("--previous-variable", help="the env file's previous password, while a rotation rolls")
     parser.add_argument("--out", required=True)
     parser.add_argument("--owner", required=True)
     parser.add_argument("--seed")
@@ -151,15 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-out")
     args = parser.parse_args(argv)
     password = read_variable(args.env_file, args.variable)
+    previous = read_variable(args.env_file, args.previous_variable, required=False) if args.previous_variable else None
     if args.tls_pem:
         with open(args.tls_pem, encoding="ascii") as handle:
             write_private(args.tls_out, handle.read(), args.owner)
     if args.kind == "redis":
-        write_private(args.out, f"requirepass {password}\nmasterauth {password}\n", args.owner)
+        write_private(args.out, accepted(password, previous) + f"masterauth {password}\n", args.owner)
         return 0
     with open(args.seed, encoding="utf-8") as handle:
         seed = handle.read()
-    text = sentinel_file(seed, password, read_own(args.out))
+    text = sentinel_file(seed, password, read_own(args.out), previous)
     if text is not None:
         write_private(args.out, text, args.owner)
     return 0

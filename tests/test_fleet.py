@@ -6,6 +6,7 @@ import os
 import pwd
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,8 @@ from gateway.services.registry import managed_files, rendered
 from gateway.settings import SettingsError, load
 from on_host import shared_limits as on_host_limits
 from tests.test_settings import GOOD_KEY, seed_data
+
+REPO = Path(__file__).resolve().parent.parent
 
 GATEWAYS = [("gw-a.example.org", {"litellm_bind_address": "10.1.2.11"}),
             ("gw-b.example.org", {"litellm_bind_address": "10.1.2.12"}),
@@ -163,6 +166,66 @@ def test_a_new_master_key_restarts_redis_and_sentinel_and_nothing_else_of_the_st
              for f in managed_files(fleet_settings(0, litellm_master_key=other_key), "gw-a.example.org")}
     changed = sorted(path for path in before if before[path] != after[path])
     assert changed == ["/etc/litellm/litellm.env", "/etc/litellm/redis.conf", "/etc/litellm/sentinel.conf"]
+
+
+def test_a_master_key_rotation_lets_both_keys_and_both_store_passwords_in_until_a_deploy_without_it(tmp_path):
+    """litellm_previous_master_key: the hook also lets the old key in (the hosts get its SHA-256 only),
+    Redis and Sentinel also accept the old key's password, and every server uses the new one; a
+    deploy without it drops both. Without a rotation the store's files are as they always were."""
+    import ast
+    import hashlib
+
+    from gateway.services import proxy
+    from gateway.services.store import Limits, derived, password
+
+    new_key = "sk-" + "9f8e7d6c5b4a3928" * 3
+    plain = fleet_settings(0)
+    rotating = fleet_settings(0, litellm_master_key=new_key, litellm_previous_master_key=GOOD_KEY)
+    env = rendered("litellm.env.j2", rotating, "gw-a.example.org")
+    assert f"LITELLM_PREVIOUS_MASTER_KEY_SHA256={hashlib.sha256(GOOD_KEY.encode()).hexdigest()}\n" in env
+    assert f"LITELLM_REDIS_PASSWORD={password(rotating)}\n" in env and password(rotating) == derived(new_key)
+    assert f"LITELLM_REDIS_PREVIOUS_PASSWORD={derived(GOOD_KEY)}\n" in env and GOOD_KEY not in env
+    assert "PREVIOUS" not in rendered("litellm.env.j2", plain, "gw-a.example.org")
+    # The hook reads the variable the env file sets (it runs inside the proxy: its source is read here).
+    hook = ast.parse((REPO / "in_proxy/gateway_auth.py").read_text())
+    names = {n.targets[0].id: n.value.value for n in hook.body
+             if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name) and isinstance(n.value, ast.Constant)}
+    assert names["PREVIOUS_KEY_VAR"] == proxy.HOOK["previous_key_var"]
+    # A rotation begun or ended restarts Redis and Sentinel (their files carry the passwords' tag);
+    # without one, the tag is the one deployments have always had.
+    assert Limits(plain).password_tag == hashlib.sha256(password(plain).encode()).hexdigest()[:12]
+    assert Limits(rotating).password_tag != Limits(fleet_settings(0, litellm_master_key=new_key)).password_tag
+    assert "--previous-variable LITELLM_REDIS_PREVIOUS_PASSWORD" in Limits(rotating).write_auth("redis")
+    # On the host: both passwords let clients in, the new one is what the server uses towards the others.
+    env_file = tmp_path / "litellm.env"
+    env_file.write_text("LITELLM_REDIS_PASSWORD=new\nLITELLM_REDIS_PREVIOUS_PASSWORD=old\n")
+    me = f"{pwd.getpwuid(os.getuid()).pw_name}:{grp.getgrgid(os.getgid()).gr_name}"
+    for kind, seed in (("redis", []), ("sentinel", ["--seed", str(tmp_path / "seed")])):
+        (tmp_path / "seed").write_text("sentinel monitor litellm-fleet 10.1.2.11 6380 2\n")
+        out = tmp_path / f"{kind}.conf"
+        args = [kind, "--env-file", str(env_file), "--variable", "LITELLM_REDIS_PASSWORD", "--out", str(out),
+                "--owner", me, *seed]
+        assert on_host_limits.main([*args, "--previous-variable", "LITELLM_REDIS_PREVIOUS_PASSWORD"]) == 0
+        text = out.read_text()
+        assert "user default on >new >old ~* &* +@all\n" in text and "requirepass" not in text
+        assert ("masterauth new\n" in text) if kind == "redis" else ("sentinel auth-pass litellm-fleet new\n" in text)
+        env_file.write_text("LITELLM_REDIS_PASSWORD=new\n")  # the rotation's end: the new one alone
+        assert on_host_limits.main([*args, "--previous-variable", "LITELLM_REDIS_PREVIOUS_PASSWORD"]) == 0
+        assert "requirepass new\n" in out.read_text() and "old" not in out.read_text()
+        env_file.write_text("LITELLM_REDIS_PASSWORD=new\nLITELLM_REDIS_PREVIOUS_PASSWORD=old\n")
+
+
+def test_a_previous_master_key_is_checked_and_never_shown():
+    with pytest.raises(SettingsError) as refused:
+        fleet_settings(0, litellm_previous_master_key=GOOD_KEY)
+    assert "litellm_previous_master_key: is the master key itself" in str(refused.value)
+    with pytest.raises(SettingsError) as refused:
+        fleet_settings(0, litellm_previous_master_key="sk-short")
+    said = str(refused.value)
+    assert "litellm_previous_master_key: is not a master key" in said and "sk-short" not in said
+    old = "sk-" + "0a1b2c3d4e5f6789" * 3
+    s = fleet_settings(0, litellm_master_key="sk-" + "9f8e7d6c5b4a3928" * 3, litellm_previous_master_key=old)
+    assert old not in repr(s)
 
 
 def test_sentinels_own_file_is_made_anew_only_for_a_new_seed_or_password():

@@ -3,6 +3,7 @@ behind the front. A change of anything they read at start is a switch-over: the 
 starts on it and takes the traffic only once it answered (on_host/switch.py)."""
 from __future__ import annotations
 
+import hashlib
 import shlex
 
 from gateway.lock import release_dir
@@ -18,7 +19,9 @@ IN_PROXY_SOURCES = ("in_proxy/__init__.py", "in_proxy/log_limits.py", "in_proxy/
 
 # What config.yaml names in the hook (templates/config.yaml.j2): the check below asks for exactly these.
 HOOK_MODULE, HOOK_AUTH, HOOK_LIMITS = "gateway_auth", "user_api_key_auth", "request_limits"
-HOOK = {"module": HOOK_MODULE, "auth": HOOK_AUTH, "limits": HOOK_LIMITS}
+# The env variable the hook reads the previous master key's SHA-256 from, while a rotation rolls.
+HOOK = {"module": HOOK_MODULE, "auth": HOOK_AUTH, "limits": HOOK_LIMITS,
+        "previous_key_var": "LITELLM_PREVIOUS_MASTER_KEY_SHA256"}
 AUTH_HOOK = f"{HOOK_MODULE}.py"
 _HOOK_CHECK = (
     "import importlib.machinery, importlib.util, sys\n"
@@ -94,7 +97,8 @@ def retired(s: Settings) -> list[Retired]:
 
 
 def context(s: Settings) -> dict[str, object]:
-    return {"hook": HOOK}
+    previous = s.previous_master_key
+    return {"hook": HOOK, "previous_key_sha256": hashlib.sha256(previous.encode()).hexdigest() if previous else None}
 
 
 def layout(s: Settings) -> dict[str, object]:

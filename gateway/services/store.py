@@ -28,6 +28,9 @@ SENTINEL = Service(SENTINEL_UNIT, "names the fleet's Redis primary", Change.REST
 SERVICES = (REDIS, SENTINEL)
 SERVICE_NAME = "litellm-fleet"  # the primary's name the sentinels monitor
 PASSWORD_VAR = "LITELLM_REDIS_PASSWORD"  # in litellm.env (root only), beside the master key
+# While the master key is rotated (litellm_previous_master_key): the old key's password, still let
+# in by Redis and Sentinel, so that instances not yet switched over keep counting in the store.
+PREVIOUS_PASSWORD_VAR = "LITELLM_REDIS_PREVIOUS_PASSWORD"
 REDIS_AUTH = "/run/litellm-redis/auth.conf"  # written at each start by the unit (on_host/shared_limits.py)
 SENTINEL_DIR = "/var/lib/litellm-sentinel"  # StateDirectory=: Sentinel rewrites its own file there
 SENTINEL_CONF = f"{SENTINEL_DIR}/sentinel.conf"
@@ -44,7 +47,11 @@ SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # a certificate from a 
 def password(s: Settings) -> str:
     """The fleet's Redis password: the same on every gateway of the fleet, never the key itself."""
     assert s.master_key, "a fleet has one master key (checked by the settings)"
-    return hmac.new(s.master_key.encode(), b"litellm-fleet-redis", hashlib.sha256).hexdigest()
+    return derived(s.master_key)
+
+
+def derived(key: str) -> str:
+    return hmac.new(key.encode(), b"litellm-fleet-redis", hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class Limits:
 
     s: Settings
     password_var: str = PASSWORD_VAR
+    previous_password_var: str = PREVIOUS_PASSWORD_VAR
     service_name: str = SERVICE_NAME
     redis_auth: str = REDIS_AUTH
     sentinel_conf: str = SENTINEL_CONF
@@ -74,10 +82,16 @@ class Limits:
         return password(self.s)
 
     @property
+    def previous_password(self) -> str | None:
+        """The password of the key a rotation replaces: accepted beside the new one, used by no one."""
+        return derived(self.s.previous_master_key) if self.s.previous_master_key else None
+
+    @property
     def password_tag(self) -> str:
-        """A short fingerprint of the password for the files that read it at start: a new password
-        changes them, and so restarts exactly the services that must take it."""
-        return hashlib.sha256(self.password.encode()).hexdigest()[:12]
+        """A short fingerprint of the passwords for the files that read them at start: a new one (a
+        rotation begun or ended) changes them, and so restarts exactly the services that must take it."""
+        both = self.password + (f"\0{self.previous_password}" if self.previous_password else "")
+        return hashlib.sha256(both.encode()).hexdigest()[:12]
 
     @property
     def sentinel_nodes(self) -> str:
@@ -121,6 +135,7 @@ class Limits:
             seed += ["--tls-pem", front.TLS_PEM,
                      "--tls-out", self.redis_tls_pem if kind == "redis" else self.sentinel_tls_pem]
         return unit_command("shared_limits", kind, "--env-file", self.env_file, "--variable", PASSWORD_VAR,
+                            "--previous-variable", PREVIOUS_PASSWORD_VAR,
                                   "--out", target, *seed, "--owner", f"{self.s.user}:{self.s.group}")
 
 
