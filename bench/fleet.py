@@ -54,7 +54,7 @@ def completions(address: str, requests: int, concurrency: int) -> tuple[list[flo
 
     def one(_: int) -> float:
         if not hasattr(local, "sdk"):
-            local.sdk = client(url(address), control.master_key(), timeout=60, ca_file=ca)
+            local.sdk = client(url(address), control.fleet_key(), timeout=60, ca_file=ca)
         started = time.perf_counter()
         local.sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=8)
         return (time.perf_counter() - started) * 1000
@@ -69,7 +69,7 @@ def completions(address: str, requests: int, concurrency: int) -> tuple[list[flo
 
 
 def failures_during(action) -> int:
-    with SteadyLoad(url(FLEET_VIP), control.master_key(), MODEL, clients=CLIENTS,
+    with SteadyLoad(url(FLEET_VIP), control.fleet_key(), MODEL, clients=CLIENTS,
                     ca_file=str(FLEET_CA_DIR / "ca.crt"), timeout=30, pause=0) as load:
         time.sleep(2)
         action()

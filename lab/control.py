@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from pathlib import Path
 from typing import Any
 
 from gateway.monitoring import settings as monitoring
@@ -25,6 +26,10 @@ from lab.topology import (
 
 STATE_FILE = STATE_DIR / "state.json"
 MASTER_KEY_FILE = STATE_DIR / "master.key"
+# The fleet's own key (its gateways share one), kept apart so that rotating it leaves gw1..N alone,
+# and while a rotation rolls the key it replaces: as an operator keeps them in a secret store.
+FLEET_KEY_FILE = STATE_DIR / "fleet-master.key"
+FLEET_PREVIOUS_KEY_FILE = STATE_DIR / "fleet-previous-master.key"
 
 
 def read_state() -> dict[str, Any]:
@@ -79,6 +84,8 @@ def ensure_fleet(count: int, fresh: bool = False) -> list[LabHost]:
     """Fleet hosts 1..count beyond the configured lab (tests): their network, the package proxy,
     DNS, the backends they serve, and the hosts themselves (fresh=True: from the clean base image)."""
     fleet = fleet_hosts(count)
+    if fresh:  # fresh hosts: no rotation of the fleet's key is under way
+        FLEET_PREVIOUS_KEY_FILE.unlink(missing_ok=True)
     network.ensure(fleet)
     package_proxy.ensure()
     for host in fleet:  # built first, so refresh_dns finds them
@@ -105,13 +112,23 @@ def ensure_monitoring(fresh: bool = False) -> LabHost:
 
 
 @machines.lab_lock()
-def master_key() -> str:
-    """The lab fleet's master key: made once, kept 0600 outside git, handed to the deploy."""
-    if not MASTER_KEY_FILE.exists():
-        MASTER_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
-        MASTER_KEY_FILE.touch(mode=0o600)
-        MASTER_KEY_FILE.write_text("sk-" + secrets.token_hex(32) + "\n")
-    return MASTER_KEY_FILE.read_text().strip()
+def master_key(path: Path = MASTER_KEY_FILE) -> str:
+    """The lab gateways' master key (or the fleet's, FLEET_KEY_FILE): made once, kept 0600 outside
+    git, handed to the deploy."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text("sk-" + secrets.token_hex(32) + "\n")
+    return path.read_text().strip()
+
+
+def fleet_key() -> str:
+    return master_key(FLEET_KEY_FILE)
+
+
+def previous_fleet_key() -> str | None:
+    """The key a rotation of the fleet's key replaces, while it rolls (None: no rotation)."""
+    return FLEET_PREVIOUS_KEY_FILE.read_text().strip() if FLEET_PREVIOUS_KEY_FILE.exists() else None
 
 
 @machines.lab_lock()

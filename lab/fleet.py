@@ -68,6 +68,13 @@ FLEET_SETTINGS = {"litellm_fleet_address": f"{FLEET_VIP}/{FLEET_PREFIX}",
                   "litellm_tls": "own-ca", "litellm_tls_ca_dir": str(FLEET_CA_DIR), "litellm_workers": 1}
 
 
+def fleet_settings() -> dict[str, Any]:
+    """FLEET_SETTINGS and the fleet's own master key (with the one it replaces while a rotation rolls)."""
+    previous = control.previous_fleet_key()
+    return {**FLEET_SETTINGS, "litellm_master_key": control.fleet_key(),
+            **({"litellm_previous_master_key": previous} if previous else {})}
+
+
 def host_entry(host: LabHost) -> tuple[str, dict[str, Any]]:
     """A gateway by its DNS name, reached at its loopback address, serving on that address only."""
     entry = {"ssh_hostname": host.address, "litellm_bind_address": host.address}
@@ -81,7 +88,7 @@ def lab_gateways(hosts: list[LabHost] | None = None, **overrides: Any) -> tuple[
     """Lab gateways as an inventory group; hosts with network namespaces of their own form a fleet
     at the lab's floating address."""
     hosts = hosts if hosts is not None else [h for h in control.lab_hosts() if h.role == "gateway"]
-    fleet = FLEET_SETTINGS if hosts and all(h.namespace for h in hosts) else {}
+    fleet = fleet_settings() if hosts and all(h.namespace for h in hosts) else {}
     return gateway_group([host_entry(h) for h in hosts], fleet_data(backends_of(hosts), **{**fleet, **overrides}))
 
 
@@ -107,8 +114,10 @@ def endpoint(fleet: bool) -> dict[str, Any]:
     """Where clients reach the lab: the fleet's address over HTTPS (and the CA to verify it with),
     or gw1 over plain HTTP."""
     if fleet:
-        return {"url": f"https://{FLEET_VIP}:{GATEWAY_PORT}/v1", "ca_file": str(FLEET_CA_DIR / "ca.crt")}
-    return {"url": f"http://{gateway(1).address}:{GATEWAY_PORT}/v1", "ca_file": None}
+        return {"url": f"https://{FLEET_VIP}:{GATEWAY_PORT}/v1", "ca_file": str(FLEET_CA_DIR / "ca.crt"),
+                "master_key_file": str(control.FLEET_KEY_FILE)}
+    return {"url": f"http://{gateway(1).address}:{GATEWAY_PORT}/v1", "ca_file": None,
+            "master_key_file": str(control.MASTER_KEY_FILE)}
 
 
 def write_inventory(path: Path, hosts: Sequence[LabHost], monitoring: dict[str, Any] | None = None,

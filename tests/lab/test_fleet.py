@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+import shlex
 import socket
 import ssl
 import subprocess
@@ -25,7 +26,7 @@ import pytest
 from gateway.services import front, store
 from lab import control, machines
 from lab.faults import release_does_not_start
-from lab.fleet import FLEET_CA_DIR, monitoring_urls
+from lab.fleet import FLEET_CA_DIR, monitoring_urls, write_inventory
 from lab.load import PAUSE, SteadyLoad, client
 from lab.topology import FLEET_VIP, GATEWAY_PORT, STATE_DIR, fleet_hosts
 from tests.lab.conftest import deploy, wait_for
@@ -95,7 +96,7 @@ def fleet(deploy_dir):
 def steady(ca_file: str, clients: int = 4, timeout: float = 30, after: float = 2, pause: float = PAUSE):
     """Load through the fleet's address from before the block until `after` seconds past it. A client
     gives up on a request after `timeout` s (a request a lost host never answers counts then)."""
-    with SteadyLoad(URL, control.master_key(), MODEL, clients=clients, ca_file=ca_file, timeout=timeout,
+    with SteadyLoad(URL, control.fleet_key(), MODEL, clients=clients, ca_file=ca_file, timeout=timeout,
                     pause=pause) as load:
         time.sleep(2)
         yield load.outcomes
@@ -119,7 +120,7 @@ def test_one_gateway_holds_the_address_and_every_keepalived_runs_hardened(fleet)
 
 def test_clients_verify_the_fleet_and_requests_spread_over_every_gateway(fleet, ca_file):
     before = {name: int(row["stot"]) for name, row in balancer().items()}
-    sdk = client(URL, control.master_key(), ca_file=ca_file)
+    sdk = client(URL, control.fleet_key(), ca_file=ca_file)
     assert sorted(m.id for m in sdk.models.list().data)
     with steady(ca_file) as outcomes:
         time.sleep(4)
@@ -343,6 +344,77 @@ def rpm_outcomes(key: str, ca_file: str, requests: int = 30) -> list[str]:
         return list(pool.map(one, range(requests)))
 
 
+def answers(key: str, ca_file: str) -> dict[str, str]:
+    """What each gateway, asked at its own address, says to `key`: "ok" or the HTTP status."""
+    said = {}
+    for host in FLEET:
+        try:
+            client(f"https://{host.address}:{GATEWAY_PORT}/v1", key, ca_file=ca_file).models.list()
+            said[host.name] = "ok"
+        except openai.APIStatusError as error:
+            said[host.name] = str(error.status_code)
+    return said
+
+
+def store_lets_in(host, secret_password: str) -> list[bool]:
+    """Whether this gateway's Redis and its Sentinel let `secret_password` in (asked on the host)."""
+    code = (f"out = []\nfor port in (6380, 26380):\n    try:\n        s.Resp('{host.address}', port, "
+            f"'{secret_password}', ca_file='{FLEET_CA}').close(); out.append(True)\n"
+            f"    except RuntimeError:\n        out.append(False)\nprint(json.dumps(out))")
+    script = f"import json; from on_host import shared_limits as s\n{code}"
+    return json.loads(on(host, f"PYTHONPATH=/usr/local/lib/litellm-gateway python3 -c {shlex.quote(script)}"))
+
+
+def test_the_master_key_is_rotated_under_load_as_the_recipe_says(fleet, tmp_path, ca_file):
+    """docs/recipes.md, run as written on the fleet under steady load: with the previous key set,
+    clients still on the old key never fail while the change rolls, and both keys work on every
+    gateway; the deploy without it (clients on the new key, never failing) refuses the old key, and
+    Redis and Sentinel refuse its password. The lab's key store (FLEET_KEY_FILE) keeps the new key."""
+    from gateway.services.store import derived
+    from gateway.settings import weak_key_reason
+    from tests.lab.test_recipes import commands, run
+
+    make, checks, first, second = commands("Rotate the master key")
+    old = control.fleet_key()
+    new = subprocess.run(make, shell=True, capture_output=True, text=True, check=True).stdout.strip()
+    assert weak_key_reason(new) is None and new != old
+    inventory = write_inventory(tmp_path / "inventory.py", FLEET, **TLS)  # its keys: the lab's key files
+    said = ""
+    try:
+        with steady(ca_file) as outcomes:  # clients on the old key
+            for path, key in ((control.FLEET_PREVIOUS_KEY_FILE, old), (control.FLEET_KEY_FILE, new)):
+                path.touch(mode=0o600)
+                path.write_text(key + "\n")
+            for command in (checks, first):
+                done = run(command, inventory)
+                said += done.stdout + done.stderr
+                assert done.returncode == 0, f"{command}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        assert outcomes.failures == [], outcomes.summary()
+        assert said.count("switch-over:") >= len(FLEET), said[-3000:]  # the roll reached every gateway
+        assert answers(old, ca_file) == answers(new, ca_file) == {h.name: "ok" for h in FLEET}
+        assert all(store_lets_in(h, derived(old)) == store_lets_in(h, derived(new)) == [True, True] for h in FLEET)
+        with steady(ca_file) as outcomes:  # clients moved to the new key
+            control.FLEET_PREVIOUS_KEY_FILE.unlink()
+            done = run(second, inventory)
+            said += done.stdout + done.stderr
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert outcomes.failures == [], outcomes.summary()
+    finally:
+        control.FLEET_PREVIOUS_KEY_FILE.unlink(missing_ok=True)
+    assert answers(old, ca_file) == {h.name: "401" for h in FLEET}
+    assert answers(new, ca_file) == {h.name: "ok" for h in FLEET}
+    assert all(store_lets_in(h, derived(old)) == [False, False] for h in FLEET)
+    assert all(store_lets_in(h, derived(new)) == [True, True] for h in FLEET)
+    views = [redis_view(h) for h in FLEET]  # replication and the sentinels on the new password
+    assert sorted(v.get("role") for v in views) == ["master", "slave", "slave"], views
+    assert all(v.get("sentinels") == len(FLEET) and not v.get("sentinel_error") for v in views), views
+    for secret in (old, new, derived(old), derived(new)):  # canaries: in no output, no journal
+        assert secret not in said
+        for host in FLEET:
+            assert secret not in on(host, "journalctl --no-pager -o cat -u litellm-redis -u litellm-sentinel "
+                                          "-u 'litellm@*' -u litellm-front -u litellm-fleet")
+
+
 def test_a_teams_rpm_holds_for_the_fleet_together(fleet, tmp_path, ca_file):
     """rpm 10 through three gateways is 10, not 30: the fleet counts in one Redis."""
     key = team_key(tmp_path, "fleet-rpm", "--rpm", "10")
@@ -397,13 +469,13 @@ def test_no_key_or_redis_password_reaches_the_output_or_the_journal(fleet):
     from gateway.settings import load
     from lab.fleet import fleet_data
 
-    secret = password(load(fleet_data()))
+    secret = password(load(fleet_data(litellm_master_key=control.fleet_key())))
     for text in (fleet.output,):
-        assert secret not in text and control.master_key() not in text
+        assert secret not in text and control.fleet_key() not in text
     for host in FLEET:
         journal = on(host, "journalctl --no-pager -o cat -u litellm-redis -u litellm-sentinel -u 'litellm@*' "
                            "-u litellm-front -u litellm-fleet")
-        assert secret not in journal and control.master_key() not in journal
+        assert secret not in journal and control.fleet_key() not in journal
         assert on(host, "stat -c '%a %U' /run/litellm-redis/auth.conf "
                         "/var/lib/litellm-sentinel/sentinel.conf").split() \
             == ["600", "litellm", "600", "litellm"]
@@ -416,7 +488,8 @@ def test_lab_status_gives_the_fleet_endpoint(fleet, ca_file):
     report = json.loads(subprocess.run([sys.executable, "-m", "lab", "status", "--json"], capture_output=True,
                                        text=True, check=True, cwd=Path(__file__).resolve().parents[2]).stdout)
     assert report["endpoint"]["url"].startswith("https://")
-    sdk = client(report["endpoint"]["url"], control.master_key(), ca_file=report["endpoint"]["ca_file"])
+    key = Path(report["endpoint"]["master_key_file"]).read_text().strip()
+    sdk = client(report["endpoint"]["url"], key, ca_file=report["endpoint"]["ca_file"])
     assert sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
 
 

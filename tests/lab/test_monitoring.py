@@ -193,7 +193,7 @@ def test_no_key_nor_token_is_in_any_label(team_key):
     labels = set(api("labels"))
     assert not labels & {"hashed_api_key", "api_key_alias", "user", "user_email", "end_user", "client_ip"}
     assert "team" in labels
-    hidden = [team_key, control.master_key(), METRICS_TOKEN_FILE.read_text().strip()]
+    hidden = [team_key, control.master_key(), control.fleet_key(), METRICS_TOKEN_FILE.read_text().strip()]
     hidden += [hashlib.sha256(h.encode()).hexdigest() for h in hidden]
     for name in labels:
         values = "\n".join(api(f"label/{name}/values"))
