@@ -29,7 +29,7 @@ from lab.faults import release_does_not_start
 from lab.fleet import FLEET_CA_DIR, monitoring_urls, write_inventory
 from lab.load import PAUSE, SteadyLoad, client
 from lab.topology import FLEET_VIP, GATEWAY_PORT, STATE_DIR, fleet_hosts
-from tests.lab.conftest import deploy, wait_for
+from tests.lab.conftest import Deploy, deploy, wait_for
 from tests.lab.test_edge import clients_routes_answer, refused_by_the_front, request
 from tests.lab.test_fabfile import fab
 
@@ -83,13 +83,25 @@ def ca_file() -> str:
 
 @pytest.fixture(scope="module")
 def fleet(deploy_dir):
-    """Three fresh fleet hosts, deployed once with HTTPS from the lab's own CA."""
+    """Three fresh fleet hosts, deployed once with HTTPS from the lab's own CA by the commands of
+    docs/recipes.md (Deploy a new fleet) as written: the checks, the deploy, then `fab status`, which
+    must find the fleet healthy."""
+    from tests.lab.test_recipes import commands, run
+
     control.ensure_fleet(len(FLEET), fresh=True)
     Path(TLS["litellm_team_keys_file"]).unlink(missing_ok=True)  # team keys of an earlier run
-    result = deploy(deploy_dir, hosts=FLEET, **TLS)
-    assert result.returncode == 0, result.output[-6000:]
+    inventory = write_inventory(deploy_dir / "fleet-inventory.py", FLEET, **TLS)
+    checks, deploy_command, status = commands("Deploy a new fleet")
+    output = ""
+    for command in (checks, deploy_command):
+        done = run(command, inventory)
+        output += done.stdout + done.stderr
+        assert done.returncode == 0, f"{command}:\n{output[-6000:]}"
     wait_for(all_up, 60, "one holder, every gateway UP")
-    return result
+    healthy = wait_for(lambda: (shown := run(status, inventory)).returncode == 0 and shown, 60,
+                       "fab status: the fleet healthy")
+    assert "NOT" not in healthy.stdout + healthy.stderr, healthy.stdout
+    return Deploy(0, output)
 
 
 @contextmanager
@@ -390,6 +402,7 @@ def test_the_master_key_is_rotated_under_load_as_the_recipe_says(fleet, tmp_path
                 said += done.stdout + done.stderr
                 assert done.returncode == 0, f"{command}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
         assert outcomes.failures == [], outcomes.summary()
+        print(f"rotation, both keys let in (clients on the old key): {outcomes.summary()}")
         assert said.count("switch-over:") >= len(FLEET), said[-3000:]  # the roll reached every gateway
         assert answers(old, ca_file) == answers(new, ca_file) == {h.name: "ok" for h in FLEET}
         assert all(store_lets_in(h, derived(old)) == store_lets_in(h, derived(new)) == [True, True] for h in FLEET)
@@ -399,6 +412,7 @@ def test_the_master_key_is_rotated_under_load_as_the_recipe_says(fleet, tmp_path
             said += done.stdout + done.stderr
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert outcomes.failures == [], outcomes.summary()
+        print(f"rotation, the old key dropped (clients on the new key): {outcomes.summary()}")
     finally:
         control.FLEET_PREVIOUS_KEY_FILE.unlink(missing_ok=True)
     assert answers(old, ca_file) == {h.name: "401" for h in FLEET}
