@@ -265,6 +265,12 @@ DECLARED: tuple[Setting, ...] = (
     ),
     Setting("litellm_context_margin", 25, "percent added to LiteLLM's token count before it is held against the window",
             check=Whole(0, 300)),
+    # Residency routing (in_proxy/residency.py): a model's requests go to the backends holding it
+    # loaded (Ollama's /api/ps, asked every 2 s), so backends do not load and evict models in turn.
+    Setting("litellm_residency_routing", False, "send a model's requests to the backends that hold it loaded",
+            check=Flag()),
+    Setting("litellm_residency_spill", 2, "requests in flight on every warm backend (per worker) before a cold "
+            "one may load the model too", check=Whole(1, 1000)),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in DECLARED}
 
@@ -519,6 +525,8 @@ class Settings:
     log_keep_days: int
     context_check: bool
     context_margin: int  # percent
+    residency_routing: bool
+    residency_spill: int
     drain_timeout: int
     max_body_mib: int
     client_max_connections: int

@@ -39,11 +39,16 @@ from fastapi import HTTPException, Request
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
 
+from in_proxy.residency import Residency, deployment_target
+
 MASTER_KEY_VAR = "LITELLM_MASTER_KEY"
 PREVIOUS_KEY_VAR = "LITELLM_PREVIOUS_MASTER_KEY_SHA256"  # litellm_previous_master_key, while a rotation rolls
 KEYS_FILE_VAR = "LITELLM_TEAM_KEYS_FILE"
 CONTEXT_CHECK_VAR = "GATEWAY_CONTEXT_CHECK"  # "1": refuse a prompt over the window (litellm_context_check)
 CONTEXT_MARGIN_VAR = "GATEWAY_CONTEXT_MARGIN"  # percent added to the token count (litellm_context_margin)
+# litellm_residency_routing: unset or 0, off; N, on, and a warm backend running N requests of this
+# worker lets the others in (in_proxy/residency.py).
+RESIDENCY_VAR = "GATEWAY_RESIDENCY_SPILL"
 GENERATING_CALLS = {"completion", "acompletion", "text_completion", "atext_completion"}
 # What a team key may call: the OpenAI-compatible model routes, nothing that manages the proxy.
 TEAM_ROUTES = {
@@ -242,6 +247,72 @@ class RequestLimits(CustomLogger):
                 type="invalid_request_error", param="messages", code=400,
             )
         return window - prompt
+
+
+    # Residency routing (in_proxy/residency.py): the router's candidates narrowed to the backends
+    # holding the model loaded; requests counted per backend as LiteLLM's least-busy counts them.
+
+    async def async_filter_deployments(self, model: str, healthy_deployments: list, messages: Any,
+                                       request_kwargs: dict | None = None, parent_otel_span: Any = None) -> list:
+        residency = await _residency_known()
+        return residency.choose(healthy_deployments) if residency else healthy_deployments
+
+    def log_pre_api_call(self, model: Any, messages: Any, kwargs: dict) -> None:
+        residency, target = _residency(), _called(kwargs)
+        if residency and target:
+            residency.started(*target)
+
+    async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._finished(kwargs)
+
+    async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._finished(kwargs)
+
+    @staticmethod
+    def _finished(kwargs: dict) -> None:
+        residency, target = _residency(), _called(kwargs)
+        if residency and target:
+            residency.finished(target[0])
+
+
+_RESIDENCY: list = []  # this worker's Residency, made (and its poller started) on the first request
+
+
+def _residency() -> Residency | None:
+    spill = os.environ.get(RESIDENCY_VAR, "0")
+    if spill == "0" or not spill.isdigit():
+        return None
+    if not _RESIDENCY:
+        _RESIDENCY.append(Residency(spill_at=int(spill)))
+    return _RESIDENCY[0]
+
+
+async def _residency_known() -> Residency | None:
+    """This worker's Residency; its first request waits for the backends' first answers (at most
+    ASK_TIMEOUT, once), then a poller keeps them current."""
+    residency = _residency()
+    if residency and len(_RESIDENCY) == 1:
+        _RESIDENCY.append(None)  # the poller's place: taken before the await, so it starts once
+        await residency.poll(_api_bases())
+        _RESIDENCY[1] = asyncio.get_running_loop().create_task(residency.keep_polling(_api_bases))
+    return residency
+
+
+def _api_bases() -> set[str]:
+    """Every Ollama backend the router sends to (read again at each poll: a config reload may change them)."""
+    from litellm.proxy.proxy_server import llm_router
+
+    targets = (deployment_target(d) for d in (llm_router.model_list if llm_router else []))
+    return {target[0] for target in targets if target}
+
+
+def _called(kwargs: dict) -> tuple[str, str] | None:
+    """(api_base, tag) of the deployment a call went to, from LiteLLM's logging kwargs."""
+    params = kwargs.get("litellm_params") or {}
+    api_base, model = params.get("api_base"), kwargs.get("model") or ""
+    if not api_base or not model:
+        return None
+    return api_base.rstrip("/"), model.split("/", 1)[1] if model.startswith(("ollama/", "ollama_chat/")) else model
 
 
 request_limits = RequestLimits()

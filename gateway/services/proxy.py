@@ -8,14 +8,15 @@ import shlex
 
 from gateway.lock import release_dir
 from gateway.services.base import Change, ManagedFile, Retired, Rows, Service, shipped
-from gateway.services.host import installed_path
+from gateway.services.host import HOST_LIB, installed_path
 from gateway.settings import Settings
 
 INSTANCE_TEMPLATE = "litellm@.service"
 SERVICE = Service(INSTANCE_TEMPLATE, "the proxy instances (LiteLLM)", Change.SWITCH_OVER)
 # The unit every gateway ran before the front existed: stopped and removed when the front takes its port.
 LEGACY_UNIT = "litellm.service"
-IN_PROXY_SOURCES = ("in_proxy/__init__.py", "in_proxy/log_limits.py", "in_proxy/serve.py")  # the proxy imports these
+# The proxy imports these (the auth hook imports residency.py).
+IN_PROXY_SOURCES = ("in_proxy/__init__.py", "in_proxy/log_limits.py", "in_proxy/residency.py", "in_proxy/serve.py")
 
 # What config.yaml names in the hook (templates/config.yaml.j2): the check below asks for exactly these.
 HOOK_MODULE, HOOK_AUTH, HOOK_LIMITS = "gateway_auth", "user_api_key_auth", "request_limits"
@@ -59,7 +60,7 @@ def validate_command(settings: Settings, config_path: str, release: str | None =
 
 def hook_check_command(settings: Settings, hook_path: str) -> str:
     """The release's Python loads the auth hook as the proxy would and finds what config.yaml names."""
-    return (f"cd {shlex.quote(settings.config_dir)} && LITELLM_LOCAL_MODEL_COST_MAP=True "
+    return (f"cd {shlex.quote(settings.config_dir)} && LITELLM_LOCAL_MODEL_COST_MAP=True PYTHONPATH={HOST_LIB} "
             f"{release_dir(settings)}/bin/python -c {shlex.quote(_HOOK_CHECK)} {shlex.quote(hook_path)} 2>&1")
 
 

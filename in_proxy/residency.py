@@ -1,0 +1,127 @@
+"""Which Ollama backend holds which model loaded, and the rule that sends a request there.
+
+An Ollama server keeps a few models in GPU memory; a request for one that is not loaded waits for
+a load (seconds to minutes), and on a full GPU first evicts another model, whose next request then
+waits in turn. LiteLLM's routers count requests in flight, not residency. This narrows a model's
+deployments, before the router picks among them (its least-busy rule breaks the tie):
+
+1. warm: the backends holding the model loaded at the deployment's window (`/api/ps`), or that
+   were sent it a moment ago (it is loading there);
+2. while every warm backend already runs `spill_at` requests of this worker, the others too: a
+   popular model then loads on a second backend instead of queueing behind one;
+3. no warm backend: those with the fewest models loaded (an idle one loads it without evicting).
+
+What each backend holds is asked every POLL_SECONDS, of every backend at once, each with a short
+timeout; a request never waits for it (an answer not yet in, or a backend that does not answer,
+leaves the router's choice as it was). Each worker asks and counts on its own: every gateway and
+worker applies the same rule to the same answers, so a fleet agrees without talking.
+Standard library only: it runs inside the proxy, and its tests run without it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+POLL_SECONDS = 2.0
+ASK_TIMEOUT = 1.0
+LOADING_SECONDS = 30.0  # a model sent to a backend this recently is taken as loading there
+
+
+def deployment_target(deployment: dict[str, Any]) -> tuple[str, str, int | None] | None:
+    """(api_base, Ollama tag, window) of a router deployment, or None when it is not an Ollama one."""
+    params = deployment.get("litellm_params") or {}
+    model, api_base = params.get("model") or "", params.get("api_base")
+    provider, _, tag = model.partition("/")
+    if provider not in ("ollama", "ollama_chat") or not tag or not api_base:
+        return None
+    window = params.get("num_ctx")
+    return api_base.rstrip("/"), tag, int(window) if isinstance(window, int) else None
+
+
+def same_tag(a: str, b: str) -> bool:
+    """Ollama names `phi3` and `phi3:latest` the same model."""
+    return (a if ":" in a else f"{a}:latest") == (b if ":" in b else f"{b}:latest")
+
+
+@dataclass
+class Residency:
+    spill_at: int = 2  # requests in flight on every warm backend before the others are let in
+    clock: Callable[[], float] = time.monotonic
+    loaded: dict[str, dict[str, int | None]] = field(default_factory=dict)  # api_base -> {tag: window}
+    sent: dict[tuple[str, str], float] = field(default_factory=dict)  # (api_base, tag) -> when
+    in_flight: Counter = field(default_factory=Counter)  # api_base -> this worker's requests running there
+
+    def learn(self, api_base: str, answer: dict[str, Any]) -> None:
+        """What `/api/ps` of this backend said: its loaded models and their windows."""
+        self.loaded[api_base] = {m.get("name") or m.get("model"): m.get("context_length")
+                                 for m in answer.get("models", []) if m.get("name") or m.get("model")}
+
+    def forget(self, api_base: str) -> None:
+        """A backend that did not answer: nothing is known of it."""
+        self.loaded.pop(api_base, None)
+
+    def warm(self, api_base: str, tag: str, window: int | None) -> bool:
+        held = self.loaded.get(api_base, {})
+        if any(same_tag(name, tag) and (window is None or loaded_window in (None, window))
+               for name, loaded_window in held.items()):
+            return True
+        when = self.sent.get((api_base, tag))
+        return when is not None and self.clock() - when < LOADING_SECONDS
+
+    def choose(self, deployments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The deployments the router may pick from, by the rule above (the same list when it has nothing to say)."""
+        targets = [(d, deployment_target(d)) for d in deployments]
+        known = [(d, t) for d, t in targets if t is not None]
+        if len(known) != len(deployments) or len(deployments) < 2:
+            return deployments
+        warm = [d for d, (base, tag, window) in known if self.warm(base, tag, window)]
+        if warm:
+            busy = all(self.in_flight[deployment_target(d)[0]] >= self.spill_at for d in warm)
+            return deployments if busy else warm
+        counted = [(d, base) for d, (base, _, _) in known if base in self.loaded]
+        if not counted:
+            return deployments
+        fewest = min(len(self.loaded[base]) for _, base in counted)
+        return [d for d, base in counted if len(self.loaded[base]) == fewest]
+
+    def started(self, api_base: str, tag: str) -> None:
+        """A request was sent to this deployment: count it, and take the model as loading there."""
+        self.sent[(api_base, tag)] = self.clock()
+        self.in_flight[api_base] += 1
+
+    def finished(self, api_base: str) -> None:
+        if self.in_flight[api_base] > 0:
+            self.in_flight[api_base] -= 1
+
+    async def poll(self, api_bases: Iterable[str]) -> None:
+        """Ask every backend at once; each answer (or its absence) replaces what was known."""
+        bases = list(api_bases)
+        answers = await asyncio.gather(*(asyncio.to_thread(ask_ps, base) for base in bases))
+        for base, answer in zip(bases, answers, strict=True):
+            if answer is None:
+                self.forget(base)
+            else:
+                self.learn(base, answer)
+
+    async def keep_polling(self, api_bases: Callable[[], Iterable[str]]) -> None:
+        while True:
+            try:
+                await self.poll(api_bases())
+            except Exception:  # never let the poller die: the router then goes on as it would without it
+                pass
+            await asyncio.sleep(POLL_SECONDS)
+
+
+def ask_ps(api_base: str) -> dict[str, Any] | None:
+    """A backend's `/api/ps`, or None when it does not answer in time."""
+    try:
+        with urllib.request.urlopen(f"{api_base}/api/ps", timeout=ASK_TIMEOUT) as answer:
+            return json.loads(answer.read())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,91 @@
+"""Residency routing through gw2 (litellm_residency_routing): phi3-3.8b is served by both backends,
+whose memory (the Ollama double's `vram_mib`) holds one model at a time. A request for the model
+goes to the backend holding it loaded, never to the other while the holder has a free slot; under
+more load than one backend runs, the other loads it too, once."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+
+from in_proxy.residency import POLL_SECONDS
+from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, OLLAMA_PORT
+from tests.lab.conftest import TEST_GATEWAY, deploy
+
+pytestmark = pytest.mark.lab
+URL = f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1"
+MODEL = "phi3-3.8b"
+TAG, WINDOW = MODELS[MODEL]["tag"], MODELS[MODEL]["context_window"]
+LLM1, LLM2 = BACKENDS
+
+
+def double(backend, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    with urllib.request.urlopen(urllib.request.Request(f"http://{backend.address}:{OLLAMA_PORT}{path}",
+                                                       data=data), timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def served(backend) -> int:
+    return double(backend, "/_double/stats")["requests"].get("POST /api/chat", 0)
+
+
+def loads(backend) -> int:
+    return double(backend, "/_double/stats")["scheduler"]["loads"].get(TAG, 0)
+
+
+@pytest.fixture(scope="module")
+def residency(first_deploy, deploy_dir):
+    """gw2 with residency routing; each backend's memory holds one model, which loads in about a second."""
+    behaviours = {b: b.root / "etc/ollama-double.json" for b in BACKENDS}
+    originals = {b: path.read_text() for b, path in behaviours.items()}
+    for backend, path in behaviours.items():
+        path.write_text(json.dumps({**json.loads(originals[backend]), "vram_mib": 6000, "load_seconds_per_gib": 0.25,
+                                    "token_delay": 0.02}))
+    result = deploy(deploy_dir, litellm_residency_routing=True)
+    assert result.returncode == 0, result.output[-4000:]
+    yield
+    for backend, path in behaviours.items():
+        path.write_text(originals[backend])
+    result = deploy(deploy_dir)
+    assert result.returncode == 0, result.output[-4000:]
+
+
+def held_by(backend) -> None:
+    """phi3 loaded on `backend` alone (at the deployments' window), the counts from zero, and the
+    gateway's workers told (they ask every POLL_SECONDS)."""
+    for other in BACKENDS:
+        for loaded in double(other, "/api/ps")["models"]:
+            double(other, "/api/generate", {"model": loaded["name"], "keep_alive": 0})
+    double(backend, "/api/generate", {"model": TAG, "options": {"num_ctx": WINDOW}})
+    assert [m["name"] for m in double(backend, "/api/ps")["models"]] == [TAG]
+    for other in BACKENDS:
+        double(other, "/_double/reset", {})
+    time.sleep(POLL_SECONDS * 1.5)
+
+
+def ask(master_key: str) -> str:
+    sdk = openai.OpenAI(base_url=URL, api_key=master_key, max_retries=0, timeout=60)
+    answer = sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=8)
+    return answer.choices[0].message.content
+
+
+@pytest.mark.parametrize("holder", BACKENDS, ids=lambda b: b.name)
+def test_a_loaded_models_requests_go_where_it_is_loaded_and_never_load_it_elsewhere(residency, master_key, holder):
+    held_by(holder)
+    other = LLM1 if holder is LLM2 else LLM2
+    assert all(ask(master_key) for _ in range(12))  # one at a time: the holder always has a free slot
+    assert (served(holder), served(other)) == (12, 0)
+    assert (loads(holder), loads(other)) == (0, 0)  # it stayed loaded; nothing was loaded on the other
+
+
+def test_more_load_than_one_backend_runs_loads_the_model_on_the_other_once(residency, master_key):
+    held_by(LLM2)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert all(pool.map(lambda _: ask(master_key), range(48)))
+    assert served(LLM1) > 0 and served(LLM2) > 0  # the busy holder let the other in
+    assert loads(LLM1) == 1 and loads(LLM2) == 0  # and the other loaded it once, then kept it

@@ -1,0 +1,104 @@
+"""Residency routing's rule (in_proxy/residency.py): a model's requests go to the backends holding it
+loaded, a busy warm backend lets a cold one in, no backend known leaves the router's choice alone;
+and what it learns from `/api/ps`, asked of the Ollama double on loopback."""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+
+import ollama
+import pytest
+
+from in_proxy.residency import LOADING_SECONDS, Residency, deployment_target, same_tag
+from lab.ollama_double import serve
+
+PHI3, MISTRAL = "phi3:3.8b-mini-128k-instruct-q8_0", "mistral:7b"
+A, B, C = "http://10.9.0.1:11434", "http://10.9.0.2:11434", "http://10.9.0.3:11434"
+
+
+def deployment(api_base: str, tag: str = PHI3, window: int = 4096, provider: str = "ollama_chat") -> dict:
+    return {"model_name": "phi3", "litellm_params": {"model": f"{provider}/{tag}", "api_base": api_base,
+                                                     "num_ctx": window},
+            "model_info": {"id": f"phi3@{api_base}"}}
+
+
+def ps(*loaded: tuple[str, int]) -> dict:
+    return {"models": [{"name": tag, "model": tag, "context_length": window} for tag, window in loaded]}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_backends_holding_the_model_at_its_window_are_the_only_candidates():
+    r = Residency()
+    r.learn(A, ps((MISTRAL, 4096)))
+    r.learn(B, ps((PHI3, 4096)))
+    r.learn(C, ps((PHI3, 8192)))  # loaded at another window: a request here would reload it
+    every = [deployment(A), deployment(B), deployment(C)]
+    assert r.choose(every) == [deployment(B)]
+    assert r.choose([deployment(A), deployment(C)]) == [deployment(A), deployment(C)]  # none warm: fewest loaded
+    assert same_tag("phi3", "phi3:latest") and not same_tag("phi3", PHI3)
+
+
+def test_a_busy_warm_backend_lets_the_others_in_and_a_model_sent_a_moment_ago_counts_as_loading():
+    clock = Clock()
+    r = Residency(spill_at=2, clock=clock)
+    for base in (A, B):
+        r.learn(base, ps())
+    every = [deployment(A), deployment(B)]
+    assert r.choose(every) == every  # nothing loaded anywhere: the router's own choice
+    r.started(A, PHI3)  # sent there: it loads there
+    assert r.choose(every) == [deployment(A)]
+    r.started(A, PHI3)  # two in flight on the only warm backend: B may load it too
+    assert r.choose(every) == every
+    r.finished(A)
+    assert r.choose(every) == [deployment(A)]
+    r.finished(A)
+    r.finished(A)  # never below zero
+    assert r.in_flight[A] == 0
+    clock.now += LOADING_SECONDS + 1  # no /api/ps has shown it since: not taken as loading any more
+    assert r.choose(every) == every
+
+
+def test_without_knowledge_of_every_deployment_the_routers_choice_is_left_alone():
+    r = Residency()
+    r.learn(A, ps((PHI3, 4096)))
+    assert r.choose([deployment(A), deployment(B)]) == [deployment(A)]  # B unknown, A warm
+    r.forget(A)
+    assert r.choose([deployment(A), deployment(B)]) == [deployment(A), deployment(B)]
+    other = {"litellm_params": {"model": "openai/gpt-4o", "api_base": A}}
+    assert deployment_target(other) is None
+    assert r.choose([deployment(A), other]) == [deployment(A), other]
+    assert r.choose([deployment(A)]) == [deployment(A)]
+    assert deployment_target(deployment(A, provider="ollama")) == (A, PHI3, 4096)
+
+
+@pytest.fixture
+def double(tmp_path: Path):
+    behaviour = tmp_path / "behaviour.json"
+    behaviour.write_text(json.dumps({"models": [PHI3, MISTRAL]}))
+    server = serve("127.0.0.1", 0, str(behaviour))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_what_is_loaded_is_learnt_from_the_backends_own_report(double):
+    r = Residency()
+    silent = "http://127.0.0.1:9"  # nothing listens: forgotten, never waited for
+    asyncio.run(r.poll([double, silent]))
+    assert r.loaded == {double: {}}
+    ollama.Client(host=double).chat(model=PHI3, messages=[{"role": "user", "content": "hi"}],
+                                    options={"num_ctx": 4096})
+    asyncio.run(r.poll([double, silent]))
+    assert r.loaded == {double: {PHI3: 4096}}
+    assert r.warm(double, PHI3, 4096) and not r.warm(double, PHI3, 8192) and not r.warm(double, MISTRAL, 4096)
