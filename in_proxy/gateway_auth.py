@@ -284,6 +284,11 @@ def _residency() -> Residency | None:
         return None
     if not _RESIDENCY:
         _RESIDENCY.append(Residency(spill_at=int(spill)))
+        # LiteLLM calls log_pre_api_call on its input callbacks only (as the router registers least-busy).
+        import litellm
+
+        if request_limits not in litellm.input_callback:
+            litellm.logging_callback_manager.add_litellm_input_callback(request_limits)
     return _RESIDENCY[0]
 
 
