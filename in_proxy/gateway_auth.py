@@ -39,7 +39,7 @@ from fastapi import HTTPException, Request
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
 
-from in_proxy.residency import Residency, deployment_target
+from in_proxy.residency import Residency, backend_of, deployment_target
 
 MASTER_KEY_VAR = "LITELLM_MASTER_KEY"
 PREVIOUS_KEY_VAR = "LITELLM_PREVIOUS_MASTER_KEY_SHA256"  # litellm_previous_master_key, while a rotation rolls
@@ -317,7 +317,8 @@ def _called(kwargs: dict) -> tuple[str, str] | None:
     api_base, model = params.get("api_base"), kwargs.get("model") or ""
     if not api_base or not model:
         return None
-    return api_base.rstrip("/"), model.split("/", 1)[1] if model.startswith(("ollama/", "ollama_chat/")) else model
+    tag = model.split("/", 1)[1] if model.startswith(("ollama/", "ollama_chat/")) else model
+    return backend_of(api_base), tag
 
 
 request_limits = RequestLimits()

@@ -44,6 +44,18 @@ def deployment_target(deployment: dict[str, Any]) -> tuple[str, str, int | None]
     return api_base.rstrip("/"), tag, int(window) if isinstance(window, int) else None
 
 
+OLLAMA_CALLS = ("/api/chat", "/api/generate", "/api/embed", "/api/embeddings")
+
+
+def backend_of(url: str) -> str:
+    """The backend's api_base, from the URL LiteLLM called on it (its logs give the endpoint's)."""
+    url = url.rstrip("/")
+    for call in OLLAMA_CALLS:
+        if url.endswith(call):
+            return url[: -len(call)]
+    return url
+
+
 def same_tag(a: str, b: str) -> bool:
     """Ollama names `phi3` and `phi3:latest` the same model."""
     return (a if ":" in a else f"{a}:latest") == (b if ":" in b else f"{b}:latest")

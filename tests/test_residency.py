@@ -11,7 +11,7 @@ from pathlib import Path
 import ollama
 import pytest
 
-from in_proxy.residency import LOADING_SECONDS, Residency, deployment_target, same_tag
+from in_proxy.residency import LOADING_SECONDS, Residency, backend_of, deployment_target, same_tag
 from lab.ollama_double import serve
 
 PHI3, MISTRAL = "phi3:3.8b-mini-128k-instruct-q8_0", "mistral:7b"
@@ -78,6 +78,8 @@ def test_without_knowledge_of_every_deployment_the_routers_choice_is_left_alone(
     assert r.choose([deployment(A), other]) == [deployment(A), other]
     assert r.choose([deployment(A)]) == [deployment(A)]
     assert deployment_target(deployment(A, provider="ollama")) == (A, PHI3, 4096)
+    # LiteLLM's logs name the endpoint it called: counted against the backend's api_base.
+    assert backend_of(f"{A}/api/chat") == backend_of(f"{A}/api/embed") == backend_of(f"{A}/") == A
 
 
 @pytest.fixture
