@@ -272,7 +272,7 @@ class RequestLimits(CustomLogger):
     def _finished(kwargs: dict) -> None:
         residency, target = _residency(), _called(kwargs)
         if residency and target:
-            residency.finished(target[0])
+            residency.finished(*target)
 
 
 _RESIDENCY: list = []  # this worker's Residency, made (and its poller started) on the first request

@@ -5,8 +5,9 @@ a load (seconds to minutes), and on a full GPU first evicts another model, whose
 waits in turn. LiteLLM's routers count requests in flight, not residency. This narrows a model's
 deployments, before the router picks among them (its least-busy rule breaks the tie):
 
-1. warm: the backends holding the model loaded at the deployment's window (`/api/ps`), or that
-   were sent it a moment ago (it is loading there);
+1. warm: the backends holding the model loaded at the deployment's window (`/api/ps`), running
+   (or loading it for) a request of this worker, or that finished one since `/api/ps` was last
+   asked (it is loaded there, the next answer will say so);
 2. while every warm backend already runs `spill_at` requests of this worker, the others too: a
    popular model then loads on a second backend instead of queueing behind one;
 3. no warm backend: those with the fewest models loaded (an idle one loads it without evicting).
@@ -30,7 +31,6 @@ from typing import Any
 
 POLL_SECONDS = 2.0
 ASK_TIMEOUT = 1.0
-LOADING_SECONDS = 30.0  # a model sent to a backend this recently is taken as loading there
 
 
 def deployment_target(deployment: dict[str, Any]) -> tuple[str, str, int | None] | None:
@@ -66,13 +66,16 @@ class Residency:
     spill_at: int = 2  # requests in flight on every warm backend before the others are let in
     clock: Callable[[], float] = time.monotonic
     loaded: dict[str, dict[str, int | None]] = field(default_factory=dict)  # api_base -> {tag: window}
-    sent: dict[tuple[str, str], float] = field(default_factory=dict)  # (api_base, tag) -> when
+    asked: dict[str, float] = field(default_factory=dict)  # api_base -> when its last answer was asked for
     in_flight: Counter = field(default_factory=Counter)  # api_base -> this worker's requests running there
+    running: Counter = field(default_factory=Counter)  # (api_base, tag) -> the same, per model
+    done: dict[tuple[str, str], float] = field(default_factory=dict)  # (api_base, tag) -> last one finished
 
-    def learn(self, api_base: str, answer: dict[str, Any]) -> None:
-        """What `/api/ps` of this backend said: its loaded models and their windows."""
+    def learn(self, api_base: str, answer: dict[str, Any], asked: float | None = None) -> None:
+        """What `/api/ps` of this backend said (asked for at `asked`): its loaded models and their windows."""
         self.loaded[api_base] = {m.get("name") or m.get("model"): m.get("context_length")
                                  for m in answer.get("models", []) if m.get("name") or m.get("model")}
+        self.asked[api_base] = self.clock() if asked is None else asked
 
     def forget(self, api_base: str) -> None:
         """A backend that did not answer: nothing is known of it."""
@@ -83,8 +86,10 @@ class Residency:
         if any(same_tag(name, tag) and (window is None or loaded_window in (None, window))
                for name, loaded_window in held.items()):
             return True
-        when = self.sent.get((api_base, tag))
-        return when is not None and self.clock() - when < LOADING_SECONDS
+        if self.running[(api_base, tag)] > 0:
+            return True
+        finished = self.done.get((api_base, tag))
+        return finished is not None and finished >= self.asked.get(api_base, float("-inf"))
 
     def choose(self, deployments: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The deployments the router may pick from, by the rule above (the same list when it has nothing to say)."""
@@ -103,23 +108,25 @@ class Residency:
         return [d for d, base in counted if len(self.loaded[base]) == fewest]
 
     def started(self, api_base: str, tag: str) -> None:
-        """A request was sent to this deployment: count it, and take the model as loading there."""
-        self.sent[(api_base, tag)] = self.clock()
+        """A request was sent to this deployment: count it (the model is loaded or loading there)."""
         self.in_flight[api_base] += 1
+        self.running[(api_base, tag)] += 1
 
-    def finished(self, api_base: str) -> None:
-        if self.in_flight[api_base] > 0:
+    def finished(self, api_base: str, tag: str) -> None:
+        if self.running[(api_base, tag)] > 0:
+            self.running[(api_base, tag)] -= 1
             self.in_flight[api_base] -= 1
+        self.done[(api_base, tag)] = self.clock()
 
     async def poll(self, api_bases: Iterable[str]) -> None:
         """Ask every backend at once; each answer (or its absence) replaces what was known."""
-        bases = list(api_bases)
+        bases, asked = list(api_bases), self.clock()
         answers = await asyncio.gather(*(asyncio.to_thread(ask_ps, base) for base in bases))
         for base, answer in zip(bases, answers, strict=True):
             if answer is None:
                 self.forget(base)
             else:
-                self.learn(base, answer)
+                self.learn(base, answer, asked)
 
     async def keep_polling(self, api_bases: Callable[[], Iterable[str]]) -> None:
         while True:

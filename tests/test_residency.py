@@ -11,7 +11,7 @@ from pathlib import Path
 import ollama
 import pytest
 
-from in_proxy.residency import LOADING_SECONDS, Residency, backend_of, deployment_target, same_tag
+from in_proxy.residency import Residency, backend_of, deployment_target, same_tag
 from lab.ollama_double import serve
 
 PHI3, MISTRAL = "phi3:3.8b-mini-128k-instruct-q8_0", "mistral:7b"
@@ -47,23 +47,25 @@ def test_the_backends_holding_the_model_at_its_window_are_the_only_candidates():
     assert same_tag("phi3", "phi3:latest") and not same_tag("phi3", PHI3)
 
 
-def test_a_busy_warm_backend_lets_the_others_in_and_a_model_sent_a_moment_ago_counts_as_loading():
+def test_a_busy_warm_backend_lets_the_others_in_and_a_model_just_used_counts_until_the_next_report():
     clock = Clock()
     r = Residency(spill_at=2, clock=clock)
     for base in (A, B):
         r.learn(base, ps())
     every = [deployment(A), deployment(B)]
     assert r.choose(every) == every  # nothing loaded anywhere: the router's own choice
-    r.started(A, PHI3)  # sent there: it loads there
+    clock.now += 1
+    r.started(A, PHI3)  # running there: loaded, or loading
     assert r.choose(every) == [deployment(A)]
     r.started(A, PHI3)  # two in flight on the only warm backend: B may load it too
     assert r.choose(every) == every
-    r.finished(A)
+    r.finished(A, PHI3)
     assert r.choose(every) == [deployment(A)]
-    r.finished(A)
-    r.finished(A)  # never below zero
-    assert r.in_flight[A] == 0
-    clock.now += LOADING_SECONDS + 1  # no /api/ps has shown it since: not taken as loading any more
+    r.finished(A, PHI3)
+    r.finished(A, PHI3)  # never below zero
+    assert r.in_flight[A] == 0 and r.choose(every) == [deployment(A)]  # finished since A's last report
+    clock.now += 1
+    r.learn(A, ps())  # A's next report: the model is gone (evicted, or its keep-alive ended)
     assert r.choose(every) == every
 
 
