@@ -112,3 +112,22 @@ def test_a_config_the_release_refuses_stops_the_deploy_before_another_services_f
         last_checked = max(i for i, f in enumerate(rows) if f.validate and proxy.SERVICE.unit in f.restarts)
         others = [i for i, f in enumerate(rows) if f.restarts and proxy.SERVICE.unit not in f.restarts]
         assert others and last_checked < min(others), [f.name for f in rows]
+
+
+def test_the_releases_checks_of_the_config_and_hook_find_the_modules_the_hook_imports():
+    """LiteLLM imports the hook to check a config (and the hook check loads it): the in_proxy modules
+    it imports must be installed before it and on the checks' PYTHONPATH, as on the proxy's."""
+    import ast
+
+    from gateway.services.host import HOST_LIB
+
+    s = single()
+    for command in (proxy.validate_command(s, "/etc/litellm/config.yaml"), proxy.hook_check_command(s, "x.py")):
+        assert f"PYTHONPATH={HOST_LIB} " in command, command
+    hook = ast.parse((REPO / "in_proxy/gateway_auth.py").read_text())
+    imported = {f"{node.module.replace('.', '/')}.py" for node in ast.walk(hook)
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("in_proxy")}
+    assert imported and imported <= set(proxy.IN_PROXY_SOURCES), imported
+    rows = [f.path for f in managed_files(s, "gw-a.example.org", '{"version": 1, "keys": {}}\n')]
+    hook_row = rows.index(f"{s.config_dir}/gateway_auth.py")
+    assert all(rows.index(f"{HOST_LIB}/{source}") < hook_row for source in imported)

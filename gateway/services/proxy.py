@@ -54,7 +54,8 @@ def server(port: int) -> str:
 def validate_command(settings: Settings, config_path: str, release: str | None = None) -> str:
     """A LiteLLM release's own check of a config file, offline (no cost-map download); by default
     the release of the settings' lock, which the deploy installs before any file."""
-    return (f"LITELLM_LOCAL_MODEL_COST_MAP=True {release or release_dir(settings)}/bin/litellm "
+    # The hook imports its modules from where the proxy's PYTHONPATH finds them (in_proxy/ below HOST_LIB).
+    return (f"LITELLM_LOCAL_MODEL_COST_MAP=True PYTHONPATH={HOST_LIB} {release or release_dir(settings)}/bin/litellm "
             f"--config {shlex.quote(config_path)} --validate_config")
 
 
