@@ -8,9 +8,12 @@ deployments, before the router picks among them (its least-busy rule breaks the 
 1. warm: the backends holding the model loaded at the deployment's window (`/api/ps`), running
    (or loading it for) a request of this worker, or that finished one since `/api/ps` was last
    asked (it is loaded there, the next answer will say so);
-2. while every warm backend already runs `spill_at` requests of this worker, the others too: a
-   popular model then loads on a second backend instead of queueing behind one;
-3. no warm backend: those with the fewest models loaded (an idle one loads it without evicting).
+2. while every warm backend already runs `spill_at` requests of this worker, the others with room
+   to load it too: a popular model then loads on a second backend instead of queueing behind one,
+   never by evicting another model;
+3. no warm backend: those with room to load it (fewer models loaded than the most they were seen
+   holding at once: Ollama does not report its memory), else those where some loaded model runs
+   no request of this worker (its eviction costs no running request a reload), else all.
 
 What each backend holds is asked every POLL_SECONDS, of every backend at once, each with a short
 timeout; a request never waits for it (an answer not yet in, or a backend that does not answer,
@@ -70,12 +73,22 @@ class Residency:
     in_flight: Counter = field(default_factory=Counter)  # api_base -> this worker's requests running there
     running: Counter = field(default_factory=Counter)  # (api_base, tag) -> the same, per model
     done: dict[tuple[str, str], float] = field(default_factory=dict)  # (api_base, tag) -> last one finished
+    most: Counter = field(default_factory=Counter)  # api_base -> the most models it was seen holding at once
 
     def learn(self, api_base: str, answer: dict[str, Any], asked: float | None = None) -> None:
         """What `/api/ps` of this backend said (asked for at `asked`): its loaded models and their windows."""
         self.loaded[api_base] = {m.get("name") or m.get("model"): m.get("context_length")
                                  for m in answer.get("models", []) if m.get("name") or m.get("model")}
         self.asked[api_base] = self.clock() if asked is None else asked
+        self.most[api_base] = max(self.most[api_base], len(self.loaded[api_base]))
+
+    def room(self, api_base: str) -> bool:
+        """Room to load one more without evicting, as far as can be told (never seen holding 2: yes)."""
+        return self.most[api_base] < 2 or len(self.loaded[api_base]) < self.most[api_base]
+
+    def idle_model(self, api_base: str) -> bool:
+        """A model loaded there runs no request of this worker: evicting it interrupts nothing."""
+        return any(self.running[(api_base, name)] == 0 for name in self.loaded[api_base])
 
     def forget(self, api_base: str) -> None:
         """A backend that did not answer: nothing is known of it."""
@@ -99,13 +112,18 @@ class Residency:
             return deployments
         warm = [d for d, (base, tag, window) in known if self.warm(base, tag, window)]
         if warm:
-            busy = all(self.in_flight[deployment_target(d)[0]] >= self.spill_at for d in warm)
-            return deployments if busy else warm
+            if all(self.in_flight[deployment_target(d)[0]] >= self.spill_at for d in warm):
+                return warm + [d for d, (base, _, _) in known if d not in warm and base in self.loaded
+                               and self.room(base)]
+            return warm
         counted = [(d, base) for d, (base, _, _) in known if base in self.loaded]
-        if not counted:
+        if len(counted) < len(known):
             return deployments
-        fewest = min(len(self.loaded[base]) for _, base in counted)
-        return [d for d, base in counted if len(self.loaded[base]) == fewest]
+        for fits in (self.room, self.idle_model):
+            chosen = [d for d, base in counted if fits(base)]
+            if chosen:
+                return chosen
+        return deployments
 
     def started(self, api_base: str, tag: str) -> None:
         """A request was sent to this deployment: count it (the model is loaded or loading there)."""

@@ -106,3 +106,22 @@ def test_what_is_loaded_is_learnt_from_the_backends_own_report(double):
     asyncio.run(r.poll([double, silent]))
     assert r.loaded == {double: {PHI3: 4096}}
     assert r.warm(double, PHI3, 4096) and not r.warm(double, PHI3, 8192) and not r.warm(double, MISTRAL, 4096)
+
+
+def test_a_model_goes_where_it_loads_without_evicting_else_where_eviction_interrupts_nothing():
+    r = Residency(spill_at=1)
+    r.learn(A, ps((MISTRAL, 4096), ("gemma2:9b", 4096)))  # A was seen holding two: full at two
+    r.learn(B, ps(("llama3:8b", 4096)))  # B: room for one more, as far as can be told
+    every = [deployment(A), deployment(B)]
+    assert r.choose(every) == [deployment(B)]  # phi3 cold: loads on B, evicting nothing
+    r.learn(B, ps(("llama3:8b", 4096), ("llama3.1:8b", 4096)))  # now B is full too
+    r.started(A, MISTRAL)
+    r.started(A, "gemma2:9b")
+    assert r.choose(every) == [deployment(B)]  # on A both models run requests: B's eviction interrupts none
+    r.started(B, "llama3:8b")
+    r.started(B, "llama3.1:8b")
+    assert r.choose(every) == every  # every loaded model busy: the router's own choice
+    # A warm backend busy past spill_at lets in only the backends with room: none here.
+    r.learn(A, ps((PHI3, 4096), (MISTRAL, 4096)))
+    r.started(A, PHI3)
+    assert r.choose(every) == [deployment(A)]
