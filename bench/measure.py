@@ -21,6 +21,7 @@ from gateway import wheels
 from gateway.commands import serving_command
 from gateway.lock import read_lock, release_dir
 from gateway.preflight import dns as dns_checks
+from gateway.services.host import HOST_LIB
 from gateway.settings import DEFAULTS, load
 from lab import control, machines
 from lab.faults import release_does_not_start
@@ -116,11 +117,15 @@ def first_deploy(lab: Lab, runs: int) -> tuple[Figure | None, Figure]:
         script = (
             "set -e; rm -rf /root/floor; "
             f"s=$(date +%s.%N); {install}; "
+            # The deployed config's hook imports in_proxy/ from where the proxy's own unit finds it.
             "systemd-run --unit=bench-floor --collect --quiet -p EnvironmentFile=/etc/litellm/litellm.env "
+            f"-p Environment=PYTHONPATH={HOST_LIB} "
             f"/root/floor/bin/litellm --config /etc/litellm/config.yaml --host {host.address} "
             f"--port {GATEWAY_PORT + 20}; "
             "until python3 -c 'import urllib.request; urllib.request.urlopen("
-            f"\"http://{host.address}:{GATEWAY_PORT + 20}/health/readiness\")' 2>/dev/null; do sleep 0.2; done; "
+            f"\"http://{host.address}:{GATEWAY_PORT + 20}/health/readiness\")' 2>/dev/null; do sleep 0.2; "
+            # Not for ever: a proxy that never gets ready fails the figure (and says so) within 5 minutes.
+            "t=$((${t:-0} + 1)); [ $t -lt 1500 ] || { systemctl stop bench-floor; exit 1; }; done; "
             "e=$(date +%s.%N); systemctl stop bench-floor; rm -rf /root/floor /root/floor.requirements; "
             "python3 -c \"print($e - $s)\""
         )

@@ -14,6 +14,7 @@ from fabfile.fleet import missed_everywhere
 from gateway.commands import smoke_command, switch_command
 from gateway.remote import Gateway, on_each
 from gateway.roll import NotPutBack, stays_drained, take_turn
+from gateway.services.host import HOST_LIB
 from gateway.services.proxy import inputs as instance_inputs
 from gateway.services.proxy import instance_host, validate_command
 from gateway.services.registry import managed_files
@@ -185,6 +186,7 @@ def trial(c, only="", port=0):
             "systemd-run", f"--unit={unit}", "--collect", "--quiet",
             f"-p User={s.user}", f"-p Group={s.group}", f"-p EnvironmentFile={g.env_file}",
             f"-p WorkingDirectory={s.home}", "-p NoNewPrivileges=yes", "-p ProtectSystem=strict", "-p PrivateTmp=yes",
+            f"-p Environment=PYTHONPATH={HOST_LIB}",  # the auth hook's modules, as the instances' units have them
             f"{s.current_link}/bin/litellm", "--config", g.config_file, "--host", s.instance_address,
             "--port", str(spare),
         ])

@@ -13,6 +13,7 @@ import pytest
 from gateway.account import MARKER
 from gateway.facts import ANSWER_PATIENCE, ManagedFiles
 from gateway.lock import read_lock, release_dir
+from gateway.services.host import HOST_LIB
 from gateway.services.registry import managed_files
 from gateway.settings import load
 from lab.fleet import fleet_data, host_entry
@@ -140,7 +141,9 @@ def test_wrong_key_is_refused_with_401(gateway_url):
 def test_config_passes_litellm_validate_config_and_the_seed_config_does_not(first_deploy):
     # The seed's file, put on the host through its file system (the lab host's root is a directory here).
     (TEST_GATEWAY.root / "root" / "seed-config.yaml").write_text((DATA / "seed-config.yaml").read_text())
-    validate = "LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/current/bin/litellm --validate_config --config"
+    # With the proxy's PYTHONPATH: the auth hook, which LiteLLM imports to check a config, imports in_proxy/.
+    validate = (f"LITELLM_LOCAL_MODEL_COST_MAP=True PYTHONPATH={HOST_LIB} /opt/litellm/current/bin/litellm "
+                "--validate_config --config")
     # Both at once (each is a LiteLLM start), each answer with its exit status, ours first.
     ours, seed = ssh(
         f"({validate} /etc/litellm/config.yaml > /root/ours.out 2>&1; echo rc=$? >> /root/ours.out) & "
