@@ -15,6 +15,7 @@ import random
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -60,7 +61,11 @@ def empty(backends) -> None:
     """Nothing loaded, every count at zero."""
     for backend in backends:
         for loaded in double(backend, "/api/ps")["models"]:
-            double(backend, "/api/generate", {"model": loaded["name"], "keep_alive": 0})
+            try:  # a model pulled and removed since may still be loaded: Ollama says 404 then
+                double(backend, "/api/generate", {"model": loaded["name"], "keep_alive": 0})
+            except urllib.error.HTTPError as error:
+                if error.code != 404:
+                    raise
         double(backend, "/_double/reset", {})
 
 

@@ -25,7 +25,8 @@ print(json.dumps({"applied": gateway_auth.cache_ollama_cost_map_names(), "before
 
 
 def test_cost_map_lookup_is_cached_and_answers_as_litellm_does(first_deploy):
-    out = ssh("cd /etc/litellm && LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/current/bin/python - <<'EOF'\n"
+    out = ssh("cd /etc/litellm && LITELLM_LOCAL_MODEL_COST_MAP=True PYTHONPATH=/usr/local/lib/litellm-gateway "
+              "/opt/litellm/current/bin/python - <<'EOF'\n"
               + CHECK + "EOF")
     result = json.loads(out.strip().splitlines()[-1])
     assert result["applied"] is True  # the pinned release gets the fix
