@@ -112,7 +112,7 @@ class Residency:
             return deployments
         warm = [d for d, (base, tag, window) in known if self.warm(base, tag, window)]
         if warm:
-            if all(self.in_flight[deployment_target(d)[0]] >= self.spill_at for d in warm):
+            if all(self.in_flight[base] >= self.spill_at for d, (base, _, _) in known if d in warm):
                 return warm + [d for d, (base, _, _) in known if d not in warm and base in self.loaded
                                and self.room(base)]
             return warm

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from gateway.services.host import HOST_LIB
 from tests.lab.conftest import ssh
 
 pytestmark = pytest.mark.lab
@@ -25,7 +26,7 @@ print(json.dumps({"applied": gateway_auth.cache_ollama_cost_map_names(), "before
 
 
 def test_cost_map_lookup_is_cached_and_answers_as_litellm_does(first_deploy):
-    out = ssh("cd /etc/litellm && LITELLM_LOCAL_MODEL_COST_MAP=True PYTHONPATH=/usr/local/lib/litellm-gateway "
+    out = ssh(f"cd /etc/litellm && LITELLM_LOCAL_MODEL_COST_MAP=True PYTHONPATH={HOST_LIB} "
               "/opt/litellm/current/bin/python - <<'EOF'\n"
               + CHECK + "EOF")
     result = json.loads(out.strip().splitlines()[-1])

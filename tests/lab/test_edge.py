@@ -21,6 +21,7 @@ import pytest
 
 from bench.measure import MemorySampler
 from gateway.services.front import CLIENT_ROUTES
+from gateway.services.host import HOST_LIB
 from gateway.settings import load
 from lab import control
 from lab.fleet import fleet_data
@@ -259,7 +260,7 @@ print(json.dumps({"as_sent": before, "after_the_hook": len(fetched) - before}))
 def test_counting_a_prompts_tokens_never_fetches_an_image_the_client_named(first_deploy):
     """In the pinned release, a token count downloads an image with detail "high" to size it; the hook
     drops `detail` (Ollama ignores it) before any count. Run with the installed release and hook."""
-    counted = json.loads(ssh(f"PYTHONPATH=/usr/local/lib/litellm-gateway /opt/litellm/current/bin/python "
+    counted = json.loads(ssh(f"PYTHONPATH={HOST_LIB} /opt/litellm/current/bin/python "
                              f"- <<'EOF'\n{COUNT_WITH_IMAGE}\nEOF")
                          .strip().splitlines()[-1])
     assert counted == {"as_sent": 1, "after_the_hook": 0}, counted

@@ -24,6 +24,7 @@ import openai
 import pytest
 
 from gateway.services import front, store
+from gateway.services.host import HOST_LIB
 from lab import control, machines
 from lab.faults import release_does_not_start
 from lab.fleet import FLEET_CA_DIR, monitoring_urls, write_inventory
@@ -374,7 +375,7 @@ def store_lets_in(host, secret_password: str) -> list[bool]:
             f"'{secret_password}', ca_file='{FLEET_CA}').close(); out.append(True)\n"
             f"    except RuntimeError:\n        out.append(False)\nprint(json.dumps(out))")
     script = f"import json; from on_host import shared_limits as s\n{code}"
-    return json.loads(on(host, f"PYTHONPATH=/usr/local/lib/litellm-gateway python3 -c {shlex.quote(script)}"))
+    return json.loads(on(host, f"PYTHONPATH={HOST_LIB} python3 -c {shlex.quote(script)}"))
 
 
 def test_the_master_key_is_rotated_under_load_as_the_recipe_says(fleet, tmp_path, ca_file):
