@@ -584,6 +584,12 @@ class Settings:
         return dict(backend.context_windows).get(model.name, model.context_window)
 
     @property
+    def windows_differ(self) -> bool:
+        """Whether some model is served with different windows by its backends: only then must the router
+        pick, per prompt, a deployment whose window holds it (the hook refuses what fits none)."""
+        return any(len({self.window(m, b) for m2, b in self.deployments if m2 == m}) > 1 for m in self.models)
+
+    @property
     def state_directory(self) -> str:
         """StateDirectory= of the unit: the home, relative to /var/lib."""
         return self.home.removeprefix("/var/lib/")

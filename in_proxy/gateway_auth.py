@@ -1,7 +1,7 @@
 """LiteLLM hooks installed next to config.yaml as gateway_auth.py: who may call, and within which limits.
 
-The proxy imports this module at start-up (custom_auth), in every worker; it also carries one speed
-fix for the pinned LiteLLM (`cache_ollama_cost_map_names`, applied on import).
+The proxy imports this module at start-up (custom_auth), in every worker; importing it applies the
+pinned LiteLLM's speed fixes (in_proxy/release_fixes.py).
 
 - `user_api_key_auth` (general_settings.custom_auth): the master key is the operators' key (all
   routes), and while it is rotated so is the key it replaces (known here by its SHA-256 only); a
@@ -32,13 +32,13 @@ import json
 import math
 import os
 import threading
-from importlib.metadata import version
 from typing import Any
 
 from fastapi import HTTPException, Request
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
 
+from in_proxy import release_fixes
 from in_proxy.residency import Residency, backend_of, deployment_target
 
 MASTER_KEY_VAR = "LITELLM_MASTER_KEY"
@@ -324,45 +324,5 @@ def _called(kwargs: dict) -> tuple[str, str] | None:
 request_limits = RequestLimits()
 
 
-# LiteLLM releases whose OllamaModelInfo._is_static_ollama_model was read and found to rebuild the
-# lower-cased set of every cost-map name (4,000+) on each call. A request makes many such calls
-# (cost, response headers, router model info): ~9 ms of the ~17 ms it spent in the proxy here.
-# Upstream: BerriAI/litellm pull request 36574. A release not listed is left as it is.
-SLOW_OLLAMA_COST_LOOKUP = {"1.108.7"}
-
-
-def cache_ollama_cost_map_names() -> bool:
-    """Answer LiteLLM's "is this Ollama model in the cost map?" from a set built once per map.
-
-    Same names, same answer: the set is rebuilt whenever the map is replaced or grows (the router
-    registers the configured models into it). True when the fix was applied.
-    """
-    try:
-        if version("litellm") not in SLOW_OLLAMA_COST_LOOKUP:
-            return False
-        import litellm
-        from litellm.llms.ollama.common_utils import OllamaModelInfo
-    except Exception:  # never keep the proxy from starting over a speed fix
-        return False
-    original = OllamaModelInfo.__dict__.get("_is_static_ollama_model")
-    if not isinstance(original, staticmethod):
-        return False
-    if hasattr(original.__func__, "__wrapped__"):
-        return True  # applied already (the module was loaded twice)
-    known: dict[str, Any] = {"stamp": None, "lowered": frozenset()}
-
-    def is_static_ollama_model(model: str) -> bool:
-        cost_map = litellm.model_cost
-        stamp = (id(cost_map), len(cost_map))
-        if known["stamp"] != stamp:
-            known["lowered"], known["stamp"] = frozenset(key.lower() for key in tuple(cost_map)), stamp
-        stripped = OllamaModelInfo._strip_ollama_model_prefix(model)
-        candidates = (model, stripped, "ollama/" + stripped, "ollama_chat/" + stripped)
-        return any(name.lower() in known["lowered"] for name in candidates)
-
-    is_static_ollama_model.__wrapped__ = original.__func__  # type: ignore[attr-defined]
-    OllamaModelInfo._is_static_ollama_model = staticmethod(is_static_ollama_model)
-    return True
-
-
-cache_ollama_cost_map_names()
+# The pinned release's speed fixes (in_proxy/release_fixes.py), applied once the hook is loaded.
+release_fixes.apply()

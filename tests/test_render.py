@@ -30,7 +30,7 @@ GENERAL_KEYS = {"master_key", "custom_auth", "background_health_checks", "health
                 "max_parallel_requests", "global_max_parallel_requests", "database_url", "coordination_redis"}
 PARAM_KEYS = {"model", "api_base", "api_key", "timeout", "stream_timeout", "max_tokens", "rpm", "tpm", "keep_alive",
               "max_retries", "num_ctx"}
-INFO_KEYS = {"id", "mode", "max_input_tokens", "max_tokens"}
+INFO_KEYS = {"id", "mode", "max_input_tokens", "max_tokens", "input_cost_per_token", "output_cost_per_token"}
 
 
 @pytest.fixture
@@ -48,7 +48,8 @@ def test_seed_fleet_renders_one_entry_per_model_and_backend(seed):
         assert {base for model, base in entries if model == name} == backends
     phi3 = next(e for e in config["model_list"] if e["model_name"] == "phi3-3.8b")
     assert phi3["litellm_params"]["model"] == "ollama_chat/phi3:3.8b-mini-128k-instruct-q8_0"
-    assert phi3["model_info"] == {"id": "phi3-3.8b@hx-llm01-server", "mode": "chat", "max_input_tokens": 2048}
+    assert phi3["model_info"] == {"id": "phi3-3.8b@hx-llm01-server", "mode": "chat", "max_input_tokens": 2048,
+                                  "input_cost_per_token": 0, "output_cost_per_token": 0}
     assert all(not e["litellm_params"]["api_base"].endswith("/v1") for e in config["model_list"])
 
 
@@ -207,5 +208,17 @@ def test_every_deployment_carries_its_window_to_ollama():
     assert windows[("phi3-3.8b", "http://hx-llm02-server.dev-test.hana-x.ai:11434")] == (4096, 4096)
     assert {w for k, w in windows.items() if k[1].startswith("http://hx-llm01")} == {(2048, 2048)}
     assert config["router_settings"]["enable_pre_call_checks"] is True
+    uniform = yaml.safe_load(rendered("config.yaml.j2", load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2), HOST))
+    # One window per model: the hook's refusal covers it; the router's second count of each prompt is left off.
+    assert uniform["router_settings"]["enable_pre_call_checks"] is False
     env = rendered("litellm.env.j2", load(seed_data(litellm_context_check=False, litellm_context_margin=40)), HOST)
     assert "GATEWAY_CONTEXT_CHECK=0\n" in env and "GATEWAY_CONTEXT_MARGIN=40\n" in env
+
+
+def test_every_deployment_is_priced_at_zero_so_litellm_prices_each_request_once():
+    """Models missing from LiteLLM's cost map (most Ollama tags) are otherwise priced twice per request,
+    failing both times (measured: 0.4 ms of CPU a request)."""
+    config = yaml.safe_load(rendered("config.yaml.j2", load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2), HOST))
+    assert config["model_list"] and all(
+        (e["model_info"]["input_cost_per_token"], e["model_info"]["output_cost_per_token"]) == (0, 0)
+        for e in config["model_list"])

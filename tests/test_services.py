@@ -125,8 +125,12 @@ def test_the_releases_checks_of_the_config_and_hook_find_the_modules_the_hook_im
     for command in (proxy.validate_command(s, "/etc/litellm/config.yaml"), proxy.hook_check_command(s, "x.py")):
         assert f"PYTHONPATH={HOST_LIB} " in command, command
     hook = ast.parse((REPO / "in_proxy/gateway_auth.py").read_text())
-    imported = {f"{node.module.replace('.', '/')}.py" for node in ast.walk(hook)
-                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("in_proxy")}
+    imported = set()
+    for node in ast.walk(hook):
+        if isinstance(node, ast.ImportFrom) and node.module == "in_proxy":  # from in_proxy import module
+            imported |= {f"in_proxy/{alias.name}.py" for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("in_proxy."):
+            imported.add(f"{node.module.replace('.', '/')}.py")
     assert imported and imported <= set(proxy.IN_PROXY_SOURCES), imported
     rows = [f.path for f in managed_files(s, "gw-a.example.org", '{"version": 1, "keys": {}}\n')]
     hook_row = rows.index(f"{s.config_dir}/gateway_auth.py")
