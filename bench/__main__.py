@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         dns_fleet, dns_single = stage("DNS preflight", measure.dns_dead_nameserver, runs)
         latency, profile = stage("cost per request", cost.cost_per_request, lab.gateways[0], requests, runs,
                                  measure.Figure)
+        first_token = stage("time to first token", cost.first_token_times, lab.gateways[0],
+                            20 if args.smoke else 100, runs, measure.Figure)
         default, tried = stage("workers", measure.worker_throughput, lab, requests, runs,
                                (1,) if args.smoke else (1, 2, 4))
         context = stage("context check", measure.on_off_cost, lab, requests, runs, "litellm_context_check",
@@ -94,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                     - median(by_name[f"p50 direct to Ollama double, {c} client(s)"]) for c in cost.CLIENTS}
     rate = median(by_name[f"requests/s through the gateway, {max(cost.CLIENTS)} client(s)"])
     cpu = median(by_name["CPU per request of the instance, through the gateway"])
+    by_name.update({f.name: f for f in first_token})
+    first_token_added = (median(by_name["time to first token p50 through the gateway, 1 client(s)"])
+                         - median(by_name["time to first token p50 direct to Ollama double, 1 client(s)"]))
     best = max(tried, key=median)
     seed = next(f for f in tried if "(seed" in f.name)
     change = {f.name.split(": ", 1)[-1] if f.unit == "requests" else f.name: f for f in changes}
@@ -108,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         ("p50 overhead, 10 clients (ms)", p50_overhead[10], 10.0),
         ("requests/s through the gateway, 10 clients", rate, None),
         ("CPU per request of the instance (ms)", cpu, cost.GOALS["CPU per request of the instance (ms)"]),
+        ("time to first token added, p50, 1 client (ms)", first_token_added,
+         cost.GOALS["time to first token added, p50, 1 client (ms)"]),
         ("context check: p50 with it on - off (ms)", median(context[0]) - median(context[2]), 5.0),
         *([("metrics callback: p50 with it on - off (ms)", median(metrics[0]) - median(metrics[2]), 5.0)]
           if metrics else []),
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
           if cached else []),
     ]
     figures = [*([first] if first else []), first_floor, rerun, rerun_floor, *scaling, status_one, status_all,
-               dns_fleet, dns_single, *latency, *tried, *context, *metrics, *changes, *firsts]
+               dns_fleet, dns_single, *latency, *first_token, *tried, *context, *metrics, *changes, *firsts]
     rows = [[f.name, f"{s['median']:.2f}", f"{s['min']:.2f}", f"{s['max']:.2f}", f"{s['n']}", f.unit]
             for f in figures for s in [f.summary()]]
     print(table(("FIGURE", "MEDIAN", "MIN", "MAX", "N", "UNIT"), rows))

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,11 @@ CLIENTS = (1, 10)
 # at one client, its throughput at ten (three times the ~80/s LiteLLM's defaults reach here) and the
 # instance's CPU per request (a third of their ~20 ms).
 GOALS = {"p50 overhead, 1 client (ms)": 5.0, "requests/s through the gateway, 10 clients": 240.0,
-         "CPU per request of the instance (ms)": 6.7}
+         "CPU per request of the instance (ms)": 6.7, "time to first token added, p50, 1 client (ms)": 5.0}
+# Streaming: the double waits this long before each token, as a model generating ~50 tokens/s does,
+# and answers this many: the time to the first token is then the backend's plus what the path adds.
+TOKEN_DELAY = 0.02
+STREAM_TOKENS = 4
 PROFILE_FRAMES = 15
 PY_SPY = Path(sys.executable).parent / "py-spy"
 # The serving instance's processes (its main process and the workers it forked): user + system
@@ -86,6 +91,27 @@ class KeepAliveClients:
             raise RuntimeError(f"{self.route.name}: HTTP {answer.status}")
         return (time.perf_counter() - started) * 1000
 
+    def first_token(self) -> float:
+        """One streamed request: ms until the first piece of generated text arrives (an Ollama NDJSON line
+        or an OpenAI server-sent event whose delta carries content); the rest is read too."""
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = http.client.HTTPConnection(self.route.host, self.route.port, timeout=60)
+        started = time.perf_counter()
+        conn.request("POST", self.route.path, self.payload, self.headers)
+        answer = conn.getresponse()
+        if answer.status != 200:
+            raise RuntimeError(f"{self.route.name}: HTTP {answer.status}")
+        first = None
+        while first is None:
+            line = answer.readline()
+            if not line:
+                raise RuntimeError(f"{self.route.name}: the stream ended before any text")
+            if has_text(line):
+                first = (time.perf_counter() - started) * 1000
+        answer.read()
+        return first
+
     def busy_until(self, stop: threading.Event, clients: int) -> None:
         """`clients` threads sending one request after another until `stop` is set."""
         def loop() -> None:
@@ -102,6 +128,18 @@ class KeepAliveClients:
         with ThreadPoolExecutor(max_workers=clients) as pool:
             times = list(pool.map(lambda _: self.call(), range(requests)))
         return times, time.perf_counter() - started
+
+
+def has_text(line: bytes) -> bool:
+    """Whether a streamed line carries generated text: Ollama's {"message": {"content": ...}} or an OpenAI
+    `data: {"choices": [{"delta": {"content": ...}}]}` event."""
+    line = line.strip().removeprefix(b"data:").strip()
+    if not line.startswith(b"{"):
+        return False
+    piece = json.loads(line)
+    if "message" in piece:
+        return bool(piece["message"].get("content"))
+    return any((choice.get("delta") or {}).get("content") for choice in piece.get("choices") or [])
 
 
 def serving_port(host: LabHost) -> int:
@@ -129,6 +167,51 @@ def paths(host: LabHost, port: int) -> list[Route]:
         Route("the instance directly", host.address, port, "/v1/chat/completions", chat, key),
         Route("through the gateway", host.address, GATEWAY_PORT, "/v1/chat/completions", chat, key),
     ]
+
+
+def streamed(ways: list[Route]) -> list[Route]:
+    """The same paths with the answer streamed, STREAM_TOKENS tokens long."""
+    routes = []
+    for way in ways:
+        body = {**way.body, "stream": True}
+        if "options" in body:
+            body["options"] = {**body["options"], "num_predict": STREAM_TOKENS}
+        else:
+            body["max_tokens"] = STREAM_TOKENS
+        routes.append(Route(way.name, way.host, way.port, way.path, body, way.key))
+    return routes
+
+
+@contextmanager
+def token_delay(backend: LabHost, seconds: float):
+    """The double behind the paths waits `seconds` before each token meanwhile (its behaviour file is
+    re-read when it changes)."""
+    path = backend.root / "etc/ollama-double.json"
+    original = path.read_text()
+    path.write_text(json.dumps({**json.loads(original), "token_delay": seconds}))
+    try:
+        yield
+    finally:
+        path.write_text(original)
+
+
+def first_token_times(host: LabHost, requests: int, runs: int, figure) -> list:
+    """Time to the first token of a streamed answer at 1 client, the double waiting TOKEN_DELAY before
+    each token: directly, at the instance and through the front (p50, p95), in the same run."""
+    ways = streamed(paths(host, serving_port(host)))
+    callers = {way.name: KeepAliveClients(way) for way in ways}
+    figures: dict[str, object] = {}
+    with token_delay(backends_of([host])[1], TOKEN_DELAY):
+        for _ in range(runs):
+            for way in ways:
+                # Warm up right before: an instance closes a connection idle for a few seconds.
+                callers[way.name].local.conn = None
+                callers[way.name].first_token()
+                times = [callers[way.name].first_token() for _ in range(requests)]
+                for q in (50, 95):
+                    name = f"time to first token p{q} {way.name}, 1 client(s)"
+                    figures.setdefault(name, figure(name, "ms")).samples.append(percentile(times, q))
+    return list(figures.values())
 
 
 def worker_pid(host: LabHost, port: int) -> int | None:
