@@ -94,12 +94,21 @@ class KeepAliveClients:
     def first_token(self) -> float:
         """One streamed request: ms until the first piece of generated text arrives (an Ollama NDJSON line
         or an OpenAI server-sent event whose delta carries content); the rest is read too."""
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = self.local.conn = http.client.HTTPConnection(self.route.host, self.route.port, timeout=60)
-        started = time.perf_counter()
-        conn.request("POST", self.route.path, self.payload, self.headers)
-        answer = conn.getresponse()
+        for attempt in (1, 2):
+            conn = getattr(self.local, "conn", None)
+            if conn is None:
+                conn = self.local.conn = http.client.HTTPConnection(self.route.host, self.route.port, timeout=60)
+            started = time.perf_counter()
+            try:
+                conn.request("POST", self.route.path, self.payload, self.headers)
+                answer = conn.getresponse()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # A kept-alive connection the server closed meanwhile: a new one, as HTTP clients do.
+                conn.close()
+                self.local.conn = None
+                if attempt == 2:
+                    raise
         if answer.status != 200:
             raise RuntimeError(f"{self.route.name}: HTTP {answer.status}")
         first = None

@@ -28,7 +28,8 @@ def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(
     report = json.loads(report_file.read_text())
     assert report["smoke"] is True and report["machine"]["cpus"] >= 1
     figures = report["figures"]
-    assert set(report["stages"]) >= {"first deploy", "cost per request", "changes under load"}, report["stages"]
+    assert set(report["stages"]) >= {"first deploy", "cost per request", "time to first token",
+                                      "changes under load"}, report["stages"]
     print("stages (s):", report["stages"])  # where the smoke run's minutes went (pytest -rP shows it)
     for name in ("first deploy to a fresh host", "floor: pip install + start to readiness", "re-run, nothing changed",
                  "floor: pyinfra connect + one no-op operation", "re-run, nothing changed, 2 gateway(s)",
@@ -37,6 +38,8 @@ def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(
                  "requests/s direct to Ollama double, 10 client(s)", "requests/s through the gateway, 10 client(s)",
                  "CPU per request of the instance, the instance directly",
                  "CPU per request of the instance, through the gateway",
+                 "time to first token p50 through the gateway, 1 client(s)",
+                 "time to first token p95 direct to Ollama double, 1 client(s)",
                  "requests/s through the gateway, 1 worker(s) (seed)",
                  "p50 through the gateway, context check on, 1 client(s)",
                  "requests/s through the gateway, context check off, 10 client(s)",
@@ -57,7 +60,8 @@ def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(
     failed = {name: c["value"] for name, c in report["comparisons"].items() if name.startswith("failed requests")}
     assert len(failed) == 2 and set(failed.values()) == {0}, failed
     assert figures["failed requests: plain systemctl restart (for comparison)"]["median"] > 0
-    assert len(report["comparisons"]) == 15  # a real run adds the metrics callback's, the fleet's first deploys
+    assert "time to first token added, p50, 1 client (ms)" in report["comparisons"]
+    assert len(report["comparisons"]) == 16  # a real run adds the metrics callback's, the fleet's first deploys
     # Where a worker's main thread spends its time, beside the figures: py-spy's top frames.
     profile = report_file.with_suffix(".profile.txt").read_text()
     assert "top 15 frames by inclusive time" in profile and profile in result.stdout, profile
