@@ -12,8 +12,12 @@ deployments, before the router picks among them (its least-busy rule breaks the 
    to load it too: a popular model then loads on a second backend instead of queueing behind one,
    never by evicting another model;
 3. no warm backend: those with room to load it (fewer models loaded than the most they were seen
-   holding at once: Ollama does not report its memory), else those where some loaded model runs
-   no request of this worker (its eviction costs no running request a reload), else all.
+   holding at once: Ollama does not report its memory), else those where the model Ollama would
+   evict runs no request of this worker and is worth least: loaded on another backend too (it
+   stays warm there), else the least asked for among this worker's last DEMAND_WINDOW requests.
+   Ollama's scheduler evicts, among the models running no request, the first by keep-alive
+   duration, then by name (shared/reference/ollama-scheduler.md): with one keep-alive for all, the
+   first by name. Else all.
 
 What each backend holds is asked every POLL_SECONDS, of every backend at once, each with a short
 timeout; a request never waits for it (an answer not yet in, or a backend that does not answer,
@@ -27,13 +31,14 @@ import asyncio
 import json
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 POLL_SECONDS = 2.0
 ASK_TIMEOUT = 1.0
+DEMAND_WINDOW = 256  # requests: what a model is worth is how many of the last ones asked for it
 
 
 def deployment_target(deployment: dict[str, Any]) -> tuple[str, str, int | None] | None:
@@ -74,6 +79,7 @@ class Residency:
     running: Counter = field(default_factory=Counter)  # (api_base, tag) -> the same, per model
     done: dict[tuple[str, str], float] = field(default_factory=dict)  # (api_base, tag) -> last one finished
     most: Counter = field(default_factory=Counter)  # api_base -> the most models it was seen holding at once
+    recent: deque = field(default_factory=lambda: deque(maxlen=DEMAND_WINDOW))  # the tags of the last requests
 
     def learn(self, api_base: str, answer: dict[str, Any], asked: float | None = None) -> None:
         """What `/api/ps` of this backend said (asked for at `asked`): its loaded models and their windows."""
@@ -86,9 +92,22 @@ class Residency:
         """Room to load one more without evicting, as far as can be told (never seen holding 2: yes)."""
         return self.most[api_base] < 2 or len(self.loaded[api_base]) < self.most[api_base]
 
-    def idle_model(self, api_base: str) -> bool:
-        """A model loaded there runs no request of this worker: evicting it interrupts nothing."""
-        return any(self.running[(api_base, name)] == 0 for name in self.loaded[api_base])
+    def victim(self, api_base: str) -> str | None:
+        """The model Ollama would evict there to load another: the first by name of those running no
+        request (of this worker, as far as it knows); None when every one runs a request."""
+        idle = [name for name in self.loaded[api_base] if self.running[(api_base, name)] == 0]
+        return min(idle) if idle else None
+
+    def eviction_cost(self, api_base: str) -> float:
+        """What loading another model there costs: nothing when the model evicted stays loaded elsewhere,
+        else how many recent requests asked for it; infinite when every loaded model runs a request."""
+        victim = self.victim(api_base)
+        if victim is None:
+            return float("inf")
+        if any(other != api_base and any(same_tag(victim, name) for name in held)
+               for other, held in self.loaded.items()):
+            return 0.0
+        return float(sum(1 for tag in self.recent if same_tag(tag, victim)))
 
     def forget(self, api_base: str) -> None:
         """A backend that did not answer: nothing is known of it."""
@@ -119,16 +138,20 @@ class Residency:
         counted = [(d, base) for d, (base, _, _) in known if base in self.loaded]
         if len(counted) < len(known):
             return deployments
-        for fits in (self.room, self.idle_model):
-            chosen = [d for d, base in counted if fits(base)]
-            if chosen:
-                return chosen
-        return deployments
+        roomy = [d for d, base in counted if self.room(base)]
+        if roomy:
+            return roomy
+        costs = {base: self.eviction_cost(base) for _, base in counted}
+        cheapest = min(costs.values())
+        if cheapest == float("inf"):
+            return deployments
+        return [d for d, base in counted if costs[base] == cheapest]
 
     def started(self, api_base: str, tag: str) -> None:
         """A request was sent to this deployment: count it (the model is loaded or loading there)."""
         self.in_flight[api_base] += 1
         self.running[(api_base, tag)] += 1
+        self.recent.append(tag)
 
     def finished(self, api_base: str, tag: str) -> None:
         if self.running[(api_base, tag)] > 0:

@@ -125,3 +125,30 @@ def test_a_model_goes_where_it_loads_without_evicting_else_where_eviction_interr
     r.learn(A, ps((PHI3, 4096), (MISTRAL, 4096)))
     r.started(A, PHI3)
     assert r.choose(every) == [deployment(A)]
+
+
+def test_a_cold_model_evicts_where_the_model_ollama_would_unload_is_worth_least():
+    """Both backends full, every model idle: Ollama unloads the first by name of the idle ones. A holds
+    gemma2 (first by name there) and llama3, B holds llama3.1 (first there) and phi3."""
+    r = Residency()
+    r.learn(A, ps(("gemma2:9b", 4096), ("llama3:8b", 4096)))
+    r.learn(B, ps(("llama3.1:8b", 4096), (PHI3, 4096)))
+    every = [deployment(A, MISTRAL), deployment(B, MISTRAL)]
+    for tag in ["gemma2:9b"] * 5 + ["llama3.1:8b"] * 2:  # gemma2 asked for more than llama3.1 lately
+        r.started(A if tag.startswith("gemma2") else B, tag)
+        r.finished(A if tag.startswith("gemma2") else B, tag)
+    assert r.victim(A) == "gemma2:9b" and r.victim(B) == "llama3.1:8b"
+    assert r.choose(every) == [deployment(B, MISTRAL)]  # evicting llama3.1 costs 2 recent requests, gemma2 5
+    r.started(B, "llama3.1:8b")  # now running there: Ollama would unload phi3 on B instead
+    assert r.victim(B) == PHI3 and r.choose(every) == [deployment(B, MISTRAL)]  # phi3: 0 recent requests
+    r.finished(B, "llama3.1:8b")
+    r.learn(A, ps(("gemma2:9b", 4096), ("llama3.1:8b", 4096)))  # llama3.1 on A too: B's copy costs nothing
+    for _ in range(10):
+        r.started(A, "llama3.1:8b")
+        r.finished(A, "llama3.1:8b")
+    assert r.eviction_cost(B) == 0.0 and r.choose(every) == [deployment(B, MISTRAL)]
+    r.started(A, "gemma2:9b")
+    r.started(A, "llama3.1:8b")
+    r.started(B, "llama3.1:8b")
+    r.started(B, PHI3)
+    assert r.choose(every) == every  # every loaded model runs a request: the router's own choice
