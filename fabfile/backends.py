@@ -1,4 +1,5 @@
-"""`fab health`: every model on every backend, present and loaded, without sending a completion."""
+"""`fab health`: every model on every backend, present and loaded, and what each backend holds in GPU
+memory, without sending a completion."""
 from __future__ import annotations
 
 from fabric import task
@@ -19,6 +20,14 @@ def _context(loaded: dict | None, declared: int) -> str:
     return f"{actual}" if actual == declared else f"{actual} (DECLARED {declared}: loaded by a request without it)"
 
 
+def _held(backend: str, loaded: dict[str, dict]) -> list[str]:
+    """A backend's residency as its /api/ps tells it: how many models, the GPU memory they hold (size_vram;
+    Ollama reports neither its total nor its queue), and each model with its own share."""
+    gib = sum(int(m.get("size_vram") or 0) for m in loaded.values()) / 2**30
+    each = ", ".join(f"{name} ({int(m.get('size_vram') or 0) / 2**30:.1f} GiB)" for name, m in sorted(loaded.items()))
+    return [backend, str(len(loaded)), f"{gib:.1f} GiB", each or "-"]
+
+
 @task
 def health(c):
     """Per model and backend, without completions: present, loaded, and the context window it is loaded with."""
@@ -27,7 +36,7 @@ def health(c):
     timeout = fleet.gateways[0].settings.preflight_timeout
     settings = fleet.gateways[0].settings
     by_name = {m.name: m for m in fleet.models}
-    rows, healthy = [], True
+    rows, healthy, held = [], True, []
     for backend in fleet.backends:
         try:
             address = resolve(backend.address)
@@ -35,6 +44,7 @@ def health(c):
             loaded = {m["name"]: m for m in get_json(address, backend, "/api/ps", timeout).get("models", [])}
         except Exception as error:
             healthy = False
+            held.append([backend.name, "-", "-", "UNREACHABLE"])
             rows += [[name, backend.name, by_name[name].tag, "UNREACHABLE", "-", "-", str(error)]
                      for name in backend.models]
             continue
@@ -48,7 +58,10 @@ def health(c):
                          _context(loaded.get(tag), settings.window(model, backend)),
                          f"loaded until {loaded[tag].get('expires_at', '')}" if tag in loaded
                          else ("" if present else f"fix: ollama pull {tag}")])
+        held.append(_held(backend.name, loaded))
     rows.sort()
     print(table(("MODEL", "BACKEND", "TAG", "PRESENT", "LOADED", "CONTEXT", "DETAIL"), rows))
+    print()
+    print(table(("BACKEND", "MODELS LOADED", "GPU MEMORY USED", "LOADED NOW"), held))
     if not healthy:
         raise Exit("a model is missing or a backend is unreachable", code=1)

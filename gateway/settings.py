@@ -269,7 +269,9 @@ DECLARED: tuple[Setting, ...] = (
     # loaded (Ollama's /api/ps, asked every 2 s), so backends do not load and evict models in turn.
     Setting("litellm_residency_routing", False, "send a model's requests to the backends that hold it loaded",
             check=Flag()),
-    Setting("litellm_residency_spill", 2, "requests in flight on every warm backend (per worker) before a cold "
+    # Spilling early costs loads: in the lab's benchmark a spill at 2 made 164 loads of 300 requests,
+    # at 8 (never reached by its 8 clients) 60 (bench/results/2026-12-04-residency-300-spill.json).
+    Setting("litellm_residency_spill", 8, "requests in flight on every warm backend (per worker) before a cold "
             "one may load the model too", check=Whole(1, 1000)),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in DECLARED}

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from gateway.lock import read_lock
 from gateway.settings import load
 from lab import control, machines
 from lab.fleet import fleet_data, write_inventory
-from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, gateway
+from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, OLLAMA_PORT, gateway
 from on_host.deadline import wait_until
 from tests.lab.conftest import REPO, TEST_GATEWAY, deploy, service, ssh
 
@@ -192,13 +193,22 @@ def test_validate_passes_on_the_deployed_config(first_deploy, tmp_path):
     assert "config OK" in row(result.stdout, TEST_GATEWAY.fqdn)
 
 
-def test_health_lists_every_model_on_every_backend(first_deploy, tmp_path):
+def test_health_lists_every_model_on_every_backend_and_what_each_backend_holds(first_deploy, tmp_path):
     result = fab(tmp_path, "health")
     assert result.returncode == 0, result.stdout + result.stderr
     for backend in BACKENDS:
         for model in backend.models:
             line = next(row for row in result.stdout.splitlines() if row.split()[:2] == [model, backend.name])
             assert "yes" in line
+    # Per backend: the models it holds loaded and their GPU memory, as its own /api/ps says.
+    held = result.stdout.split("MODELS LOADED", 1)[1].splitlines()
+    for backend in BACKENDS:
+        with urllib.request.urlopen(f"http://{backend.address}:{OLLAMA_PORT}/api/ps", timeout=5) as answer:
+            loaded = json.loads(answer.read())["models"]
+        line = next(row for row in held if row.split()[:1] == [backend.name]).split()
+        assert line[1] == str(len(loaded)), held
+        assert line[2:4] == [f"{sum(m['size_vram'] for m in loaded) / 2**30:.1f}", "GiB"], held
+        assert all(m["name"] in " ".join(line) for m in loaded), held
 
 
 def test_trial_makes_a_completion_and_leaves_the_service_alone(first_deploy, tmp_path):

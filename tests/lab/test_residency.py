@@ -47,7 +47,8 @@ def residency(first_deploy, deploy_dir):
     for backend, path in behaviours.items():
         path.write_text(json.dumps({**json.loads(originals[backend]), "vram_mib": 6000, "load_seconds_per_gib": 0.25,
                                     "token_delay": 0.02}))
-    result = deploy(deploy_dir, litellm_residency_routing=True)
+    # A busy holder lets another backend in at 2 requests in flight per worker (8 clients reach it).
+    result = deploy(deploy_dir, litellm_residency_routing=True, litellm_residency_spill=2)
     assert result.returncode == 0, result.output[-4000:]
     yield
     for backend, path in behaviours.items():
