@@ -33,6 +33,7 @@ import math
 import os
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 from litellm.integrations.custom_logger import CustomLogger
@@ -260,6 +261,10 @@ class RequestLimits(CustomLogger):
     def log_pre_api_call(self, model: Any, messages: Any, kwargs: dict) -> None:
         residency, target = _residency(), _called(kwargs)
         if residency and target:
+            counter = _routed()
+            if counter is not None:
+                counter.labels(backend=urlsplit(target[0]).netloc or target[0], model=target[1],
+                               residency="warm" if residency.warm(*target, None) else "cold").inc()
             residency.started(*target)
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
@@ -276,6 +281,27 @@ class RequestLimits(CustomLogger):
 
 
 _RESIDENCY: list = []  # this worker's Residency, made (and its poller started) on the first request
+_ROUTED: list = []  # its Prometheus counter, made with it (the instance's metrics gather every worker's)
+
+
+def _routed() -> Any:
+    """gateway_routed_requests_total{backend, model, residency}: requests residency routing sent to a
+    backend holding their model ("warm") or not ("cold": a load there; the BackendThrashing alert).
+    None when it cannot be made: counting never stands in a request's way."""
+    if not _ROUTED:
+        try:
+            from prometheus_client import REGISTRY, Counter
+
+            try:
+                counter = Counter("gateway_routed_requests", "Requests sent to an Ollama backend by residency "
+                                  "routing, with their model loaded there (warm) or not (cold)",
+                                  ["backend", "model", "residency"])
+            except ValueError:  # registered by another load of this module in the same process
+                counter = REGISTRY._names_to_collectors["gateway_routed_requests"]
+        except Exception:
+            counter = None
+        _ROUTED.append(counter)
+    return _ROUTED[0]
 
 
 def _residency() -> Residency | None:

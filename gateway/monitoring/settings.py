@@ -79,8 +79,8 @@ DECLARED: tuple[Setting, ...] = (
     Setting(
         "monitoring_thresholds",
         {},
-        "when alerts fire: down_for, error_ratio, p95_latency, limit_hits, disk_free, memory_available, "
-        "certificate_days",
+        "when alerts fire: down_for, error_ratio, p95_latency, limit_hits, cold_routes, disk_free, "
+        "memory_available, certificate_days",
     ),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in DECLARED}
@@ -89,6 +89,9 @@ THRESHOLDS: dict[str, float] = {
     "error_ratio": 0.05,  # failed / all requests of a model over 5 minutes (429s are the clients')
     "p95_latency": 30,  # seconds, a model's 95th percentile over 5 minutes, for 10 minutes
     "limit_hits": 20,  # a team's requests refused by its limits (429) in 15 minutes
+    # requests a minute residency routing sent to a backend not holding their model (each one a load
+    # there, most of them an eviction), for 10 minutes
+    "cold_routes": 6,
     "disk_free": 0.10,  # fraction of a file system still free
     "memory_available": 0.10,  # fraction of memory still available
     "certificate_days": 14,  # days before a gateway's certificate expires
@@ -116,6 +119,7 @@ class Thresholds:
     error_ratio: float
     p95_latency: float
     limit_hits: int
+    cold_routes: int
     disk_free: float
     memory_available: float
     certificate_days: int
@@ -215,7 +219,8 @@ def _thresholds(check: Checker) -> Thresholds:
                 f"monitoring_thresholds.{key}", f"{shown(value)} is not a fraction between 0 and 1, like 0.05"
             )
             values[key] = THRESHOLDS[key]
-    for key, low, high in (("down_for", 1, 86400), ("limit_hits", 1, 1_000_000), ("certificate_days", 1, 365)):
+    for key, low, high in (("down_for", 1, 86400), ("limit_hits", 1, 1_000_000), ("cold_routes", 1, 100_000),
+                            ("certificate_days", 1, 365)):
         values[key] = check.integer(key, low, high, value=values[key], where=f"monitoring_thresholds.{key}")
     p95 = values["p95_latency"]
     if isinstance(p95, bool) or not isinstance(p95, (int, float)) or not 0 < p95 <= 3600:

@@ -15,7 +15,8 @@ import pytest
 
 from in_proxy.residency import POLL_SECONDS
 from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, OLLAMA_PORT
-from tests.lab.conftest import TEST_GATEWAY, deploy
+from tests.lab.conftest import TEST_GATEWAY, deploy, serving
+from tests.lab.test_metrics import scrape, total
 
 pytestmark = pytest.mark.lab
 URL = f"http://{TEST_GATEWAY.address}:{GATEWAY_PORT}/v1"
@@ -88,9 +89,22 @@ def test_a_loaded_models_requests_go_where_it_is_loaded_and_never_load_it_elsewh
     assert (loads(holder), loads(other)) == (0, 0)  # it stayed loaded; nothing was loaded on the other
 
 
+def routed(residency: str, backend) -> float:
+    """gateway_routed_requests_total of the serving instance for phi3 on `backend`, as Prometheus scrapes it."""
+    port = int(serving().split("@")[1].split(".")[0])
+    return total(scrape(port), "gateway_routed_requests_total", backend=f"{backend.fqdn}:{OLLAMA_PORT}", model=TAG,
+                 residency=residency)
+
+
 def test_more_load_than_one_backend_runs_loads_the_model_on_the_other_once(residency, master_key):
     held_by(LLM2)
+    before = {(r, b.name): routed(r, b) for r in ("warm", "cold") for b in BACKENDS}
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert all(pool.map(lambda _: ask(master_key), range(48)))
     assert served(LLM1) > 0 and served(LLM2) > 0  # the busy holder let the other in
     assert loads(LLM1) == 1 and loads(LLM2) == 0  # and the other loaded it once, then kept it
+    # The metrics say so: requests sent to llm2 warm, the first to llm1 cold (one per worker at most: each
+    # learns what the other sent only from the next /api/ps), the rest to llm1 warm.
+    sent = {(r, b.name): routed(r, b) - before[(r, b.name)] for r in ("warm", "cold") for b in BACKENDS}
+    assert sent[("cold", "llm2")] == 0 and sent[("warm", "llm2")] == served(LLM2)
+    assert 1 <= sent[("cold", "llm1")] <= 2 and sent[("cold", "llm1")] + sent[("warm", "llm1")] == served(LLM1)
