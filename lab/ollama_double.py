@@ -20,6 +20,12 @@ steers it through a JSON behaviour file that is re-read whenever it changes:
      "max_queue": 512,       # requests waiting at most; beyond, 503 (OLLAMA_MAX_QUEUE)
      "max_loaded_models": 3}  # models loaded at once (OLLAMA_MAX_LOADED_MODELS)
 
+Given `tools`, a chat answer calls those the last user message names (in the order named; none
+named: the first tool), with arguments matching each tool's parameters, and writes no text; after
+the tools' results it answers in text. The tools' definitions count in the prompt. `format: "json"`
+makes the answer a JSON object, a JSON schema an instance of it. `/api/embed` and `/api/embeddings`
+give deterministic vectors of the model's dimension (EMBEDDING_DIMENSIONS).
+
 `POST /api/pull` adds a model to those the behaviour file lists and `DELETE /api/delete` removes
 one, as `ollama pull` and `ollama rm` do (until the double restarts; no bytes are downloaded).
 
@@ -118,10 +124,88 @@ def tokenize(text: str) -> list[str]:
     return TOKEN.findall(text)
 
 
-def chat_prompt(messages: list[Any]) -> str:
-    """The prompt a chat template makes of the messages, as the model reads it."""
+def chat_prompt(messages: list[Any], tools: list[Any] | None = None) -> str:
+    """The prompt a chat template makes of the messages, as the model reads it: a model given tools
+    reads their definitions first (Ollama's templates render them into the prompt)."""
     parts = [f"<|{m.get('role', 'user')}|>\n{m.get('content') or ''}<|end|>\n" for m in messages if isinstance(m, dict)]
+    if tools:
+        parts.insert(0, f"<|tools|>\n{json.dumps(tools)}<|end|>\n")
     return "".join(parts) + "<|assistant|>\n"
+
+
+# The vector size of the embedding models Ollama's library lists; another model's vectors have 8 numbers.
+EMBEDDING_DIMENSIONS = {"nomic-embed-text": 768, "mxbai-embed-large": 1024, "all-minilm": 384,
+                        "snowflake-arctic-embed": 1024, "bge-m3": 1024}
+
+
+def embedding(tag: str, text: str) -> list[float]:
+    """A deterministic vector for `text` (the same text, the same vector), of the model's dimension."""
+    size = EMBEDDING_DIMENSIONS.get(tag.split(":", 1)[0], 8)
+    numbers: list[float] = []
+    block = text.encode()
+    while len(numbers) < size:
+        block = hashlib.sha256(block).digest()
+        numbers.extend(round(b / 255.0, 4) for b in block)
+    return numbers[:size]
+
+
+def example(schema: Any, hint: str, defs: dict[str, Any] | None = None) -> Any:
+    """A value matching a JSON schema (what a model constrained by it writes): every property of an object,
+    one item of an array, the first of an enum or of anyOf/oneOf, `hint` for a string; $ref into $defs."""
+    if not isinstance(schema, dict):
+        return hint
+    defs = {**(defs or {}), **(schema.get("$defs") or schema.get("definitions") or {})}
+    if isinstance(schema.get("$ref"), str):
+        return example(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), hint, defs)
+    for choice in ("anyOf", "oneOf", "allOf"):
+        options = [o for o in schema.get(choice) or [] if not (isinstance(o, dict) and o.get("type") == "null")]
+        if options:
+            return example(options[0], hint, defs)
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object" or "properties" in schema:
+        return {name: example(sub, name, defs) for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [example(schema.get("items") or {}, hint, defs)]
+    return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(kind, hint)
+
+
+def tool_calls(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tools a model calls: each tool the last user message names, in the order named (none named: the
+    first tool), arguments matching its parameters; none when the last message is a tool's result (the
+    model answers it) or no tools were given."""
+    tools = [t["function"] for t in body.get("tools") or []
+             if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    if not tools or not messages or messages[-1].get("role") != "user":
+        return []
+    asked = str(messages[-1].get("content") or "")
+    named = sorted((asked.find(t["name"]), i) for i, t in enumerate(tools) if t.get("name") and t["name"] in asked)
+    chosen = [tools[i] for _, i in named] or tools[:1]
+    return [{"function": {"name": t.get("name", ""), "arguments": example(t.get("parameters") or {}, "value")}}
+            for t in chosen]
+
+
+def with_calls(piece: dict[str, Any], calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """A chat answer's piece carrying the model's tool calls (when it made any)."""
+    if calls:
+        piece["message"]["tool_calls"] = calls
+    return piece
+
+
+def formatted(format_: Any, reply: str) -> str | None:
+    """The content a model writes under `format`: "json" some JSON object, a JSON schema an instance of it;
+    None without a format."""
+    if format_ == "json":
+        return json.dumps({"answer": reply})
+    if isinstance(format_, dict):
+        return json.dumps(example(format_, reply))
+    return None
 
 
 def fit_to_window(tokens: list[str], num_ctx: int) -> list[str]:
@@ -490,6 +574,7 @@ class OllamaHandler(BaseHTTPRequestHandler):
             "/api/chat": self._chat,
             "/api/generate": self._generate,
             "/api/embed": self._embed,
+            "/api/embeddings": self._embeddings,
             "/api/pull": self._pull,
             "/_double/reset": self._reset,
         }
@@ -546,11 +631,16 @@ class OllamaHandler(BaseHTTPRequestHandler):
             return
         inputs = body.get("input") or []
         inputs = [inputs] if isinstance(inputs, str) else inputs
-        vectors = []
-        for text in inputs:
-            digest = hashlib.sha256(str(text).encode()).digest()
-            vectors.append([round(b / 255.0, 4) for b in digest[:8]])
-        self._send_json(200, {"model": tag, "embeddings": vectors})
+        self._send_json(200, {"model": tag, "embeddings": [embedding(tag, str(text)) for text in inputs],
+                              "total_duration": 2_000_000, "load_duration": 1_000_000,
+                              "prompt_eval_count": sum(len(tokenize(str(text))) for text in inputs)})
+
+    def _embeddings(self, body: dict[str, Any]) -> None:
+        """The older single-prompt endpoint: {model, prompt} -> {embedding}."""
+        tag = self._model_or_error(body)
+        if tag is None:
+            return
+        self._send_json(200, {"embedding": embedding(tag, str(body.get("prompt") or ""))})
 
     def _model_or_error(self, body: dict[str, Any]) -> str | None:
         name = body.get("model")
@@ -620,7 +710,8 @@ class OllamaHandler(BaseHTTPRequestHandler):
                      options: dict[str, Any], sent_ctx: Any, num_ctx: int, load_seconds: float, piece,
                      final_extra: dict[str, Any] | None) -> None:
         """The completion itself, on a slot of a loaded model."""
-        prompt = chat_prompt(body.get("messages") or []) if "messages" in body else str(body.get("prompt") or "")
+        prompt = (chat_prompt(body.get("messages") or [], body.get("tools")) if "messages" in body
+                  else str(body.get("prompt") or ""))
         whole = tokenize(prompt)
         read = fit_to_window(whole, num_ctx)
         with self.stats_lock:
@@ -630,7 +721,11 @@ class OllamaHandler(BaseHTTPRequestHandler):
                                       "stream": bool(body.get("stream", True)), "options": options,
                                       "keep_alive": body.get("keep_alive")})
         limit = options.get("num_predict")
-        words = str(behaviour.get("reply", DEFAULT_REPLY)).split()
+        reply = str(behaviour.get("reply", DEFAULT_REPLY))
+        calls = tool_calls(body) if "messages" in body else []
+        # A model calling tools writes no text; under a format it writes JSON (split where it has spaces,
+        # each piece a token: joined again, the same JSON).
+        words = [] if calls else (formatted(body.get("format"), reply) or reply).split()
         done_reason = "stop"
         if isinstance(limit, int) and 0 <= limit < len(words):
             words, done_reason = words[:limit], "length"
@@ -648,7 +743,7 @@ class OllamaHandler(BaseHTTPRequestHandler):
                 "load_duration": max(int(load_seconds * 1e9), 1_000_000),
                 "prompt_eval_count": prompt_tokens,
                 "prompt_eval_duration": 2_000_000,
-                "eval_count": len(tokens),
+                "eval_count": len(json.dumps(calls).split()) if calls else len(tokens),
                 "eval_duration": max(total - 3_000_000, 1),
                 **(final_extra or {}),
             }
@@ -663,14 +758,20 @@ class OllamaHandler(BaseHTTPRequestHandler):
                     if delay:
                         time.sleep(delay)
                     self._chunk({"model": tag, "created_at": _now(), **piece(token), "done": False})
+                if calls:  # the calls in one piece of their own, as Ollama streams them once parsed
+                    if delay:
+                        time.sleep(delay)
+                    called = with_calls(piece(""), calls)
+                    self._chunk({"model": tag, "created_at": _now(), **called, "done": False})
                 self._chunk({"model": tag, "created_at": _now(), **piece(""), **stats()})
                 self.wfile.write(b"0\r\n\r\n")
             except (BrokenPipeError, ConnectionResetError):
                 pass
             return
         if delay:
-            time.sleep(delay * len(tokens))
-        self._send_json(200, {"model": tag, "created_at": _now(), **piece("".join(tokens)), **stats()})
+            time.sleep(delay * max(len(tokens), 1 if calls else 0))
+        answer = with_calls(piece("".join(tokens)), calls)
+        self._send_json(200, {"model": tag, "created_at": _now(), **answer, **stats()})
 
 
 def serve(host: str, port: int, behaviour_file: str) -> ThreadingHTTPServer:

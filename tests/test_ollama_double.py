@@ -177,3 +177,84 @@ def test_without_num_ctx_the_default_window_applies_and_ps_shows_it(double):
     assert chat_once(base, words(5000))["prompt_eval_count"] == 2048
     chat_once(base, "hi", {"num_ctx": 8192})
     assert json.loads(call(base, "/api/ps")[2])["models"][0]["context_length"] == 8192
+
+
+# Tools, structured outputs and embeddings, read back with the official `ollama` client (its response
+# models parse every reply, as they parse Ollama's own).
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "required": ["city", "unit"],
+                   "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "kelvin"]},
+                                  "days": {"type": "integer"}}}}}
+CLOCK = {"type": "function", "function": {
+    "name": "get_time", "description": "The time in a zone",
+    "parameters": {"type": "object", "properties": {"zone": {"type": "string"}, "dst": {"type": "boolean"}}}}}
+
+
+def test_a_model_given_tools_calls_those_the_prompt_names_and_answers_their_results(double):
+    import ollama
+
+    base, _ = double
+    sdk = ollama.Client(host=base)
+    asked = [{"role": "user", "content": "Use get_time, then get_weather for Paris"}]
+    answer = sdk.chat(model=PHI3, messages=asked, tools=[WEATHER, CLOCK])
+    calls = answer.message.tool_calls
+    assert [c.function.name for c in calls] == ["get_time", "get_weather"]  # in the order the prompt names them
+    assert calls[1].function.arguments == {"city": "city", "unit": "celsius", "days": 1}
+    assert calls[0].function.arguments == {"zone": "zone", "dst": True}
+    assert answer.message.content == "" and answer.done_reason == "stop" and answer.eval_count > 0
+    # Streamed: the calls arrive in a piece of their own, the last piece has the counts.
+    pieces = list(sdk.chat(model=PHI3, messages=asked, tools=[WEATHER, CLOCK], stream=True))
+    streamed = [c.function.name for p in pieces for c in p.message.tool_calls or []]
+    assert streamed == ["get_time", "get_weather"] and pieces[-1].done and pieces[-1].prompt_eval_count
+    # No tool named: the first one. The tools' definitions are part of the prompt the model reads.
+    plain = sdk.chat(model=PHI3, messages=[{"role": "user", "content": "hello"}])
+    first = sdk.chat(model=PHI3, messages=[{"role": "user", "content": "hello"}], tools=[WEATHER, CLOCK])
+    assert [c.function.name for c in first.message.tool_calls] == ["get_weather"]
+    assert first.prompt_eval_count > plain.prompt_eval_count + 20
+    # The tool's result sent back: the model answers in text, calling nothing.
+    follow = sdk.chat(model=PHI3, tools=[WEATHER, CLOCK], messages=[
+        *asked, {"role": "assistant", "content": "", "tool_calls": [c.model_dump() for c in calls]},
+        {"role": "tool", "content": "12:00"}, {"role": "tool", "content": "sunny"}])
+    assert follow.message.content and not follow.message.tool_calls
+
+
+def test_a_format_makes_the_answer_json_and_a_schema_an_instance_of_it(double):
+    import ollama
+    import pydantic
+
+    class Unit(pydantic.BaseModel):
+        name: str
+        grams: float
+
+    class Recipe(pydantic.BaseModel):
+        title: str
+        serves: int
+        vegetarian: bool
+        kind: str = pydantic.Field(json_schema_extra={"enum": ["soup", "cake"]})
+        units: list[Unit]
+        note: str | None = None
+
+    base, _ = double
+    sdk = ollama.Client(host=base)
+    json_answer = sdk.chat(model=PHI3, messages=[{"role": "user", "content": "hi"}], format="json")
+    assert isinstance(json.loads(json_answer.message.content), dict)
+    recipe = Recipe.model_validate_json(sdk.chat(model=PHI3, messages=[{"role": "user", "content": "hi"}],
+                                                 format=Recipe.model_json_schema()).message.content)
+    assert recipe.kind == "soup" and recipe.units and recipe.serves == 1
+    streamed = "".join(p.message.content for p in sdk.chat(model=PHI3, messages=[{"role": "user", "content": "hi"}],
+                                                          format=Recipe.model_json_schema(), stream=True))
+    assert Recipe.model_validate_json(streamed) == recipe
+
+
+def test_embedding_models_give_vectors_of_their_dimension_the_same_for_the_same_text(double):
+    import ollama
+
+    base, behaviour = double
+    behaviour.write_text(json.dumps({"models": [PHI3, "nomic-embed-text:latest"]}))
+    sdk = ollama.Client(host=base)
+    batch = sdk.embed(model="nomic-embed-text", input=["a cat", "a dog"])
+    assert [len(v) for v in batch.embeddings] == [768, 768] and batch.embeddings[0] != batch.embeddings[1]
+    assert sdk.embed(model="nomic-embed-text", input="a cat").embeddings[0] == batch.embeddings[0]
+    assert sdk.embeddings(model="nomic-embed-text", prompt="a cat").embedding == batch.embeddings[0]
+    assert batch.prompt_eval_count == 4
