@@ -16,7 +16,6 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,30 +190,17 @@ def streamed(ways: list[Route]) -> list[Route]:
     return routes
 
 
-@contextmanager
-def token_delay(backend: LabHost, seconds: float):
-    """The double behind the paths waits `seconds` before each token meanwhile (its behaviour file is
-    re-read when it changes)."""
-    path = backend.root / "etc/ollama-double.json"
-    original = path.read_text()
-    path.write_text(json.dumps({**json.loads(original), "token_delay": seconds}))
-    try:
-        yield
-    finally:
-        path.write_text(original)
-
-
 def first_token_times(host: LabHost, requests: int, runs: int, figure) -> list:
     """Time to the first token of a streamed answer at 1 client, the double waiting TOKEN_DELAY before
     each token: directly, at the instance and through the front (p50, p95), in the same run."""
     ways = streamed(paths(host, serving_port(host)))
     callers = {way.name: KeepAliveClients(way) for way in ways}
     figures: dict[str, object] = {}
-    with token_delay(backends_of([host])[1], TOKEN_DELAY):
+    with machines.double_behaviour(backends_of([host])[1], token_delay=TOKEN_DELAY):
         for _ in range(runs):
             for way in ways:
-                # Warm up right before: an instance closes a connection idle for a few seconds.
-                callers[way.name].local.conn = None
+                # Warm up right before: an instance closes a connection idle for a few seconds, and
+                # first_token() then opens another, which this request's time would carry.
                 callers[way.name].first_token()
                 times = [callers[way.name].first_token() for _ in range(requests)]
                 for q in (50, 95):

@@ -30,7 +30,7 @@ def _held(backend: str, loaded: dict[str, dict]) -> list[str]:
 
 @task
 def health(c):
-    """Per model and backend, without completions: present, loaded, and the context window it is loaded with."""
+    """Per model and backend: present, loaded, the window it runs with; per backend its GPU memory (no completions)."""
     fleet = fleet_of(c)
     resolve = fleet.resolver()
     timeout = fleet.gateways[0].settings.preflight_timeout

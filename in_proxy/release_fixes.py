@@ -1,7 +1,7 @@
 """Speed fixes for the pinned LiteLLM release, applied inside the proxy when the auth hook loads.
 
-Each fix names the releases whose code it was read against and leaves any other release as it is:
-an upgrade never runs a fix written for code that changed. Each replaces one function by a wrapper
+The fixes apply to the releases their code was read against (READ_AGAINST) and leave any other as
+it is: an upgrade never runs a fix written for code that changed. Each replaces one function by a wrapper
 that gives the same answer, cheaper, and keeps the original as `__wrapped__` (applied once, however
 often the hook is loaded). A fix that cannot find what it wraps does nothing: a speed fix never
 keeps the proxy from starting.

@@ -158,6 +158,21 @@ def default_behaviour(host: LabHost) -> str:
     return json.dumps({"models": host.tags, "token_delay": 0.0, "fail": False, "hang": False}, indent=2) + "\n"
 
 
+@contextlib.contextmanager
+def double_behaviour(backend: LabHost, **changes):
+    """The backend's Ollama double with these behaviour keys changed meanwhile (it re-reads its file
+    when the file changes), its own behaviour put back after."""
+    import json
+
+    path = backend.root / "etc/ollama-double.json"
+    original = path.read_text()
+    path.write_text(json.dumps({**json.loads(original), **changes}))
+    try:
+        yield
+    finally:
+        path.write_text(original)
+
+
 def _pem_blocks(text: str) -> list[str]:
     return re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", text, re.S)
 

@@ -1,15 +1,14 @@
 """Team API keys with per-key limits, managed with fab, enforced by the real proxy, used with the OpenAI SDK."""
 from __future__ import annotations
 
-import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import openai
 import pytest
 
+from lab import machines
 from lab.topology import BACKENDS, GATEWAY_PORT, gateway
 from tests.lab.conftest import TEST_GATEWAY, deploy, service, ssh
 from tests.lab.test_fabfile import fab as run_fab
@@ -58,16 +57,8 @@ def chat(key: str, model: str = "phi3-3.8b", **kwargs):
     return client(key).chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], **kwargs)
 
 
-@contextmanager
 def slow_backend(delay: float):
-    llm1 = BACKENDS[0]
-    behaviour = llm1.root / "etc/ollama-double.json"
-    original = behaviour.read_text()
-    behaviour.write_text(json.dumps({**json.loads(original), "token_delay": delay}))
-    try:
-        yield
-    finally:
-        behaviour.write_text(original)
+    return machines.double_behaviour(BACKENDS[0], token_delay=delay)
 
 
 def test_created_key_works_and_only_its_hash_is_kept(fleet, keys_file):
