@@ -240,12 +240,16 @@ DECLARED: tuple[Setting, ...] = (
     ),
     # Public model name -> {"tag": Ollama tag, "mode": "chat", "context_window": int}. The window is
     # the context Ollama serves the model with (prompt and answer together; sent as num_ctx with
-    # every request); default 2048, the seed's figure.
-    Setting("litellm_models", {}, "public model name -> {tag, mode, context_window}"),
+    # every request); default 2048, the seed's figure. "keep_loaded": true keeps the model resident
+    # on its backends (each request and a timer send keep_alive -1; the backends must declare
+    # gpu_memory_gib, which the preflight holds the kept models' sizes against).
+    Setting("litellm_models", {}, "public model name -> {tag, mode, context_window[, keep_loaded]}"),
     # Backend name -> {"address": host name or IP, "port": 11434, "models": [public model names]},
     # or {"api_base": "http://host:11434", "models": [...]} (Ollama's root URL, never .../v1);
-    # optionally "context_windows": {model: int} where this backend serves a model with another window.
-    Setting("litellm_backends", {}, "backend name -> {address, port, models[, context_windows]} or {api_base, models}"),
+    # optionally "context_windows": {model: int} where this backend serves a model with another window,
+    # and "gpu_memory_gib": what its GPUs hold (required where a keep_loaded model is served).
+    Setting("litellm_backends", {}, "backend name -> {address, port, models[, context_windows, gpu_memory_gib]} "
+            "or {api_base, models}"),
     # Preflight: nameservers to ask (None: the system's), seconds a lookup or backend call may
     # take, and check classes to skip in an emergency ("dns", "backends"; loudly reported).
     Setting("litellm_dns_nameservers", None, "nameservers the preflight asks; None: the system's"),
@@ -405,6 +409,7 @@ class Model:
     tag: str
     mode: str
     context_window: int
+    keep_loaded: bool = False  # kept resident on every backend that serves it (keep_alive -1, re-sent by a timer)
 
 
 @dataclass(frozen=True)
@@ -414,6 +419,7 @@ class Backend:
     port: int
     models: tuple[str, ...]
     context_windows: tuple[tuple[str, int], ...] = ()  # (model, window) where it differs from the model's
+    gpu_memory_gib: float | None = None  # what its GPUs hold (Ollama does not say): checked against keep_loaded
 
     @property
     def api_base(self) -> str:
@@ -584,6 +590,11 @@ class Settings:
     def window(model: Model, backend: Backend) -> int:
         """The context `backend` serves `model` with: its own override, or the model's window."""
         return dict(backend.context_windows).get(model.name, model.context_window)
+
+    @property
+    def kept_loaded(self) -> list[tuple[Model, Backend]]:
+        """The deployments whose model is kept resident (keep_loaded), in inventory order."""
+        return [(m, b) for m, b in self.deployments if m.keep_loaded]
 
     @property
     def windows_differ(self) -> bool:
@@ -760,9 +771,9 @@ def _models(check: Checker) -> list[Model]:
                 "is now context_window: the window Ollama serves the model with, "
                 "prompt and answer together; rename the key",
             )
-        unknown = set(spec) - {"tag", "mode", "context_window", "max_input_tokens"}
+        unknown = set(spec) - {"tag", "mode", "context_window", "max_input_tokens", "keep_loaded"}
         if unknown:
-            check.problem(where, f"unknown keys {sorted(unknown)}; allowed: tag, mode, context_window")
+            check.problem(where, f"unknown keys {sorted(unknown)}; allowed: tag, mode, context_window, keep_loaded")
         tag = spec.get("tag")
         if not isinstance(tag, str) or not NAME.fullmatch(tag):
             check.problem(
@@ -775,7 +786,11 @@ def _models(check: Checker) -> list[Model]:
         window = check.integer(
             "", *WINDOW_RANGE, spec.get("context_window", DEFAULT_CONTEXT_WINDOW), f"{where}.context_window"
         )
-        models.append(Model(str(name), tag, mode, window))
+        keep_loaded = spec.get("keep_loaded", False)
+        if not isinstance(keep_loaded, bool):
+            check.problem(f"{where}.keep_loaded", f"{shown(keep_loaded)} is not true or false")
+            keep_loaded = False
+        models.append(Model(str(name), tag, mode, window, keep_loaded))
     return models
 
 
@@ -804,7 +819,19 @@ def _split_api_base(check: Checker, where: str, api_base: Any) -> tuple[str, int
     return parsed.hostname, port
 
 
-def _backends(check: Checker, model_names: set[str]) -> list[Backend]:
+def _gpu_memory(check: Checker, where: str, value: Any) -> float | None:
+    """A backend's GPU memory in GiB (absent: None)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.5 <= value <= 65536:
+        check.problem(where, f"{shown(value)} is not a size in GiB between 0.5 and 65536, like 24 or 79.6")
+        return None
+    return float(value)
+
+
+def _backends(check: Checker, models: list[Model]) -> list[Backend]:
+    model_names = {m.name for m in models}
+    kept = {m.name for m in models if m.keep_loaded}
     raw = check.data["litellm_backends"]
     if not isinstance(raw, Mapping) or not raw:
         check.problem(
@@ -819,10 +846,11 @@ def _backends(check: Checker, model_names: set[str]) -> list[Backend]:
                 where, "must be a mapping like {'address': 'llm01.example.org', 'port': 11434, 'models': [...]}"
             )
             continue
-        unknown = set(spec) - {"address", "port", "models", "api_base", "context_windows"}
+        unknown = set(spec) - {"address", "port", "models", "api_base", "context_windows", "gpu_memory_gib"}
         if unknown:
             check.problem(
-                where, f"unknown keys {sorted(unknown)}; allowed: address, port, models (or api_base), context_windows"
+                where, f"unknown keys {sorted(unknown)}; allowed: address, port, models (or api_base), context_windows, "
+                "gpu_memory_gib"
             )
         spec = dict(spec)
         if "api_base" in spec:
@@ -858,8 +886,16 @@ def _backends(check: Checker, model_names: set[str]) -> list[Backend]:
             if model not in served:
                 check.problem(f"{where}.context_windows", f"{shown(model)} is not among this backend's models")
             check.integer("", *WINDOW_RANGE, window, f"{where}.context_windows[{shown(model, 40)}]")
+        gpu_memory = _gpu_memory(check, f"{where}.gpu_memory_gib", spec.get("gpu_memory_gib"))
+        if gpu_memory is None and "gpu_memory_gib" not in spec and kept & set(served):
+            check.problem(
+                f"{where}.gpu_memory_gib",
+                f"is needed: it serves {', '.join(sorted(kept & set(served)))} (keep_loaded), whose sizes the preflight "
+                "holds against it; give its GPUs' memory, like 'gpu_memory_gib': 24 (nvidia-smi --query-gpu=memory.total)",
+            )
         backends.append(
-            Backend(str(name), address, port, tuple(served), tuple(sorted((str(m), w) for m, w in windows.items())))
+            Backend(str(name), address, port, tuple(served), tuple(sorted((str(m), w) for m, w in windows.items())),
+                    gpu_memory)
         )
     served_somewhere = {m for b in backends for m in b.models}
     for model in sorted(model_names - served_somewhere):
@@ -1237,7 +1273,7 @@ def load(data: Mapping[str, Any]) -> Settings:
     settings = Settings(
         **fields,
         models=tuple(models),
-        backends=tuple(_backends(check, {m.name for m in models})),
+        backends=tuple(_backends(check, models)),
         tls=_tls(check),
         fleet=_fleet(check, fields["bind_address"], fields["master_key"]),
         metrics=_metrics(check, _taken_ports(check, fields)),

@@ -17,7 +17,7 @@ deployments, before the router picks among them (its least-busy rule breaks the 
    stays warm there), else the least asked for among this worker's last DEMAND_WINDOW requests.
    Ollama's scheduler evicts, among the models running no request, the first by keep-alive
    duration, then by name (shared/reference/ollama-scheduler.md): with one keep-alive for all, the
-   first by name. Else all.
+   first by name, a model kept loaded (keep_alive -1: an expiry centuries away) last. Else all.
 
 What each backend holds is asked every POLL_SECONDS, of every backend at once, each with a short
 timeout; a request never waits for it (an answer not yet in, or a backend that does not answer,
@@ -34,11 +34,22 @@ import urllib.request
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 POLL_SECONDS = 2.0
 ASK_TIMEOUT = 1.0
 DEMAND_WINDOW = 256  # requests: what a model is worth is how many of the last ones asked for it
+FOREVER = timedelta(days=365)  # an expiry further away than this: loaded with keep_alive -1 (keep_loaded)
+
+
+def kept_forever(model: dict[str, Any], now: datetime) -> bool:
+    """An `/api/ps` entry loaded with a keep-alive of forever."""
+    try:
+        expires = datetime.fromisoformat(str(model.get("expires_at") or "").replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (expires if expires.tzinfo else expires.replace(tzinfo=UTC)) - now > FOREVER
 
 
 def deployment_target(deployment: dict[str, Any]) -> tuple[str, str, int | None] | None:
@@ -80,11 +91,15 @@ class Residency:
     done: dict[tuple[str, str], float] = field(default_factory=dict)  # (api_base, tag) -> last one finished
     most: Counter = field(default_factory=Counter)  # api_base -> the most models it was seen holding at once
     recent: deque = field(default_factory=lambda: deque(maxlen=DEMAND_WINDOW))  # the tags of the last requests
+    pinned: dict[str, set[str]] = field(default_factory=dict)  # api_base -> the tags loaded with keep_alive -1
 
     def learn(self, api_base: str, answer: dict[str, Any], asked: float | None = None) -> None:
         """What `/api/ps` of this backend said (asked for at `asked`): its loaded models and their windows."""
         self.loaded[api_base] = {m.get("name") or m.get("model"): m.get("context_length")
                                  for m in answer.get("models", []) if m.get("name") or m.get("model")}
+        now = datetime.now(UTC)
+        self.pinned[api_base] = {m.get("name") or m.get("model") for m in answer.get("models", [])
+                                 if kept_forever(m, now)}
         self.asked[api_base] = self.clock() if asked is None else asked
         self.most[api_base] = max(self.most[api_base], len(self.loaded[api_base]))
 
@@ -93,10 +108,12 @@ class Residency:
         return self.most[api_base] < 2 or len(self.loaded[api_base]) < self.most[api_base]
 
     def victim(self, api_base: str) -> str | None:
-        """The model Ollama would evict there to load another: the first by name of those running no
-        request (of this worker, as far as it knows); None when every one runs a request."""
+        """The model Ollama would evict there to load another: of those running no request (of this
+        worker, as far as it knows) the first by name, one kept loaded last; None when every one runs
+        a request."""
         idle = [name for name in self.loaded[api_base] if self.running[(api_base, name)] == 0]
-        return min(idle) if idle else None
+        kept = self.pinned.get(api_base, set())
+        return min(idle, key=lambda name: (name in kept, name)) if idle else None
 
     def eviction_cost(self, api_base: str) -> float:
         """What loading another model there costs: nothing when the model evicted stays loaded elsewhere,

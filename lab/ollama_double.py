@@ -24,7 +24,9 @@ Given `tools`, a chat answer calls those the last user message names (in the ord
 named: the first tool), with arguments matching each tool's parameters, and writes no text; after
 the tools' results it answers in text. The tools' definitions count in the prompt. `format: "json"`
 makes the answer a JSON object, a JSON schema an instance of it. `/api/embed` and `/api/embeddings`
-give deterministic vectors of the model's dimension (EMBEDDING_DIMENSIONS).
+give deterministic vectors of the model's dimension (EMBEDDING_DIMENSIONS). As in Ollama, a model
+answers only what its capabilities (`/api/show`) say: tools to a model whose template takes none,
+images to one without vision, or a chat to an embedding model get 400 with Ollama's message.
 
 `POST /api/pull` adds a model to those the behaviour file lists and `DELETE /api/delete` removes
 one, as `ollama pull` and `ollama rm` do (until the double restarts; no bytes are downloaded).
@@ -136,6 +138,31 @@ def chat_prompt(messages: list[Any], tools: list[Any] | None = None) -> str:
 # The vector size of the embedding models Ollama's library lists; another model's vectors have 8 numbers.
 EMBEDDING_DIMENSIONS = {"nomic-embed-text": 768, "mxbai-embed-large": 1024, "all-minilm": 384,
                         "snowflake-arctic-embed": 1024, "bge-m3": 1024}
+# What Ollama infers from a model's files (server/images.go Capabilities): its chat template takes
+# tools, it has a vision encoder, or it embeds only. The seed's phi3, llama3 and gemma2 take no tools.
+TOOL_MODELS = {"llama3.1", "llama3.2", "mistral", "mistral-nemo", "qwen2.5", "qwen3", "command-r", "llama3.3"}
+VISION_MODELS = {"llava", "bakllava", "llama3.2-vision", "gemma3", "qwen2.5vl", "minicpm-v", "moondream"}
+
+
+def capabilities(tag: str) -> list[str]:
+    """/api/show's capabilities of a model, by its name."""
+    base = tag.split(":", 1)[0]
+    if base in EMBEDDING_DIMENSIONS:
+        return ["embedding"]
+    return ["completion", *(["tools"] if base in TOOL_MODELS else []), *(["vision"] if base in VISION_MODELS else [])]
+
+
+def missing_capability(tag: str, body: dict[str, Any]) -> str | None:
+    """Ollama's 400 for a request the model cannot serve (routes.go: checked before it is scheduled)."""
+    have = capabilities(tag)
+    if "completion" not in have:
+        return f'"{tag}" does not support chat' if "messages" in body else f'"{tag}" does not support generate'
+    if body.get("tools") and "tools" not in have:
+        return f"{tag} does not support tools"
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    if (body.get("images") or any(isinstance(m, dict) and m.get("images") for m in messages)) and "vision" not in have:
+        return f"{tag} does not support vision"
+    return None
 
 
 def embedding(tag: str, text: str) -> list[float]:
@@ -242,14 +269,20 @@ def model_details(tag: str) -> dict[str, Any]:
     }
 
 
-def model_entry(tag: str) -> dict[str, Any]:
+def size_mib(tag: str, settings: dict[str, Any]) -> int:
+    """A model's size loaded, in MiB: the behaviour's model_sizes_mib, else the real model's."""
+    return int((settings.get("model_sizes_mib") or {}).get(tag, MODEL_SIZES_MIB.get(tag, OTHER_SIZE_MIB)))
+
+
+def model_entry(tag: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """A model as /api/tags lists it; its file is as large as the model loaded (without a context's cache)."""
     name = tag if ":" in tag else f"{tag}:latest"
     digest = hashlib.sha256(name.encode()).hexdigest()
     return {
         "name": name,
         "model": name,
         "modified_at": "2025-09-01T00:00:00Z",
-        "size": 1_000_000_000 + int(digest[:6], 16) * 100,
+        "size": size_mib(name, settings) * 2**20,
         "digest": digest,
         "details": model_details(name),
     }
@@ -410,7 +443,7 @@ class Scheduler:
     def _load_or_evict(self, tag: str, num_ctx: int, settings: dict[str, Any], now: float) -> bool:
         """Start loading `tag` if it fits; else choose one to go (findRunnerToUnload). Whether
         anything changed (a load started, a model went): if not, the caller waits."""
-        size = int((settings.get("model_sizes_mib") or {}).get(tag, MODEL_SIZES_MIB.get(tag, OTHER_SIZE_MIB)))
+        size = size_mib(tag, settings)
         vram = settings.get("vram_mib")
         most = int(settings.get("max_loaded_models") or 0)
         used = sum(r.size_mib for r in self.runners.values())
@@ -555,7 +588,8 @@ class OllamaHandler(BaseHTTPRequestHandler):
         elif path == "/api/version":
             self._send_json(200, {"version": VERSION})
         elif path == "/api/tags":
-            self._send_json(200, {"models": [model_entry(t) for t in self._models()]})
+            settings = self.behaviour.get()
+            self._send_json(200, {"models": [model_entry(t, settings) for t in self._models()]})
         elif path == "/api/ps":
             self._send_json(200, {"models": self._loaded()})
         elif path == "/_double/stats":
@@ -589,7 +623,7 @@ class OllamaHandler(BaseHTTPRequestHandler):
     def _loaded(self) -> list[dict[str, Any]]:
         out = []
         for runner in self.server.scheduler.loaded():  # type: ignore[attr-defined]
-            entry = model_entry(runner.tag)
+            entry = model_entry(runner.tag, {})
             entry.pop("modified_at")
             size = runner.size_mib * 1024 * 1024
             entry.update(size=size, expires_at=runner.expires_at(), size_vram=size, context_length=runner.num_ctx)
@@ -621,7 +655,7 @@ class OllamaHandler(BaseHTTPRequestHandler):
                 "template": "{{ .Prompt }}",
                 "details": details,
                 "model_info": {f"{details['family']}.context_length": 131072},
-                "capabilities": ["completion"],
+                "capabilities": capabilities(tag),
             },
         )
 
@@ -665,6 +699,10 @@ class OllamaHandler(BaseHTTPRequestHandler):
     def _complete(self, body: dict[str, Any], piece, final_extra: dict[str, Any] | None = None) -> None:
         tag = self._model_or_error(body)
         if tag is None:
+            return
+        refused = missing_capability(tag, body)
+        if refused:
+            self._send_json(400, {"error": refused})
             return
         behaviour = self.behaviour.get()
         if behaviour.get("hang"):

@@ -89,7 +89,7 @@ def test_prometheus_reads_the_config_it_is_given(tmp_path):
 
 def test_a_model_probe_matches_the_tags_ollama_lists_and_no_other(tmp_path):
     blackbox = yaml.safe_load(files(tmp_path)["blackbox.yml"])["modules"]
-    tags = json.dumps({"models": [model_entry("phi3:3.8b-mini-128k-instruct-q8_0"), model_entry("llama3:8b")]})
+    tags = json.dumps({"models": [model_entry("phi3:3.8b-mini-128k-instruct-q8_0", {}), model_entry("llama3:8b", {})]})
     def pattern(tag: str) -> str:
         return blackbox[f"ollama_has_{re.sub(r'[^A-Za-z0-9_]', '_', tag)}"]["http"][
             "fail_if_body_not_matches_regexp"][0]

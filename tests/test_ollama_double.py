@@ -13,6 +13,7 @@ import pytest
 from lab.ollama_double import VERSION, serve
 
 PHI3 = "phi3:3.8b-mini-128k-instruct-q8_0"
+MISTRAL = "mistral:7b"  # its template takes tools; phi3's does not
 
 
 @pytest.fixture
@@ -197,23 +198,23 @@ def test_a_model_given_tools_calls_those_the_prompt_names_and_answers_their_resu
     base, _ = double
     sdk = ollama.Client(host=base)
     asked = [{"role": "user", "content": "Use get_time, then get_weather for Paris"}]
-    answer = sdk.chat(model=PHI3, messages=asked, tools=[WEATHER, CLOCK])
+    answer = sdk.chat(model=MISTRAL, messages=asked, tools=[WEATHER, CLOCK])
     calls = answer.message.tool_calls
     assert [c.function.name for c in calls] == ["get_time", "get_weather"]  # in the order the prompt names them
     assert calls[1].function.arguments == {"city": "city", "unit": "celsius", "days": 1}
     assert calls[0].function.arguments == {"zone": "zone", "dst": True}
     assert answer.message.content == "" and answer.done_reason == "stop" and answer.eval_count > 0
     # Streamed: the calls arrive in a piece of their own, the last piece has the counts.
-    pieces = list(sdk.chat(model=PHI3, messages=asked, tools=[WEATHER, CLOCK], stream=True))
+    pieces = list(sdk.chat(model=MISTRAL, messages=asked, tools=[WEATHER, CLOCK], stream=True))
     streamed = [c.function.name for p in pieces for c in p.message.tool_calls or []]
     assert streamed == ["get_time", "get_weather"] and pieces[-1].done and pieces[-1].prompt_eval_count
     # No tool named: the first one. The tools' definitions are part of the prompt the model reads.
-    plain = sdk.chat(model=PHI3, messages=[{"role": "user", "content": "hello"}])
-    first = sdk.chat(model=PHI3, messages=[{"role": "user", "content": "hello"}], tools=[WEATHER, CLOCK])
+    plain = sdk.chat(model=MISTRAL, messages=[{"role": "user", "content": "hello"}])
+    first = sdk.chat(model=MISTRAL, messages=[{"role": "user", "content": "hello"}], tools=[WEATHER, CLOCK])
     assert [c.function.name for c in first.message.tool_calls] == ["get_weather"]
     assert first.prompt_eval_count > plain.prompt_eval_count + 20
     # The tool's result sent back: the model answers in text, calling nothing.
-    follow = sdk.chat(model=PHI3, tools=[WEATHER, CLOCK], messages=[
+    follow = sdk.chat(model=MISTRAL, tools=[WEATHER, CLOCK], messages=[
         *asked, {"role": "assistant", "content": "", "tool_calls": [c.model_dump() for c in calls]},
         {"role": "tool", "content": "12:00"}, {"role": "tool", "content": "sunny"}])
     assert follow.message.content and not follow.message.tool_calls
@@ -258,3 +259,27 @@ def test_embedding_models_give_vectors_of_their_dimension_the_same_for_the_same_
     assert sdk.embed(model="nomic-embed-text", input="a cat").embeddings[0] == batch.embeddings[0]
     assert sdk.embeddings(model="nomic-embed-text", prompt="a cat").embedding == batch.embeddings[0]
     assert batch.prompt_eval_count == 4
+
+
+def test_a_model_answers_only_what_its_capabilities_say_with_ollamas_400(double):
+    """/api/show's capabilities, and Ollama's refusals: tools to a model whose template takes none,
+    images to one without vision, a chat to an embedding model."""
+    import ollama
+
+    base, behaviour = double
+    behaviour.write_text(json.dumps({"models": [PHI3, MISTRAL, "llava:7b", "nomic-embed-text:latest"]}))
+    sdk = ollama.Client(host=base)
+    assert {tag: sdk.show(tag).capabilities for tag in (PHI3, MISTRAL, "llava:7b", "nomic-embed-text")} == {
+        PHI3: ["completion"], MISTRAL: ["completion", "tools"], "llava:7b": ["completion", "vision"],
+        "nomic-embed-text": ["embedding"]}
+    pixel = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    seen = [{"role": "user", "content": "What is this?", "images": [pixel]}]
+    assert sdk.chat(model="llava:7b", messages=seen).message.content
+    for model, request, message in [
+        (PHI3, {"tools": [WEATHER]}, f"{PHI3} does not support tools"),
+        (MISTRAL, {"messages": seen}, f"{MISTRAL} does not support vision"),
+        ("nomic-embed-text", {}, '"nomic-embed-text:latest" does not support chat'),
+    ]:
+        with pytest.raises(ollama.ResponseError) as refused:
+            sdk.chat(model=model, **{"messages": [{"role": "user", "content": "hi"}], **request})
+        assert (refused.value.status_code, refused.value.error) == (400, message)

@@ -127,6 +127,18 @@ def test_a_model_goes_where_it_loads_without_evicting_else_where_eviction_interr
     assert r.choose(every) == [deployment(A)]
 
 
+def test_a_model_kept_loaded_is_the_last_ollama_would_evict():
+    """keep_alive -1 (keep_loaded) sorts last in Ollama's choice of an idle model to unload; /api/ps
+    shows it as an expiry centuries away."""
+    r = Residency()
+    forever, soon = "2318-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
+    r.learn(A, {"models": [{"name": "gemma2:9b", "context_length": 4096, "expires_at": forever},
+                           {"name": "llama3:8b", "context_length": 4096, "expires_at": soon}]})
+    assert r.victim(A) == "llama3:8b"
+    r.started(A, "llama3:8b")  # the other one runs a request: the kept one is the only idle one left
+    assert r.victim(A) == "gemma2:9b"
+
+
 def test_a_cold_model_evicts_where_the_model_ollama_would_unload_is_worth_least():
     """Both backends full, every model idle: Ollama unloads the first by name of the idle ones. A holds
     gemma2 (first by name there) and llama3, B holds llama3.1 (first there) and phi3."""

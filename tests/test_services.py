@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gateway.services import fleet_address, front, proxy, registry, store
+import yaml
+
+from gateway.services import fleet_address, front, kept_models, proxy, registry, store
 from gateway.services.base import Change
 from gateway.services.registry import layout, managed_files
 from gateway.settings import load
@@ -15,8 +17,8 @@ from tests.test_settings import GOOD_KEY, seed_data
 REPO = Path(__file__).resolve().parent.parent
 
 
-def single():
-    return load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2)
+def single(**changes):
+    return load(seed_data(litellm_master_key=GOOD_KEY, **changes)).resolved(2)
 
 
 def test_a_gateway_runs_the_fleets_services_only_in_a_fleet():
@@ -51,7 +53,32 @@ def test_the_order_brings_up_what_each_service_needs_first():
     assert front.SERVICE.started_by == proxy.SERVICE.unit
     assert len(Change) == 4 and {x.change for x in registry.ORDER} == set(Change)
     assert [x.change for x in registry.ORDER] == [Change.RESTART, Change.RESTART, Change.RELOAD, Change.SWITCH_OVER,
-                                                  Change.RELOAD_CONFIG]
+                                                  Change.RELOAD_CONFIG, Change.RESTART]
+    # The kept models are loaded once the gateway serves: a load may take minutes.
+    assert order[-1] == kept_models.SERVICE.unit
+
+
+def test_a_model_kept_loaded_brings_its_keeper_and_a_request_that_keeps_it():
+    """keep_loaded: the keeper service, the file it reads, and keep_alive -1 on the model's deployments
+    only; without a kept model neither service nor file, and an earlier deploy's are removed."""
+    s = single(litellm_models={"phi3": {"tag": "phi3:3.8b", "keep_loaded": True}, "mistral": {"tag": "mistral:7b"}},
+               litellm_backends={"llm1": {"address": "llm1.example.org", "models": ["phi3", "mistral"],
+                                          "gpu_memory_gib": 24}})
+    assert kept_models.SERVICE in registry.on_host(s)
+    rows = registry.by_name(managed_files(s, "gw-a.example.org", '{"version": 1, "keys": {}}\n'))
+    kept = json.loads(rows[kept_models.FILE].content)["kept"]
+    assert kept == [{"api_base": "http://llm1.example.org:11434", "backend": "llm1", "model": "phi3",
+                     "num_ctx": 2048, "tag": "phi3:3.8b"}]
+    unit = rows[kept_models.UNIT].content.decode()
+    assert "on_host.keep_loaded /etc/litellm/keep-loaded.json" in unit and "Type=notify" in unit
+    config = yaml.safe_load(rows["config.yaml"].content)
+    assert {d["model_name"]: d["litellm_params"].get("keep_alive") for d in config["model_list"]} == {
+        "phi3": -1, "mistral": None}
+    off = single()
+    assert kept_models.SERVICE not in registry.on_host(off)
+    assert kept_models.FILE not in registry.by_name(managed_files(off, "gw-a.example.org",
+                                                                  '{"version": 1, "keys": {}}\n'))
+    assert f"/etc/systemd/system/{kept_models.UNIT}" in {p for r in registry.retired(off) for p in r.paths}
 
 
 def test_the_deploy_brings_every_service_up_by_its_declaration():

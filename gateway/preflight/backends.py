@@ -1,8 +1,10 @@
 """Ollama backends: reachable, answering, and holding every model the inventory assigns them.
 
 Per backend: a TCP connect, `GET /api/version`, and `GET /api/tags`, which must list each assigned
-model's tag exactly. A missing model is reported with the command that fixes it. Backends are
-checked concurrently.
+model's tag exactly. A missing model is reported with the command that fixes it. Where models are
+kept loaded (keep_loaded), their sizes as the backend reports them (`size_vram` in `/api/ps` where
+loaded, which counts the context's cache, else the file's `size` in `/api/tags`) must fit together in
+its declared gpu_memory_gib (Ollama reports no total). Backends are checked concurrently.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from gateway.settings import Backend, Model
 @dataclass(frozen=True)
 class BackendResult:
     backend: str
-    check: str  # "tcp", "version" or "models"
+    check: str  # "tcp", "version", "models" or "memory"
     ok: bool
     detail: str
     fix: str = ""
@@ -55,7 +57,7 @@ def check_backend(backend: Backend, models: dict[str, Model], timeout: float = 5
     try:
         version = get_json(address, backend, "/api/version", timeout).get("version", "?")
         results.append(BackendResult(name, "version", True, f"Ollama {version}"))
-        tags = {_normal(m["name"]) for m in get_json(address, backend, "/api/tags", timeout).get("models", [])}
+        tags = {_normal(m["name"]): m for m in get_json(address, backend, "/api/tags", timeout).get("models", [])}
     except (OSError, ValueError, KeyError, urllib.error.URLError) as error:
         results.append(BackendResult(name, "version", False, f"{backend.api_base} does not answer as Ollama: {error}",
                                      fix="check that Ollama (not another service) listens there"))
@@ -69,7 +71,35 @@ def check_backend(backend: Backend, models: dict[str, Model], timeout: float = 5
         ))
     else:
         results.append(BackendResult(name, "models", True, f"has all {len(wanted)} assigned models"))
+    kept = [models[m] for m in backend.models if m in models and models[m].keep_loaded]
+    if kept and not missing and backend.gpu_memory_gib is not None:
+        try:
+            loaded = {_normal(m["name"]): m for m in get_json(address, backend, "/api/ps", timeout).get("models", [])}
+        except (OSError, ValueError, KeyError, urllib.error.URLError) as error:
+            results.append(BackendResult(name, "memory", False, f"/api/ps does not answer: {error}",
+                                         fix="check that Ollama (not another service) listens there"))
+            return results
+        results.append(kept_fit(backend, kept, tags, loaded))
     return results
+
+
+def kept_fit(backend: Backend, kept: Sequence[Model], tags: dict[str, dict], loaded: dict[str, dict]) -> BackendResult:
+    """Whether the backend's keep_loaded models fit in its GPU memory together, by its own figures."""
+    sizes = {}
+    for model in kept:
+        tag = _normal(model.tag)
+        figure = (loaded.get(tag) or {}).get("size_vram") or tags[tag].get("size") or 0
+        sizes[model.name] = int(figure) / 2**30
+    need, have = sum(sizes.values()), backend.gpu_memory_gib or 0.0
+    each = ", ".join(f"{name} {gib:.1f} GiB" for name, gib in sizes.items())
+    if need > have:
+        return BackendResult(backend.name, "memory", False,
+                             f"the keep_loaded models need {need:.1f} GiB together ({each}), more than its "
+                             f"gpu_memory_gib of {have:g}",
+                             fix="set keep_loaded on fewer of its models, serve one from another backend, or correct "
+                                 "gpu_memory_gib if its GPUs hold more")
+    return BackendResult(backend.name, "memory", True,
+                         f"the keep_loaded models fit: {need:.1f} of {have:g} GiB ({each})")
 
 
 def check_backends(backends: Sequence[Backend], models: Sequence[Model], timeout: float = 5.0,

@@ -32,12 +32,20 @@ class Change(Enum):
     RELOAD_CONFIG = "reload-config"  # a changed config is reloaded; a changed unit restarts it
 
 
+def every_gateway(s: Settings) -> bool:
+    return True
+
+
+def in_a_fleet(s: Settings) -> bool:
+    return s.fleet is not None
+
+
 @dataclass(frozen=True)
 class Service:
     unit: str
     does: str  # what it is for, in the deploy's operation names
     change: Change
-    fleet_only: bool = False  # runs on a fleet's gateways only
+    runs_where: Callable[[Settings], bool] = every_gateway  # the gateways (by their settings) that run it
     # Its start is this service's step (it may have to take the port from another unit first): the
     # deploy checks it is enabled and running after that step.
     started_by: str | None = None

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.services import front
-from gateway.services.base import UNIT_DIR, Change, ManagedFile, Retired, Rows, Service
+from gateway.services.base import UNIT_DIR, Change, ManagedFile, Retired, Rows, Service, in_a_fleet
 from gateway.services.host import unit_command
 from gateway.settings import Settings
 
 UNIT = "litellm-fleet.service"
-SERVICE = Service(UNIT, "holds the fleet's address on one ready gateway", Change.RELOAD_CONFIG, fleet_only=True)
+SERVICE = Service(UNIT, "holds the fleet's address on one ready gateway", Change.RELOAD_CONFIG, runs_where=in_a_fleet)
 CONFIG = "/etc/keepalived/litellm-fleet.conf"  # not keepalived.conf: Debian's own unit stays idle
 RUNTIME_DIRECTORY = "litellm-fleet"
 # Written by a stopping front that holds the address (on_host/handover.py): keep it until its

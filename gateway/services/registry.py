@@ -14,7 +14,7 @@ from types import ModuleType
 
 from gateway import tls
 from gateway.render import render
-from gateway.services import fleet_address, front, host, metrics, proxy, store
+from gateway.services import fleet_address, front, host, kept_models, metrics, proxy, store
 from gateway.services.base import ManagedFile, Retired, Rows, Service
 from gateway.settings import Settings
 from gateway.team_keys import KeyStore, host_file
@@ -23,17 +23,17 @@ from gateway.team_keys import KeyStore, host_file
 # LiteLLM may refuse its config or auth hook (the deploy stops there) and a refused change must
 # leave every other service's files as they were; the scrape token's digest before the front's
 # config, whose check reads it.
-COMPONENTS: tuple[ModuleType, ...] = (host, proxy, store, metrics, front, fleet_address)
+COMPONENTS: tuple[ModuleType, ...] = (host, proxy, store, metrics, front, fleet_address, kept_models)
 
 # The order the deploy brings the services up in: the rate-limit store before the proxy that counts
 # in it, the front's new config before the switch-over that sets its servers' states, the fleet's
-# address after a front that answers.
-ORDER: tuple[Service, ...] = (*store.SERVICES, front.SERVICE, proxy.SERVICE, fleet_address.SERVICE)
+# address after a front that answers, the kept models' loads last.
+ORDER: tuple[Service, ...] = (*store.SERVICES, front.SERVICE, proxy.SERVICE, fleet_address.SERVICE, kept_models.SERVICE)
 
 
 def on_host(s: Settings) -> tuple[Service, ...]:
     """The services a gateway with these settings runs, in ORDER."""
-    return tuple(service for service in ORDER if s.fleet or not service.fleet_only)
+    return tuple(service for service in ORDER if service.runs_where(s))
 
 
 def units(s: Settings) -> tuple[str, ...]:

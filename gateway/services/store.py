@@ -17,14 +17,14 @@ import json
 from dataclasses import dataclass
 
 from gateway.services import front
-from gateway.services.base import Change, ManagedFile, Retired, Rows, Service
+from gateway.services.base import Change, ManagedFile, Retired, Rows, Service, in_a_fleet
 from gateway.services.host import unit_command
 from gateway.settings import Settings
 
 REDIS_UNIT = "litellm-redis.service"
 SENTINEL_UNIT = "litellm-sentinel.service"
 REDIS = Service(REDIS_UNIT, "keeps the rate-limit counters", Change.RESTART)
-SENTINEL = Service(SENTINEL_UNIT, "names the fleet's Redis primary", Change.RESTART, fleet_only=True)
+SENTINEL = Service(SENTINEL_UNIT, "names the fleet's Redis primary", Change.RESTART, runs_where=in_a_fleet)
 SERVICES = (REDIS, SENTINEL)
 SERVICE_NAME = "litellm-fleet"  # the primary's name the sentinels monitor
 PASSWORD_VAR = "LITELLM_REDIS_PASSWORD"  # in litellm.env (root only), beside the master key

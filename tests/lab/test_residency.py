@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
+from gateway.services import kept_models
 from in_proxy.residency import POLL_SECONDS
 from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, OLLAMA_PORT
-from tests.lab.conftest import TEST_GATEWAY, deploy, serving
+from tests.lab.conftest import TEST_GATEWAY, deploy, serving, ssh, wait_for
 from tests.lab.test_metrics import scrape, total
 
 pytestmark = pytest.mark.lab
@@ -108,3 +109,60 @@ def test_more_load_than_one_backend_runs_loads_the_model_on_the_other_once(resid
     sent = {(r, b.name): routed(r, b) - before[(r, b.name)] for r in ("warm", "cold") for b in BACKENDS}
     assert sent[("cold", "llm2")] == 0 and sent[("warm", "llm2")] == served(LLM2)
     assert 1 <= sent[("cold", "llm1")] <= 2 and sent[("cold", "llm1")] + sent[("warm", "llm1")] == served(LLM1)
+
+
+KEPT, KEPT_TAG = "mistral-7b", MODELS["mistral-7b"]["tag"]  # served by llm2 alone
+
+
+def keep_mistral(deploy_dir, gpu_memory_gib: float):
+    """A deploy of gw2 as the residency tests have it, mistral-7b kept loaded on llm2."""
+    models = {name: dict(spec) for name, spec in MODELS.items()}
+    models[KEPT]["keep_loaded"] = True
+    backends = {b.name: {"address": b.fqdn, "port": OLLAMA_PORT, "models": list(b.models)} for b in BACKENDS}
+    backends[LLM2.name]["gpu_memory_gib"] = gpu_memory_gib
+    return deploy(deploy_dir, litellm_residency_routing=True, litellm_residency_spill=2,
+                  litellm_models=models, litellm_backends=backends)
+
+
+def kept_on_llm2() -> dict | None:
+    return next((m for m in double(LLM2, "/api/ps")["models"] if m["name"] == KEPT_TAG), None)
+
+
+def test_a_kept_model_is_checked_against_the_backends_memory_loaded_for_ever_and_loaded_back(
+        residency, deploy_dir, master_key):
+    """keep_loaded: refused before any change where it cannot fit; else the keeper on gw2 loads it on
+    llm2 at its window for ever, each request keeps it so, and it comes back after an unload; a second
+    deploy changes nothing. (The residency fixture's own deploy afterwards removes the keeper.)"""
+    behaviour = LLM2.root / "etc/ollama-double.json"
+    behaviour.write_text(json.dumps({**json.loads(behaviour.read_text()), "vram_mib": 12000}))
+    refused = keep_mistral(deploy_dir, 3)
+    assert refused.returncode != 0
+    [row] = [line for line in refused.output.splitlines() if "backend memory" in line]
+    assert row.split()[:4] == ["llm2", "backend", "memory", "FAIL"], row
+    assert (f"the keep_loaded models need 4.1 GiB together ({KEPT} 4.1 GiB), more than its gpu_memory_gib of 3; "
+            "fix: set keep_loaded on fewer") in row
+    assert "Nothing was changed on any host" in refused.output
+    assert ssh(f"systemctl is-active {kept_models.UNIT}", check=False).strip() == "inactive"
+
+    result = keep_mistral(deploy_dir, 11.7)
+    assert result.returncode == 0, result.output[-4000:]
+    assert ssh(f"systemctl is-active {kept_models.UNIT}").strip() == "active"
+    kept = kept_on_llm2()
+    assert kept and kept["context_length"] == MODELS[KEPT]["context_window"], kept
+    assert int(kept["expires_at"][:4]) > 2200, kept  # keep_alive -1: for ever
+
+    sdk = openai.OpenAI(base_url=URL, api_key=master_key, max_retries=0, timeout=60)
+    for model in (KEPT, MODEL):
+        sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+    calls = {c["model"]: c["keep_alive"] for c in double(LLM2, "/_double/stats")["calls"]
+             if c["model"] in (KEPT_TAG, TAG)}
+    assert calls[KEPT_TAG] == -1 and calls.get(TAG, None) is None, calls
+
+    double(LLM2, "/api/generate", {"model": KEPT_TAG, "keep_alive": 0})  # as an Ollama restart would
+    wait_for(lambda: kept_on_llm2() is None, 10, "mistral unloaded from llm2")
+    ssh(f"systemctl restart {kept_models.UNIT}")  # its start waits until every kept model is back
+    assert int(kept_on_llm2()["expires_at"][:4]) > 2200
+    assert f"llm2: {KEPT} ({KEPT_TAG}) loaded" in ssh(f"journalctl -u {kept_models.UNIT} --since -1min --no-pager")
+
+    again = keep_mistral(deploy_dir, 11.7)
+    assert again.returncode == 0 and again.changes == 0, again.output[-3000:]
