@@ -1,10 +1,11 @@
-"""`python -m bench.residency [--requests N] [--on GW]`: routing strategies side by side on backends
-whose memory holds two of the seed's five models, every model on both backends, 8 clients sending a
-skewed mix (a few models popular, a long tail). Figures per strategy: loads, evictions, p50/p95
-latency, completions per second and the p95 of the rarest model.
+"""`python -m bench.residency [--requests N] [--on GW] [--backends 2|4]`: routing strategies side by
+side on backends whose memory holds two of the seed's five models, every model on every backend, 8
+clients sending a skewed mix (a few models popular, a long tail). Figures per strategy: loads,
+evictions, p50/p95 latency, completions per second and the p95 of the rarest model.
 
 Runs on the benchmark's gw3 and its backends (llm3, llm4: the Ollama double with `vram_mib`, sizes
-of the real models and a load time of LOAD_SECONDS_PER_GIB), or with `--on` on another lab gateway.
+of the real models and a load time of LOAD_SECONDS_PER_GIB; with `--backends 4` llm1 and llm2 too,
+which the lab's tests use: not while they run), or with `--on` on another lab gateway.
 Each strategy starts from backends with nothing loaded and sends the same sequence of requests.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from gateway.table import table
 from lab import control, topology
 from lab.fleet import fleet_data
 from lab.load import client
-from lab.topology import BENCH_GATEWAYS, GATEWAY_PORT, MODELS, OLLAMA_PORT, backends_of
+from lab.topology import BACKENDS, BENCH_GATEWAYS, GATEWAY_PORT, MODELS, OLLAMA_PORT, backends_of
 
 MIX = {"phi3-3.8b": 0.40, "llama3-8b": 0.25, "mistral-7b": 0.17, "llama3.1-8b": 0.11, "gemma2-9b": 0.07}
 VRAM_MIB = 10000  # two of the five models at once (3.9-5.2 GB each)
@@ -101,10 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.residency", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--on", type=topology.by_name, default=BENCH_GATEWAYS[0], metavar="GW")
+    parser.add_argument("--backends", type=int, choices=(2, 4), default=2)
     parser.add_argument("--json", type=Path, help="where to write the figures")
     args = parser.parse_args(argv)
     host = args.on
-    backends = backends_of([host])
+    backends = backends_of([host]) + (tuple(b for b in BACKENDS if b not in backends_of([host]))
+                                      if args.backends == 4 else ())
     control.ensure_extra_host(host)
     sequence = random.Random(7).choices(list(MIX), weights=list(MIX.values()), k=args.requests)
     every_model = {name: {**spec, "models": list(MODELS)}
@@ -135,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
           f"rarest p95 {ours['rarest_p95_s'] / base['rarest_p95_s']:.2f} (goal <= 1)")
     if args.json:
         args.json.write_text(json.dumps({"requests": args.requests, "clients": CLIENTS, "mix": MIX,
+                                         "backends": [b.name for b in backends],
                                          "vram_mib": VRAM_MIB, "results": results}, indent=2) + "\n")
     return 0
 

@@ -7,6 +7,7 @@ from invoke.exceptions import Exit
 
 from fabfile.common import fleet_of
 from gateway.preflight.backends import get_json
+from gateway.settings import Backend
 from gateway.table import table
 
 
@@ -20,12 +21,14 @@ def _context(loaded: dict | None, declared: int) -> str:
     return f"{actual}" if actual == declared else f"{actual} (DECLARED {declared}: loaded by a request without it)"
 
 
-def _held(backend: str, loaded: dict[str, dict]) -> list[str]:
+def _held(backend: Backend, loaded: dict[str, dict]) -> list[str]:
     """A backend's residency as its /api/ps tells it: how many models, the GPU memory they hold (size_vram;
-    Ollama reports neither its total nor its queue), and each model with its own share."""
+    of the inventory's gpu_memory_gib where declared: Ollama reports neither its total nor its queue),
+    and each model with its own share."""
     gib = sum(int(m.get("size_vram") or 0) for m in loaded.values()) / 2**30
     each = ", ".join(f"{name} ({int(m.get('size_vram') or 0) / 2**30:.1f} GiB)" for name, m in sorted(loaded.items()))
-    return [backend, str(len(loaded)), f"{gib:.1f} GiB", each or "-"]
+    total = f" of {backend.gpu_memory_gib:g}" if backend.gpu_memory_gib is not None else ""
+    return [backend.name, str(len(loaded)), f"{gib:.1f}{total} GiB", each or "-"]
 
 
 @task
@@ -58,7 +61,7 @@ def health(c):
                          _context(loaded.get(tag), settings.window(model, backend)),
                          f"loaded until {loaded[tag].get('expires_at', '')}" if tag in loaded
                          else ("" if present else f"fix: ollama pull {tag}")])
-        held.append(_held(backend.name, loaded))
+        held.append(_held(backend, loaded))
     rows.sort()
     print(table(("MODEL", "BACKEND", "TAG", "PRESENT", "LOADED", "CONTEXT", "DETAIL"), rows))
     print()

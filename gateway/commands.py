@@ -26,10 +26,13 @@ def front_trust(settings: Settings) -> tuple[str, ...]:
 
 
 def smoke_command(settings: Settings, url: str, ready_timeout: int) -> str:
-    """The smoke check on the host: ready, exactly the configured models, one completion."""
+    """The smoke check on the host: ready, exactly the configured models, one completion (with the
+    first chat model by name; with no chat model, one embedding)."""
     expected = sorted({model.name for model, _ in settings.deployments})
+    chat = sorted(m.name for m in settings.models if m.mode != "embedding")
+    tried = ("--model", chat[0]) if chat else ("--embedding-model", expected[0])
     return on_host("smoke", "--url", url, "--key-env-file", settings.env_file,
-                   "--ready-timeout", str(ready_timeout), *front_trust(settings), "--expect", *expected)
+                   "--ready-timeout", str(ready_timeout), *front_trust(settings), *tried, "--expect", *expected)
 
 
 def serving_command(ports: tuple[int, ...]) -> str:

@@ -240,10 +240,11 @@ DECLARED: tuple[Setting, ...] = (
     ),
     # Public model name -> {"tag": Ollama tag, "mode": "chat", "context_window": int}. The window is
     # the context Ollama serves the model with (prompt and answer together; sent as num_ctx with
-    # every request); default 2048, the seed's figure. "keep_loaded": true keeps the model resident
+    # every request); default 2048, the seed's figure. "mode": "embedding" serves it at
+    # /v1/embeddings; "vision": true lets images through to it. "keep_loaded": true keeps the model resident
     # on its backends (each request and a timer send keep_alive -1; the backends must declare
     # gpu_memory_gib, which the preflight holds the kept models' sizes against).
-    Setting("litellm_models", {}, "public model name -> {tag, mode, context_window[, keep_loaded]}"),
+    Setting("litellm_models", {}, "public model name -> {tag, mode, context_window[, vision, keep_loaded]}"),
     # Backend name -> {"address": host name or IP, "port": 11434, "models": [public model names]},
     # or {"api_base": "http://host:11434", "models": [...]} (Ollama's root URL, never .../v1);
     # optionally "context_windows": {model: int} where this backend serves a model with another window,
@@ -410,6 +411,7 @@ class Model:
     mode: str
     context_window: int
     keep_loaded: bool = False  # kept resident on every backend that serves it (keep_alive -1, re-sent by a timer)
+    vision: bool = False  # takes images (a vision model); others get 400 for an image
 
 
 @dataclass(frozen=True)
@@ -771,9 +773,10 @@ def _models(check: Checker) -> list[Model]:
                 "is now context_window: the window Ollama serves the model with, "
                 "prompt and answer together; rename the key",
             )
-        unknown = set(spec) - {"tag", "mode", "context_window", "max_input_tokens", "keep_loaded"}
+        unknown = set(spec) - {"tag", "mode", "context_window", "max_input_tokens", "keep_loaded", "vision"}
         if unknown:
-            check.problem(where, f"unknown keys {sorted(unknown)}; allowed: tag, mode, context_window, keep_loaded")
+            check.problem(where, f"unknown keys {sorted(unknown)}; allowed: tag, mode, context_window, keep_loaded, "
+                          "vision")
         tag = spec.get("tag")
         if not isinstance(tag, str) or not NAME.fullmatch(tag):
             check.problem(
@@ -786,11 +789,15 @@ def _models(check: Checker) -> list[Model]:
         window = check.integer(
             "", *WINDOW_RANGE, spec.get("context_window", DEFAULT_CONTEXT_WINDOW), f"{where}.context_window"
         )
-        keep_loaded = spec.get("keep_loaded", False)
-        if not isinstance(keep_loaded, bool):
-            check.problem(f"{where}.keep_loaded", f"{shown(keep_loaded)} is not true or false")
-            keep_loaded = False
-        models.append(Model(str(name), tag, mode, window, keep_loaded))
+        flags = {}
+        for flag in ("keep_loaded", "vision"):
+            flags[flag] = spec.get(flag, False)
+            if not isinstance(flags[flag], bool):
+                check.problem(f"{where}.{flag}", f"{shown(flags[flag])} is not true or false")
+                flags[flag] = False
+        if flags["vision"] and mode == "embedding":
+            check.problem(f"{where}.vision", "an embedding model takes no images; drop vision or the embedding mode")
+        models.append(Model(str(name), tag, mode, window, **flags))
     return models
 
 
@@ -849,8 +856,8 @@ def _backends(check: Checker, models: list[Model]) -> list[Backend]:
         unknown = set(spec) - {"address", "port", "models", "api_base", "context_windows", "gpu_memory_gib"}
         if unknown:
             check.problem(
-                where, f"unknown keys {sorted(unknown)}; allowed: address, port, models (or api_base), context_windows, "
-                "gpu_memory_gib"
+                where, f"unknown keys {sorted(unknown)}; allowed: address, port, models (or api_base), "
+                "context_windows, gpu_memory_gib"
             )
         spec = dict(spec)
         if "api_base" in spec:
@@ -890,8 +897,9 @@ def _backends(check: Checker, models: list[Model]) -> list[Backend]:
         if gpu_memory is None and "gpu_memory_gib" not in spec and kept & set(served):
             check.problem(
                 f"{where}.gpu_memory_gib",
-                f"is needed: it serves {', '.join(sorted(kept & set(served)))} (keep_loaded), whose sizes the preflight "
-                "holds against it; give its GPUs' memory, like 'gpu_memory_gib': 24 (nvidia-smi --query-gpu=memory.total)",
+                f"is needed: it serves {', '.join(sorted(kept & set(served)))} (keep_loaded), whose sizes the "
+                "preflight holds against it; give its GPUs' memory, like 'gpu_memory_gib': 24 "
+                "(nvidia-smi --query-gpu=memory.total)",
             )
         backends.append(
             Backend(str(name), address, port, tuple(served), tuple(sorted((str(m), w) for m, w in windows.items())),

@@ -13,7 +13,11 @@ pinned LiteLLM's speed fixes (in_proxy/release_fixes.py).
     the requested max_tokens exceed the window is refused with OpenAI's own 400
     `context_length_exceeded`, where Ollama would cut it short in silence; a client's own
     `num_ctx` is dropped (the deployment's applies); an answer may not run past the window;
+  - tool definitions and a response_format's JSON schema count as prompt; each input of an
+    embedding request must fit the embedding model's window (Ollama would cut it short);
   - max_tokens / max_completion_tokens must be whole numbers from 1 (else 400);
+  - what no Ollama model can do (n > 1, logprobs, a forced tool_choice, images to a model that is
+    not a vision model, images by URL) is refused with 400 instead of dropped (in_proxy/ollama_fit.py);
   - a team key's limits: a request asking for more than the key's max_tokens is refused with
     400, naming the limit (silently cutting an answer short would look like a model fault); a
     request that asks for no limit gets the key's; the call's timeout is at most the key's;
@@ -39,7 +43,7 @@ from fastapi import HTTPException, Request
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
 
-from in_proxy import release_fixes
+from in_proxy import ollama_fit, release_fixes
 from in_proxy.residency import Residency, backend_of, deployment_target
 
 MASTER_KEY_VAR = "LITELLM_MASTER_KEY"
@@ -51,6 +55,7 @@ CONTEXT_MARGIN_VAR = "GATEWAY_CONTEXT_MARGIN"  # percent added to the token coun
 # worker lets the others in (in_proxy/residency.py).
 RESIDENCY_VAR = "GATEWAY_RESIDENCY_SPILL"
 GENERATING_CALLS = {"completion", "acompletion", "text_completion", "atext_completion"}
+EMBEDDING_CALLS = {"embeddings", "aembedding", "embedding"}
 # What a team key may call: the OpenAI-compatible model routes, nothing that manages the proxy.
 TEAM_ROUTES = {
     "/chat/completions", "/v1/chat/completions", "/completions", "/v1/completions",
@@ -129,19 +134,38 @@ class ContextLengthExceeded(ProxyException):
         return body
 
 
-def _windows(model_name: Any) -> list[int]:
-    """The windows (num_ctx) the deployments of a public model name are served with."""
+def _deployments(model_name: Any) -> list[dict]:
+    """The router's deployments of a public model name."""
     from litellm.proxy.proxy_server import llm_router
 
     if llm_router is None or not isinstance(model_name, str):
         return []
-    deployments = llm_router.get_model_list(model_name=model_name) or []
+    return llm_router.get_model_list(model_name=model_name) or []
+
+
+def _windows(deployments: list[dict]) -> list[int]:
+    """The windows (num_ctx) the deployments are served with."""
     return [d["litellm_params"]["num_ctx"] for d in deployments
             if isinstance(d.get("litellm_params", {}).get("num_ctx"), int)]
 
 
+def _schema(data: dict) -> str | None:
+    """The JSON schema a response_format asks for, as the backend receives it (Ollama's `format`)."""
+    wanted = data.get("response_format")
+    if not isinstance(wanted, dict) or wanted.get("type") != "json_schema":
+        return None
+    schema = (wanted.get("json_schema") or {}).get("schema")
+    return json.dumps(schema) if schema is not None else None
+
+
+def _raised(counted: int) -> int:
+    """A count raised by the gateway's margin (LiteLLM's cl100k counts fewer than these models do)."""
+    return math.ceil(counted * (100 + int(os.environ.get(CONTEXT_MARGIN_VAR, "25"))) / 100)
+
+
 async def _prompt_tokens(data: dict) -> int:
-    """LiteLLM's count of the prompt (cl100k for Ollama models), raised by the gateway's margin."""
+    """LiteLLM's count of the prompt (cl100k for Ollama models), the tools' definitions and a
+    response_format's schema included, raised by the gateway's margin."""
     import litellm
 
     if "messages" in data:
@@ -149,8 +173,10 @@ async def _prompt_tokens(data: dict) -> int:
                                           tools=data.get("tools"), use_default_image_token_count=True)
     else:
         counted = await asyncio.to_thread(litellm.token_counter, text=str(data.get("prompt") or ""))
-    margin = int(os.environ.get(CONTEXT_MARGIN_VAR, "25"))
-    return math.ceil(counted * (100 + margin) / 100)
+    schema = _schema(data)
+    if schema is not None:
+        counted += await asyncio.to_thread(litellm.token_counter, text=schema)
+    return _raised(counted)
 
 
 # Ollama's own request fields and options. LiteLLM passes every top-level field it does not know
@@ -209,6 +235,13 @@ class RequestLimits(CustomLogger):
         limit = metadata.get("gateway_max_tokens")  # None for the master key: no per-key limits
         asked = asked_tokens(data, limit)
         no_image_fetches(data.get("messages"))
+        deployments = _deployments(data.get("model")) if call_type in GENERATING_CALLS | EMBEDDING_CALLS else []
+        if call_type in GENERATING_CALLS:
+            try:
+                ollama_fit.check(data, vision=bool(deployments) and all(
+                    (d.get("model_info") or {}).get("supports_vision") for d in deployments))
+            except ollama_fit.Unfit as unfit:
+                raise _bad_request(str(unfit)) from None
         if limit is not None:
             for field in OLLAMA_FIELDS & data.keys():
                 del data[field]
@@ -217,7 +250,9 @@ class RequestLimits(CustomLogger):
         data.pop("num_ctx", None)
         room = None
         if call_type in GENERATING_CALLS and os.environ.get(CONTEXT_CHECK_VAR, "1") == "1":
-            room = await self._room(data, asked)
+            room = await self._room(data, asked, _windows(deployments))
+        if call_type in EMBEDDING_CALLS and os.environ.get(CONTEXT_CHECK_VAR, "1") == "1":
+            await self._inputs_fit(data, _windows(deployments))
         if asked is None and call_type in GENERATING_CALLS:
             # An answer may not run past the window either (Ollama would drop the prompt's start
             # to make room): at most what is left of it, and at most the key's limit.
@@ -232,9 +267,29 @@ class RequestLimits(CustomLogger):
         return data
 
     @staticmethod
-    async def _room(data: dict, asked: int | None) -> int | None:
+    async def _inputs_fit(data: dict, windows: list[int]) -> None:
+        """Each input of an embedding request within the model's window: Ollama would embed its start only."""
+        import litellm
+
+        if not windows:
+            return
+        inputs = data.get("input")
+        texts = [inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []
+        window = max(windows)
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                continue  # token ids: LiteLLM turns them back into text itself
+            tokens = _raised(await asyncio.to_thread(litellm.token_counter, text=text))
+            if tokens > window:
+                raise ContextLengthExceeded(
+                    message=(f"This model's maximum context length is {window} tokens, however you requested "
+                             f"{tokens} tokens in input[{index}]. Please reduce the length of the input."),
+                    type="invalid_request_error", param="input", code=400,
+                )
+
+    @staticmethod
+    async def _room(data: dict, asked: int | None, windows: list[int]) -> int | None:
         """Tokens left for the answer in the largest window of the model; refuse when the request does not fit."""
-        windows = _windows(data.get("model"))
         if not windows:
             return None
         window = max(windows)  # where windows differ, LiteLLM's pre-call checks pick a deployment it fits

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -152,10 +153,27 @@ def ollama_unit(host: LabHost) -> str:
     )
 
 
+def topology_stamp(host: LabHost) -> str:
+    """Which models the topology gives the backend, as its behaviour file records them."""
+    return hashlib.sha256(" ".join(host.tags).encode()).hexdigest()[:12]
+
+
 def default_behaviour(host: LabHost) -> str:
     import json
 
-    return json.dumps({"models": host.tags, "token_delay": 0.0, "fail": False, "hang": False}, indent=2) + "\n"
+    return json.dumps({"models": host.tags, "token_delay": 0.0, "fail": False, "hang": False,
+                       "lab_topology": topology_stamp(host)}, indent=2) + "\n"
+
+
+def behaviour_current(path: Path, host: LabHost) -> bool:
+    """The behaviour file was written for the topology's models (a test's changes to it are kept; a
+    lab built before the topology gained a model is given it)."""
+    import json
+
+    try:
+        return json.loads(path.read_text()).get("lab_topology") == topology_stamp(host)
+    except (OSError, ValueError):
+        return False
 
 
 @contextlib.contextmanager
@@ -220,7 +238,7 @@ def configure_root(host: LabHost) -> bool:
         wants = root / "etc/systemd/system/multi-user.target.wants/ollama.service"
         if not wants.is_symlink():
             wants.symlink_to("/etc/systemd/system/ollama.service")
-        if not (root / "etc/ollama-double.json").exists():
+        if not behaviour_current(root / "etc/ollama-double.json", host):
             _write(root / "etc/ollama-double.json", default_behaviour(host))
     return changed
 

@@ -28,13 +28,15 @@ FLEET_NAME = "gateway"  # gateway.lab.test: the fleet's floating address
 CONTROL_ADDRESS = "127.1.0.254"
 PACKAGE_PROXY_PORT = 3128
 
-# The seed's five models, as Ollama tags.
+# The seed's five models, as Ollama tags; then a vision model and an embedding model.
 MODELS: dict[str, dict] = {
     "phi3-3.8b": {"tag": "phi3:3.8b-mini-128k-instruct-q8_0", "context_window": 2048},
     "llama3-8b": {"tag": "llama3:8b", "context_window": 2048},
     "llama3.1-8b": {"tag": "llama3.1:8b", "context_window": 2048},
     "mistral-7b": {"tag": "mistral:7b", "context_window": 2048},
     "gemma2-9b": {"tag": "gemma2:9b", "context_window": 2048},
+    "llava-7b": {"tag": "llava:7b", "context_window": 2048, "vision": True},
+    "nomic-embed-text": {"tag": "nomic-embed-text:latest", "mode": "embedding", "context_window": 8192},
 }
 
 
@@ -69,8 +71,9 @@ class LabHost:
 
 
 BACKENDS = (
-    LabHost("llm1", "backend", "127.0.10.21", ("phi3-3.8b", "llama3-8b", "llama3.1-8b")),
-    LabHost("llm2", "backend", "127.0.10.22", ("phi3-3.8b", "mistral-7b", "gemma2-9b")),
+    LabHost("llm1", "backend", "127.0.10.21",
+            ("phi3-3.8b", "llama3-8b", "llama3.1-8b", "llava-7b", "nomic-embed-text")),
+    LabHost("llm2", "backend", "127.0.10.22", ("phi3-3.8b", "mistral-7b", "gemma2-9b", "nomic-embed-text")),
 )
 # The same two backends again for the gateways whose tests run beside the others (the fleet's, the
 # benchmark's): the faults those tests put into llm1 and llm2, and the calls they count there, stay theirs.

@@ -77,6 +77,16 @@ def check_completion(base: str, key: str, model: str, timeout: float) -> str:
     return content
 
 
+def check_embedding(base: str, key: str, model: str, timeout: float) -> str:
+    status, answer = request(f"{base}/v1/embeddings", key, {"model": model, "input": "Say hello."}, timeout=timeout)
+    if status != 200:
+        raise CheckFailed(f"embedding with {model} answered HTTP {status}: {answer}")
+    vector = answer["data"][0]["embedding"]
+    if not vector:
+        raise CheckFailed(f"embedding with {model} came back empty")
+    return f"a vector of {len(vector)}"
+
+
 def ready_with_models(base: str, key: str, expected: list[str], timeout: float) -> list[str]:
     """Wait for readiness, then list the models. Through the front, the readiness answer can come
     from an instance the front is just marking down (a thawed or slow one): its 503 until the front
@@ -107,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     key_source.add_argument("--key-file", help="file holding only the key")
     parser.add_argument("--expect", nargs="*", default=[], help="exactly these models must be listed")
     parser.add_argument("--model", help="model for the completion (default: first expected/listed)")
+    parser.add_argument("--embedding-model", help="no chat model: an embedding request with this one instead")
     parser.add_argument("--ready-timeout", type=float, default=120)
     parser.add_argument("--timeout", type=float, default=60, help="seconds for the completion")
     pin_argument(parser)
@@ -125,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         listed = ready_with_models(base, key, args.expect, args.ready_timeout)
         print(f"ok   models: {', '.join(listed)}")
+        if args.embedding_model and not args.model:
+            print(f"ok   embedding with {args.embedding_model}: "
+                  f"{check_embedding(base, key, args.embedding_model, args.timeout)}")
+            return 0
         model = args.model or (args.expect or listed)[0]
         content = check_completion(base, key, model, args.timeout)
         print(f"ok   completion with {model}: {content[:60]!r}")

@@ -18,7 +18,7 @@ from gateway.monitoring.settings import READINESS, READY, THRESHOLDS, load_monit
 from gateway.settings import SettingsError, load
 from lab.fleet import FLEET_SETTINGS, fleet_data
 from lab.ollama_double import model_entry
-from lab.topology import fleet_hosts
+from lab.topology import BACKENDS, fleet_hosts
 from on_host import readiness
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,7 +82,8 @@ def test_prometheus_reads_the_config_it_is_given(tmp_path):
     assert len(jobs["litellm"]) == 6 and len(jobs["litellm-front"]) == 3 and len(jobs["node"]) == 4
     assert {c["labels"]["__scheme__"] for c in jobs["litellm"]} == {"http", "https"}
     assert [c["targets"][0] for c in jobs["gateway-readiness"]][-1] == "https://gateway.lab.test:4000/health/readiness"
-    assert len(jobs["ollama-models"]) == 6  # each model of each backend (the fleet's llm3/llm4 are not in fleet_data())
+    # Each model of each backend (the fleet's llm3/llm4 are not in fleet_data()).
+    assert len(jobs["ollama-models"]) == sum(len(b.models) for b in BACKENDS)
     assert rendered["gateways-ca.crt"].startswith("-----BEGIN CERTIFICATE-----")
     assert rendered["metrics.token"].strip() == (tmp_path / "metrics.token").read_text().strip()
 

@@ -30,7 +30,8 @@ GENERAL_KEYS = {"master_key", "custom_auth", "background_health_checks", "health
                 "max_parallel_requests", "global_max_parallel_requests", "database_url", "coordination_redis"}
 PARAM_KEYS = {"model", "api_base", "api_key", "timeout", "stream_timeout", "max_tokens", "rpm", "tpm", "keep_alive",
               "max_retries", "num_ctx"}
-INFO_KEYS = {"id", "mode", "max_input_tokens", "max_tokens", "input_cost_per_token", "output_cost_per_token"}
+INFO_KEYS = {"id", "mode", "max_input_tokens", "max_tokens", "input_cost_per_token", "output_cost_per_token",
+             "supports_vision"}
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_seed_fleet_renders_one_entry_per_model_and_backend(seed):
     phi3 = next(e for e in config["model_list"] if e["model_name"] == "phi3-3.8b")
     assert phi3["litellm_params"]["model"] == "ollama_chat/phi3:3.8b-mini-128k-instruct-q8_0"
     assert phi3["model_info"] == {"id": "phi3-3.8b@hx-llm01-server", "mode": "chat", "max_input_tokens": 2048,
-                                  "input_cost_per_token": 0, "output_cost_per_token": 0}
+                                  "supports_vision": False, "input_cost_per_token": 0, "output_cost_per_token": 0}
     assert all(not e["litellm_params"]["api_base"].endswith("/v1") for e in config["model_list"])
 
 
@@ -224,3 +225,18 @@ def test_every_deployment_is_priced_at_zero_so_litellm_prices_each_request_once(
     assert config["model_list"] and all(
         (e["model_info"]["input_cost_per_token"], e["model_info"]["output_cost_per_token"]) == (0, 0)
         for e in config["model_list"])
+
+
+def test_an_embedding_model_is_served_by_ollamas_embed_api_and_a_vision_model_says_it_takes_images():
+    s = load(seed_data(litellm_master_key=GOOD_KEY, litellm_models={
+        "phi3": {"tag": "phi3:3.8b"}, "llava": {"tag": "llava:7b", "vision": True},
+        "nomic": {"tag": "nomic-embed-text", "mode": "embedding", "context_window": 8192}},
+        litellm_backends={"llm1": {"address": "llm1.example.org", "models": ["phi3", "llava", "nomic"]}})).resolved(2)
+    config = yaml.safe_load(rendered("config.yaml.j2", s, HOST))
+    entries = {e["model_name"]: e for e in config["model_list"]}
+    assert entries["nomic"]["litellm_params"]["model"] == "ollama/nomic-embed-text"
+    info = entries["nomic"]["model_info"]
+    assert info["mode"] == "embedding" and "supports_vision" not in info
+    assert entries["nomic"]["litellm_params"]["num_ctx"] == 8192
+    assert (entries["llava"]["model_info"]["supports_vision"], entries["phi3"]["model_info"]["supports_vision"]) == (
+        True, False)

@@ -64,3 +64,18 @@ def test_other_answers_fail_at_once(front: str) -> None:
     with pytest.raises(smoke.CheckFailed, match="missing"):
         smoke.ready_with_models(front, "key", ["phi3-3.8b", "mistral-7b"], timeout=10)
     assert Front.model_lists == 1
+
+
+def test_the_deploys_smoke_check_completes_with_a_chat_model_else_embeds() -> None:
+    from gateway.commands import smoke_command
+    from gateway.settings import load
+    from tests.test_settings import GOOD_KEY, seed_data
+
+    def smoke(models: dict) -> str:
+        s = load(seed_data(litellm_master_key=GOOD_KEY, litellm_models=models, litellm_backends={
+            "llm1": {"address": "llm1.example.org", "models": list(models)}}))
+        return smoke_command(s, s.local_url, 10)
+
+    embed = {"tag": "nomic-embed-text", "mode": "embedding"}
+    assert "--model phi3 --expect nomic phi3" in smoke({"nomic": embed, "phi3": {"tag": "phi3:3.8b"}})
+    assert "--embedding-model nomic --expect nomic" in smoke({"nomic": embed})

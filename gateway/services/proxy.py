@@ -15,9 +15,9 @@ INSTANCE_TEMPLATE = "litellm@.service"
 SERVICE = Service(INSTANCE_TEMPLATE, "the proxy instances (LiteLLM)", Change.SWITCH_OVER)
 # The unit every gateway ran before the front existed: stopped and removed when the front takes its port.
 LEGACY_UNIT = "litellm.service"
-# The proxy imports these (the auth hook imports release_fixes.py and residency.py).
-IN_PROXY_SOURCES = ("in_proxy/__init__.py", "in_proxy/log_limits.py", "in_proxy/release_fixes.py",
-                    "in_proxy/residency.py", "in_proxy/serve.py")
+# The proxy imports these (the auth hook imports ollama_fit.py, release_fixes.py and residency.py).
+IN_PROXY_SOURCES = ("in_proxy/__init__.py", "in_proxy/log_limits.py", "in_proxy/ollama_fit.py",
+                    "in_proxy/release_fixes.py", "in_proxy/residency.py", "in_proxy/serve.py")
 
 # What config.yaml names in the hook (templates/config.yaml.j2): the check below asks for exactly these.
 HOOK_MODULE, HOOK_AUTH, HOOK_LIMITS = "gateway_auth", "user_api_key_auth", "request_limits"

@@ -209,6 +209,13 @@ def test_health_lists_every_model_on_every_backend_and_what_each_backend_holds(f
         assert line[1] == str(len(loaded)), held
         assert line[2:4] == [f"{sum(m['size_vram'] for m in loaded) / 2**30:.1f}", "GiB"], held
         assert all(m["name"] in " ".join(line) for m in loaded), held
+    # With the GPUs' memory declared in the inventory, the use is shown of it.
+    declared = {b.name: {"address": b.fqdn, "port": OLLAMA_PORT, "models": list(b.models), "gpu_memory_gib": 24}
+                for b in BACKENDS}
+    result = fab(tmp_path, "health", litellm_backends=declared)
+    held = result.stdout.split("MODELS LOADED", 1)[1].splitlines()
+    assert all(next(row for row in held if row.split()[:1] == [b.name]).split()[3:5] == ["of", "24"]
+               for b in BACKENDS), held
 
 
 def test_trial_makes_a_completion_and_leaves_the_service_alone(first_deploy, tmp_path):

@@ -33,6 +33,7 @@ from lab.topology import FLEET_VIP, GATEWAY_PORT, STATE_DIR, fleet_hosts
 from tests.lab.conftest import Deploy, deploy, wait_for
 from tests.lab.test_edge import clients_routes_answer, refused_by_the_front, request
 from tests.lab.test_fabfile import fab
+from tests.lab.test_openai_features import CLOCK, EMBEDDING_MODEL, TOOLS_MODEL, WEATHER, City
 
 FLEET_CA = front.FLEET_CA  # on each gateway: the CA Redis, Sentinel and LiteLLM verify each other with
 
@@ -163,6 +164,23 @@ def test_the_fleet_address_lets_through_the_client_routes_only_without_a_key_and
     status, body = request(FLEET_VIP, "POST", "/v1/chat/completions", key, json.dumps(
         {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": -1}).encode(), ca_file=ca_file)
     assert status == 400 and b"limit of 64 tokens" in body, body
+
+
+def test_tool_calls_structured_outputs_and_embeddings_through_the_fleet_address_with_a_team_key(fleet, tmp_path,
+                                                                                               ca_file):
+    sdk = client(URL, team_key(tmp_path, "fleet-features", "--max-tokens", "256"), ca_file=ca_file)
+    asked = [{"role": "user", "content": "Use get_time for Europe/Paris, then get_weather for Paris."}]
+    with sdk.chat.completions.stream(model=TOOLS_MODEL, messages=asked, tools=[WEATHER, CLOCK]) as stream:
+        calls = stream.get_final_completion().choices[0].message.tool_calls
+    assert [(c.function.name, sorted(json.loads(c.function.arguments))) for c in calls] == [
+        ("get_time", ["zone"]), ("get_weather", ["city", "unit"])]
+    city = sdk.chat.completions.parse(model="mistral-7b", messages=[{"role": "user", "content": "Paris"}],
+                                      response_format=City).choices[0].message.parsed
+    assert isinstance(city, City) and city.name
+    vectors = sdk.embeddings.create(model=EMBEDDING_MODEL, input=["one", "two"]).data
+    assert [len(v.embedding) for v in vectors] == [768, 768]
+    with pytest.raises(openai.BadRequestError, match="n=3 is not supported"):
+        sdk.chat.completions.create(model=MODEL, messages=asked, n=3)
 
 
 def test_redis_and_sentinel_answer_the_fleets_gateways_and_nobody_else(fleet):
