@@ -29,7 +29,7 @@ from lab import control, machines
 from lab.faults import release_does_not_start
 from lab.fleet import FLEET_CA_DIR, monitoring_urls, write_inventory
 from lab.load import PAUSE, SteadyLoad, client
-from lab.topology import FLEET_VIP, GATEWAY_PORT, STATE_DIR, fleet_hosts
+from lab.topology import FLEET_VIP, GATEWAY_PORT, STATE_DIR, backends_of, fleet_hosts
 from tests.lab.conftest import Deploy, deploy, wait_for
 from tests.lab.test_edge import clients_routes_answer, refused_by_the_front, request
 from tests.lab.test_fabfile import fab
@@ -566,7 +566,8 @@ def test_the_monitoring_host_watches_the_fleet_over_https(fleet, deploy_dir, tmp
     with pytest.raises(urllib.error.URLError):  # plain HTTP gets no page
         urllib.request.urlopen(prometheus.replace("https:", "http:") + "/-/ready", timeout=5).read()
     expected = {"litellm": 2 * len(FLEET), "litellm-front": len(FLEET), "node": len(FLEET) + 1,
-                "gateway-readiness": len(FLEET) + 1, "ollama-version": 2, "ollama-models": 6}
+                "gateway-readiness": len(FLEET) + 1, "ollama-version": 2,
+                "ollama-models": sum(len(b.models) for b in backends_of(FLEET))}
 
     def healthy():
         targets = api("targets")["activeTargets"]
