@@ -56,6 +56,7 @@ CONTEXT_MARGIN_VAR = "GATEWAY_CONTEXT_MARGIN"  # percent added to the token coun
 RESIDENCY_VAR = "GATEWAY_RESIDENCY_SPILL"
 GENERATING_CALLS = {"completion", "acompletion", "text_completion", "atext_completion"}
 EMBEDDING_CALLS = {"embeddings", "aembedding", "embedding"}
+INLINE_COUNT_CHARS = 4000  # a prompt (with its tools) this long or shorter is counted on the event loop
 # What a team key may call: the OpenAI-compatible model routes, nothing that manages the proxy.
 TEAM_ROUTES = {
     "/chat/completions", "/v1/chat/completions", "/completions", "/v1/completions",
@@ -169,10 +170,16 @@ async def _prompt_tokens(data: dict) -> int:
     import litellm
 
     if "messages" in data:
-        counted = await asyncio.to_thread(litellm.token_counter, messages=data.get("messages") or [],
-                                          tools=data.get("tools"), use_default_image_token_count=True)
+        count = (litellm.token_counter, {"messages": data.get("messages") or [], "tools": data.get("tools"),
+                                         "use_default_image_token_count": True})
     else:
-        counted = await asyncio.to_thread(litellm.token_counter, text=str(data.get("prompt") or ""))
+        count = (litellm.token_counter, {"text": str(data.get("prompt") or "")})
+    # A short prompt is counted at once (tens of microseconds); handing it to a thread costs more than
+    # that and delays the request. A long one is counted on a thread, the event loop serving on.
+    if len(str(count[1])) <= INLINE_COUNT_CHARS:
+        counted = count[0](**count[1])
+    else:
+        counted = await asyncio.to_thread(count[0], **count[1])
     schema = _schema(data)
     if schema is not None:
         counted += await asyncio.to_thread(litellm.token_counter, text=schema)

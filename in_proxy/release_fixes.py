@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextvars
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from importlib.metadata import version
 from typing import Any
 
@@ -139,7 +140,191 @@ def no_recount_of_counted_answers() -> bool:
             and _wrap(litellm, "token_counter", make_counter))
 
 
-FIXES = (cache_ollama_cost_map_names, skip_unkept_rate_limit_gauges, no_recount_of_counted_answers)
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _zero_priced(logging_obj: Any) -> bool:
+    """The call went to an Ollama deployment priced at 0 (the gateway's config.yaml), and nothing in
+    the request or the deployment can add a price: LiteLLM's answer is then 0.0, with no diagnostic."""
+    from litellm.litellm_core_utils.litellm_logging import _CUSTOM_PRICING_KEYS, _deployment_model_info
+
+    params = getattr(logging_obj, "litellm_params", None)
+    details = getattr(logging_obj, "model_call_details", None)
+    if not isinstance(params, dict) or not isinstance(details, dict):
+        return False
+    if details.get("custom_llm_provider") not in ("ollama", "ollama_chat") or details.get("cache_hit") is True:
+        return False
+    if any(params.get(key) is not None for key in _CUSTOM_PRICING_KEYS & params.keys()):
+        return False
+    info = _deployment_model_info(params)
+    if info.get("input_cost_per_token") != 0 or info.get("output_cost_per_token") != 0:
+        return False
+    if any(_positive(value) or isinstance(value, Mapping) for key, value in info.items()
+           if "cost" in key or "pricing" in key or "ptu" in key):
+        return False
+    return not _positive(details.get("additional_response_cost"))
+
+
+def no_pricing_of_zero_priced_answers() -> bool:
+    """An answer of a deployment priced at 0 costs 0.0, without a cost calculation or its diagnostic.
+
+    1.108.7's Logging.response_cost_calculator runs the whole cost calculation (model info look-ups,
+    usage parsing) for every answer, twice per request (response headers, logging), and
+    _record_zero_cost_diagnostic then looks the prices up again to explain a cost of 0: ~4 % of a
+    worker's time here, all to arrive at 0.0 and no diagnostic for the gateway's deployments, which
+    config.yaml prices at 0. Any other deployment, a client's own pricing or an added cost: LiteLLM's
+    code, as before.
+    """
+    try:
+        from litellm.litellm_core_utils.litellm_logging import Logging
+    except Exception:
+        return False
+
+    def make_calculator(original: Callable) -> Callable:
+        def response_cost_calculator(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if _zero_priced(self):
+                self.model_call_details["zero_cost_diagnostic"] = None
+                return 0.0
+            return original(self, *args, **kwargs)
+        return response_cost_calculator
+
+    def make_diagnostic(original: Callable) -> Callable:
+        def _record_zero_cost_diagnostic(self: Any, result: Any, response_cost: Any, *args: Any,
+                                         calculation_failed: bool = False, **kwargs: Any) -> None:
+            if response_cost == 0 and not calculation_failed and _zero_priced(self):
+                self.model_call_details["zero_cost_diagnostic"] = None
+                return None
+            return original(self, result, response_cost, *args, calculation_failed=calculation_failed, **kwargs)
+        return _record_zero_cost_diagnostic
+
+    return (_wrap(Logging, "response_cost_calculator", make_calculator)
+            and _wrap(Logging, "_record_zero_cost_diagnostic", make_diagnostic))
+
+
+def no_usage_counts_for_unlimited_deployments() -> bool:
+    """The router's per-deployment usage counts skipped where no deployment limit reads them.
+
+    1.108.7's Router._increment_deployment_usage builds a Deployment and its model info twice per
+    request, only to find no tpm/rpm limit and count nothing (for a model missing from LiteLLM's
+    cost map the look-up raises, every time): ~2.5 % of a worker's time here. Its verdict for a
+    deployment is kept until the deployment or the cost map changes: nothing to count, or the same
+    error raised again. A deployment with a limit is counted as before.
+    """
+    try:
+        import litellm
+        from litellm.exceptions import ModelNotMappedError
+        from litellm.router import Router
+        from litellm.router_utils.pre_call_checks.io_token_rate_limit_check import deployment_has_io_token_limits
+    except Exception:
+        return False
+    known: dict[str, tuple[tuple, Any]] = {}  # deployment id -> (stamp, None: nothing to count | the error's args)
+
+    def make(original: Callable) -> Callable:
+        async def _increment_deployment_usage(self: Any, *, deployment_id: str, model_group: str, **kwargs: Any) -> Any:
+            index = self.model_id_to_deployment_index_map.get(deployment_id)
+            entry = self.model_list[index] if index is not None and index < len(self.model_list) else None
+            stamp = (id(self), id(entry), model_group, id(litellm.model_cost), len(litellm.model_cost))
+            verdict = known.get(deployment_id)
+            if entry is not None and verdict is not None and verdict[0] == stamp:
+                if verdict[1] is None:
+                    return None
+                raise ModelNotMappedError(*verdict[1])
+            try:
+                result = await original(self, deployment_id=deployment_id, model_group=model_group, **kwargs)
+            except ModelNotMappedError as error:
+                if entry is not None:
+                    known[deployment_id] = (stamp, error.args)
+                raise
+            if entry is not None and result is None:
+                deployment = self.get_deployment(model_id=deployment_id)
+                info = self.get_router_model_info(deployment=deployment, received_model_name=model_group)
+                limits = (deployment.get("tpm"), deployment.get("rpm"), deployment.litellm_params.tpm,
+                          deployment.litellm_params.rpm, info.get("tpm"), info.get("rpm"))
+                if all(limit is None for limit in limits) and not deployment_has_io_token_limits(
+                        deployment.model_dump()):
+                    known[deployment_id] = (stamp, None)
+            return result
+        return _increment_deployment_usage
+
+    return _wrap(Router, "_increment_deployment_usage", make)
+
+
+def no_route_toggles_when_unset() -> bool:
+    """The enterprise route toggles asked only when one of them is set.
+
+    1.108.7's EnterpriseRouteChecks.should_call_route matches the route against every management
+    route pattern (~0.1 ms) before it looks whether DISABLE_ADMIN_ENDPOINTS or
+    DISABLE_LLM_API_ENDPOINTS is set; with neither in the environment and no key management system
+    (where get_secret_bool could find them elsewhere), it can only return None.
+    """
+    try:
+        import litellm
+        from litellm_enterprise.proxy.auth.route_checks import EnterpriseRouteChecks
+    except Exception:
+        return False
+
+    def make(original: Callable) -> Callable:
+        def should_call_route(route: str) -> Any:
+            if ("DISABLE_ADMIN_ENDPOINTS" not in os.environ and "DISABLE_LLM_API_ENDPOINTS" not in os.environ
+                    and litellm._key_management_system is None):
+                return None
+            return original(route)
+        return should_call_route
+
+    return _wrap(EnterpriseRouteChecks, "should_call_route", make, static=True)
+
+
+def no_service_events_without_their_callbacks() -> bool:
+    """LiteLLM's service events (Redis, auth, router timings) built only for a service callback.
+
+    1.108.7's ServiceLogging.async_service_success_hook builds a payload for each of the ~10 events
+    of a request and then loops over litellm.service_callback, empty in the gateway: the events
+    have no reader. With a service callback configured, LiteLLM's code runs.
+    """
+    try:
+        import litellm
+        from litellm._service_logger import ServiceLogging
+    except Exception:
+        return False
+
+    def make(original: Callable) -> Callable:
+        async def async_service_success_hook(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not litellm.service_callback and not getattr(self, "mock_testing", False):
+                return None
+            return await original(self, *args, **kwargs)
+        return async_service_success_hook
+
+    return _wrap(ServiceLogging, "async_service_success_hook", make)
+
+
+def skip_unkept_key_gauges() -> bool:
+    """Prometheus: the key's remaining-requests and -tokens gauges built only when one is kept.
+
+    1.108.7's PrometheusLogger._set_virtual_key_rate_limit_metrics builds both gauges' labels on every
+    success; neither is among the gateway's KEPT_METRICS, so LiteLLM made them no-op metrics.
+    """
+    try:
+        from litellm.integrations.prometheus import PrometheusLogger
+        from litellm.types.integrations.prometheus import NoOpMetric
+    except Exception:
+        return False
+
+    def make(original: Callable) -> Callable:
+        def set_key_gauges(self: Any, *args: Any, **kwargs: Any) -> None:
+            gauges = (getattr(self, "litellm_remaining_api_key_requests_for_model", None),
+                      getattr(self, "litellm_remaining_api_key_tokens_for_model", None))
+            if all(isinstance(gauge, NoOpMetric) for gauge in gauges):
+                return None
+            return original(self, *args, **kwargs)
+        return set_key_gauges
+
+    return _wrap(PrometheusLogger, "_set_virtual_key_rate_limit_metrics", make)
+
+
+FIXES = (cache_ollama_cost_map_names, skip_unkept_rate_limit_gauges, no_recount_of_counted_answers,
+         no_pricing_of_zero_priced_answers, no_usage_counts_for_unlimited_deployments, no_route_toggles_when_unset,
+         no_service_events_without_their_callbacks, skip_unkept_key_gauges)
 
 
 def apply() -> dict[str, bool]:

@@ -25,7 +25,8 @@ ROUTER_KEYS = {"routing_strategy", "num_retries", "timeout", "stream_timeout", "
                "retry_policy", "fallbacks", "enable_pre_call_checks"}
 LITELLM_KEYS = {"request_timeout", "num_retries", "drop_params", "cache", "cache_params", "callbacks", "json_logs",
                 # litellm/__init__.py module settings, which litellm_settings sets (1.108.7)
-                "require_auth_for_metrics_endpoint", "prometheus_exclude_labels", "prometheus_metrics_config"}
+                "require_auth_for_metrics_endpoint", "prometheus_exclude_labels", "prometheus_metrics_config",
+                "global_disable_no_log_param"}
 GENERAL_KEYS = {"master_key", "custom_auth", "background_health_checks", "health_check_interval",
                 "max_parallel_requests", "global_max_parallel_requests", "database_url", "coordination_redis"}
 PARAM_KEYS = {"model", "api_base", "api_key", "timeout", "stream_timeout", "max_tokens", "rpm", "tpm", "keep_alive",
