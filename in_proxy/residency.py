@@ -11,10 +11,13 @@ deployments, before the router picks among them (its least-busy rule breaks the 
 2. while every warm backend already runs `spill_at` requests of this worker, the others with room
    to load it too: a popular model then loads on a second backend instead of queueing behind one,
    never by evicting another model;
-3. no warm backend: those with room to load it (fewer models loaded than the most they were seen
-   holding at once: Ollama does not report its memory), else those where the model Ollama would
-   evict runs no request of this worker and is worth least: loaded on another backend too (it
-   stays warm there), else the least asked for among this worker's last DEMAND_WINDOW requests.
+3. no warm backend: one with room to load it (fewer models loaded than the most it was seen
+   holding at once: Ollama does not report its memory), the one with the most room, else one where
+   the model Ollama would evict runs no request of this worker and is worth least: loaded on
+   another backend too (it stays warm there), else the least asked for among this worker's last
+   DEMAND_WINDOW requests. Among equals, the first by a hash of model and backend (rendezvous
+   hashing): every worker and gateway picks the same one, so a cold model is loaded once, not
+   once per worker, and different models spread over the backends.
    Ollama's scheduler evicts, among the models running no request, the first by keep-alive
    duration, then by name (shared/reference/ollama-scheduler.md): with one keep-alive for all, the
    first by name, a model kept loaded (keep_alive -1: an expiry centuries away) last. Else all.
@@ -28,6 +31,7 @@ Standard library only: it runs inside the proxy, and its tests run without it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import urllib.request
@@ -155,14 +159,16 @@ class Residency:
         counted = [(d, base) for d, (base, _, _) in known if base in self.loaded]
         if len(counted) < len(known):
             return deployments
-        roomy = [d for d, base in counted if self.room(base)]
+        tag = known[0][1][1]
+        roomy = [(d, base) for d, base in counted if self.room(base)]
         if roomy:
-            return roomy
+            most_room = min(len(self.loaded[base]) for _, base in roomy)
+            return [first_for(tag, [(d, base) for d, base in roomy if len(self.loaded[base]) == most_room])]
         costs = {base: self.eviction_cost(base) for _, base in counted}
         cheapest = min(costs.values())
         if cheapest == float("inf"):
             return deployments
-        return [d for d, base in counted if costs[base] == cheapest]
+        return [first_for(tag, [(d, base) for d, base in counted if costs[base] == cheapest])]
 
     def started(self, api_base: str, tag: str) -> None:
         """A request was sent to this deployment: count it (the model is loaded or loading there)."""
@@ -193,6 +199,12 @@ class Residency:
             except Exception:  # never let the poller die: the router then goes on as it would without it
                 pass
             await asyncio.sleep(POLL_SECONDS)
+
+
+def first_for(tag: str, candidates: list[tuple[dict[str, Any], str]]) -> dict[str, Any]:
+    """The one deployment a cold model loads on among equals, the same for every worker and gateway
+    (rendezvous hashing of model and backend): two of them never load it on two backends at once."""
+    return min(candidates, key=lambda pair: hashlib.sha256(f"{tag}@{pair[1]}".encode()).digest())[0]
 
 
 def ask_ps(api_base: str) -> dict[str, Any] | None:

@@ -43,7 +43,8 @@ def test_the_backends_holding_the_model_at_its_window_are_the_only_candidates():
     r.learn(C, ps((PHI3, 8192)))  # loaded at another window: a request here would reload it
     every = [deployment(A), deployment(B), deployment(C)]
     assert r.choose(every) == [deployment(B)]
-    assert r.choose([deployment(A), deployment(C)]) == [deployment(A), deployment(C)]  # none warm: fewest loaded
+    [cold] = r.choose([deployment(A), deployment(C)])  # none warm: one of those with the most room
+    assert cold in [deployment(A), deployment(C)]
     assert same_tag("phi3", "phi3:latest") and not same_tag("phi3", PHI3)
 
 
@@ -53,7 +54,10 @@ def test_a_busy_warm_backend_lets_the_others_in_and_a_model_just_used_counts_unt
     for base in (A, B):
         r.learn(base, ps())
     every = [deployment(A), deployment(B)]
-    assert r.choose(every) == every  # nothing loaded anywhere: the router's own choice
+    # Nothing loaded anywhere: one backend loads it, the same one whatever the order (every worker and
+    # gateway picks it: none loads it a second time elsewhere).
+    [first] = r.choose(every)
+    assert r.choose(every[::-1]) == [first] and first in every
     clock.now += 1
     r.started(A, PHI3)  # running there: loaded, or loading
     assert r.choose(every) == [deployment(A)]
@@ -66,7 +70,28 @@ def test_a_busy_warm_backend_lets_the_others_in_and_a_model_just_used_counts_unt
     assert r.in_flight[A] == 0 and r.choose(every) == [deployment(A)]  # finished since A's last report
     clock.now += 1
     r.learn(A, ps())  # A's next report: the model is gone (evicted, or its keep-alive ended)
-    assert r.choose(every) == every
+    assert r.choose(every) == [first]
+
+
+def test_cold_models_load_on_one_backend_each_the_same_for_every_worker_and_spread_over_the_backends():
+    """Rendezvous hashing of model and backend: two workers knowing the same picks the same backend for a
+    cold model, and different models land on different backends."""
+    workers = [Residency(), Residency()]
+    for worker in workers:
+        for base in (A, B, C):
+            worker.learn(base, ps())
+    picked = {}
+    for tag in [f"model-{i}:7b" for i in range(12)]:
+        every = [deployment(base, tag) for base in (A, B, C)]
+        choices = [worker.choose(every) for worker in workers] + [workers[0].choose(every[::-1])]
+        assert all(len(c) == 1 for c in choices) and choices[0] == choices[1] == choices[2], tag
+        picked[tag] = choices[0][0]["litellm_params"]["api_base"]
+    assert set(picked.values()) == {A, B, C}
+    # With one backend holding a model already, the one with the most room comes first.
+    workers[0].learn(A, ps(("gemma2:9b", 4096)))
+    workers[0].most[A] = 3
+    assert all(workers[0].choose([deployment(base, tag) for base in (A, B, C)])[0]["litellm_params"]["api_base"]
+               != A for tag in picked)
 
 
 def test_without_knowledge_of_every_deployment_the_routers_choice_is_left_alone():
