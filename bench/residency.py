@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -91,6 +92,7 @@ def figures(done: list[tuple[str, float]], seconds: float, backends) -> dict:
     rarest = min(MIX, key=MIX.get)
     return {
         "loads": sum(sum(s["loads"].values()) for s in scheduler),
+        "loads_by_model": dict(sum((Counter(s["loads"]) for s in scheduler), Counter()).most_common()),
         "evictions": sum(sum(s["evictions"].values()) for s in scheduler),
         "p50_s": percentile(latencies, 50), "p95_s": percentile(latencies, 95),
         "completions_per_s": len(done) / seconds,
@@ -103,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--on", type=topology.by_name, default=BENCH_GATEWAYS[0], metavar="GW")
     parser.add_argument("--backends", type=int, choices=(2, 4), default=2)
+    parser.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES),
+                        help="only these (the comparison needs least-busy and residency)")
     parser.add_argument("--json", type=Path, help="where to write the figures")
     args = parser.parse_args(argv)
     host = args.on
@@ -118,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as work:
             lab = Lab(Path(work), [host])
             for name, settings in STRATEGIES.items():
+                if name not in args.strategies:
+                    continue
                 lab.deploy([host], litellm_backends=every_model, **settings)
                 empty(backends)
                 time.sleep(3)  # the residency poll has seen the empty backends
@@ -131,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [[name, r["loads"], r["evictions"], f"{r['p50_s']:.2f}", f"{r['p95_s']:.2f}",
              f"{r['completions_per_s']:.1f}", f"{r['rarest_p95_s']:.2f}"] for name, r in results.items()]
     print(table(["strategy", "loads", "evictions", "p50 s", "p95 s", "completions/s", "rarest p95 s"], rows))
+    if "least-busy" not in results or "residency" not in results:
+        return 0
     base, ours = results["least-busy"], results["residency"]
     print(f"residency against least-busy: loads {base['loads']}/{max(ours['loads'], 1)} = "
           f"{base['loads'] / max(ours['loads'], 1):.1f}x fewer (goal >= 5), p95 {ours['p95_s'] / base['p95_s']:.2f} "

@@ -13,14 +13,17 @@ deployments, before the router picks among them (its least-busy rule breaks the 
    never by evicting another model;
 3. no warm backend: one with room to load it (fewer models loaded than the most it was seen
    holding at once: Ollama does not report its memory), the one with the most room, else one where
-   the model Ollama would evict runs no request of this worker and is worth least: loaded on
-   another backend too (it stays warm there), else the least asked for among this worker's last
-   DEMAND_WINDOW requests. Among equals, the first by a hash of model and backend (rendezvous
-   hashing): every worker and gateway picks the same one, so a cold model is loaded once, not
-   once per worker, and different models spread over the backends.
+   the model Ollama would evict is worth least: loaded on another backend too (it stays warm there),
+   else the least asked for among this worker's last DEMAND_WINDOW requests, one running no request
+   of this worker before one whose requests the load must wait for. Among equals, the first by a
+   hash of model and backend (rendezvous hashing): every worker and gateway picks the same one, so
+   a cold model is loaded once, not once per worker, and different models spread over the backends.
    Ollama's scheduler evicts, among the models running no request, the first by keep-alive
    duration, then by name (shared/reference/ollama-scheduler.md): with one keep-alive for all, the
-   first by name, a model kept loaded (keep_alive -1: an expiry centuries away) last. Else all.
+   first by name, a model kept loaded (keep_alive -1: an expiry centuries away) last; when every
+   one runs a request, the first of them all, once its requests end.
+   What a worker sends counts at once: a cold model sent to a full backend is loaded there and the
+   model Ollama evicts for it gone, until the next `/api/ps` answer says what is.
 
 What each backend holds is asked every POLL_SECONDS, of every backend at once, each with a short
 timeout; a request never waits for it (an answer not yet in, or a backend that does not answer,
@@ -113,22 +116,25 @@ class Residency:
 
     def victim(self, api_base: str) -> str | None:
         """The model Ollama would evict there to load another: of those running no request (of this
-        worker, as far as it knows) the first by name, one kept loaded last; None when every one runs
-        a request."""
-        idle = [name for name in self.loaded[api_base] if self.running[(api_base, name)] == 0]
+        worker, as far as it knows) the first by name, else the first by name of all (it goes once its
+        requests end); one kept loaded last. None when nothing is loaded."""
+        held = list(self.loaded.get(api_base, {}))
+        idle = [name for name in held if self.running[(api_base, name)] == 0]
         kept = self.pinned.get(api_base, set())
-        return min(idle, key=lambda name: (name in kept, name)) if idle else None
+        return min(idle or held, key=lambda name: (name in kept, name)) if held else None
 
     def eviction_cost(self, api_base: str) -> float:
         """What loading another model there costs: nothing when the model evicted stays loaded elsewhere,
-        else how many recent requests asked for it; infinite when every loaded model runs a request."""
+        else how many recent requests asked for it, half a request more when the load must wait for
+        its requests to end; infinite when nothing is loaded there to evict."""
         victim = self.victim(api_base)
         if victim is None:
             return float("inf")
+        waits = 0.5 if self.running[(api_base, victim)] else 0.0
         if any(other != api_base and any(same_tag(victim, name) for name in held)
                for other, held in self.loaded.items()):
-            return 0.0
-        return float(sum(1 for tag in self.recent if same_tag(tag, victim)))
+            return waits
+        return float(sum(1 for tag in self.recent if same_tag(tag, victim))) + waits
 
     def forget(self, api_base: str) -> None:
         """A backend that did not answer: nothing is known of it."""
@@ -171,7 +177,13 @@ class Residency:
         return [first_for(tag, [(d, base) for d, base in counted if costs[base] == cheapest])]
 
     def started(self, api_base: str, tag: str) -> None:
-        """A request was sent to this deployment: count it (the model is loaded or loading there)."""
+        """A request was sent to this deployment: count it (the model is loaded or loading there, and
+        the model Ollama evicts for it, if the backend was full, is gone until `/api/ps` says otherwise)."""
+        held = self.loaded.get(api_base)
+        if held is not None and not any(same_tag(name, tag) for name in held):
+            if len(held) >= max(self.most[api_base], 1) and self.most[api_base] >= 2:
+                held.pop(self.victim(api_base), None)
+            held[tag] = None
         self.in_flight[api_base] += 1
         self.running[(api_base, tag)] += 1
         self.recent.append(tag)

@@ -41,7 +41,9 @@ Like Ollama's scheduler (shared/reference/ollama-scheduler.md), a model is loade
 request runs (the request waits for the load), stays loaded for its keep-alive after its last
 request, runs `num_parallel` requests at once with the rest queued, and is reloaded when a request
 asks for another window. A model that does not fit beside the loaded ones first evicts one: an
-idle one, else the one whose keep-alive ends soonest, once its requests have finished. `/api/ps`
+idle one, else the one whose keep-alive ends soonest, once its requests have finished (a model
+chosen to go still takes requests at its window until then). Requests that must load a model take
+turns in one queue, in the order they came (server/sched.go processPending). `/api/ps`
 lists what is loaded, and an empty prompt loads a model (or, with keep_alive 0, unloads it).
 
 `GET /_double/stats` counts the requests served (load distribution), lists the last model
@@ -323,7 +325,7 @@ class Runner:
         self.running = 0
         self.keep_alive = keep_alive_seconds(DEFAULT_KEEP_ALIVE)
         self.expires = ready_at + self.keep_alive
-        self.unloading = False  # chosen to go: it takes no new request, it goes once idle
+        self.unloading = False  # chosen to go: it goes once idle (requests at its window still run on it)
 
     def expires_at(self) -> str:
         wall = time.time() + (self.expires - time.monotonic())
@@ -336,6 +338,7 @@ class Scheduler:
     def __init__(self) -> None:
         self.changed = threading.Condition()
         self.runners: dict[str, Runner] = {}
+        self.queue: deque[object] = deque()  # the requests waiting to load a model, first first
         self.waiting = 0
         self.loads: Counter = Counter()
         self.evictions: Counter = Counter()
@@ -345,7 +348,10 @@ class Scheduler:
 
     def run(self, tag: str, num_ctx: int, keep_alive: float, settings: dict[str, Any]) -> tuple[Runner, float]:
         """Wait until `tag` is loaded at `num_ctx` with a free slot, and take the slot; the seconds
-        waited for a load (0.0 when it was loaded already)."""
+        waited for a load (0.0 when it was loaded already). As Ollama's getRunner: a model loaded at
+        this window serves at once, even one chosen to go (it goes once idle); one to load or reload
+        waits its turn in one queue (processPending: the first blocks the others until its load has
+        started, waiting for the evicted model's requests to end)."""
         with self.changed:
             if self.waiting >= int(settings.get("max_queue", DEFAULT_MAX_QUEUE)):
                 self.busy += 1
@@ -353,6 +359,7 @@ class Scheduler:
             self.waiting += 1
             since = time.monotonic()
             loaded = False
+            ticket = object()
             try:
                 while True:
                     now = time.monotonic()
@@ -362,29 +369,42 @@ class Scheduler:
                         runner.loading = False
                         self.loads[tag] += 1
                         self.changed.notify_all()
-                    if runner is None:
+                    usable = runner is not None and runner.num_ctx == num_ctx
+                    if not usable and ticket not in self.queue:
+                        self.queue.append(ticket)
+                    if usable:
+                        self._leave(ticket)
+                        if runner.loading:
+                            loaded = True
+                        elif runner.running < int(settings.get("num_parallel") or 1 << 30):
+                            runner.running += 1
+                            runner.keep_alive = keep_alive
+                            waited = time.monotonic() - since
+                            if loaded:
+                                self.load_wait += waited
+                            else:
+                                self.slot_wait += waited
+                            return runner, waited if loaded else 0.0
+                    elif self.queue[0] is ticket:
                         loaded = True
-                        if self._load_or_evict(tag, num_ctx, settings, now):
+                        if runner is None:
+                            if self._load_or_evict(tag, num_ctx, settings, now):
+                                continue
+                        elif not runner.loading and not runner.unloading:  # another window: it goes, then loads again
+                            runner.unloading = True
+                            self._let_go(now)
                             continue
-                    elif runner.loading or runner.unloading:
-                        loaded = loaded or runner.loading
-                    elif runner.num_ctx != num_ctx:  # another window: this one goes, then it loads again
-                        runner.unloading = True
-                        self._let_go(now)
-                        continue
-                    elif runner.running < int(settings.get("num_parallel") or 1 << 30):
-                        runner.running += 1
-                        runner.keep_alive = keep_alive
-                        waited = time.monotonic() - since
-                        if loaded:
-                            self.load_wait += waited
-                        else:
-                            self.slot_wait += waited
-                        return runner, waited if loaded else 0.0
                     wake = [r.ready_at - now for r in self.runners.values() if r.loading and r.ready_at > now]
                     self.changed.wait(min([0.5, *wake]))
             finally:
+                self._leave(ticket)
                 self.waiting -= 1
+
+    def _leave(self, ticket: object) -> None:
+        """A request out of the load queue: the next one's turn."""
+        if ticket in self.queue:
+            self.queue.remove(ticket)
+            self.changed.notify_all()
 
     def done(self, runner: Runner, keep_alive: float) -> None:
         """A request on `runner` ended: its keep-alive starts again from now."""

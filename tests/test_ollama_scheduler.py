@@ -161,6 +161,48 @@ def test_when_every_loaded_model_is_busy_the_new_one_waits_until_the_evicted_one
     assert list(loaded(client)) == [GEMMA] and stats(client)["evictions"] == {MISTRAL: 1}
 
 
+def test_a_model_chosen_to_go_serves_new_requests_until_it_is_idle(backend):
+    """Ollama's getRunner hands a loaded model's requests over at once, even the model chosen to go:
+    the load behind it waits until no request runs on it."""
+    client, configure = backend
+    configure(vram_mib=6000, token_delay=0.1)  # one model at a time
+    client.generate(model=MISTRAL, prompt="")
+    first = in_background(lambda: client.chat(model=MISTRAL, messages=HELLO))  # 1.6 s
+    time.sleep(0.3)
+    cold = {}
+    gemma = in_background(lambda: cold.update(answer=client.chat(model=GEMMA, messages=HELLO,
+                                                                     options={"num_predict": 1})))
+    time.sleep(0.3)  # gemma waits for mistral's request; mistral is chosen to go
+    started = time.monotonic()
+    answer = client.chat(model=MISTRAL, messages=HELLO, options={"num_predict": 1})
+    assert answer.done and time.monotonic() - started < 0.5  # served on the mistral still loaded
+    first.join(10)
+    gemma.join(10)
+    assert cold["answer"].done and list(loaded(client)) == [GEMMA]
+    assert stats(client)["loads"] == {MISTRAL: 1, GEMMA: 1} and stats(client)["evictions"] == {MISTRAL: 1}
+
+
+def test_models_to_load_wait_their_turn_in_one_queue(backend):
+    """Ollama's processPending takes the requests that must load a model one at a time, in the order
+    they came: the first blocks the next until its load has started."""
+    client, configure = backend
+    configure(vram_mib=6000, token_delay=0.1)  # one model at a time
+    client.generate(model=MISTRAL, prompt="")
+    busy = in_background(lambda: client.chat(model=MISTRAL, messages=HELLO))  # 1.6 s
+    time.sleep(0.3)
+    order: list[str] = []
+    gemma = in_background(lambda: order.append(client.chat(model=GEMMA, messages=HELLO,
+                                                          options={"num_predict": 1}).model))
+    time.sleep(0.2)
+    phi3 = in_background(lambda: order.append(client.chat(model=PHI3, messages=HELLO,
+                                                         options={"num_predict": 1}).model))
+    for thread in (busy, gemma, phi3):
+        thread.join(20)
+    assert order == [GEMMA, PHI3]
+    assert stats(client)["loads"] == {MISTRAL: 1, GEMMA: 1, PHI3: 1}
+    assert stats(client)["evictions"] == {MISTRAL: 1, GEMMA: 1}
+
+
 def test_another_window_reloads_the_model_and_max_loaded_models_bounds_how_many_stay(backend):
     client, configure = backend
     client.chat(model=PHI3, messages=HELLO, options={"num_ctx": 2048})

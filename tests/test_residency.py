@@ -145,7 +145,11 @@ def test_a_model_goes_where_it_loads_without_evicting_else_where_eviction_interr
     assert r.choose(every) == [deployment(B)]  # on A both models run requests: B's eviction interrupts none
     r.started(B, "llama3:8b")
     r.started(B, "llama3.1:8b")
-    assert r.choose(every) == every  # every loaded model busy: the router's own choice
+    r.started(B, "llama3.1:8b")
+    r.finished(B, "llama3.1:8b")
+    # Every loaded model busy: Ollama unloads the first by name once its requests end, gemma2 on A (asked
+    # for once lately), llama3.1 on B (twice).
+    assert r.choose(every) == [deployment(A)]
     # A warm backend busy past spill_at lets in only the backends with room: none here.
     r.learn(A, ps((PHI3, 4096), (MISTRAL, 4096)))
     r.started(A, PHI3)
@@ -188,4 +192,19 @@ def test_a_cold_model_evicts_where_the_model_ollama_would_unload_is_worth_least(
     r.started(A, "llama3.1:8b")
     r.started(B, "llama3.1:8b")
     r.started(B, PHI3)
-    assert r.choose(every) == every  # every loaded model runs a request: the router's own choice
+    # Every loaded model runs a request: B's llama3.1 goes once its request ends, and stays loaded on A.
+    assert r.victim(B) == "llama3.1:8b" and r.choose(every) == [deployment(B, MISTRAL)]
+
+
+def test_what_this_worker_sent_counts_until_the_next_answer():
+    """A cold model sent to a full backend is loaded there, and the model Ollama evicts for it gone,
+    before `/api/ps` says so: the worker's next choices see it."""
+    r = Residency()
+    r.learn(A, ps(("gemma2:9b", 4096), ("llama3:8b", 4096)))
+    r.learn(B, ps(("llama3.1:8b", 4096), (PHI3, 4096)))
+    r.started(A, MISTRAL)  # A full: gemma2 (idle, first by name) makes room
+    assert set(r.loaded[A]) == {"llama3:8b", MISTRAL} and r.warm(A, MISTRAL, 4096)
+    assert not r.warm(A, "gemma2:9b", 4096)
+    r.learn(C, ps())  # a backend with room takes one more without evicting
+    r.started(C, MISTRAL)
+    assert r.loaded[C] == {MISTRAL: None}
