@@ -322,9 +322,33 @@ def skip_unkept_key_gauges() -> bool:
     return _wrap(PrometheusLogger, "_set_virtual_key_rate_limit_metrics", make)
 
 
+def least_busy_counts_per_worker() -> bool:
+    """Least-busy routing counts the requests this worker has in flight, in its own memory.
+
+    With a Redis attached to the router (the gateway's coordination Redis, for shared cooldowns),
+    1.108.7's LeastBusyLoggingHandler also keeps every count in Redis: a read before each pick, a
+    blocking increment in the call's thread before the backend is called, a decrement after: three
+    round trips per request, ~1 ms of its latency at one client. Each worker then picks by its own
+    counts, as LiteLLM does without Redis; cooldowns and rate limits stay shared.
+    """
+    try:
+        from litellm.caching.dual_cache import DualCache
+        from litellm.router_strategy.least_busy import LeastBusyLoggingHandler
+    except Exception:
+        return False
+
+    def make(original: Callable) -> Callable:
+        def __init__(self: Any, router_cache: Any) -> None:
+            original(self, router_cache)
+            self.router_cache = DualCache(in_memory_cache=router_cache.in_memory_cache)
+        return __init__
+
+    return _wrap(LeastBusyLoggingHandler, "__init__", make)
+
+
 FIXES = (cache_ollama_cost_map_names, skip_unkept_rate_limit_gauges, no_recount_of_counted_answers,
          no_pricing_of_zero_priced_answers, no_usage_counts_for_unlimited_deployments, no_route_toggles_when_unset,
-         no_service_events_without_their_callbacks, skip_unkept_key_gauges)
+         no_service_events_without_their_callbacks, skip_unkept_key_gauges, least_busy_counts_per_worker)
 
 
 def apply() -> dict[str, bool]:

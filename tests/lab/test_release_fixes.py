@@ -25,6 +25,7 @@ READ = {
     "ServiceLogging.async_service_success_hook": "3c6fde163653fcff0f101db7bb2e4f0e2903b797d2b7581b35781be84db7bc3b",
     "PrometheusLogger._set_virtual_key_rate_limit_metrics":
         "491ba74caf843b3164bdf7dd181cea3a3e13674153bfc1cccb68d5d839b359e3",
+    "LeastBusyLoggingHandler.__init__": "9108631fa9cae963a542cb50f970dd0ac65a2675ab08cc6dd579ec3400529f2f",
 }
 
 CHECK = r"""
@@ -39,6 +40,8 @@ from litellm.litellm_core_utils.litellm_logging import Logging as CallLogging
 from litellm.router import Router
 from litellm._service_logger import ServiceLogging
 from litellm_enterprise.proxy.auth.route_checks import EnterpriseRouteChecks
+from litellm.caching.dual_cache import DualCache
+from litellm.router_strategy.least_busy import LeastBusyLoggingHandler
 
 replaced = {
     "OllamaModelInfo._is_static_ollama_model": OllamaModelInfo._is_static_ollama_model,
@@ -51,6 +54,7 @@ replaced = {
     "EnterpriseRouteChecks.should_call_route": EnterpriseRouteChecks.should_call_route,
     "ServiceLogging.async_service_success_hook": ServiceLogging.async_service_success_hook,
     "PrometheusLogger._set_virtual_key_rate_limit_metrics": PrometheusLogger._set_virtual_key_rate_limit_metrics,
+    "LeastBusyLoggingHandler.__init__": LeastBusyLoggingHandler.__init__,
 }
 digests = {name: hashlib.sha256(inspect.getsource(f.__wrapped__).encode()).hexdigest() for name, f in replaced.items()}
 
@@ -157,6 +161,22 @@ async def both():
     return fixed, await one_round()
 with_fixes, litellms_own = asyncio.run(both())
 
+# Least-busy on a router cache with a Redis attached: counted and read in the router's memory only (a
+# Redis that fails when asked anything), the least busy picked by those counts.
+class NoRedis:
+    def __getattr__(self, name):
+        raise AssertionError(f"Redis asked for {name}")
+shared = DualCache(redis_cache=NoRedis())
+handler = LeastBusyLoggingHandler(router_cache=shared)
+call = {"litellm_params": {"metadata": {"model_group": "m"}, "model_info": {"id": "a"}}}
+handler.log_pre_api_call("m", [], call)
+picked = handler.get_available_deployments("m", [{"model_info": {"id": "a"}}, {"model_info": {"id": "b"}}])
+least_busy = [handler.router_cache.redis_cache is None,
+              handler.router_cache.in_memory_cache is shared.in_memory_cache, picked["model_info"]["id"],
+              shared.get_cache("m_request_count:a", local_only=True)]
+asyncio.run(handler.async_log_success_event(call, None, None, None))
+least_busy.append(shared.get_cache("m_request_count:a", local_only=True))
+
 # Route toggles: unset, nothing asked; set, LiteLLM's own check runs (and refuses without a licence).
 route_unset = EnterpriseRouteChecks.should_call_route("/key/generate")
 os.environ["DISABLE_ADMIN_ENDPOINTS"] = "true"
@@ -170,7 +190,7 @@ print(json.dumps({"applied": release_fixes.apply(), "digests": digests, "before"
                   "given": given, "missing": missing, "expected_missing": expected_missing,
                   "skipped": skipped, "delegated": delegated, "key_skipped": key_skipped,
                   "key_delegated": key_delegated, "with_fixes": with_fixes, "litellms_own": litellms_own,
-                  "route_unset": route_unset, "route_delegated": route_delegated}))
+                  "route_unset": route_unset, "route_delegated": route_delegated, "least_busy": least_busy}))
 """
 
 
@@ -183,7 +203,8 @@ def test_release_fixes_are_applied_and_answer_as_litellm_does(first_deploy):
                                  "no_recount_of_counted_answers": True, "no_pricing_of_zero_priced_answers": True,
                                  "no_usage_counts_for_unlimited_deployments": True,
                                  "no_route_toggles_when_unset": True,
-                                 "no_service_events_without_their_callbacks": True, "skip_unkept_key_gauges": True}
+                                 "no_service_events_without_their_callbacks": True, "skip_unkept_key_gauges": True,
+                                 "least_busy_counts_per_worker": True}
     # What each fix replaces is the code it was read against: a release that changes it fails here.
     assert result["digests"] == READ
     # The cost map's names: LiteLLM's answers; a name registered after the first lookup (as the router does at
@@ -210,3 +231,5 @@ def test_release_fixes_are_applied_and_answer_as_litellm_does(first_deploy):
     assert fixed["usage"][2][0] == "ok" and fixed["usage"][2][1].startswith("global_router:limited@llm")
     assert fixed["service"] is None
     assert result["route_unset"] is None and result["route_delegated"] is True
+    # Least-busy: one request in flight on a, b picked; the count back to 0 once it ended; Redis never asked.
+    assert result["least_busy"] == [True, True, "b", 1, 0]
