@@ -1,7 +1,8 @@
-"""`python -m bench.residency [--requests N] [--on GW] [--backends 2|4]`: routing strategies side by
-side on backends whose memory holds two of the seed's five models, every model on every backend, 8
-clients sending a skewed mix (a few models popular, a long tail). Figures per strategy: loads,
-evictions, p50/p95 latency, completions per second and the p95 of the rarest model.
+"""`python -m bench.residency [--requests N] [--on GW] [--backends 2|4] [--strategies ...] [--json FILE]`:
+routing strategies side by side on backends whose memory holds two of the seed's five models, every
+model on every backend, 8 clients sending a skewed mix (a few models popular, a long tail). Figures
+per strategy: loads, evictions, p50/p95 latency, completions per second and the p95 of the rarest
+model.
 
 Runs on the benchmark's gw3 and its backends (llm3, llm4: the Ollama double with `vram_mib`, sizes
 of the real models and a load time of LOAD_SECONDS_PER_GIB; with `--backends 4` llm1 and llm2 too,
@@ -11,6 +12,7 @@ Each strategy starts from backends with nothing loaded and sends the same sequen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import sys
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from bench.measure import Lab, percentile
 from gateway.table import table
-from lab import control, topology
+from lab import control, machines, topology
 from lab.fleet import fleet_data
 from lab.load import client
 from lab.topology import BACKENDS, BENCH_GATEWAYS, GATEWAY_PORT, MODELS, OLLAMA_PORT, backends_of
@@ -47,16 +49,12 @@ def double(backend, path: str, body: dict | None = None) -> dict:
         return json.loads(answer.read())
 
 
-def prepare(backends) -> dict:
-    """Every model on every backend, memory for two; returns the behaviours to put back."""
-    originals = {}
+def every_model_in_little_memory(backends, stack: contextlib.ExitStack) -> None:
+    """Every model on every backend, memory for two, until `stack` closes (their behaviour put back)."""
     for backend in backends:
-        path = backend.root / "etc/ollama-double.json"
-        originals[path] = path.read_text()
-        path.write_text(json.dumps({**json.loads(originals[path]), "models": [m["tag"] for m in MODELS.values()],
-                                    "vram_mib": VRAM_MIB, "load_seconds_per_gib": LOAD_SECONDS_PER_GIB,
-                                    "token_delay": 0.01}))
-    return originals
+        stack.enter_context(machines.double_behaviour(
+            backend, models=[m["tag"] for m in MODELS.values()], vram_mib=VRAM_MIB,
+            load_seconds_per_gib=LOAD_SECONDS_PER_GIB, token_delay=0.01))
 
 
 def empty(backends) -> None:
@@ -116,24 +114,20 @@ def main(argv: list[str] | None = None) -> int:
     sequence = random.Random(7).choices(list(MIX), weights=list(MIX.values()), k=args.requests)
     every_model = {name: {**spec, "models": list(MODELS)}
                    for name, spec in fleet_data(backends)["litellm_backends"].items()}
-    originals = prepare(backends)
     results = {}
-    try:
-        with tempfile.TemporaryDirectory() as work:
-            lab = Lab(Path(work), [host])
-            for name, settings in STRATEGIES.items():
-                if name not in args.strategies:
-                    continue
-                lab.deploy([host], litellm_backends=every_model, **settings)
-                empty(backends)
-                time.sleep(3)  # the residency poll has seen the empty backends
-                done, seconds = run(f"http://{host.address}:{GATEWAY_PORT}/v1", control.master_key(), sequence)
-                results[name] = figures(done, seconds, backends)
-                print(f"bench.residency: {name}: {results[name]}", file=sys.stderr, flush=True)
-            lab.deploy([host])  # the lab's own settings again
-    finally:
-        for path, text in originals.items():
-            path.write_text(text)
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as work:
+        every_model_in_little_memory(backends, stack)
+        lab = Lab(Path(work), [host])
+        for name, settings in STRATEGIES.items():
+            if name not in args.strategies:
+                continue
+            lab.deploy([host], litellm_backends=every_model, **settings)
+            empty(backends)
+            time.sleep(3)  # the residency poll has seen the empty backends
+            done, seconds = run(f"http://{host.address}:{GATEWAY_PORT}/v1", control.master_key(), sequence)
+            results[name] = figures(done, seconds, backends)
+            print(f"bench.residency: {name}: {results[name]}", file=sys.stderr, flush=True)
+        lab.deploy([host])  # the lab's own settings again
     rows = [[name, r["loads"], r["evictions"], f"{r['p50_s']:.2f}", f"{r['p95_s']:.2f}",
              f"{r['completions_per_s']:.1f}", f"{r['rarest_p95_s']:.2f}"] for name, r in results.items()]
     print(table(["strategy", "loads", "evictions", "p50 s", "p95 s", "completions/s", "rarest p95 s"], rows))

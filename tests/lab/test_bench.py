@@ -76,3 +76,26 @@ def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(
         assert name in result.stdout
     # The dead nameserver is bounded by one lookup timeout for the whole fleet, however noisy the machine.
     assert figures["DNS preflight, 10 names, dead nameserver"]["median"] < 2 * figures["one lookup timeout"]["median"]
+
+
+def test_the_residency_benchmark_runs_as_the_performance_page_shows_it(lab_up, tmp_path):
+    """`python -m bench.residency --requests N` on gw3 and its backends: a figure per strategy, the
+    comparison printed, and the backends' own behaviour put back after."""
+    from lab.topology import BENCH_GATEWAYS, backends_of
+
+    behaviours = {b.name: (b.root / "etc/ollama-double.json").read_text() for b in backends_of(BENCH_GATEWAYS[:1])}
+    report_file = tmp_path / "residency.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.residency", "--requests", "24", "--strategies", "least-busy", "residency",
+         "--json", str(report_file)],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(report_file.read_text())
+    assert set(report["results"]) == {"least-busy", "residency"}
+    for figures in report["results"].values():
+        assert figures["loads"] >= 1 and figures["p50_s"] > 0 and figures["completions_per_s"] > 0
+        assert sum(figures["loads_by_model"].values()) == figures["loads"]
+    assert "residency against least-busy: loads" in result.stdout
+    assert {b.name: (b.root / "etc/ollama-double.json").read_text()
+            for b in backends_of(BENCH_GATEWAYS[:1])} == behaviours
