@@ -1,5 +1,6 @@
-"""A log filter the proxy's logging config installs (templates/logging.json.j2): refused API keys cost
-at most one log line per interval, so no client can fill the disk with bad keys between rotations.
+"""Log filters the proxy's logging config installs (templates/logging.json.j2): refused API keys cost
+at most one log line per interval, so no client can fill the disk with bad keys between rotations;
+the front's health checks that find an instance ready cost none.
 
 Runs inside the LiteLLM proxy (standard library only), imported by uvicorn's logging setup in the
 parent and in every worker, from /usr/local/lib/litellm-gateway (PYTHONPATH in the unit).
@@ -60,3 +61,19 @@ class RefusedKeys(logging.Filter):
                           "not logged]")
             record.args = ()
         return True
+
+
+class QuietHealthChecks(logging.Filter):
+    """No access line for a health check answered 200: the front asks every instance every few
+    seconds (tens of thousands of lines a day, drowning the requests). An answer other than 200
+    is logged: that is the one an operator looks for."""
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__()
+        self.paths = frozenset(paths)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "uvicorn.access":
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (len(args) >= 5 and args[4] == 200 and str(args[2]).split("?", 1)[0] in self.paths)

@@ -8,14 +8,15 @@ import logging.config
 import sys
 import time
 
+from gateway.services.front import READINESS_PATH
 from gateway.services.registry import rendered
-from in_proxy.log_limits import RefusedKeys
+from in_proxy.log_limits import QuietHealthChecks, RefusedKeys
 from tests.test_files import HOST, table
 
 
-def access(status: int) -> logging.LogRecord:
+def access(status: int, path: str = "/v1/models") -> logging.LogRecord:
     return logging.LogRecord("uvicorn.access", logging.INFO, "h11_impl.py", 1, '%s - "%s %s HTTP/%s" %d',
-                             ("127.0.0.1:5000", "GET", "/v1/models", "1.1", status), None)
+                             ("127.0.0.1:5000", "GET", path, "1.1", status), None)
 
 
 def refusal() -> logging.LogRecord:
@@ -45,12 +46,20 @@ def test_the_next_line_after_the_interval_says_how_many_were_left_out():
     assert keep.filter(record) and "[2 more refusal(s) in the last 0 s not logged]" in record.getMessage()
 
 
+def test_a_health_check_found_ready_leaves_no_line_any_other_answer_does():
+    quiet = QuietHealthChecks(["/health/readiness"])
+    assert not quiet.filter(access(200, "/health/readiness")) and not quiet.filter(access(200, "/health/readiness?x=1"))
+    assert quiet.filter(access(503, "/health/readiness")) and quiet.filter(access(200, "/v1/models"))
+    assert quiet.filter(access(200, "/health/liveliness")) and quiet.filter(refusal())
+
+
 def test_the_rendered_logging_config_puts_the_filter_on_both_loggers_and_ships_the_module(tmp_path):
     from gateway.settings import load
     from tests.test_settings import GOOD_KEY, seed_data
     s = load(seed_data(litellm_master_key=GOOD_KEY)).resolved(2)
     config = json.loads(rendered("logging.json.j2", s, HOST))
-    assert config["loggers"]["uvicorn.access"]["filters"] == ["refused_keys"]
+    assert config["loggers"]["uvicorn.access"]["filters"] == ["quiet_health_checks", "refused_keys"]
+    assert config["filters"]["quiet_health_checks"]["paths"] == [READINESS_PATH]  # what the front asks
     assert config["loggers"]["LiteLLM Proxy"]["filters"] == ["refused_keys"]
     for handler in config["handlers"].values():
         if handler["class"] == "logging.StreamHandler":
@@ -59,8 +68,9 @@ def test_the_rendered_logging_config_puts_the_filter_on_both_loggers_and_ships_t
             handler["filename"] = str(tmp_path / "proxy.log")
     logging.config.dictConfig(config)  # resolves in_proxy.log_limits.RefusedKeys as the proxy does
     try:
-        [keep] = logging.getLogger("uvicorn.access").filters
+        quiet, keep = logging.getLogger("uvicorn.access").filters
         assert isinstance(keep, RefusedKeys) and logging.getLogger("LiteLLM Proxy").filters == [keep]
+        assert isinstance(quiet, QuietHealthChecks)
     finally:
         for name in config["loggers"]:
             logging.getLogger(name).filters.clear()

@@ -261,6 +261,16 @@ def test_proxy_log_lands_in_var_log_and_the_journal(gateway_url, master_key):
     assert marker in ssh("journalctl -u 'litellm@*' --no-pager -o cat")
 
 
+def test_the_fronts_health_checks_leave_no_line_in_the_proxy_log(gateway_url, master_key):
+    """The front asks each instance for its readiness every 3 s: answered 200, no access line."""
+    before = int(ssh("wc -l < /var/log/litellm/proxy.log"))
+    marker = f"quiet-{time.time_ns()}"
+    client(gateway_url, master_key).models.list(extra_query={"marker": marker})
+    time.sleep(7)  # two rounds of the front's checks at least
+    written = ssh(f"tail -n +{before + 1} /var/log/litellm/proxy.log")
+    assert marker in written and "/health/readiness" not in written, written[-3000:]
+
+
 def test_proxy_log_is_rotated_and_the_proxy_writes_on_into_the_new_file(gateway_url, master_key):
     pid = service("MainPID")
     before = f"before-rotation-{time.time_ns()}"
