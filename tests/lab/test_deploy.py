@@ -16,6 +16,7 @@ from gateway.lock import read_lock, release_dir
 from gateway.services.host import HOST_LIB
 from gateway.services.registry import managed_files
 from gateway.settings import load
+from lab import machines
 from lab.fleet import fleet_data, host_entry
 from lab.topology import BACKENDS, MODELS, OLLAMA_PORT, gateway
 from on_host.deadline import wait_until
@@ -384,11 +385,8 @@ def test_a_failing_backend_is_failed_over_to_the_other(gateway_url, master_key):
     """phi3-3.8b is on both backends: with llm1 failing every call, clients still get answers."""
     llm1 = BACKENDS[0]
     double = f"http://{llm1.address}:{OLLAMA_PORT}/_double"
-    behaviour = llm1.root / "etc/ollama-double.json"
-    original = behaviour.read_text()
-    behaviour.write_text(json.dumps({**json.loads(original), "fail": True}))
-    urllib.request.urlopen(urllib.request.Request(f"{double}/reset", data=b"{}"))
-    try:
+    with machines.double_behaviour(llm1, fail=True):
+        urllib.request.urlopen(urllib.request.Request(f"{double}/reset", data=b"{}"))
         answers = [
             client(gateway_url, master_key).chat.completions.create(
                 model="phi3-3.8b", messages=[{"role": "user", "content": "hi"}]
@@ -396,8 +394,6 @@ def test_a_failing_backend_is_failed_over_to_the_other(gateway_url, master_key):
             for _ in range(8)
         ]
         tried = json.loads(urllib.request.urlopen(f"{double}/stats").read())["requests"].get("POST /api/chat", 0)
-    finally:
-        behaviour.write_text(original)
     assert all(answers)
     assert tried > 0  # llm1 really was tried and failed: the answers came by failover
 

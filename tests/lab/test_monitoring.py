@@ -2,6 +2,7 @@
 packages on mon1, watching gw2 and its backends; alerts fire and resolve, and reach the lab's webhook."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -225,28 +226,29 @@ def test_a_stopped_backend_a_lost_model_a_stopped_front_and_rate_limit_store_fir
     resolves (in Prometheus and at the webhook) once the fault is mended."""
     llm1, llm2 = BACKENDS
     lost = MODELS[llm1.models[1]]["tag"]
-    behaviour = llm1.root / "etc/ollama-double.json"
-    original = behaviour.read_text()
+    models = json.loads((llm1.root / "etc/ollama-double.json").read_text())["models"]
     expected = {"BackendDown": {"backend": llm2.name}, "ModelMissing": {"backend": llm1.name, "model": lost},
                 "GatewayNotReady": {"gateway": TEST_GATEWAY.fqdn}, "RateLimitStoreDown": {"host": TEST_GATEWAY.fqdn}}
     wait_for(lambda: not any(firing(n, **labels) for n, labels in expected.items()), 60,
              "no alert firing before the faults", interval=1)
     started = time.time()
     t0 = time.monotonic()
-    try:
-        machines.ssh(llm2, "systemctl stop ollama")
-        behaviour.write_text(json.dumps({**json.loads(original),
-                                         "models": [t for t in json.loads(original)["models"] if t != lost]}))
-        ssh("systemctl stop litellm-front litellm-redis")
-        fired = first_seen(lambda name, labels: firing(name, **labels), expected, DOWN_FOR + 10 * INTERVAL, since=t0)
-        for name in expected:
-            wait_for(lambda name=name: notified(name, "firing", started), 90, f"{name} at the webhook", interval=1)
-        status = fab(tmp_path, "status", monitoring=FAST)
-        assert status.returncode == 1 and all(name in status.stdout for name in expected), status.stdout[-3000:]
-    finally:
-        ssh("systemctl start litellm-redis litellm-front")
-        behaviour.write_text(original)
-        machines.ssh(llm2, "systemctl start ollama")
+    with contextlib.ExitStack() as faults:  # llm1 lacking a model until the end
+        try:
+            machines.ssh(llm2, "systemctl stop ollama")
+            faults.enter_context(machines.double_behaviour(llm1, models=[t for t in models if t != lost]))
+            ssh("systemctl stop litellm-front litellm-redis")
+            fired = first_seen(lambda name, labels: firing(name, **labels), expected, DOWN_FOR + 10 * INTERVAL,
+                               since=t0)
+            for name in expected:
+                wait_for(lambda name=name: notified(name, "firing", started), 90, f"{name} at the webhook",
+                         interval=1)
+            status = fab(tmp_path, "status", monitoring=FAST)
+            assert status.returncode == 1 and all(name in status.stdout for name in expected), \
+                status.stdout[-3000:]
+        finally:
+            ssh("systemctl start litellm-redis litellm-front")
+            machines.ssh(llm2, "systemctl start ollama")
     resolved = first_seen(lambda name, labels: not firing(name, **labels), expected, 10 * INTERVAL)
     for name in expected:
         wait_for(lambda name=name: notified(name, "resolved", started), 90, f"{name} resolved at the webhook",

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.preflight import EXIT_BACKENDS, EXIT_DNS, EXIT_DNS_TEMPORARY, EXIT_SETTINGS
 from gateway.preflight import dns as dns_checks
-from lab import control
+from lab import control, machines
 from lab.dns import DEAD_NAMESERVER
 from lab.fleet import write_inventory
 from lab.topology import BACKENDS, DNS_ADDRESS, MODELS
@@ -103,13 +103,9 @@ def test_cli_exit_codes_tell_failure_classes_apart(dns_cases, tmp_path):
 @pytest.fixture
 def llm2_without_mistral(lab_ready):
     llm2 = BACKENDS[1]
-    behaviour = llm2.root / "etc/ollama-double.json"
-    original = behaviour.read_text()
-    data = json.loads(original)
-    data["models"] = [t for t in data["models"] if t != MODELS["mistral-7b"]["tag"]]
-    behaviour.write_text(json.dumps(data))
-    yield llm2
-    behaviour.write_text(original)
+    models = json.loads((llm2.root / "etc/ollama-double.json").read_text())["models"]
+    with machines.double_behaviour(llm2, models=[t for t in models if t != MODELS["mistral-7b"]["tag"]]):
+        yield llm2
 
 
 def test_backend_lacking_a_model_is_named_with_the_fix(llm2_without_mistral, tmp_path):

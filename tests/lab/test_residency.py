@@ -4,6 +4,7 @@ goes to the backend holding it loaded, never to the other while the holder has a
 more load than one backend runs, the other loads it too, once."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.error
@@ -15,6 +16,7 @@ import pytest
 
 from gateway.services import kept_models
 from in_proxy.residency import POLL_SECONDS
+from lab import machines
 from lab.topology import BACKENDS, GATEWAY_PORT, MODELS, OLLAMA_PORT
 from tests.lab.conftest import TEST_GATEWAY, deploy, serving, ssh, wait_for
 from tests.lab.test_metrics import scrape, total
@@ -44,17 +46,14 @@ def loads(backend) -> int:
 @pytest.fixture(scope="module")
 def residency(first_deploy, deploy_dir):
     """gw2 with residency routing; each backend's memory holds one model, which loads in about a second."""
-    behaviours = {b: b.root / "etc/ollama-double.json" for b in BACKENDS}
-    originals = {b: path.read_text() for b, path in behaviours.items()}
-    for backend, path in behaviours.items():
-        path.write_text(json.dumps({**json.loads(originals[backend]), "vram_mib": 6000, "load_seconds_per_gib": 0.25,
-                                    "token_delay": 0.02}))
-    # A busy holder lets another backend in at 2 requests in flight per worker (8 clients reach it).
-    result = deploy(deploy_dir, litellm_residency_routing=True, litellm_residency_spill=2)
-    assert result.returncode == 0, result.output[-4000:]
-    yield
-    for backend, path in behaviours.items():
-        path.write_text(originals[backend])
+    with contextlib.ExitStack() as little_memory:
+        for backend in BACKENDS:
+            little_memory.enter_context(machines.double_behaviour(backend, vram_mib=6000, load_seconds_per_gib=0.25,
+                                                                  token_delay=0.02))
+        # A busy holder lets another backend in at 2 requests in flight per worker (8 clients reach it).
+        result = deploy(deploy_dir, litellm_residency_routing=True, litellm_residency_spill=2)
+        assert result.returncode == 0, result.output[-4000:]
+        yield
     result = deploy(deploy_dir)
     assert result.returncode == 0, result.output[-4000:]
 
@@ -128,13 +127,18 @@ def kept_on_llm2() -> dict | None:
     return next((m for m in double(LLM2, "/api/ps")["models"] if m["name"] == KEPT_TAG), None)
 
 
+@pytest.fixture
+def roomier_llm2(residency):
+    """llm2's memory holds mistral and phi3 at once."""
+    with machines.double_behaviour(LLM2, vram_mib=12000):
+        yield
+
+
 def test_a_kept_model_is_checked_against_the_backends_memory_loaded_for_ever_and_loaded_back(
-        residency, deploy_dir, master_key):
+        roomier_llm2, deploy_dir, master_key):
     """keep_loaded: refused before any change where it cannot fit; else the keeper on gw2 loads it on
     llm2 at its window for ever, each request keeps it so, and it comes back after an unload; a second
     deploy changes nothing. (The residency fixture's own deploy afterwards removes the keeper.)"""
-    behaviour = LLM2.root / "etc/ollama-double.json"
-    behaviour.write_text(json.dumps({**json.loads(behaviour.read_text()), "vram_mib": 12000}))
     refused = keep_mistral(deploy_dir, 3)
     assert refused.returncode != 0
     [row] = [line for line in refused.output.splitlines() if "backend memory" in line]

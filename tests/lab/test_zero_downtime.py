@@ -2,7 +2,6 @@
 and `fab rollback`, each under steady load from the official OpenAI client, every failure counted."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 from contextlib import contextmanager
@@ -11,7 +10,7 @@ import pytest
 
 from gateway.lock import release_dir
 from gateway.settings import load
-from lab import control
+from lab import control, machines
 from lab.faults import INJECTED, release_does_not_start
 from lab.fleet import fleet_data
 from lab.load import LongStream, SteadyLoad
@@ -45,12 +44,8 @@ def slow_llm2():
     """llm2 streams 400 words at about 7 per second: a completion of 300 tokens runs for 45 s, longer
     than the new instance takes to start and answer on a busy 2-core machine (at 20 per second, 15 s,
     a CI run once saw the stream end before the drain began)."""
-    behaviour = BACKENDS[1].root / "etc/ollama-double.json"
-    original = behaviour.read_text()
-    behaviour.write_text(json.dumps({**json.loads(original), "token_delay": 0.15,
-                                     "reply": " ".join(f"word{i}" for i in range(400))}))
-    yield
-    behaviour.write_text(original)
+    with machines.double_behaviour(BACKENDS[1], token_delay=0.15, reply=" ".join(f"word{i}" for i in range(400))):
+        yield
 
 
 def start_stream_when_the_new_instance_starts(old: str) -> LongStream:
