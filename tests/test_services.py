@@ -104,6 +104,13 @@ def test_every_component_declares_its_rows_its_templates_part_and_what_it_leaves
     assert not {f.path for f in managed_files(off, "gw-a.example.org", '{"version": 1, "keys": {}}\n')} & gone
     on = fleet_settings(0, litellm_tls=None, litellm_tls_ca_dir=str(tmp_path / "ca"))
     assert on.tls and not {front.TLS_PEM, fleet_address.CONFIG} & {p for r in registry.retired(on) for p in r.paths}
+    # A gateway out of the fleet: no Sentinel left voting on the fleet's primary, no firewall of its store.
+    assert {f"/etc/systemd/system/{store.SENTINEL_UNIT}", f"{off.config_dir}/sentinel.conf",
+            f"{off.config_dir}/{store.STORE_RULES}"} <= gone
+    [sentinel] = [r for r in registry.retired(off) if "Sentinel" in r.wanted]
+    assert f"systemctl disable --now {store.SENTINEL_UNIT} 2>/dev/null || true" in sentinel.commands
+    assert f"nft delete table inet {store.STORE_TABLE} 2>/dev/null || true" in sentinel.commands
+    assert not any("Sentinel" in r.wanted for r in registry.retired(on))
 
 
 def test_fab_status_is_told_every_service_but_the_instances_which_it_reports_one_by_one():

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 
 from gateway.services import front
-from gateway.services.base import Change, ManagedFile, Retired, Rows, Service, in_a_fleet
+from gateway.services.base import UNIT_DIR, Change, ManagedFile, Retired, Rows, Service, in_a_fleet
 from gateway.services.host import unit_command
 from gateway.settings import Settings
 
@@ -174,7 +174,16 @@ def rows(r: Rows) -> list[ManagedFile]:
 
 
 def retired(s: Settings) -> list[Retired]:
-    return []
+    """A gateway out of a fleet (or never in one): no Sentinel of the fleet's left running, voting on
+    its primary, nor the firewall of its ports; its Redis serves the Unix socket alone (redis.conf)."""
+    if s.fleet:
+        return []
+    unit, seed, rules = f"{UNIT_DIR}/{SENTINEL_UNIT}", f"{s.config_dir}/sentinel.conf", f"{s.config_dir}/{STORE_RULES}"
+    return [Retired((unit, seed, rules), "No Sentinel nor fleet store firewall is left from a fleet: this gateway "
+                    "is in none",
+                    (f"systemctl disable --now {SENTINEL_UNIT} 2>/dev/null || true",
+                     f"nft delete table inet {STORE_TABLE} 2>/dev/null || true",
+                     f"rm -rf {unit} {seed} {rules} {SENTINEL_DIR}", "systemctl daemon-reload"))]
 
 
 def context(s: Settings) -> dict[str, object]:

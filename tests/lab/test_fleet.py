@@ -583,3 +583,24 @@ def test_the_monitoring_host_watches_the_fleet_over_https(fleet, deploy_dir, tmp
     # The operators' commands reach it over HTTPS with the login, verifying its certificate.
     usage = fab(tmp_path, "usage", "--json", hosts=FLEET, monitoring=watching, **TLS)
     assert usage.returncode == 0 and json.loads(usage.stdout)["prometheus"] == prometheus, usage.stdout + usage.stderr
+
+
+def test_a_gateway_leaving_the_fleet_keeps_no_sentinel_nor_its_firewall_and_serves_on_its_own(fleet, deploy_dir,
+                                                                                               ca_file):
+    """Last: fleet3 deployed on its own (no fleet address): the fleet's Sentinel stopped and gone (it would
+    vote on a primary it no longer shares), the store's firewall table gone, its Redis on the Unix socket;
+    it answers on its own address; a second deploy changes nothing."""
+    leaving = FLEET[-1]
+    alone = {**TLS, "litellm_fleet_address": None, "litellm_fleet_name": None}
+    result = deploy(deploy_dir, hosts=[leaving], **alone)
+    assert result.returncode == 0, result.output[-6000:]
+    assert "No Sentinel nor fleet store firewall is left from a fleet" in result.output
+    assert on(leaving, f"systemctl is-active {store.SENTINEL_UNIT}", check=False).strip() != "active"
+    assert on(leaving, f"ls /etc/systemd/system/{store.SENTINEL_UNIT} {store.SENTINEL_DIR} 2>&1", check=False) \
+        .count("No such file") == 2
+    assert store.STORE_TABLE not in on(leaving, "nft list tables")
+    assert "PONG" in on(leaving, "redis-cli -s /run/litellm-redis/redis.sock ping")
+    sdk = client(f"https://{leaving.address}:{GATEWAY_PORT}/v1", control.fleet_key(), ca_file=ca_file)
+    assert sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}]).choices
+    again = deploy(deploy_dir, hosts=[leaving], **alone)
+    assert again.returncode == 0 and again.changes == 0, again.output[-3000:]
