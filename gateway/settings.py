@@ -196,7 +196,8 @@ DECLARED: tuple[Setting, ...] = (
     # Redis (Unix socket only), so a team's limits hold whatever the count.
     Setting("litellm_workers", "auto", 'uvicorn workers per instance: "auto" (one per CPU, at most 8) or a number'),
     # Router: how requests are spread over the deployments of one model, and how failures count.
-    Setting("litellm_routing_strategy", "least-busy", "how requests are spread over a model's deployments"),
+    Setting("litellm_routing_strategy", "least-busy", "how requests are spread over a model's deployments "
+            "(least-busy: by each worker's own requests in flight)"),
     Setting(
         "litellm_timeout", 30, "seconds a backend call may take, streaming or not", check=Whole(1, 3600)
     ),
