@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [[name, r["loads"], r["evictions"], f"{r['p50_s']:.2f}", f"{r['p95_s']:.2f}",
              f"{r['completions_per_s']:.1f}", f"{r['rarest_p95_s']:.2f}"] for name, r in results.items()]
     print(table(["strategy", "loads", "evictions", "p50 s", "p95 s", "completions/s", "rarest p95 s"], rows))
+    if args.json:
+        args.json.write_text(json.dumps({"requests": args.requests, "clients": CLIENTS, "mix": MIX,
+                                         "backends": [b.name for b in backends],
+                                         "vram_mib": VRAM_MIB, "results": results}, indent=2) + "\n")
     if "least-busy" not in results or "residency" not in results:
         return 0
     base, ours = results["least-busy"], results["residency"]
@@ -138,10 +142,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{base['loads'] / max(ours['loads'], 1):.1f}x fewer (goal >= 5), p95 {ours['p95_s'] / base['p95_s']:.2f} "
           f"(goal <= 0.5), throughput {ours['completions_per_s'] / base['completions_per_s']:.2f}x (goal >= 1.5), "
           f"rarest p95 {ours['rarest_p95_s'] / base['rarest_p95_s']:.2f} (goal <= 1)")
-    if args.json:
-        args.json.write_text(json.dumps({"requests": args.requests, "clients": CLIENTS, "mix": MIX,
-                                         "backends": [b.name for b in backends],
-                                         "vram_mib": VRAM_MIB, "results": results}, indent=2) + "\n")
     return 0
 
 

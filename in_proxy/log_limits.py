@@ -20,6 +20,15 @@ REFUSAL = "user_api_key_auth(): Exception occured"  # LiteLLM's words (sic)
 REFUSED_STATUS = 401
 
 
+def access_line(record: logging.LogRecord) -> tuple[str, object] | None:
+    """(path without its query, status) of a uvicorn.access record (args: client, method, path,
+    HTTP version, status), or None for any other record."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    if record.name != "uvicorn.access" or len(args) < 5:
+        return None
+    return str(args[2]).split("?", 1)[0], args[4]
+
+
 class RefusedKeys(logging.Filter):
     """One line per INTERVAL for each kind of refusal record; the count of those left out in the next."""
 
@@ -34,8 +43,8 @@ class RefusedKeys(logging.Filter):
     def kind(record: logging.LogRecord) -> str | None:
         """Which refusal the record is ("auth" or "access"), or None for any other record."""
         if record.name == "uvicorn.access":
-            args = record.args if isinstance(record.args, tuple) else ()
-            return "access" if len(args) >= 5 and args[4] == REFUSED_STATUS else None
+            access = access_line(record)
+            return "access" if access and access[1] == REFUSED_STATUS else None
         if str(record.name).startswith("LiteLLM") and REFUSAL in str(record.msg):
             return "auth"
         return None
@@ -73,7 +82,5 @@ class QuietHealthChecks(logging.Filter):
         self.paths = frozenset(paths)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name != "uvicorn.access":
-            return True
-        args = record.args if isinstance(record.args, tuple) else ()
-        return not (len(args) >= 5 and args[4] == 200 and str(args[2]).split("?", 1)[0] in self.paths)
+        access = access_line(record)
+        return not (access and access[1] == 200 and access[0] in self.paths)

@@ -181,7 +181,7 @@ class Residency:
         the model Ollama evicts for it, if the backend was full, is gone until `/api/ps` says otherwise)."""
         held = self.loaded.get(api_base)
         if held is not None and not any(same_tag(name, tag) for name in held):
-            if len(held) >= max(self.most[api_base], 1) and self.most[api_base] >= 2:
+            if not self.room(api_base):
                 held.pop(self.victim(api_base), None)
             held[tag] = None
         self.in_flight[api_base] += 1

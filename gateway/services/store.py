@@ -178,7 +178,7 @@ def retired(s: Settings) -> list[Retired]:
     its primary, nor the firewall of its ports; its Redis serves the Unix socket alone (redis.conf)."""
     if s.fleet:
         return []
-    unit, seed, rules = f"{UNIT_DIR}/{SENTINEL_UNIT}", f"{s.config_dir}/sentinel.conf", f"{s.config_dir}/{STORE_RULES}"
+    unit, seed, rules = f"{UNIT_DIR}/{SENTINEL_UNIT}", Limits(s).sentinel_seed, Limits(s).store_rules
     return [Retired((unit, seed, rules), "No Sentinel nor fleet store firewall is left from a fleet: this gateway "
                     "is in none",
                     (f"systemctl disable --now {SENTINEL_UNIT} 2>/dev/null || true",
