@@ -499,6 +499,9 @@ class Metrics:
 # The Prometheus client LiteLLM's callback needs (its [proxy] extra leaves it out): in every lock,
 # so that turning metrics on or off changes no release.
 PROMETHEUS_CLIENT = "prometheus-client==0.23.1"
+# uvicorn's HTTP parser in C (its [standard] extra; LiteLLM's [proxy] extra leaves it out): uvicorn
+# picks it when it is installed, else parses each request and response in Python with h11.
+HTTPTOOLS = "httptools==0.9.0"
 
 
 @dataclass(frozen=True)
@@ -582,7 +585,8 @@ class Settings:
     @property
     def requirements(self) -> str:
         """The pip requirements file of the virtualenv: exact pins only."""
-        return "\n".join([f"litellm[proxy]=={self.version}", *self.extra_requirements, PROMETHEUS_CLIENT]) + "\n"
+        pins = [f"litellm[proxy]=={self.version}", *self.extra_requirements, PROMETHEUS_CLIENT, HTTPTOOLS]
+        return "\n".join(pins) + "\n"
 
     @property
     def deployments(self) -> list[tuple[Model, Backend]]:

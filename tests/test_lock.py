@@ -31,7 +31,7 @@ def test_pins_without_a_lock_stop_the_preflight_naming_the_command():
     report = run_for_data({"gw.example.org": seed_data(litellm_master_key=GOOD_KEY, litellm_version="1.200.0")})
     assert report.exit_code == EXIT_SETTINGS
     [problem] = report.settings_problems["gw.example.org"]
-    pins = "litellm[proxy]==1.200.0 prisma==0.15.0 prometheus-client==0.23.1"
+    pins = "litellm[proxy]==1.200.0 prisma==0.15.0 prometheus-client==0.23.1 httptools==0.9.0"
     assert f"no lock for these pins ({pins})" in problem
     assert "python -m gateway.lock" in problem and "locks/litellm-1.200.0-" in problem
 

@@ -29,7 +29,7 @@ def test_seed_fleet_loads_with_the_seed_defaults():
     assert (s.port, s.routing_strategy, s.timeout, s.num_retries) == (4000, "least-busy", 30, 2)
     assert (s.user, s.uid, s.gid) == ("litellm", 1002, 1002)
     assert (s.venv_dir, s.config_dir, s.log_dir) == ("/opt/litellm", "/etc/litellm", "/var/log/litellm")
-    assert s.requirements == "litellm[proxy]==1.108.7\nprisma==0.15.0\nprometheus-client==0.23.1\n"
+    assert s.requirements == "litellm[proxy]==1.108.7\nprisma==0.15.0\nprometheus-client==0.23.1\nhttptools==0.9.0\n"
     assert s.backends[0].api_base == "http://hx-llm01-server.dev-test.hana-x.ai:11434"
 
 

@@ -20,6 +20,9 @@ def test_one_worker_per_cpu_forked_and_a_redis_reachable_by_the_service_user_onl
     own, *workers = [line.strip() for line in lines.strip().splitlines()]
     assert len(workers) == min(cpus, 8) and all(w == own for w in workers), lines
     assert own.startswith("/opt/litellm/releases/") and "/in_proxy/serve.py --config " in own, own
+    # uvicorn parses HTTP with httptools (in the lock), not h11 in Python: each worker has it loaded.
+    for worker in ssh(f"cat /proc/{parent}/task/*/children").split():
+        assert "httptools/parser/parser" in ssh(f"cat /proc/{worker}/maps"), worker
     # A fork copies only the forking thread: the parent runs no other, and its workers die with it.
     assert ssh(f"ls /proc/{parent}/task").split() == [parent], ssh(f"grep . /proc/{parent}/task/*/comm")
     assert ssh("systemctl is-active litellm-redis.service").strip() == "active"
