@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                     - median(by_name[f"p50 direct to Ollama double, {c} client(s)"]) for c in cost.CLIENTS}
     rate = median(by_name[f"requests/s through the gateway, {max(cost.CLIENTS)} client(s)"])
     cpu = median(by_name["CPU per request of the instance, through the gateway"])
+    memory = median(by_name["memory of the instance (PSS of its processes), after the run"])
     by_name.update({f.name: f for f in first_token})
     first_token_added = (median(by_name["time to first token p50 through the gateway, 1 client(s)"])
                          - median(by_name["time to first token p50 direct to Ollama double, 1 client(s)"]))
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         ("CPU per request of the instance (ms)", cpu, cost.GOALS["CPU per request of the instance (ms)"]),
         ("time to first token added, p50, 1 client (ms)", first_token_added,
          cost.GOALS["time to first token added, p50, 1 client (ms)"]),
+        ("memory of the instance (MiB)", memory, cost.GOALS["memory of the instance (MiB)"]),
         ("context check: p50 with it on - off (ms)", median(context[0]) - median(context[2]), 5.0),
         *([("metrics callback: p50 with it on - off (ms)", median(metrics[0]) - median(metrics[2]), 5.0)]
           if metrics else []),

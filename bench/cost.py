@@ -27,8 +27,10 @@ CLIENTS = (1, 10)
 # What the gateway should cost on this 2-core machine, with everything it promises on: its added p50
 # at one client, its throughput at ten (three times the ~80/s LiteLLM's defaults reach here) and the
 # instance's CPU per request (a third of their ~20 ms).
+# Its memory stays at or under the 1.1 GiB one instance held then.
 GOALS = {"p50 overhead, 1 client (ms)": 5.0, "requests/s through the gateway, 10 clients": 240.0,
-         "CPU per request of the instance (ms)": 6.7, "time to first token added, p50, 1 client (ms)": 5.0}
+         "CPU per request of the instance (ms)": 6.7, "time to first token added, p50, 1 client (ms)": 5.0,
+         "memory of the instance (MiB)": 1126.0}
 # Streaming: the double waits this long before each token, as a model generating ~50 tokens/s does,
 # and answers this many: the time to the first token is then the backend's plus what the path adds.
 TOKEN_DELAY = 0.02
@@ -52,6 +54,24 @@ for pid in os.listdir("/proc"):
     if pid == main or fields[1] == main:
         ticks += int(fields[11]) + int(fields[12])
 print(ticks, os.sysconf("SC_CLK_TCK"))
+"""
+# The same processes' memory: the sum of their proportional set sizes in KiB, pages the forked
+# workers share with their parent counted once.
+MEMORY_SCRIPT = """
+import os, subprocess, sys
+main = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", sys.argv[1]],
+                      capture_output=True, text=True).stdout.strip()
+kib = 0
+for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+        continue
+    try:
+        parent = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
+        if pid == main or parent == main:
+            kib += sum(int(line.split()[1]) for line in open(f"/proc/{pid}/smaps_rollup") if line.startswith("Pss:"))
+    except OSError:
+        continue
+print(kib)
 """
 
 
@@ -158,6 +178,10 @@ def serving_port(host: LabHost) -> int:
 def cpu_seconds(host: LabHost, unit: str) -> float:
     ticks, per_second = machines.ssh(host, f"python3 -c '{CPU_SCRIPT}' {unit}").stdout.split()
     return int(ticks) / int(per_second)
+
+
+def memory_mib(host: LabHost, unit: str) -> float:
+    return int(machines.ssh(host, f"python3 -c '{MEMORY_SCRIPT}' {unit}").stdout) / 1024
 
 
 def paths(host: LabHost, port: int) -> list[Route]:
@@ -310,6 +334,7 @@ def cost_per_request(host: LabHost, requests: int, runs: int, figure) -> tuple[l
                 if way.name != ways[0].name and clients == max(CLIENTS):
                     used = cpu_seconds(host, unit) - before
                     sample(f"CPU per request of the instance, {way.name}", "ms", 1000 * used / requests)
+        sample("memory of the instance (PSS of its processes), after the run", "MiB", memory_mib(host, unit))
     # Where a worker's time goes, under 10 clients through the front.
     load_seconds = 5.0
     stop = threading.Event()

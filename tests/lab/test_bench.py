@@ -38,6 +38,7 @@ def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(
                  "requests/s direct to Ollama double, 10 client(s)", "requests/s through the gateway, 10 client(s)",
                  "CPU per request of the instance, the instance directly",
                  "CPU per request of the instance, through the gateway",
+                 "memory of the instance (PSS of its processes), after the run",
                  "time to first token p50 through the gateway, 1 client(s)",
                  "time to first token p95 direct to Ollama double, 1 client(s)",
                  "requests/s through the gateway, 1 worker(s) (seed)",
@@ -61,7 +62,8 @@ def test_a_smoke_run_prints_every_figure_and_comparison_and_writes_them_as_json(
     assert len(failed) == 2 and set(failed.values()) == {0}, failed
     assert figures["failed requests: plain systemctl restart (for comparison)"]["median"] > 0
     assert "time to first token added, p50, 1 client (ms)" in report["comparisons"]
-    assert len(report["comparisons"]) == 16  # a real run adds the metrics callback's, the fleet's first deploys
+    assert 100 < report["comparisons"]["memory of the instance (MiB)"]["value"] < 4096
+    assert len(report["comparisons"]) == 17  # a real run adds the metrics callback's, the fleet's first deploys
     # Where a worker's main thread spends its time, beside the figures: py-spy's top frames.
     profile = report_file.with_suffix(".profile.txt").read_text()
     assert "top 15 frames by inclusive time" in profile and profile in result.stdout, profile
