@@ -104,7 +104,8 @@ def is_release(path: str | None) -> bool:
 
 def inputs_digest(paths: list[str]) -> str:
     """What an instance reads at start (config, env file, hook, unit...), as one SHA-256: recorded
-    beside its slot when it takes over, so a deploy can tell files on disk it does not serve yet."""
+    beside its slot as it starts (on_host/started_with.py, its unit's ExecStartPre), so a deploy can
+    tell files on disk it does not serve yet."""
     digest = hashlib.sha256()
     for path in sorted(paths):
         try:
@@ -257,7 +258,6 @@ class Switch:
         before = target(self.instances[idle]["slot"])
         relink(self.instances[idle]["slot"], release)
         since = time.time()
-        started_with = inputs_digest(self.args.inputs)
         systemctl("reset-failed", idle_unit)
         try:
             started = start(idle_unit)
@@ -278,7 +278,6 @@ class Switch:
             kept = f"traffic stays on {self.unit(serving)}" if serving else "nothing was serving"
             raise SwitchFailed(f"{error}; {idle_unit} stopped, {kept}") from None
         systemctl("enable", "--quiet", idle_unit)
-        record_inputs(self.instances[idle]["slot"], started_with)
         print(f"ok   the front sends new requests to {idle_unit}")
         if serving:
             print(f"ok   {self.unit(serving)} {self.drain(serving)}; stopping")

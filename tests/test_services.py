@@ -169,3 +169,35 @@ def test_the_releases_checks_of_the_config_and_hook_find_the_modules_the_hook_im
     rows = [f.path for f in managed_files(s, "gw-a.example.org", '{"version": 1, "keys": {}}\n')]
     hook_row = rows.index(f"{s.config_dir}/gateway_auth.py")
     assert all(rows.index(f"{HOST_LIB}/{source}") < hook_row for source in imported)
+
+
+def test_each_instance_start_records_the_digest_of_exactly_the_files_the_deploy_compares(tmp_path):
+    """The unit's ExecStartPre (as root) names the files a switch-over compares, itself included, and
+    writes their digest beside the slot: whoever starts an instance, the record is what it read."""
+    import shlex
+    import subprocess
+    import sys
+
+    from on_host.switch import inputs_digest, recorded_inputs
+
+    s = single()
+    rows = managed_files(s, "gw-a.example.org", '{"version": 1, "keys": {}}\n')
+    unit = next(f for f in rows if f.name == proxy.SERVICE.unit)
+    [line] = [x for x in unit.content.decode().splitlines() if x.startswith("ExecStartPre=")]
+    assert line.startswith("ExecStartPre=+/usr/bin/env PYTHONPATH=/usr/local/lib/litellm-gateway /usr/bin/python3 "
+                           "-m on_host.started_with "), line
+    slot, *named = shlex.split(line.split(" -m on_host.started_with ", 1)[1])
+    assert slot == f"{s.slots_dir}/%i"
+    assert tuple(named) == proxy.inputs(rows) and unit.path in named
+    # Run as the unit runs it, on copies of those files here (with the digest of their real paths).
+    files = [tmp_path / f"f{i}" for i in range(len(named))]
+    for i, f in enumerate(files):
+        f.write_text(f"content {i}\n")
+    here = tmp_path / "slots" / "4001"
+    here.parent.mkdir()
+    done = subprocess.run([sys.executable, "-m", "on_host.started_with", str(here), *map(str, files)],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert recorded_inputs(str(here)) == inputs_digest([str(f) for f in files])
+    files[0].write_text("edited by hand\n")
+    assert recorded_inputs(str(here)) != inputs_digest([str(f) for f in files])

@@ -113,8 +113,12 @@ class Rows:
 
     def unit(self, service: Service) -> ManagedFile:
         """The service's unit: a change of it reaches the service itself."""
-        return self.system(f"{UNIT_DIR}/{service.unit}", *self.template(f"{service.unit}.j2"),
+        return self.system(unit_path(service), *self.template(f"{service.unit}.j2"),
                            "is installed, hardened", restarts=(service.unit,))
+
+
+def unit_path(service: Service) -> str:
+    return f"{UNIT_DIR}/{service.unit}"
 
 
 RowsOf = Callable[[Rows], list[ManagedFile]]

@@ -7,8 +7,8 @@ import hashlib
 import shlex
 
 from gateway.lock import release_dir
-from gateway.services.base import Change, ManagedFile, Retired, Rows, Service, shipped
-from gateway.services.host import HOST_LIB, installed_path
+from gateway.services.base import Change, ManagedFile, Retired, Rows, Service, shipped, unit_path
+from gateway.services.host import HOST_LIB, installed_path, unit_command
 from gateway.settings import Settings
 
 INSTANCE_TEMPLATE = "litellm@.service"
@@ -25,6 +25,7 @@ HOOK_MODULE, HOOK_AUTH, HOOK_LIMITS = "gateway_auth", "user_api_key_auth", "requ
 HOOK = {"module": HOOK_MODULE, "auth": HOOK_AUTH, "limits": HOOK_LIMITS,
         "previous_key_var": "LITELLM_PREVIOUS_MASTER_KEY_SHA256"}
 AUTH_HOOK = f"{HOOK_MODULE}.py"
+LOGGING, CONFIG = "logging.json", "config.yaml"  # in the config directory
 _HOOK_CHECK = (
     "import importlib.machinery, importlib.util, sys\n"
     f"loader = importlib.machinery.SourceFileLoader({HOOK_MODULE!r}, sys.argv[1])\n"
@@ -74,20 +75,32 @@ def rows(r: Rows) -> list[ManagedFile]:
         # The proxy's entry point and its logging filter (logging.json), beside on_host/ on its PYTHONPATH.
         *(r.system(installed_path(source), *shipped(source), "is installed for the proxy's start and logging",
                    restarts=unit) for source in IN_PROXY_SOURCES),
-        r.readable("logging.json", *r.template("logging.json.j2"),
+        r.readable(LOGGING, *r.template("logging.json.j2"),
                    f"sends the proxy's log to the journal and {s.log_dir}/proxy.log", restarts=unit),
         # Checked by the installed LiteLLM's Python before it replaces the live hook.
         r.readable(AUTH_HOOK, *shipped(f"in_proxy/{AUTH_HOOK}"), "lets the master key and team keys in, any other key "
                    "gets 401", validate=hook_check_command(s, "{path}"), restarts=unit),
         # Staged and checked by the installed LiteLLM before it replaces the config in place: a
         # config it refuses never reaches the disk the service (or its next restart) reads.
-        r.readable("config.yaml", *r.template("config.yaml.j2"),
+        r.readable(CONFIG, *r.template("config.yaml.j2"),
                    "holds the rendered model list and router settings, accepted by LiteLLM",
                    validate=validate_command(s, "{path}"), restarts=unit),
         ManagedFile(s.env_file, env_source, "root", "root", "600", "holds the master key and runtime settings",
                     env.encode(), secret=True, restarts=unit),
         r.unit(SERVICE),
     ]
+
+
+def read_at_start(s: Settings) -> tuple[str, ...]:
+    """The paths of rows() an instance reads at start, in its order, for its unit to name (it is
+    rendered within rows(); tests/test_services.py holds the two lists equal)."""
+    return (*(installed_path(source) for source in IN_PROXY_SOURCES),
+            *(f"{s.config_dir}/{name}" for name in (LOGGING, AUTH_HOOK, CONFIG)), s.env_file, unit_path(SERVICE))
+
+
+def started_with(s: Settings) -> str:
+    """The unit's ExecStartPre: each start records the digest of what it reads (on_host/started_with.py)."""
+    return unit_command("started_with", f"{s.slots_dir}/%i", *read_at_start(s))
 
 
 def inputs(files: list[ManagedFile]) -> tuple[str, ...]:
@@ -101,7 +114,8 @@ def retired(s: Settings) -> list[Retired]:
 
 def context(s: Settings) -> dict[str, object]:
     previous = s.previous_master_key
-    return {"hook": HOOK, "previous_key_sha256": hashlib.sha256(previous.encode()).hexdigest() if previous else None}
+    return {"hook": HOOK, "previous_key_sha256": hashlib.sha256(previous.encode()).hexdigest() if previous else None,
+            "started_with": started_with(s)}
 
 
 def layout(s: Settings) -> dict[str, object]:

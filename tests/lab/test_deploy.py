@@ -75,6 +75,26 @@ def test_second_deploy_changes_nothing(first_deploy, deploy_dir):
     assert service("MainPID") == pid
 
 
+def test_an_instance_restarted_onto_a_hand_edit_is_switched_away_from_once_the_file_is_put_back(first_deploy,
+                                                                                                deploy_dir):
+    """Whoever starts an instance, its unit records what that start read (ExecStartPre): the hook edited
+    by hand and the serving instance restarted onto it, the deploy puts the file back and switches
+    over to an instance that read it as deployed. Without that record the deploy found the files on
+    disk as its last switch-over had left them and kept the hand-edited code serving."""
+    hook = "/etc/litellm/gateway_auth.py"
+    edited = serving()
+    ssh(f"echo '# edited by hand' >> {hook} && systemctl restart {edited}")
+    wait_until_ready()
+    result = deploy(deploy_dir)
+    assert result.returncode == 0, result.output[-3000:]
+    assert f"takes over from {edited}" in result.output and "already serves" not in result.output, result.output[-3000:]
+    assert serving() != edited and "edited by hand" not in ssh(f"cat {hook}")
+    pid = service("MainPID")
+    again = deploy(deploy_dir)
+    assert again.returncode == 0 and again.changes == 0, again.output[-3000:]
+    assert service("MainPID") == pid
+
+
 def test_a_worker_busy_longer_than_uvicorns_default_health_check_is_not_killed(first_deploy):
     """uvicorn kills a worker that does not answer its health ping within 5 s by default: on a busy
     host a new worker still starting (or one serving, stalled) is killed and the instance never comes
