@@ -38,40 +38,24 @@ STREAM_TOKENS = 4
 PROFILE_FRAMES = 15
 PY_SPY = Path(sys.executable).parent / "py-spy"
 # The serving instance's processes (its main process and the workers it forked): user + system
-# time in clock ticks, and the ticks per second; run with the gateway host's python3.
-CPU_SCRIPT = """
+# time in clock ticks, the ticks per second, and the sum of their proportional set sizes in KiB
+# (pages the forked workers share with their parent counted once); run with the host's python3.
+USAGE_SCRIPT = """
 import os, subprocess, sys
 main = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", sys.argv[1]],
                       capture_output=True, text=True).stdout.strip()
-ticks = 0
+ticks = kib = 0
 for pid in os.listdir("/proc"):
     if not pid.isdigit():
         continue
     try:
         fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    except OSError:
-        continue
-    if pid == main or fields[1] == main:
-        ticks += int(fields[11]) + int(fields[12])
-print(ticks, os.sysconf("SC_CLK_TCK"))
-"""
-# The same processes' memory: the sum of their proportional set sizes in KiB, pages the forked
-# workers share with their parent counted once.
-MEMORY_SCRIPT = """
-import os, subprocess, sys
-main = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", sys.argv[1]],
-                      capture_output=True, text=True).stdout.strip()
-kib = 0
-for pid in os.listdir("/proc"):
-    if not pid.isdigit():
-        continue
-    try:
-        parent = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
-        if pid == main or parent == main:
+        if pid == main or fields[1] == main:
+            ticks += int(fields[11]) + int(fields[12])
             kib += sum(int(line.split()[1]) for line in open(f"/proc/{pid}/smaps_rollup") if line.startswith("Pss:"))
     except OSError:
         continue
-print(kib)
+print(ticks, os.sysconf("SC_CLK_TCK"), kib)
 """
 
 
@@ -175,14 +159,10 @@ def serving_port(host: LabHost) -> int:
     return int(_serving(host).split("@", 1)[1].split(".", 1)[0])
 
 
-def cpu_seconds(host: LabHost, unit: str) -> float:
-    ticks, per_second = machines.ssh(host, f"python3 -c '{CPU_SCRIPT}' {unit}").stdout.split()
-    return int(ticks) / int(per_second)
-
-
-def memory_mib(host: LabHost, unit: str) -> float:
-    return int(machines.ssh(host, f"python3 -c '{MEMORY_SCRIPT}' {unit}").stdout) / 1024
-
+def usage(host: LabHost, unit: str) -> tuple[float, float]:
+    """The instance's CPU seconds so far and its memory now (MiB)."""
+    ticks, per_second, kib = machines.ssh(host, f"python3 -c '{USAGE_SCRIPT}' {unit}").stdout.split()
+    return int(ticks) / int(per_second), int(kib) / 1024
 
 def paths(host: LabHost, port: int) -> list[Route]:
     """The double that serves mistral-7b alone (every gateway call lands on it), the serving
@@ -326,15 +306,15 @@ def cost_per_request(host: LabHost, requests: int, runs: int, figure) -> tuple[l
     for _ in range(runs):
         for clients in CLIENTS:
             for way in ways:
-                before = cpu_seconds(host, unit) if way.name != ways[0].name else 0.0
+                before = usage(host, unit)[0] if way.name != ways[0].name else 0.0
                 times, seconds = callers[way.name].run(requests, clients)
                 sample(f"p50 {way.name}, {clients} client(s)", "ms", percentile(times, 50))
                 sample(f"p95 {way.name}, {clients} client(s)", "ms", percentile(times, 95))
                 sample(f"requests/s {way.name}, {clients} client(s)", "req/s", requests / seconds)
                 if way.name != ways[0].name and clients == max(CLIENTS):
-                    used = cpu_seconds(host, unit) - before
+                    used = usage(host, unit)[0] - before
                     sample(f"CPU per request of the instance, {way.name}", "ms", 1000 * used / requests)
-        sample("memory of the instance (PSS of its processes), after the run", "MiB", memory_mib(host, unit))
+        sample("memory of the instance (PSS of its processes), after the run", "MiB", usage(host, unit)[1])
     # Where a worker's time goes, under 10 clients through the front.
     load_seconds = 5.0
     stop = threading.Event()

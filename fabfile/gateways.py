@@ -15,9 +15,7 @@ from gateway.commands import smoke_command, switch_command
 from gateway.remote import Gateway, on_each
 from gateway.roll import NotPutBack, stays_drained, take_turn
 from gateway.services.host import HOST_LIB
-from gateway.services.proxy import inputs as instance_inputs
 from gateway.services.proxy import instance_host, validate_command
-from gateway.services.registry import managed_files
 from gateway.ssh_trust import HostKeyRefused
 from gateway.usage import DURATION
 
@@ -136,9 +134,8 @@ def _switch(g: Gateway, release: str, done: str, ready_timeout: int, check_confi
                 if not ok:
                     raise Exit(f"{g.name}: config is invalid ({detail}); nothing changed, "
                                f"the serving instance keeps serving. Roll stopped; not done: {left}", code=1)
-            inputs = instance_inputs(managed_files(g.settings.resolved(1), g.name, issue=False))
             steps = _Prefixed(f"{g.name}: ")
-            result = g.run(connection, switch_command(g.settings, release, int(ready_timeout), f"fab {done}", inputs),
+            result = g.run(connection, switch_command(g.settings, release, int(ready_timeout), f"fab {done}"),
                            out_stream=steps)
             steps.flush()
             if not result.ok:

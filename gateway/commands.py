@@ -64,7 +64,8 @@ def switch_command(settings: Settings, release: str, ready_timeout: int, why: st
     release directory, or `same` / `previous`: what serves now / what served before), let it take
     the traffic only once it answered a completion, then drain and stop the one serving.
     `unless_serving`: only ask whether the serving instance already runs `release` with `inputs` as
-    they are on disk (exit 0) or a switch-over is due (exit 3)."""
+    they are on disk (exit 0) or a switch-over is due (exit 3); each start records its own inputs
+    (on_host/started_with.py), so a switch-over itself needs none."""
     expected = sorted({model.name for model, _ in settings.deployments})
     return on_host("switch", "--layout", layout(settings), "--release", release, "--why", why,
                    "--key-env-file", settings.env_file, "--ready-timeout", str(ready_timeout),

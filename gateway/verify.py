@@ -48,7 +48,7 @@ def switch_over(settings: Settings, release: str, why: str, inputs: tuple[str, .
         return not current
 
     def change() -> None:
-        _switch_and_verify(settings, release, why, inputs)
+        _switch_and_verify(settings, release, why)
 
     if roll:
         from gateway.rolling import in_turn  # pyinfra's state: only inside a deploy
@@ -62,8 +62,8 @@ def switch_over(settings: Settings, release: str, why: str, inputs: tuple[str, .
         verify_gateway(settings)
 
 
-def _switch_and_verify(settings: Settings, release: str, why: str, inputs: tuple[str, ...]) -> None:
-    ok, report = _run(switch_command(settings, release, READY_TIMEOUT, why, inputs))
+def _switch_and_verify(settings: Settings, release: str, why: str) -> None:
+    ok, report = _run(switch_command(settings, release, READY_TIMEOUT, why))
     if not ok:
         host.log(f"switch-over refused, nothing changed for clients:\n{report}", log_func=logger.error)
         failed = [line for line in report.splitlines() if line.startswith("FAIL")]

@@ -326,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-timeout", type=float, default=180)
     parser.add_argument("--drain-timeout", type=float, default=300)
     parser.add_argument("--keep", type=int, default=3)
-    parser.add_argument("--inputs", nargs="*", default=[], help="the files an instance reads at start")
+    parser.add_argument("--inputs", nargs="*", default=[],
+                        help="with --unless-serving: the files an instance reads at start")
     parser.add_argument("--unless-serving", action="store_true",
                         help=f"only check: exit 0 when the serving instance already runs --release with the "
                              f"--inputs as they are on disk and answers, {NOT_SERVING} when a switch-over is due")

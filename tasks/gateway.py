@@ -35,7 +35,7 @@ present = host.get_fact(ManagedFiles, paths=tuple(f.path for f in table if not f
                         + tuple(path for gone in retired for path in gone.paths))
 answered = host.get_fact(ProxyAnswers, url=s.local_url, trust=front_trust(s))  # before this run changed anything
 instances = host.get_fact(Instances, ports=s.instance_ports, slots_dir=s.slots_dir,
-                          legacy_unit=proxy.LEGACY_UNIT, venv_dir=s.venv_dir, inputs=proxy.inputs(table))
+                          legacy_unit=proxy.LEGACY_UNIT, venv_dir=s.venv_dir, inputs=proxy.read_at_start(s))
 
 lock, _ = read_lock(s.requirements)  # the preflight refused a run without it
 release = release_dir(s)
@@ -91,7 +91,7 @@ def switch_over_proxy() -> None:
         settings=s,
         release=release,
         why="deploy",
-        inputs=proxy.inputs(table),
+        inputs=proxy.read_at_start(s),
         # A fleet gateway that serves changes in its turn, drained from the fleet; a first start does not wait.
         roll=bool(s.fleet) and instances["serving"] is not None,
         _if=lambda: due or changed(),

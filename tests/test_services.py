@@ -188,7 +188,8 @@ def test_each_instance_start_records_the_digest_of_exactly_the_files_the_deploy_
                            "-m on_host.started_with "), line
     slot, *named = shlex.split(line.split(" -m on_host.started_with ", 1)[1])
     assert slot == f"{s.slots_dir}/%i"
-    assert tuple(named) == proxy.inputs(rows) and unit.path in named
+    assert tuple(named) == proxy.read_at_start(s) and unit.path in named
+    assert sorted(named) == sorted(f.path for f in rows if proxy.SERVICE.unit in f.restarts)
     # Run as the unit runs it, on copies of those files here (with the digest of their real paths).
     files = [tmp_path / f"f{i}" for i in range(len(named))]
     for i, f in enumerate(files):

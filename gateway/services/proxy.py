@@ -92,8 +92,9 @@ def rows(r: Rows) -> list[ManagedFile]:
 
 
 def read_at_start(s: Settings) -> tuple[str, ...]:
-    """The paths of rows() an instance reads at start, in its order, for its unit to name (it is
-    rendered within rows(); tests/test_services.py holds the two lists equal)."""
+    """The files an instance reads at start: what its unit records as each start begins and what
+    the deploy compares with that record (the rows above marked to restart it, as
+    tests/test_services.py holds)."""
     return (*(installed_path(source) for source in IN_PROXY_SOURCES),
             *(f"{s.config_dir}/{name}" for name in (LOGGING, AUTH_HOOK, CONFIG)), s.env_file, unit_path(SERVICE))
 
@@ -101,11 +102,6 @@ def read_at_start(s: Settings) -> tuple[str, ...]:
 def started_with(s: Settings) -> str:
     """The unit's ExecStartPre: each start records the digest of what it reads (on_host/started_with.py)."""
     return unit_command("started_with", f"{s.slots_dir}/%i", *read_at_start(s))
-
-
-def inputs(files: list[ManagedFile]) -> tuple[str, ...]:
-    """The files an instance reads at start: what a switch-over records it started with."""
-    return tuple(f.path for f in files if SERVICE.unit in f.restarts)
 
 
 def retired(s: Settings) -> list[Retired]:
